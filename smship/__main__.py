@@ -1,0 +1,3 @@
+from smship.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""The ``smship`` program: an Invoke Program over smship's own commands."""
+
+from __future__ import annotations
+
+import inspect
+
+from invoke import Collection, Program
+
+from smship import __version__
+from smship.tasks.base import not_built
+
+DESCRIPTION = """\
+smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
+own hosts over SSH: provision, deploy with migrations first and a health-gated
+rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
+"""
+
+
+def build_namespace() -> Collection:
+    ns = Collection()
+    for name, summary in (
+        ("provision", "Install and configure every host's roles"),
+        ("deploy", "Build, ship, migrate once, and roll the web tier with health gates"),
+        ("rollback", "Switch every host back to the previous release"),
+        ("releases", "List releases on each host and which one is live"),
+        ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
+        ("check", "Run the production checklist against the inventory and live hosts"),
+        ("status", "Show each host's release, units and health"),
+        ("logs", "Stream the app's journals from every host"),
+    ):
+        ns.add_task(not_built(name, summary))
+    return ns
+
+
+class SmshipProgram(Program):
+    """Invoke's Program with smship's command line shape.
+
+    Users type ``smship lab up`` and ``smship deploy --help``; Invoke wants
+    ``lab.up`` and ``--help deploy`` (a required positional would otherwise
+    swallow ``--help`` as its value), so argv is rewritten before parsing.
+    """
+
+    def normalize_argv(self, argv) -> None:
+        super().normalize_argv(argv)
+        self.argv = rewrite_argv(self.argv, self.namespace)
+
+    def print_task_help(self, name: str) -> None:
+        ctx = self.parser.contexts[name]
+        positional = " ".join(arg.name.upper() for arg in ctx.positional_args)
+        print(f"Usage: {self.binary} {name.replace('.', ' ')} {positional} [options]".replace("  ", " "))
+        print("")
+        doc = inspect.getdoc(self.collection[name]) or ""
+        for line in doc.splitlines():
+            print(f"  {line}" if line.strip() else "")
+        print("\nOptions:")
+        self.print_columns(ctx.help_tuples())
+
+    def print_help(self) -> None:
+        print(f"Usage: {self.binary} COMMAND ENV [options]\n")
+        print(DESCRIPTION)
+        self.list_tasks()
+        print(f"Run '{self.binary} COMMAND --help' for a command's options; "
+              f"'{self.binary} --version' prints the version.")
+
+
+program = SmshipProgram(namespace=build_namespace(), version=__version__, name="smship", binary="smship")
+
+
+def rewrite_argv(argv: list[str], namespace: Collection) -> list[str]:
+    """``smship lab up -h`` → ``smship --help lab.up``; other argv unchanged."""
+    binary, *rest = argv
+    if len(rest) >= 2 and rest[0] in namespace.collections and not rest[1].startswith("-"):
+        rest = [f"{rest[0]}.{rest[1]}", *rest[2:]]
+    if rest and not rest[0].startswith("-") and any(a in ("-h", "--help") for a in rest[1:]):
+        return [binary, "--help", rest[0]]
+    return [binary, *rest]
+
+
+def main() -> None:
+    program.run()

@@ -1,0 +1,58 @@
+"""Commands as data.
+
+Builders all over smship return :class:`Command` values instead of strings so
+that quoting happens in exactly one place and tests can inspect what would
+run without any host.  Every argument is quoted with :func:`shlex.quote`, so a
+value that came from the inventory can never become shell syntax.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Command:
+    """One remote command: an argv, optionally run as another user.
+
+    ``stdin`` carries data that must not appear on a command line (secrets,
+    file contents); it is streamed to the remote process.
+    """
+
+    argv: tuple[str, ...]
+    sudo: bool = False
+    user: str | None = None
+    stdin: bytes | None = field(default=None, repr=False, compare=False)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("a command needs at least one argument")
+
+    def line(self) -> str:
+        """The shell line, without any sudo wrapper (the SSH layer adds it)."""
+        return shlex.join(self.argv)
+
+    def __str__(self) -> str:
+        return self.description or self.line()
+
+
+def cmd(*argv: str | int, sudo: bool = False, user: str | None = None,
+        stdin: bytes | None = None, description: str = "") -> Command:
+    """Build a :class:`Command` from arguments; numbers are turned into text."""
+    return Command(tuple(str(a) for a in argv), sudo=sudo, user=user,
+                   stdin=stdin, description=description)
+
+
+def script(body: str, *, sudo: bool = False, user: str | None = None,
+           stdin: bytes | None = None, description: str = "",
+           args: Iterable[str] = ()) -> Command:
+    """A small POSIX shell script run as ``sh -c BODY smship ARGS...``.
+
+    Values must reach the script as positional arguments (``"$1"``), never
+    by formatting them into ``body``; that keeps inventory values data.
+    """
+    return Command(("sh", "-c", body, "smship", *args), sudo=sudo, user=user,
+                   stdin=stdin, description=description)

@@ -1,0 +1,446 @@
+"""The inventory: one YAML file describing the app and its environments.
+
+Everything here is checked before smship opens any connection.  Errors name
+the file, the line where it is known, the field path and the reason, one
+problem per line, so a typo costs seconds rather than a half-applied deploy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+
+Role = Literal["web", "worker", "beat", "db", "lb"]
+ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}$")
+_DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.IGNORECASE)
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_JUMP = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?$")
+_PERCENT = re.compile(r"^(\d{1,3})%$")
+
+# Secret values must come from a secrets backend, never from the plain env
+# map that is printed by --check --diff and kept in version control.
+SECRET_KEYS = frozenset({"SM_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"})
+
+
+class InventoryError(Exception):
+    """A bad inventory: each entry of ``problems`` is one printable line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class FieldProblem(ValueError):
+    """A cross-field rule that points below the model that checked it.
+
+    Pydantic reports a model validator's error at the model; ``subpath``
+    lets the message name the exact field (``hosts[3].roles``) instead.
+    """
+
+    def __init__(self, subpath: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.subpath = subpath
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _local_path(value: Any, info: ValidationInfo) -> Any:
+    """Expand ``~`` and make relative paths relative to the inventory file."""
+    if value is None:
+        return None
+    path = Path(str(value)).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+def check_address(value: str) -> str:
+    """An IP address or a DNS name; anything else is refused."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if len(value) > 253 or not _DNS_NAME.match(value) or value.replace(".", "").isdigit():
+        raise ValueError(f"{value!r} is not an IP address or host name")
+    return value
+
+
+class App(_Model):
+    name: str = Field(description="Names the app user, /srv/<name> and the units.")
+    source: Path = Field(default=Path("."), description="The app's workspace.")
+    python: str = "/usr/bin/python3"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _APP_NAME.match(value):
+            raise ValueError("must be lower case letters, digits and '-', starting with a letter (at most 31)")
+        return value
+
+    _source = field_validator("source", mode="before")(_local_path)
+
+
+class SSH(_Model):
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    known_hosts: Path | None = None
+    accept_unknown_hosts: bool = False
+    config: Path | None = None
+    identity: Path | None = None
+    connect_timeout: float = Field(default=10, gt=0, le=300)
+    parallel: int = Field(default=10, ge=1, le=200)
+
+    _paths = field_validator("known_hosts", "config", "identity", mode="before")(_local_path)
+
+
+class TLS(_Model):
+    source: Literal["files", "self-signed"] = "files"
+    certificate: Path | None = None
+    key: Path | None = None
+
+    _paths = field_validator("certificate", "key", mode="before")(_local_path)
+
+    @model_validator(mode="after")
+    def _files_named(self) -> "TLS":
+        if self.source == "files":
+            for name in ("certificate", "key"):
+                if getattr(self, name) is None:
+                    raise FieldProblem((name,), "required when source is 'files'")
+        return self
+
+
+class Health(_Model):
+    live: str = "/health/live"
+    ready: str = "/health/ready"
+    accept_degraded: bool = False
+    timeout: float = Field(default=60, gt=0, le=3600)
+
+    @field_validator("live", "ready")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be a URL path starting with '/'")
+        return value
+
+
+class Web(_Model):
+    workers: int = Field(default=2, ge=1, le=64)
+    port: int = Field(default=8000, ge=1, le=65535)
+    batch_size: int | str = 1
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("must be at least 1")
+            return value
+        match = _PERCENT.match(value)
+        if not match or not 1 <= int(match.group(1)) <= 100:
+            raise ValueError("must be a host count or a share from '1%' to '100%'")
+        return value
+
+    def batch_count(self, hosts: int) -> int:
+        """How many of ``hosts`` hosts one batch of a roll takes."""
+        if isinstance(self.batch_size, int):
+            return max(1, min(self.batch_size, hosts))
+        share = int(self.batch_size.rstrip("%"))
+        return max(1, min(hosts, hosts * share // 100))
+
+
+class Worker(_Model):
+    concurrency: int = Field(default=2, ge=1, le=256)
+    modules_enabled: list[str] = Field(default_factory=lambda: ["background_tasks"])
+    queues: list[str] = Field(default_factory=lambda: ["celery"])
+    stop_timeout: int = Field(default=600, ge=1)
+
+    @field_validator("modules_enabled", "queues")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.match(r"^[A-Za-z0-9_.-]+$", item):
+                raise ValueError(f"{item!r} is not a plain name")
+        return value
+
+
+class Db(_Model):
+    max_connections: int = Field(default=100, ge=10)
+    name: str | None = None
+    port: int = Field(default=5432, ge=1, le=65535)
+
+
+class Lb(_Model):
+    pass
+
+
+class Beat(_Model):
+    pass
+
+
+class Secrets(_Model):
+    backend: Literal["file", "env"] = "file"
+    path: Path | None = None
+
+    _path = field_validator("path", mode="before")(_local_path)
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> "Secrets":
+        if self.backend == "file" and self.path is None:
+            raise FieldProblem(("path",), "required when backend is 'file'")
+        return self
+
+
+class Host(_Model):
+    name: str
+    address: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    jump: str | None = None
+    roles: list[Role] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _HOST_NAME.match(value):
+            raise ValueError(f"{value!r} must be a lower-case host label (letters, digits, '-')")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("jump")
+    @classmethod
+    def _jump(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _JUMP.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not [user@]host[:port]")
+        check_address(match.group("host"))
+        if match.group("port") and not 1 <= int(match.group("port")) <= 65535:
+            raise ValueError(f"port in {value!r} is out of range")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: list[str]) -> list[str]:
+        repeated = [role for role, n in Counter(value).items() if n > 1]
+        if repeated:
+            raise ValueError(f"role {repeated[0]!r} is listed twice")
+        return value
+
+
+class Environment(_Model):
+    domain: str
+    app_path: str | None = None
+    app_user: str | None = None
+    keep_releases: int = Field(default=5, ge=2, le=100)
+    ssh: SSH = SSH()
+    tls: TLS
+    health: Health = Health()
+    web: Web = Web()
+    worker: Worker = Worker()
+    beat: Beat = Beat()
+    db: Db = Db()
+    lb: Lb = Lb()
+    secrets: Secrets = Secrets(backend="env")
+    env: dict[str, str] = Field(default_factory=dict)
+    hosts: list[Host] = Field(min_length=1)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        check_address(value)
+        if "." not in value:
+            raise ValueError(f"{value!r} is not a fully qualified domain name")
+        return value
+
+    @field_validator("app_path")
+    @classmethod
+    def _app_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or not re.match(r"^/[A-Za-z0-9_./-]+$", value) or ".." in value):
+            raise ValueError("must be an absolute path of plain characters")
+        return value
+
+    @field_validator("app_user")
+    @classmethod
+    def _app_user(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
+            raise ValueError(f"{value!r} is not a valid user name")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for key, item in value.items():
+            if not isinstance(key, str) or not _ENV_KEY.match(key):
+                raise FieldProblem((str(key),), "environment variable names are upper case letters, digits and '_'")
+            if key in SECRET_KEYS:
+                raise FieldProblem((key,), "is a secret: keep it in the secrets backend, not in the inventory")
+            if isinstance(item, (dict, list)) or item is None:
+                raise FieldProblem((key,), "must be a plain value")
+            if "\n" in str(item):
+                raise FieldProblem((key,), "must be a single line")
+        return {key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _fleet_rules(self) -> "Environment":
+        seen_names: dict[str, int] = {}
+        seen_addresses: dict[tuple[str, int], int] = {}
+        for index, host in enumerate(self.hosts):
+            if host.name in seen_names:
+                raise FieldProblem(("hosts", index, "name"),
+                                   f"duplicate host {host.name!r} (also hosts[{seen_names[host.name]}])")
+            seen_names[host.name] = index
+            where = (host.address.lower(), host.port or self.ssh.port)
+            if where in seen_addresses:
+                raise FieldProblem(("hosts", index, "address"),
+                                   f"{host.address}:{where[1]} is already hosts[{seen_addresses[where]}]")
+            seen_addresses[where] = index
+        beats = [i for i, host in enumerate(self.hosts) if "beat" in host.roles]
+        if len(beats) > 1:
+            raise FieldProblem(("hosts", beats[1], "roles"),
+                               f"a second 'beat' host (first: hosts[{beats[0]}]); exactly one beat may run in a fleet")
+        if not beats and any("worker" in host.roles for host in self.hosts):
+            raise FieldProblem(("hosts",), "workers need exactly one host with the 'beat' role; none has it")
+        if not any(role in host.roles for host in self.hosts for role in ("web", "worker", "beat")):
+            raise FieldProblem(("hosts",), "no host runs the app (roles web, worker or beat)")
+        return self
+
+    # Derived names, in one place so units, paths and checks agree.
+    def resolved_app_path(self, app: App) -> str:
+        return self.app_path or f"/srv/{app.name}"
+
+    def resolved_app_user(self, app: App) -> str:
+        return self.app_user or app.name
+
+    def hosts_with(self, role: str) -> list[Host]:
+        return [host for host in self.hosts if role in host.roles]
+
+
+class Inventory(_Model):
+    app: App
+    environments: dict[str, Environment] = Field(min_length=1)
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _env_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                    raise FieldProblem((str(name),), "environment names are lower case letters, digits, '-' and '_'")
+        return value
+
+
+class LoadedInventory(BaseModel):
+    """An inventory together with where it came from, for messages."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    inventory: Inventory
+
+    @property
+    def app(self) -> App:
+        return self.inventory.app
+
+    def environment(self, name: str) -> Environment:
+        try:
+            return self.inventory.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.inventory.environments))
+            raise InventoryError([f"{self.path}: no environment {name!r} (it has: {known})"]) from None
+
+
+def field_path(loc: tuple[str | int, ...]) -> str:
+    """``("environments", "prod", "hosts", 2, "address")`` → ``environments.prod.hosts[2].address``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc``, as deep as it exists."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if key.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _problems(error: ValidationError, path: Path, root: yaml.Node | None) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith(("function-", "tagged-union"))))
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            loc = loc + cause.subpath
+            message = str(cause)
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "literal_error" and loc and loc[-2:-1] == ("roles",):
+            message = f"unknown role {item['input']!r} (roles are: {', '.join(ROLES)})"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        line = _line_of(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        lines.append(f"{where}: {field_path(loc) or '(top level)'}: {message}")
+    return lines
+
+
+def parse(text: str, path: Path) -> Inventory:
+    """Validate inventory ``text`` read from ``path`` or raise :class:`InventoryError`."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise InventoryError([f"{where}: not valid YAML: {reason}"]) from None
+    if not isinstance(data, dict):
+        raise InventoryError([f"{path}: expected a mapping with 'app' and 'environments'"])
+    try:
+        return Inventory.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        raise InventoryError(_problems(exc, path, root)) from None
+
+
+def load(path: Path) -> LoadedInventory:
+    """Read and validate the inventory file at ``path``."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryError([f"{path}: no such inventory file (create one from inventory.example, or pass -i PATH)"]) from None
+    except OSError as exc:
+        raise InventoryError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return LoadedInventory(path=path, inventory=parse(text, path))

@@ -1,0 +1,77 @@
+"""What smship shows: per-host progress for people, one JSON document for CI.
+
+Progress always goes to stderr, so ``--output json`` keeps stdout for the
+single machine-readable document printed when a command finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+Status = Literal["ok", "changed", "failed", "skipped"]
+_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "dim"}
+
+
+@dataclass
+class HostReport:
+    host: str
+    status: Status
+    message: str = ""
+    seconds: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter:
+    """Collects per-host outcomes and prints them as they happen."""
+
+    def __init__(self, output: Literal["text", "json"] = "text", stream: TextIO | None = None):
+        self.output = output
+        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.reports: list[HostReport] = []
+        self.data: dict[str, Any] = {}
+        self._started = time.monotonic()
+
+    def step(self, title: str) -> None:
+        self.console.print(f"[bold]==>[/] {escape(title)}")
+
+    def info(self, message: str) -> None:
+        self.console.print(f"    {escape(message)}")
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {escape(message)}")
+
+    def error(self, message: str) -> None:
+        self.console.print(f"[bold red]error:[/] {escape(message)}")
+
+    def host(self, host: str, status: Status, message: str = "", seconds: float | None = None,
+             **details: Any) -> HostReport:
+        report = HostReport(host, status, message, seconds, details)
+        self.reports.append(report)
+        timing = f" [dim]({seconds:.1f}s)[/]" if seconds is not None else ""
+        self.console.print(f"    {escape(host):<12} [{_STYLE[status]}]{status:<8}[/] {escape(message)}{timing}")
+        return report
+
+    @property
+    def failed(self) -> bool:
+        return any(report.status == "failed" for report in self.reports)
+
+    def finish(self, command: str, ok: bool | None = None, stdout: TextIO | None = None) -> bool:
+        """Print the closing summary (and the JSON document); True when all went well."""
+        ok = (not self.failed) if ok is None else ok
+        seconds = time.monotonic() - self._started
+        counts = {status: sum(r.status == status for r in self.reports) for status in _STYLE}
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
+        self.console.print(f"{verdict} {escape(command)}: {summary or 'nothing to do'} in {seconds:.1f}s")
+        if self.output == "json":
+            document = {"command": command, "ok": ok, "seconds": round(seconds, 3),
+                        "hosts": [asdict(r) for r in self.reports], **self.data}
+            print(json.dumps(document, default=str), file=stdout or sys.stdout)
+        return ok

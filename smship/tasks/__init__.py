@@ -1,0 +1,1 @@
+"""The commands smship offers, one module per area."""
