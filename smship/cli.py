@@ -8,6 +8,7 @@ from invoke import Collection, Program
 
 from smship import __version__
 from smship.tasks.base import not_built
+from smship.tasks.provision import provision
 
 DESCRIPTION = """\
 smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
@@ -18,8 +19,8 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
+    ns.add_task(provision)
     for name, summary in (
-        ("provision", "Install and configure every host's roles"),
         ("deploy", "Build, ship, migrate once, and roll the web tier with health gates"),
         ("rollback", "Switch every host back to the previous release"),
         ("releases", "List releases on each host and which one is live"),

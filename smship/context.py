@@ -41,3 +41,40 @@ class EnvContext:
     @property
     def app_user(self) -> str:
         return self.env.resolved_app_user(self.app)
+
+
+def targets_of(ctx: EnvContext, hosts: list | None = None) -> list:
+    """SSH targets for ``hosts`` (default: every host of the environment)."""
+    from smship.ssh import Target
+
+    ssh = ctx.env.ssh
+    return [Target(name=h.name, address=h.address, port=h.port or ssh.port, user=h.user or ssh.user,
+                   jump=h.jump, identity=ssh.identity) for h in (hosts if hosts is not None else ctx.env.hosts)]
+
+
+def open_fleet(ctx: EnvContext, hosts: list | None = None):
+    """One :class:`~smship.ssh.Fleet` for the whole command, with the inventory's options."""
+    from smship.ssh import Fleet, SSHOptions
+
+    ssh = ctx.env.ssh
+    defaults = SSHOptions()
+    options = SSHOptions(known_hosts=ssh.known_hosts or defaults.known_hosts,
+                         ssh_config=ssh.config or defaults.ssh_config,
+                         accept_unknown_hosts=ssh.accept_unknown_hosts,
+                         connect_timeout=ssh.connect_timeout, parallel=ssh.parallel)
+    return Fleet(targets_of(ctx, hosts), options)
+
+
+def select_hosts(ctx: EnvContext, limit: str | None, role: str | None = None) -> list:
+    """Hosts named by ``--limit`` (host names or roles, comma separated), optionally of one role."""
+    from smship.errors import SmshipError
+
+    hosts = ctx.env.hosts if role is None else ctx.env.hosts_with(role)
+    if not limit:
+        return list(hosts)
+    wanted = [w.strip() for w in limit.split(",") if w.strip()]
+    known = {h.name for h in ctx.env.hosts} | {r for h in ctx.env.hosts for r in h.roles}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise SmshipError(f"--limit {unknown[0]!r} is neither a host nor a role of environment {ctx.name!r}")
+    return [h for h in hosts if h.name in wanted or set(h.roles) & set(wanted)]

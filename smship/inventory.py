@@ -180,6 +180,7 @@ class Worker(_Model):
 
 class Db(_Model):
     max_connections: int = Field(default=100, ge=10)
+    postgres_version: int = Field(default=15, ge=10, le=30)
     name: str | None = None
     port: int = Field(default=5432, ge=1, le=65535)
 
@@ -322,6 +323,9 @@ class Environment(_Model):
                                f"a second 'beat' host (first: hosts[{beats[0]}]); exactly one beat may run in a fleet")
         if not beats and any("worker" in host.roles for host in self.hosts):
             raise FieldProblem(("hosts",), "workers need exactly one host with the 'beat' role; none has it")
+        for index, host in enumerate(self.hosts):
+            if "lb" in host.roles and "web" in host.roles:
+                raise FieldProblem(("hosts", index, "roles"), "'lb' and 'web' both need ports 80 and 443: put them on different hosts")
         if not any(role in host.roles for host in self.hosts for role in ("web", "worker", "beat")):
             raise FieldProblem(("hosts",), "no host runs the app (roles web, worker or beat)")
         return self

@@ -1,0 +1,97 @@
+"""Names on the hosts: paths and unit names, derived once from the inventory.
+
+Provisioning, deploys, status and checks all read them from here, so a unit
+or a directory cannot be called one thing in a template and another in code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smship.inventory import App, Environment
+
+
+@dataclass(frozen=True)
+class Layout:
+    app: str
+    user: str
+    root: str
+
+    @classmethod
+    def of(cls, app: App, env: Environment) -> "Layout":
+        return cls(app=app.name, user=env.resolved_app_user(app), root=env.resolved_app_path(app))
+
+    # Directories and files under the app root.
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.root}/shared"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.shared}/env"
+
+    @property
+    def uploads(self) -> str:
+        return f"{self.shared}/uploads"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.shared}/logs"
+
+    @property
+    def wheels(self) -> str:
+        return f"{self.shared}/wheels"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.shared}/venvs"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.shared}/logs/deploys.jsonl"
+
+    @property
+    def static_root(self) -> str:
+        """nginx serves /static/ from here; assets of older releases stay."""
+        return f"/var/www/{self.app}/static"
+
+    def release(self, release_id: str) -> str:
+        return f"{self.releases}/{release_id}"
+
+    # systemd units.
+    @property
+    def web_service(self) -> str:
+        return f"{self.app}-web.service"
+
+    @property
+    def web_socket(self) -> str:
+        return f"{self.app}-web.socket"
+
+    @property
+    def worker_service(self) -> str:
+        return f"{self.app}-worker.service"
+
+    @property
+    def beat_service(self) -> str:
+        return f"{self.app}-beat.service"
+
+    # TLS material on web and lb hosts.
+    @property
+    def tls_certificate(self) -> str:
+        return f"/etc/ssl/smship/{self.app}.crt"
+
+    @property
+    def tls_key(self) -> str:
+        return f"/etc/ssl/smship/{self.app}.key"
+
+    def as_dict(self) -> dict[str, str]:
+        names = [n for n, v in vars(type(self)).items() if isinstance(v, property)]
+        return {"app": self.app, "user": self.user, "root": self.root, **{n: getattr(self, n) for n in names}}

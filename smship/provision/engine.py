@@ -1,0 +1,114 @@
+"""Apply roles to hosts: gather facts, diff, change only what differs.
+
+Per host, in parallel: one round trip gathers every fact the plan needs; a
+host already in its desired state costs nothing more.  Otherwise missing
+packages are installed (and facts gathered again, since packages create
+files and units), then one more round trip applies every file, link,
+``ensure`` step, handler and service change in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smship.command import Command, script
+from smship.context import EnvContext, open_fleet, select_hosts
+from smship.errors import SmshipError
+from smship.inventory import Host
+from smship.provision.plan import Plan, apply_request, facts_request, plan
+from smship.provision.roles import desired_state
+from smship.provision.variables import host_variables, roles_of
+from smship.secrets import read_secrets
+from smship.ssh import Fleet, Target
+from smship.templating import environment
+
+AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text()
+
+
+def agent_command(request: dict[str, Any]) -> Command:
+    """Run the host agent as root; the request (secrets included) goes over stdin."""
+    return Command(("python3", "-c", AGENT_SOURCE), sudo=True, stdin=json.dumps(request).encode(),
+                   description=f"smship agent {request['op']}")
+
+
+def install_packages_command(packages: list[str]) -> Command:
+    return script('export DEBIAN_FRONTEND=noninteractive\n'
+                  'apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || '
+                  '{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$@"; }',
+                  args=packages, sudo=True, description=f"apt-get install {' '.join(packages)}")
+
+
+def call_agent(fleet: Fleet, target: Target, request: dict[str, Any]) -> dict[str, Any]:
+    result = fleet.run(target, agent_command(request), timeout=900)
+    if not result.ok:
+        raise SmshipError(result.summary())
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise SmshipError(f"{target.name}: the smship agent answered something that is not JSON: {result.stdout[:200]!r}") from None
+
+
+@dataclass
+class HostOutcome:
+    plan: Plan
+    applied: bool
+
+
+def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutcome:
+    facts = call_agent(fleet, target, facts_request(state))
+    host_plan = plan(state, facts)
+    if check or host_plan.empty:
+        return HostOutcome(host_plan, False)
+    if host_plan.packages:
+        result = fleet.run(target, install_packages_command(host_plan.packages), timeout=1800)
+        if not result.ok:
+            raise SmshipError(result.summary())
+        facts = call_agent(fleet, target, facts_request(state))
+        packages = host_plan.packages
+        host_plan = plan(state, facts)
+        host_plan.packages = packages
+    answer = call_agent(fleet, target, apply_request(state, host_plan))
+    if not answer["ok"]:
+        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
+    return HostOutcome(host_plan, True)
+
+
+def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit: str | None = None,
+              show=print) -> bool:
+    hosts: list[Host] = select_hosts(ctx, limit)
+    project_dir = ctx.inventory.path.parent
+    jinja = environment(project_dir)
+    secrets = read_secrets(ctx.env.secrets)
+    states = {h.name: desired_state(roles_of(h), host_variables(ctx, h, secrets), project_dir, jinja) for h in hosts}
+    report = ctx.reporter
+    report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
+
+    with open_fleet(ctx, hosts) as fleet:
+        def work(target: Target) -> HostOutcome:
+            started = time.monotonic()
+            try:
+                outcome = provision_host(fleet, target, states[target.name], check)
+            except Exception as exc:
+                report.host(target.name, "failed", str(exc), time.monotonic() - started)
+                raise
+            lines = outcome.plan.describe()
+            status = "changed" if lines else "ok"
+            verb = "would change" if check else "changed"
+            message = f"{verb} {len(lines)}: " + "; ".join(lines) if lines else "in desired state"
+            report.host(target.name, status, message, time.monotonic() - started,
+                        changes=lines, round_trips=fleet.round_trips.get(target.name, 0))
+            if diff:
+                for change in outcome.plan.changes:
+                    if change.diff:
+                        show(change.diff)
+                    elif change.kind == "file":
+                        show(f"--- {change.target}: {change.summary}")
+            return outcome
+
+        outcomes = fleet.map(work)
+    report.data["round_trips"] = dict(fleet.round_trips)
+    return all(not isinstance(o, BaseException) for o in outcomes.values())

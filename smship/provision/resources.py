@@ -1,0 +1,91 @@
+"""Desired state, as plain values: what a host should have.
+
+Roles are declared in YAML; :mod:`smship.provision.roles` renders them into
+these resources for one host, and :mod:`smship.provision.plan` compares them
+with the facts gathered from the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    home: str
+    shell: str = "/usr/sbin/nologin"
+    system: bool = True
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Directory:
+    path: str
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0755"
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    content: bytes = field(repr=False)
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0644"
+    # Secret files are compared by hash only: never diffed, never printed.
+    secret: bool = False
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str
+    target: str
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Absent:
+    path: str
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    enabled: bool | None = None
+    running: bool | None = None
+
+
+@dataclass(frozen=True)
+class Ensure:
+    """State only a command can reach: ``check`` says whether it holds.
+
+    ``check`` passes when it exits 0 and, if ``output`` is set, prints exactly
+    that.  Otherwise ``apply`` runs, fed ``stdin`` (kept off command lines).
+    """
+
+    name: str
+    check: tuple[str, ...]
+    apply: tuple[str, ...]
+    output: str | None = None
+    stdin: bytes | None = field(default=None, repr=False)
+    notify: tuple[str, ...] = ()
+
+
+@dataclass
+class HostState:
+    """Everything the roles of one host want, in the order it is applied."""
+
+    roles: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+    directories: list[Directory] = field(default_factory=list)
+    files: list[File] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    absent: list[Absent] = field(default_factory=list)
+    ensures: list[Ensure] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    handlers: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)

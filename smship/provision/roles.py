@@ -1,0 +1,160 @@
+"""Roles: YAML declarations of desired state, rendered for one host.
+
+A role file (``roles/<name>.yml``) lists packages, users, directories, files
+rendered from ``templates/``, links, things to remove, ``ensure`` steps that
+only a command can reach, services and the handlers that changes notify.
+Every string may use Jinja (``{{ layout.web_service }}``), and any entry may
+carry ``when:`` with a Jinja expression.  Roles never run commands at load
+time; they only describe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from smship.errors import SmshipError
+from smship.provision.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
+                                        User)
+from smship.templating import find
+
+_SECTIONS = {"description", "requires", "when", "packages", "users", "directories", "files", "links",
+             "absent", "ensure", "services", "handlers"}
+
+
+class RoleError(SmshipError):
+    pass
+
+
+def load_role(name: str, project_dir: Path | None) -> tuple[Path, dict[str, Any]]:
+    try:
+        path = find("roles", f"{name}.yml", project_dir)
+    except FileNotFoundError as exc:
+        raise RoleError(str(exc)) from None
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = set(data) - _SECTIONS
+    if unknown:
+        raise RoleError(f"{path}: unknown section {sorted(unknown)[0]!r} (sections: {', '.join(sorted(_SECTIONS))})")
+    return path, data
+
+
+def role_order(names: list[str], project_dir: Path | None) -> list[str]:
+    """Roles with everything they require first, each once."""
+    ordered: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in ordered:
+            return
+        if name in chain:
+            raise RoleError(f"roles require each other in a circle: {' -> '.join(chain + (name,))}")
+        for required in load_role(name, project_dir)[1].get("requires", []):
+            visit(required, chain + (name,))
+        ordered.append(name)
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
+class Renderer:
+    """Renders a role's strings, conditions and templates with host variables."""
+
+    def __init__(self, env: jinja2.Environment, variables: dict[str, Any], where: Path):
+        self.env, self.vars, self.where = env, variables, where
+
+    def text(self, value: Any) -> str:
+        try:
+            return self.env.from_string(str(value)).render(self.vars)
+        except jinja2.TemplateError as exc:
+            raise RoleError(f"{self.where}: {value!r}: {exc}") from None
+
+    def condition(self, entry: dict[str, Any]) -> bool:
+        expression = entry.get("when")
+        if expression is None:
+            return True
+        try:
+            return bool(self.env.compile_expression(str(expression))(self.vars))
+        except jinja2.TemplateError as exc:
+            raise RoleError(f"{self.where}: when {expression!r}: {exc}") from None
+
+    def template(self, name: str) -> bytes:
+        try:
+            return self.env.get_template(self.text(name)).render(self.vars).encode()
+        except jinja2.TemplateNotFound as exc:
+            raise RoleError(f"{self.where}: template {exc.name!r} not found") from None
+        except jinja2.TemplateError as exc:
+            raise RoleError(f"{self.where}: template {name!r}: {exc}") from None
+
+    def argv(self, items: list[Any]) -> tuple[str, ...]:
+        return tuple(self.text(item) for item in items)
+
+    def notify(self, entry: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(self.text(name) for name in entry.get("notify", []))
+
+
+def _file_content(entry: dict[str, Any], r: Renderer) -> bytes:
+    if "template" in entry:
+        return r.template(entry["template"])
+    if "local_file" in entry:
+        path = Path(r.text(entry["local_file"])).expanduser()
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise RoleError(f"{r.where}: cannot read {path}: {exc.strerror}") from None
+    if "content" in entry:
+        return r.text(entry["content"]).encode()
+    raise RoleError(f"{r.where}: file {entry.get('path')!r} needs template, local_file or content")
+
+
+def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> None:
+    """Render role ``data`` into ``state`` (in place)."""
+    state.roles.append(name)
+    live = lambda section: [e for e in data.get(section, []) if not isinstance(e, dict) or r.condition(e)]
+    for package in live("packages"):
+        text = r.text(package if isinstance(package, str) else package["name"])
+        if text not in state.packages:
+            state.packages.append(text)
+    for e in live("users"):
+        state.users.append(User(name=r.text(e["name"]), home=r.text(e["home"]),
+                                shell=r.text(e.get("shell", "/usr/sbin/nologin")),
+                                system=bool(e.get("system", True)),
+                                groups=tuple(r.text(g) for g in e.get("groups", []))))
+    for e in live("directories"):
+        state.directories.append(Directory(r.text(e["path"]), r.text(e.get("owner", "root")),
+                                           r.text(e.get("group", e.get("owner", "root"))), str(e.get("mode", "0755"))))
+    for e in live("files"):
+        state.files.append(File(r.text(e["path"]), _file_content(e, r), r.text(e.get("owner", "root")),
+                                r.text(e.get("group", e.get("owner", "root"))), str(e.get("mode", "0644")),
+                                bool(e.get("secret", False)), r.notify(e)))
+    for e in live("links"):
+        state.links.append(Link(r.text(e["path"]), r.text(e["target"]), r.notify(e)))
+    for e in live("absent"):
+        state.absent.append(Absent(r.text(e["path"]), r.notify(e)))
+    for e in live("ensure"):
+        stdin = r.template(e["stdin_template"]) if "stdin_template" in e else None
+        state.ensures.append(Ensure(r.text(e["name"]), r.argv(e["check"]), r.argv(e["apply"]),
+                                    r.text(e["output"]) if "output" in e else None, stdin, r.notify(e)))
+    for e in live("services"):
+        state.services.append(Service(r.text(e["name"]), e.get("enabled"), e.get("running")))
+    for handler, commands in (data.get("handlers") or {}).items():
+        state.handlers[r.text(handler)] = [r.argv(command) for command in commands]
+
+
+def desired_state(role_names: list[str], variables: dict[str, Any], project_dir: Path | None,
+                  jinja: jinja2.Environment) -> HostState:
+    """The full desired state of a host that plays ``role_names``."""
+    state = HostState()
+    for name in role_order(role_names, project_dir):
+        path, data = load_role(name, project_dir)
+        r = Renderer(jinja, variables, path)
+        if not r.condition(data):
+            continue
+        add_role(state, name, data, r)
+    notified = {n for res in (*state.files, *state.links, *state.absent, *state.ensures) for n in res.notify}
+    missing = sorted(notified - set(state.handlers))
+    if missing:
+        raise RoleError(f"roles {', '.join(state.roles)} notify handler {missing[0]!r}, which no role declares")
+    return state

@@ -1,0 +1,44 @@
+"""The variables role files and templates see for one host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smship.appenv import app_settings, database_name
+from smship.context import EnvContext
+from smship.inventory import Host
+from smship.layout import Layout
+
+APP_ROLES = ("web", "worker", "beat")
+
+
+def roles_of(host: Host) -> list[str]:
+    """The roles applied to ``host``: its own, after the shared ones."""
+    shared = ["base"] + (["app"] if any(role in host.roles for role in APP_ROLES) else [])
+    return shared + list(host.roles)
+
+
+def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict[str, Any]:
+    env = ctx.env
+    layout = Layout.of(ctx.app, env)
+    app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
+    return {
+        "app": ctx.app,
+        "env_name": ctx.name,
+        "env": env,
+        "domain": env.domain,
+        "host": host,
+        "layout": layout,
+        "web": env.web,
+        "worker": env.worker,
+        "db": env.db,
+        "db_name": database_name(ctx.app, env),
+        "health": env.health,
+        "tls": env.tls,
+        "secrets": secrets,
+        "settings": app_settings(ctx.app, env, secrets, str(env.secrets.path or "the environment")),
+        "web_hosts": env.hosts_with("web"),
+        "lb_hosts": env.hosts_with("lb"),
+        "app_hosts": app_hosts,
+        "db_host": (env.hosts_with("db") or [None])[0],
+    }

@@ -1,0 +1,25 @@
+"""``smship provision ENV``."""
+
+from __future__ import annotations
+
+from smship.context import EnvContext
+from smship.tasks.base import env_command
+
+
+@env_command(help={
+    "check": "Change nothing; report what would change.",
+    "diff": "Print the unified diff of every file that changes (secret files: only that they change).",
+    "limit": "Only these hosts or roles, comma separated (for example web1,db).",
+})
+def provision(ctx: EnvContext, check=False, diff=False, limit=None):
+    """Install and configure every host's roles (web, worker, beat, db, lb).
+
+    Idempotent: a host already in its desired state reports `ok` and nothing
+    is restarted. Files are rendered from templates/ (a file of the same
+    name in your project's templates/ wins), compared by hash, and replaced
+    atomically; handlers (daemon-reload, nginx reload, unit restarts) run
+    only when something they depend on changed.
+    """
+    from smship.provision.engine import provision as run
+
+    return run(ctx, check=check, diff=diff, limit=limit)

@@ -1,0 +1,169 @@
+"""Roles render into desired state, and plans change exactly what differs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from smship.context import EnvContext
+from smship.provision.plan import apply_request, facts_request, plan
+from smship.provision.roles import RoleError, desired_state
+from smship.provision.variables import host_variables, roles_of
+from smship.templating import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {"SM_SECRET_KEY": "k" * 64, "SM_DB_PASSWORD": "db'pass", "SM_REDIS_PASSWORD": "redispass"}
+
+
+@pytest.fixture
+def project(tmp_path):
+    """The example inventory with TLS files that exist, in a project folder."""
+    (tmp_path / "cert.pem").write_text("CERT\n")
+    (tmp_path / "key.pem").write_text("KEY\n")
+    text = (ROOT / "inventory.example").read_text()
+    text = text.replace("~/certs/shop.example.com.fullchain.pem", str(tmp_path / "cert.pem"))
+    text = text.replace("~/certs/shop.example.com.key", str(tmp_path / "key.pem"))
+    (tmp_path / "smship.yml").write_text(text)
+    return tmp_path
+
+
+def state_for(project: Path, host_name: str):
+    ctx = EnvContext.open("prod", project / "smship.yml")
+    host = next(h for h in ctx.env.hosts if h.name == host_name)
+    return desired_state(roles_of(host), host_variables(ctx, host, SECRETS), project, environment(project))
+
+
+def converged_facts(state) -> dict:
+    """Facts of a host on which ``state`` was already applied."""
+    paths = {}
+    for f in state.files:
+        paths[f.path] = {"type": "file", "sha256": hashlib.sha256(f.content).hexdigest(),
+                         "owner": f.owner, "group": f.group, "mode": f.mode}
+    for d in state.directories:
+        paths[d.path] = {"type": "dir", "owner": d.owner, "group": d.group, "mode": d.mode}
+    for link in state.links:
+        paths[link.path] = {"type": "link", "target": link.target}
+    for gone in state.absent:
+        paths[gone.path] = {"type": "absent"}
+    return {"packages": {p: True for p in state.packages}, "users": {u.name: {"uid": 999} for u in state.users},
+            "paths": paths, "checks": {e.name: True for e in state.ensures},
+            "services": {s.name: {"enabled": "enabled", "active": "active"} for s in state.services}}
+
+
+def fresh_facts(state) -> dict:
+    request = facts_request(state)
+    return {"packages": {}, "users": {}, "paths": {p: {"type": "absent"} for p in request["paths"]},
+            "checks": {}, "services": {s: {"enabled": "not-found", "active": "inactive"} for s in request["services"]}}
+
+
+def file_text(state, suffix: str) -> str:
+    return next(f.content.decode() for f in state.files if f.path.endswith(suffix))
+
+
+def test_web_host_units_and_nginx_follow_the_framework_guide(project):
+    state = state_for(project, "web1")
+    assert state.roles == ["base", "app", "web"]
+    service = file_text(state, "shop-web.service")
+    assert "--fd 3 --workers 2 --proxy-headers --forwarded-allow-ips 127.0.0.1" in service
+    assert "ProtectSystem=strict" in service and "NoNewPrivileges=yes" in service
+    assert "ReadWritePaths=/srv/shop/shared/uploads /srv/shop/shared/logs" in service
+    assert "ListenStream=127.0.0.1:8000" in file_text(state, "shop-web.socket")
+    site = file_text(state, "sites-available/shop.conf")
+    for line in ("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                 "proxy_set_header X-Forwarded-Proto $scheme;", "expires 1y;",
+                 'add_header Cache-Control "public, immutable";', "proxy_cookie_flags ~ secure;",
+                 "return 301 https://$host$request_uri;", "server_name shop.example.com;"):
+        assert line in site, line
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in file_text(state, "smship-tls.conf")
+    key = next(f for f in state.files if f.path == "/etc/ssl/smship/shop.key")
+    assert key.secret and key.mode == "0600" and key.content == b"KEY\n"
+
+
+def test_env_file_is_secret_and_carries_settings(project):
+    state = state_for(project, "web1")
+    env_file = next(f for f in state.files if f.path == "/srv/shop/shared/env")
+    assert env_file.secret and env_file.mode == "0600" and env_file.owner == "shop"
+    text = env_file.content.decode()
+    assert f"SM_SECRET_KEY={'k' * 64}" in text
+    assert "SM_DATABASE_URL=postgresql+asyncpg://shop:db%27pass@db1.internal.example.com:5432/shop" in text
+    assert "SM_LOG_FORMAT=json" in text and "SM_ENVIRONMENT=production" in text
+
+
+def test_worker_and_beat_units(project):
+    state = state_for(project, "jobs1")
+    assert state.roles == ["base", "app", "worker", "beat"]
+    worker = file_text(state, "shop-worker.service")
+    assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
+    assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker
+    assert "celery -A scripts.run_worker:celery beat" in file_text(state, "shop-beat.service")
+
+
+def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
+    state = state_for(project, "db1")
+    assert "postgresql-15" in state.packages and "redis-server" in state.packages
+    hba = file_text(state, "pg_hba.conf")
+    assert "host    shop  shop  203.0.113.11/32  scram-sha-256" in hba
+    role = next(e for e in state.ensures if e.name == "postgres role shop")
+    assert role.stdin == b"CREATE ROLE shop LOGIN PASSWORD 'db''pass';\n"
+    assert "db'pass" not in " ".join(role.apply)
+    assert next(f for f in state.files if f.path == "/etc/redis/redis.conf").secret
+
+
+def test_fresh_host_plans_everything_and_converged_host_nothing(project):
+    state = state_for(project, "web1")
+    fresh = plan(state, fresh_facts(state))
+    assert fresh.packages == state.packages
+    kinds = {c.kind for c in fresh.changes}
+    assert {"user", "directory", "file", "link", "service"} <= kinds
+    assert fresh.handlers[0] == "daemon-reload"
+    assert plan(state, converged_facts(state)).empty
+
+
+def test_one_changed_template_changes_one_file_and_notifies_its_handlers(project):
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    site = "/etc/nginx/sites-available/shop.conf"
+    old = file_text(state, "sites-available/shop.conf").replace("expires 1y;", "expires 1d;")
+    facts["paths"][site].update(sha256="0" * 64, content=old)
+    p = plan(state, facts)
+    assert [c.target for c in p.changes] == [site]
+    assert "-        expires 1d;\n+        expires 1y;\n" in p.changes[0].diff
+    assert p.handlers == ["reload nginx"]
+    actions = apply_request(state, p)["actions"]
+    assert [a["kind"] for a in actions] == ["file", "command", "command"]
+    assert actions[1]["argv"] == ["nginx", "-t", "-q"]
+
+
+def test_secret_file_changes_are_never_diffed(project):
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    facts["paths"]["/srv/shop/shared/env"]["sha256"] = "0" * 64
+    (change,) = plan(state, facts).changes
+    assert change.diff is None and change.summary == "content (secret: not shown)"
+    assert facts_request(state)["paths"]["/srv/shop/shared/env"] is None
+
+
+def test_mode_drift_is_repaired(project):
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    facts["paths"]["/srv/shop/shared/env"]["mode"] = "0644"
+    (change,) = plan(state, facts).changes
+    assert change.summary == "mode 0644 -> 0600"
+
+
+def test_project_templates_override_builtin_ones(project):
+    (project / "templates").mkdir()
+    (project / "templates" / "nginx-tls.conf.j2").write_text("ssl_protocols TLSv1.3;\n")
+    assert file_text(state_for(project, "web1"), "smship-tls.conf") == "ssl_protocols TLSv1.3;\n"
+
+
+def test_a_role_notifying_an_unknown_handler_is_refused(project):
+    (project / "roles").mkdir()
+    shutil.copy(ROOT / "roles" / "base.yml", project / "roles" / "base.yml")
+    with open(project / "roles" / "base.yml", "a") as handle:
+        handle.write("files:\n  - {path: /etc/motd, content: hi, notify: [reboot everything]}\n")
+    with pytest.raises(RoleError, match="notify handler 'reboot everything', which no role declares"):
+        state_for(project, "web1")
