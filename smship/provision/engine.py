@@ -9,11 +9,8 @@ files and units), then one more round trip applies every file, link,
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from smship.command import Command, script
 from smship.context import EnvContext, open_fleet, select_hosts
@@ -22,17 +19,10 @@ from smship.inventory import Host
 from smship.provision.plan import Plan, apply_request, facts_request, plan
 from smship.provision.roles import desired_state
 from smship.provision.variables import host_variables, roles_of
+from smship.remote import call_agent
 from smship.secrets import read_secrets
 from smship.ssh import Fleet, Target
 from smship.templating import environment
-
-AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text()
-
-
-def agent_command(request: dict[str, Any]) -> Command:
-    """Run the host agent as root; the request (secrets included) goes over stdin."""
-    return Command(("python3", "-c", AGENT_SOURCE), sudo=True, stdin=json.dumps(request).encode(),
-                   description=f"smship agent {request['op']}")
 
 
 def install_packages_command(packages: list[str]) -> Command:
@@ -40,16 +30,6 @@ def install_packages_command(packages: list[str]) -> Command:
                   'apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || '
                   '{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$@"; }',
                   args=packages, sudo=True, description=f"apt-get install {' '.join(packages)}")
-
-
-def call_agent(fleet: Fleet, target: Target, request: dict[str, Any]) -> dict[str, Any]:
-    result = fleet.run(target, agent_command(request), timeout=900)
-    if not result.ok:
-        raise SmshipError(result.summary())
-    try:
-        return json.loads(result.stdout)
-    except json.JSONDecodeError:
-        raise SmshipError(f"{target.name}: the smship agent answered something that is not JSON: {result.stdout[:200]!r}") from None
 
 
 @dataclass
