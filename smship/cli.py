@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import signal
 
 from invoke import Collection, Program
 
 from smship import __version__
 from smship.tasks.base import not_built
+from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
+from smship.tasks.status import status
 
 DESCRIPTION = """\
 smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
@@ -19,14 +22,11 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    ns.add_task(provision)
+    for command in (provision, deploy, rollback, releases, unlock, status):
+        ns.add_task(command)
     for name, summary in (
-        ("deploy", "Build, ship, migrate once, and roll the web tier with health gates"),
-        ("rollback", "Switch every host back to the previous release"),
-        ("releases", "List releases on each host and which one is live"),
         ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
         ("check", "Run the production checklist against the inventory and live hosts"),
-        ("status", "Show each host's release, units and health"),
         ("logs", "Stream the app's journals from every host"),
     ):
         ns.add_task(not_built(name, summary))
@@ -78,4 +78,6 @@ def rewrite_argv(argv: list[str], namespace: Collection) -> list[str]:
 
 
 def main() -> None:
+    # `smship status prod | head` should end quietly, like any Unix tool.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     program.run()

@@ -5,11 +5,14 @@ a host needs nothing installed beyond Debian's python3, file contents and
 secrets never appear on a command line, and a whole provisioning step costs
 one SSH round trip.  Standard library only: it runs on the host's Python.
 
-Requests:
-  {"op": "facts", "packages": [...], "users": [...], "paths": {path: sha256|null},
-   "services": [...], "checks": {name: {"argv": [...], "output": str|null}}}
-  {"op": "apply", "actions": [...]}  (see ``apply`` below)
-The answer is one JSON document on stdout.
+Requests (one per call; the answer is one JSON document on stdout):
+  facts     what provisioning compares: packages, users, paths, services, checks
+  apply     files, links, directories, commands, in order (see ``apply``)
+  inspect   the release layout: live release, releases on disk, free space, lock
+  lock / unlock   the environment's deploy lock (an atomic mkdir)
+  activate  switch ``current``, restart units, wait for health, revert on failure
+  prune     remove old releases
+  audit     append one line to the deploy log
 """
 
 import base64
@@ -21,7 +24,11 @@ import pwd
 import stat
 import subprocess
 import sys
+import ssl
+import shutil
 import tempfile
+import time
+import http.client
 
 
 def _run(argv, stdin=None):
@@ -183,10 +190,230 @@ def apply(request):
     return {"ok": True, "done": done}
 
 
+def _current(root):
+    try:
+        return os.path.basename(os.readlink(os.path.join(root, "current")))
+    except OSError:
+        return None
+
+
+COMPLETE_MARKER = ".smship-complete"
+
+
+def inspect(request):
+    root = request["root"]
+    releases_dir = os.path.join(root, "releases")
+    try:
+        names = sorted(os.listdir(releases_dir))
+    except FileNotFoundError:
+        names = []
+    releases = [{"id": name, "complete": os.path.exists(os.path.join(releases_dir, name, COMPLETE_MARKER))}
+                for name in names if not name.startswith(".")]
+    lock = None
+    try:
+        with open(os.path.join(request["lock"], "holder.json")) as handle:
+            lock = json.load(handle)
+    except (OSError, ValueError):
+        lock = {"token": None} if os.path.isdir(request["lock"]) else None
+    probe = root if os.path.isdir(root) else "/"
+    vfs = os.statvfs(probe)
+    return {"current": _current(root), "releases": releases, "lock": lock,
+            "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root)}
+
+
+def lock(request):
+    path = request["path"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        try:
+            with open(os.path.join(path, "holder.json")) as handle:
+                return {"ok": False, "holder": json.load(handle)}
+        except (OSError, ValueError):
+            return {"ok": False, "holder": {}}
+    with open(os.path.join(path, "holder.json"), "w") as handle:
+        json.dump(request["holder"], handle)
+    return {"ok": True}
+
+
+def unlock(request):
+    path = request["path"]
+    try:
+        with open(os.path.join(path, "holder.json")) as handle:
+            holder = json.load(handle)
+    except (OSError, ValueError):
+        holder = {}
+    if request.get("force") or holder.get("token") == request["token"]:
+        shutil.rmtree(path, ignore_errors=True)
+        return {"ok": True}
+    return {"ok": False, "holder": holder}
+
+
+def _switch(root, release):
+    target = os.path.join(root, "releases", release)
+    if not os.path.exists(os.path.join(target, COMPLETE_MARKER)):
+        raise RuntimeError("release %s is not completely shipped to this host" % release)
+    _link({"path": os.path.join(root, "current"), "target": target})
+
+
+def _systemctl(*args):
+    code, out, err = _run(["systemctl"] + list(args))
+    if code != 0:
+        raise RuntimeError("systemctl %s: %s" % (" ".join(args), (err or out).strip()[-500:]))
+
+
+def _journal_has(unit, since, needle):
+    _, out, _ = _run(["journalctl", "--no-pager", "-o", "cat", "-u", unit, "--since", "@%d" % int(since)])
+    for line in out.splitlines():
+        if needle in line:
+            return line.strip()[:300]
+    return None
+
+
+def _get_json(port, path, host_header):
+    context = ssl.create_default_context()
+    # The check goes to this host's own nginx; the name on its certificate
+    # is the site's, not 127.0.0.1, and the point is the app, not TLS.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+    try:
+        connection.request("GET", path, headers={"Host": host_header, "User-Agent": "smship-health"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(body)
+    except ValueError:
+        return response.status, None
+
+
+def wait_healthy(health, since):
+    """Poll live then ready until healthy, a fatal sign, or the timeout."""
+    deadline = time.monotonic() + health["timeout"]
+    good = {"healthy", "degraded"} if health.get("accept_degraded") else {"healthy"}
+    last = "no answer yet"
+    while True:
+        sm010 = _journal_has(health["unit"], since, "SM010")
+        if sm010:
+            return {"ok": False, "reason": "SM010 in the journal: " + sm010}
+        try:
+            status, body = _get_json(health["port"], health["live"], health["host"])
+            if status == 200 and isinstance(body, dict) and body.get("status") == "alive":
+                status, body = _get_json(health["port"], health["ready"], health["host"])
+                state = body.get("status") if isinstance(body, dict) else None
+                if status == 200 and state in good:
+                    return {"ok": True, "status": state}
+                last = "%s answered %s with status %r" % (health["ready"], status, state)
+            else:
+                last = "%s answered %s" % (health["live"], status)
+        except (OSError, http.client.HTTPException) as exc:
+            last = "%s: %s" % (health["live"], exc)
+        code, active, _ = _run(["systemctl", "is-active", health["unit"]])
+        if active.strip() == "failed":
+            return {"ok": False, "reason": "%s failed to start (%s)" % (health["unit"], last)}
+        if time.monotonic() >= deadline:
+            return {"ok": False, "reason": "not healthy after %ss: %s" % (health["timeout"], last)}
+        time.sleep(0.5)
+
+
+def _wait_active(unit, settle):
+    """A unit without a health URL is good when it stays active for ``settle`` seconds."""
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        _, active, _ = _run(["systemctl", "is-active", unit])
+        if active.strip() not in ("active", "activating", "reloading"):
+            return {"ok": False, "reason": "%s is %s after restart" % (unit, active.strip())}
+        time.sleep(0.5)
+    return {"ok": True}
+
+
+def _start_and_check(request, release):
+    since = time.time() - 1
+    _switch(request["root"], release)
+    for unit in request["restart"]:
+        _systemctl("restart", unit)
+    if request.get("health"):
+        return wait_healthy(request["health"], since)
+    for unit in request["restart"]:
+        outcome = _wait_active(unit, request.get("settle", 3))
+        if not outcome["ok"]:
+            return outcome
+    return {"ok": True}
+
+
+def activate(request):
+    """Make ``release`` live; on any failure go back to the previous one."""
+    previous = _current(request["root"])
+    try:
+        outcome = _start_and_check(request, request["release"])
+    except Exception as exc:
+        outcome = {"ok": False, "reason": str(exc)}
+    outcome.update(previous=previous, release=request["release"])
+    if outcome["ok"] or not previous or previous == request["release"]:
+        return outcome
+    try:
+        back = _start_and_check(request, previous)
+        outcome["reverted"] = back["ok"]
+        if not back["ok"]:
+            outcome["revert_reason"] = back["reason"]
+    except Exception as exc:
+        outcome.update(reverted=False, revert_reason=str(exc))
+    return outcome
+
+
+def prune(request):
+    root, keep = request["root"], request["keep"]
+    releases_dir = os.path.join(root, "releases")
+    protect = set(request.get("protect", [])) | {_current(root)}
+    names = sorted(n for n in os.listdir(releases_dir) if not n.startswith("."))
+    removed = []
+    for name in names[:-keep] if keep else names:
+        if name not in protect:
+            shutil.rmtree(os.path.join(releases_dir, name))
+            removed.append(name)
+    return {"removed": removed}
+
+
+def audit(request):
+    os.makedirs(os.path.dirname(request["path"]), exist_ok=True)
+    with open(request["path"], "a") as handle:
+        handle.write(json.dumps(request["entry"], sort_keys=True) + "\n")
+    return {"ok": True}
+
+
+def status(request):
+    """Live release, units with their state and uptime, readiness, disk."""
+    answer = inspect(request)
+    units = {}
+    for unit in request["units"]:
+        _, out, _ = _run(["systemctl", "show", unit, "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic,LoadState"])
+        props = dict(line.partition("=")[::2] for line in out.splitlines())
+        since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+        up = time.clock_gettime(time.CLOCK_MONOTONIC) - since if since and props.get("ActiveState") == "active" else None
+        units[unit] = {"state": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
+                       "loaded": props.get("LoadState", ""), "uptime": up}
+    ready = None
+    if request.get("health"):
+        health = request["health"]
+        try:
+            code, body = _get_json(health["port"], health["ready"], health["host"])
+            ready = body.get("status") if isinstance(body, dict) else "HTTP %s" % code
+        except (OSError, http.client.HTTPException) as exc:
+            ready = "unreachable: %s" % exc
+    answer.update(units=units, ready=ready)
+    return answer
+
+
+OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,
+       "activate": activate, "prune": prune, "audit": audit}
+
+
 def main():
     request = json.loads(sys.stdin.read())
-    answer = facts(request) if request["op"] == "facts" else apply(request)
-    sys.stdout.write(json.dumps(answer))
+    sys.stdout.write(json.dumps(OPS[request["op"]](request)))
 
 
 if __name__ == "__main__":

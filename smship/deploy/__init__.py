@@ -1,0 +1,1 @@
+"""Deploys and rollbacks: ship a release, migrate once, roll with health gates."""

@@ -1,0 +1,110 @@
+"""``smship deploy``: preflight, build, ship, migrate once, roll, record.
+
+The order is the safety argument: nothing on a host changes until every
+host answered and the lock is held; no unit restarts until the release is
+complete on every host and the database is migrated; a batch that fails its
+health gate is switched back and stops the roll, so hosts not yet reached
+keep serving the old release.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from smship.context import EnvContext, open_fleet, targets_of
+from smship.deploy.lock import environment_lock
+from smship.deploy.migrate import upgrade_command
+from smship.deploy.record import record
+from smship.deploy.roll import health_request, roll
+from smship.deploy.ship import ship_host
+from smship.deploy.survey import survey
+from smship.errors import SmshipError
+from smship.layout import Layout
+from smship.provision.variables import APP_ROLES
+
+
+def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool):
+    from smship.release import build_release, load_release
+    from smship.release.cachedir import cache_dir
+
+    if release_path:
+        ctx.reporter.step(f"using the prebuilt release {release_path}")
+        return load_release(Path(release_path))
+    ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref})")
+    return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
+                         progress=ctx.reporter.info)
+
+
+def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
+           limit: str | None = None) -> bool:
+    from smship.context import select_hosts
+    from smship.release.host import venv_commands, venv_dir
+
+    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
+    if not chosen:
+        raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
+    with open_fleet(ctx) as fleet:
+        targets = {t.name: t for t in targets_of(ctx)}
+        hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
+        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}"):
+            release = obtain_release(ctx, release_path, ref, dirty)
+            report.info(f"release {release.id}")
+            outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
+
+            report.step(f"shipping {release.id} to {len(chosen)} host(s)")
+            commands = venv_commands(layout.root, release.deps_id, ctx.app.python)
+            target_venv = venv_dir(layout.root, release.deps_id)
+
+            def ship(target):
+                began = time.monotonic()
+                try:
+                    shipped = ship_host(fleet, target, layout, release, hosts[target.name].current, commands,
+                                        target_venv, static="web" in roles[target.name])
+                except Exception as exc:
+                    report.host(target.name, "failed", str(exc), time.monotonic() - began)
+                    raise
+                report.host(target.name, "changed", f"{shipped.bytes_sent} bytes, {shipped.files} files",
+                            time.monotonic() - began, bytes_sent=shipped.bytes_sent)
+                return shipped
+
+            roles = {h.name: h.roles for h in chosen}
+            shipped = fleet.map(ship, [targets[h.name] for h in chosen])
+            if any(isinstance(v, BaseException) for v in shipped.values()):
+                return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
+
+            migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
+            report.step(f"migrating the database once, from {migrator.name}")
+            began = time.monotonic()
+            result = fleet.run(targets[migrator.name], upgrade_command(layout, release.id), timeout=1800)
+            if not result.ok:
+                report.host(migrator.name, "failed", "alembic upgrade head failed; no host was restarted",
+                            time.monotonic() - began)
+                for line in (result.stderr or result.stdout).strip().splitlines()[-15:]:
+                    report.info(line)
+                return record(ctx, fleet, targets, layout, outcome, "failed: migration", started)
+            report.host(migrator.name, "changed", "alembic upgrade head", time.monotonic() - began)
+
+            web = [h for h in chosen if "web" in h.roles]
+            if web:
+                rolled = roll(ctx, fleet, targets, web, {h.name: release.id for h in web},
+                              lambda name: [layout.web_service], health_request(ctx, layout),
+                              ctx.env.web.batch_count(len(web)), "web")
+                if not rolled.ok:
+                    untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
+                    report.error("deploy halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
+                    if untouched:
+                        report.info(f"not restarted, still on their old release: {', '.join(untouched)}")
+                    return record(ctx, fleet, targets, layout, outcome, "failed: web roll", started)
+
+            background = [h for h in chosen if {"worker", "beat"} & set(h.roles)]
+            if background:
+                def units(name: str) -> list[str]:
+                    return ([layout.worker_service] if "worker" in roles[name] else []) + \
+                           ([layout.beat_service] if "beat" in roles[name] else [])
+                rolled = roll(ctx, fleet, targets, background, {h.name: release.id for h in background}, units,
+                              None, len(background), "workers")
+                if not rolled.ok:
+                    return record(ctx, fleet, targets, layout, outcome, "failed: workers", started)
+            return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True)

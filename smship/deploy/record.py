@@ -1,0 +1,29 @@
+"""The end of every deploy: an audit line on each host, old releases pruned."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import time
+
+from smship.context import EnvContext
+from smship.layout import Layout
+from smship.remote import call_agent
+from smship.ssh import Fleet, Target
+
+
+def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: Layout, outcome: dict,
+           result: str, started: float, prune: bool = False) -> bool:
+    entry = {"who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+             "environment": ctx.name, "result": result, "seconds": round(time.time() - started, 1), **outcome}
+    chosen = [targets[name] for name in outcome["hosts"]]
+    fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}), chosen)
+    if prune:
+        request = {"op": "prune", "root": layout.root, "keep": ctx.env.keep_releases, "protect": [outcome["release"]]}
+        pruned = fleet.map(lambda t: call_agent(fleet, t, request), chosen)
+        removed = sorted({r for answer in pruned.values() if isinstance(answer, dict) for r in answer["removed"]})
+        if removed:
+            ctx.reporter.info(f"pruned old releases: {', '.join(removed)}")
+    ctx.reporter.data["audit"] = entry
+    ctx.reporter.info(f"audit: {entry['who']} {entry['environment']} {outcome['release']} {result} in {entry['seconds']}s")
+    return result == "ok"

@@ -1,0 +1,102 @@
+"""``smship rollback``: code only, never the database.
+
+Migrations are expand/contract, so the previous release must tolerate the
+newer schema; before switching, smship asks the target release's alembic
+whether it knows the database's current revision and says so plainly.
+"""
+
+from __future__ import annotations
+
+import time
+
+from smship.context import EnvContext, open_fleet, select_hosts, targets_of
+from smship.deploy.lock import environment_lock
+from smship.deploy.migrate import current_revision_command
+from smship.deploy.record import record
+from smship.deploy.roll import health_request, roll
+from smship.deploy.survey import HostSurvey, survey
+from smship.errors import SmshipError
+from smship.layout import Layout
+from smship.provision.variables import APP_ROLES
+
+
+def previous_release(host: HostSurvey) -> str | None:
+    """The newest complete release older than the live one."""
+    older = [r for r in host.complete if host.current is None or r < host.current]
+    return older[-1] if older else None
+
+
+def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, str]:
+    chosen, problems = {}, []
+    for name, host in hosts.items():
+        target = to or previous_release(host)
+        if target is None:
+            problems.append(f"{name}: no release before {host.current} to roll back to")
+        elif target not in host.complete:
+            problems.append(f"{name}: release {target} is not on this host (has: {', '.join(host.complete) or 'none'})")
+        else:
+            chosen[name] = target
+    if problems:
+        raise SmshipError("cannot roll back: " + "; ".join(problems))
+    return chosen
+
+
+def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) -> str:
+    result = fleet.run(target, current_revision_command(layout, release), timeout=120)
+    text = (result.stdout + result.stderr).strip()
+    if result.ok:
+        return f"release {release} knows the database's revision ({text.splitlines()[-1] if text else 'empty database'})"
+    if "Can't locate revision" in text:
+        return (f"release {release} does NOT know the database's current revision: its code must tolerate "
+                "the newer schema (expand/contract); no migration will be run")
+    return f"could not compare schemas: {text.splitlines()[-1] if text else result.summary()}"
+
+
+def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, limit: str | None = None) -> bool:
+    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
+    with open_fleet(ctx) as fleet:
+        targets = {t.name: t for t in targets_of(ctx)}
+        surveyed = survey(ctx, fleet, layout, [h.name for h in chosen])
+        release_for = choose_targets({h.name: surveyed[h.name] for h in chosen}, to)
+        probe = next((h for h in chosen if "web" in h.roles), chosen[0])
+        report.step("schema")
+        report.info(schema_report(ctx, fleet, targets[probe.name], layout, release_for[probe.name]))
+        if check:
+            for host in chosen:
+                report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
+            return True
+        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}"):
+            outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
+                       "rollback": True}
+            web = [h for h in chosen if "web" in h.roles]
+            if web:
+                rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
+                              health_request(ctx, layout), ctx.env.web.batch_count(len(web)), "rollback web")
+                if not rolled.ok:
+                    return record(ctx, fleet, targets, layout, outcome, "failed: rollback web", started)
+            roles = {h.name: h.roles for h in chosen}
+            background = [h for h in chosen if {"worker", "beat"} & set(h.roles)]
+            if background:
+                rolled = roll(ctx, fleet, targets, background, release_for,
+                              lambda name: ([layout.worker_service] if "worker" in roles[name] else [])
+                              + ([layout.beat_service] if "beat" in roles[name] else []),
+                              None, len(background), "rollback workers")
+                if not rolled.ok:
+                    return record(ctx, fleet, targets, layout, outcome, "failed: rollback workers", started)
+            return record(ctx, fleet, targets, layout, outcome, "ok", started)
+
+
+def releases(ctx: EnvContext) -> bool:
+    layout = Layout.of(ctx.app, ctx.env)
+    app_hosts = [h.name for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
+    with open_fleet(ctx, [h for h in ctx.env.hosts if h.name in app_hosts]) as fleet:
+        surveyed = survey(ctx, fleet, layout, app_hosts)
+    rows = {}
+    for name, host in surveyed.items():
+        rows[name] = [{"id": r, "live": r == host.current, "complete": r in host.complete} for r in host.releases]
+        for r in reversed(host.releases):
+            mark = "* live" if r == host.current else ("" if r in host.complete else "incomplete")
+            ctx.reporter.info(f"{name:<12} {r} {mark}")
+    ctx.reporter.data["releases"] = rows
+    return True

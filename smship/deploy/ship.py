@@ -1,0 +1,61 @@
+"""Shipping a release to hosts: rsync, hard links, an offline virtualenv.
+
+Per host, in parallel: the release tree goes to ``releases/<id>`` with
+unchanged files hard-linked from the live release (a one-file change ships
+one file), the wheelhouse to ``shared/wheels/<deps_id>`` (once per lock
+file, not per release), the virtualenv is built from it without network
+access (once per lock file too), and the built front end joins the static
+root that nginx serves.  Only then is the release marked complete; a host
+never switches to a release that is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smship.command import Command, script
+from smship.errors import SmshipError
+from smship.layout import Layout
+from smship.ssh import Fleet, Target
+
+COMPLETE_MARKER = ".smship-complete"
+# Made on the host after shipping; a re-ship must not delete them.
+HOST_ONLY = (COMPLETE_MARKER, ".venv")
+
+
+@dataclass
+class Shipped:
+    bytes_sent: int
+    files: int
+
+
+def finish_command(layout: Layout, release_id: str, venv_dir: str) -> Command:
+    """Link the release to its virtualenv and mark it complete."""
+    release = layout.release(release_id)
+    return script('ln -sfn "$2" "$1/.venv" && touch "$1/$3"', args=(release, venv_dir, COMPLETE_MARKER),
+                  sudo=True, description=f"finish release {release_id}")
+
+
+def ship_host(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
+              venv_commands: list[Command], venv_dir: str, static: bool) -> Shipped:
+    destination = layout.release(release.id)
+    transfers = [fleet.rsync(target, release.path, destination, sudo=True, chown="root:root", excludes=HOST_ONLY,
+                             link_dest=layout.release(previous) if previous and previous != release.id else None)]
+    transfers.append(fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
+                                 sudo=True, chown="root:root"))
+    for transfer in transfers:
+        if not transfer.ok:
+            raise SmshipError(transfer.summary())
+    for command in [*venv_commands, finish_command(layout, release.id, venv_dir)]:
+        result = fleet.run(target, command, timeout=900)
+        if not result.ok:
+            raise SmshipError(result.summary())
+    if static:
+        # No --delete: pages rendered by hosts still on the old release keep
+        # asking for the old hashed assets while the roll is under way.
+        transfer = fleet.rsync(target, release.path / "static" / "dist", f"{layout.static_root}/dist",
+                               sudo=True, chown="root:root", delete=False)
+        if not transfer.ok:
+            raise SmshipError(transfer.summary())
+        transfers.append(transfer)
+    return Shipped(sum(t.bytes_sent for t in transfers), sum(t.files_transferred for t in transfers))

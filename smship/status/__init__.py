@@ -1,0 +1,1 @@
+"""Looking at a running environment: ``status`` (and later ``check``, ``logs``)."""

@@ -1,0 +1,60 @@
+"""``smship deploy``, ``rollback``, ``releases`` and ``unlock``."""
+
+from __future__ import annotations
+
+from smship.context import EnvContext
+from smship.tasks.base import env_command
+
+
+@env_command(help={
+    "release": "Deploy this prebuilt release (directory or archive from 'smship build') instead of building.",
+    "ref": "Git commit, branch or tag of the app to build (default: HEAD).",
+    "dirty": "Build from the working tree, uncommitted changes included.",
+    "limit": "Only these hosts or roles, comma separated.",
+})
+def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None):
+    """Build a release, ship it, migrate once, and roll the web tier with health gates.
+
+    Preflight (every host answers, the environment's lock is free), build (or
+    --release), rsync to every host in parallel, `alembic upgrade head` once
+    before any restart, then web hosts in batches: drain (with an lb),
+    switch `current`, restart, wait for /health/ready to say `healthy`. A
+    failing batch is switched back and halts the deploy; workers and beat
+    restart last. Every run appends an audit line on the hosts.
+    """
+    from smship.deploy.deploy import deploy as run
+
+    return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit)
+
+
+@env_command(help={
+    "to": "Release id to switch to (default: the one before the live release on each host).",
+    "check": "Only report what would happen, including whether the schema is compatible.",
+    "limit": "Only these hosts or roles, comma separated.",
+})
+def rollback(ctx: EnvContext, to=None, check=False, limit=None):
+    """Switch every host back to the previous (or named) release; never touches the database.
+
+    Same batches and health gates as deploy. Before switching it reports
+    whether the target release's migrations know the database's current
+    revision (expand/contract: older code must tolerate the newer schema).
+    """
+    from smship.deploy.rollback import rollback as run
+
+    return run(ctx, to=to, check=check, limit=limit)
+
+
+@env_command()
+def releases(ctx: EnvContext):
+    """List the releases on each host and which one is live."""
+    from smship.deploy.rollback import releases as run
+
+    return run(ctx)
+
+
+@env_command(help={"yes": "Really remove the lock (only when the deploy holding it is gone)."})
+def unlock(ctx: EnvContext, yes=False):
+    """Show who holds the environment's deploy lock; with --yes, remove it."""
+    from smship.deploy.unlock import unlock as run
+
+    return run(ctx, yes=yes)
