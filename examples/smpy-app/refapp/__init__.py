@@ -1,0 +1,1 @@
+"""Reference app that keeps the smpy deployment contracts."""
