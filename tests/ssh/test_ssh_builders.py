@@ -1,0 +1,382 @@
+"""The SSH layer's pure builders, checked without any host.
+
+Where a builder produces shell, the tests run it through a real local
+``sh`` (or rsync's own -e splitting rules) rather than comparing strings
+only, so a quoting mistake shows up as behaviour, not as a diff.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from smship.command import cmd
+from smship.ssh import (ConnectError, Endpoint, Result, SSHOptions, Target,
+                        iter_results, parse_jump, parse_rsync_stats,
+                        put_command, remote_line, resolve, rsync_argv,
+                        ssh_argv)
+
+NASTY = ["x; rm -rf /", "$(id)", "`id`", "a b", "it's", "-n", "*", "\\", ""]
+
+
+def local_sh(line: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", line], capture_output=True,
+                          timeout=30)
+
+
+def options(**overrides) -> SSHOptions:
+    base = dict(known_hosts=Path("/k/known_hosts"), ssh_config=None,
+                connect_timeout=7)
+    base.update(overrides)
+    return SSHOptions(**base)
+
+
+# -- quoting and sudo --------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_inventory_value_stays_one_literal_argument(value, tmp_path):
+    line = remote_line(cmd("printf", "[%s]\\n", value))
+    result = local_sh(f"cd {shlex.quote(str(tmp_path))} && {line}")
+    assert result.stdout.decode() == f"[{value}]\n"
+    assert list(tmp_path.iterdir()) == []  # nothing was executed or globbed
+
+
+def test_plain_command_has_no_sudo():
+    assert remote_line(cmd("systemctl", "restart", "app")) == \
+        "systemctl restart app"
+
+
+def test_sudo_wrapper_is_non_interactive_and_ends_options():
+    line = remote_line(cmd("systemctl", "restart", "x; reboot", sudo=True))
+    assert line == "sudo -n -H -- systemctl restart 'x; reboot'"
+
+
+def test_sudo_as_user_quotes_the_user():
+    assert remote_line(cmd("psql", "-c", "select 1", user="postgres")) == \
+        "sudo -n -u postgres -H -- psql -c 'select 1'"
+    argv = shlex.split(remote_line(cmd("id", user="x; id", sudo=True)))
+    assert argv == ["sudo", "-n", "-u", "x; id", "-H", "--", "id"]
+
+
+def test_sudo_wrapper_keeps_a_leading_dash_argument_out_of_sudo_options():
+    argv = shlex.split(remote_line(cmd("-rf", sudo=True)))
+    assert argv.index("--") < argv.index("-rf")
+
+
+# -- put ------------------------------------------------------------------
+
+
+def test_put_command_carries_data_on_stdin_only():
+    secret = b"DATABASE_PASSWORD=hunter2\n"
+    command = put_command(secret, "/etc/app/env file", mode=0o600,
+                          owner="app; id", group="$(id)")
+    assert command.sudo and command.stdin == secret
+    assert command.argv[:2] == ("sh", "-c")
+    assert command.argv[-4:] == ("/etc/app/env file", "600", "app; id",
+                                 "$(id)")
+    for text in (remote_line(command), str(command), repr(command)):
+        assert "hunter2" not in text
+    assert "0600" in str(command)
+
+
+def run_put_locally(data: bytes, dest: Path, mode: int) -> None:
+    # The same script, without sudo and owner changes, on the local sh.
+    command = put_command(data, str(dest), mode=mode, sudo=False)
+    subprocess.run(command.argv, input=command.stdin, check=True, timeout=30)
+
+
+def test_put_script_writes_content_mode_and_replaces_by_rename(tmp_path):
+    dest = tmp_path / "odd name; $(id)"
+    run_put_locally(b"first version, longer\n", dest, 0o640)
+    assert dest.read_bytes() == b"first version, longer\n"
+    assert dest.stat().st_mode & 0o7777 == 0o640
+    inode = dest.stat().st_ino
+    run_put_locally(b"v2\x00\xff", dest, 0o600)
+    assert dest.read_bytes() == b"v2\x00\xff"
+    assert dest.stat().st_mode & 0o7777 == 0o600
+    assert dest.stat().st_ino != inode  # a new file renamed over the old
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
+
+
+def test_put_script_temp_file_is_private_and_dest_never_partial(tmp_path):
+    dest = tmp_path / "secret.env"
+    dest.write_bytes(b"OLD")
+    command = put_command(b"", str(dest), mode=0o644, sudo=False)
+    proc = subprocess.Popen(command.argv, stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"NEW-half-")
+        proc.stdin.flush()
+        temp = None
+        for _ in range(200):  # bounded: at most ~10 s
+            temps = [p for p in tmp_path.iterdir() if p != dest]
+            if temps and temps[0].stat().st_size:
+                temp = temps[0]
+                break
+            time.sleep(0.05)
+        assert temp is not None, "the script never wrote its temp file"
+        assert temp.name.startswith(".smship-put.")
+        assert temp.stat().st_mode & 0o077 == 0  # private while written
+        assert dest.read_bytes() == b"OLD"  # readers still see the old file
+        proc.stdin.write(b"and-rest")
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert dest.read_bytes() == b"NEW-half-and-rest"
+    assert dest.stat().st_mode & 0o7777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.env"]
+
+
+def test_put_script_failure_leaves_no_temp_and_keeps_dest(tmp_path):
+    dest = tmp_path / "app.conf"
+    dest.write_bytes(b"OLD")
+    command = put_command(b"NEW", str(dest), mode=0o644,
+                          owner="no-such-user-smship", sudo=False)
+    proc = subprocess.run(command.argv, input=command.stdin,
+                          capture_output=True, timeout=30)
+    assert proc.returncode != 0
+    assert dest.read_bytes() == b"OLD"
+    assert [p.name for p in tmp_path.iterdir()] == ["app.conf"]
+
+
+# -- jump specs and ssh config ------------------------------------------------
+
+
+def test_parse_jump_forms():
+    assert parse_jump("bastion") == [(None, "bastion", None)]
+    assert parse_jump("ops@bastion:2222") == [("ops", "bastion", 2222)]
+    assert parse_jump("a, b@c:23") == [(None, "a", None), ("b", "c", 23)]
+    assert parse_jump("[::1]:2200") == [(None, "::1", 2200)]
+    with pytest.raises(ValueError):
+        parse_jump("a,,b")
+
+
+def test_resolve_fills_defaults_from_ssh_config(tmp_path):
+    config = paramiko.SSHConfig.from_text(f"""
+Host app-*
+    HostName 10.9.8.7
+    User deploy
+    Port 2200
+    IdentityFile {tmp_path}/id_deploy
+    ProxyJump ops@bastion:2222
+Host bastion
+    HostName 10.0.0.1
+""")
+    endpoint = resolve(Target("web1", "app-1"), options(), config)
+    assert endpoint.host == "10.9.8.7" and endpoint.port == 2200
+    assert endpoint.user == "deploy"
+    assert endpoint.identity == tmp_path / "id_deploy"
+    assert endpoint.jumps == (Endpoint("10.0.0.1", 2222, "ops",
+                                       tmp_path / "id_deploy"),)
+
+
+def test_resolve_explicit_target_values_win(tmp_path):
+    config = paramiko.SSHConfig.from_text(
+        "Host app\n  HostName 10.9.8.7\n  User deploy\n  Port 2200\n")
+    endpoint = resolve(Target("web1", "app", 2022, user="root",
+                              identity=Path("/k/id")), options(), config)
+    assert (endpoint.host, endpoint.port, endpoint.user, endpoint.identity) \
+        == ("10.9.8.7", 2022, "root", Path("/k/id"))
+    assert endpoint.jumps == ()
+
+
+def test_resolve_without_config_uses_the_target_as_is():
+    endpoint = resolve(Target("web1", "10.0.0.5", user="deploy",
+                              jump="10.0.0.1"), options())
+    assert endpoint == Endpoint("10.0.0.5", 22, "deploy", None,
+                                (Endpoint("10.0.0.1", 22, "deploy"),))
+
+
+# -- ssh and rsync argv ---------------------------------------------------------
+
+
+def value_of(argv: list[str], option: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == option]
+
+
+def test_ssh_argv_carries_every_option():
+    endpoint = Endpoint("10.0.0.5", 2200, "deploy", Path("/k/id ed"))
+    argv = ssh_argv(endpoint, options())
+    assert argv[0] == "ssh"
+    assert value_of(argv, "-p") == ["2200"]
+    assert value_of(argv, "-l") == ["deploy"]
+    assert value_of(argv, "-i") == ["/k/id ed"]
+    assert value_of(argv, "-F") == ["none"]
+    assert set(value_of(argv, "-o")) >= {
+        "BatchMode=yes", "StrictHostKeyChecking=yes",
+        "UserKnownHostsFile=/k/known_hosts", "ConnectTimeout=7"}
+
+
+def test_ssh_argv_accept_new_and_config_file():
+    argv = ssh_argv(Endpoint("h", 22, "u"),
+                    options(accept_unknown_hosts=True,
+                            ssh_config=Path("/k/config")))
+    assert "StrictHostKeyChecking=accept-new" in value_of(argv, "-o")
+    assert value_of(argv, "-F") == ["/k/config"]
+
+
+def test_jump_becomes_a_proxy_command_with_the_same_options():
+    jump = Endpoint("10.0.0.1", 2222, "ops", Path("/k/100%key"))
+    argv = ssh_argv(Endpoint("10.0.0.5", 22, "deploy", jumps=(jump,)),
+                    options())
+    [proxy] = [o for o in value_of(argv, "-o")
+               if o.startswith("ProxyCommand=")]
+    words = shlex.split(proxy.removeprefix("ProxyCommand="))
+    assert words[0] == "ssh" and words[-3:] == ["-W", "[%h]:%p", "10.0.0.1"]
+    assert value_of(words, "-p") == ["2222"]
+    assert value_of(words, "-i") == ["/k/100%%key"]  # ssh turns %% into %
+    assert "UserKnownHostsFile=/k/known_hosts" in value_of(words, "-o")
+    assert "StrictHostKeyChecking=yes" in value_of(words, "-o")
+    assert "-J" not in argv
+
+
+def test_two_jumps_nest_and_escape_once_per_level():
+    first = Endpoint("j1", 22, "u")
+    second = Endpoint("j2", 22, "u")
+    argv = ssh_argv(Endpoint("t", 22, "u", jumps=(first, second)), options())
+    [proxy] = [o for o in value_of(argv, "-o") if o.startswith("Proxy")]
+    outer = shlex.split(proxy.removeprefix("ProxyCommand="))
+    assert outer[-1] == "j2"
+    [inner] = [o for o in value_of(outer, "-o") if o.startswith("Proxy")]
+    # The outer ssh turns %%h into %h for the j2 ssh, which then expands it.
+    assert "[%%h]:%%p" in inner and inner.rstrip().endswith("j1")
+
+
+def rsync_split(command: str) -> list[str]:
+    """rsync's own -e splitting: spaces separate, quotes group, '' is '."""
+    args, current, quote, started = [], [], "", False
+    i = 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            if char == quote:
+                if command[i + 1:i + 2] == quote:
+                    current.append(char)
+                    i += 2
+                    continue
+                quote = ""
+            else:
+                current.append(char)
+        elif char in "'\"":
+            quote, started = char, True
+        elif char == " ":
+            if current or started:
+                args.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        i += 1
+    if current or started:
+        args.append("".join(current))
+    return args
+
+
+def test_rsync_argv_shape():
+    endpoint = Endpoint("10.0.0.5", 2200, "deploy", Path("/k/id"),
+                        jumps=(Endpoint("b", 22, "ops"),))
+    argv = rsync_argv(endpoint, options(), "/src/app", "/srv/app/rel 2/",
+                      link_dest="/srv/app/rel1", excludes=("*.pyc", ".git"),
+                      sudo=True, checksum=True)
+    assert argv[0] == "rsync"
+    assert {"--stats", "--delete", "--checksum", "--secluded-args",
+            "--rsync-path=sudo -n rsync", "--link-dest=/srv/app/rel1",
+            "--exclude=*.pyc", "--exclude=.git"} <= set(argv)
+    assert argv[-2:] == ["/src/app/", "deploy@10.0.0.5:/srv/app/rel 2/"]
+    [rsh] = value_of(argv, "-e")
+    assert rsync_split(rsh) == ssh_argv(endpoint, options())
+
+
+def test_rsync_argv_defaults_and_guards():
+    argv = rsync_argv(Endpoint("h", 22, "u"), options(), "/src/", "/dst",
+                      delete=False)
+    assert "--delete" not in argv and "--checksum" not in argv
+    assert not any(a.startswith("--rsync-path") for a in argv)
+    with pytest.raises(ValueError):
+        rsync_argv(Endpoint("h", 22, "u"), options(), "/s", "/d",
+                   link_dest="rel1")
+
+
+def test_parse_rsync_stats():
+    output = """
+Number of files: 4 (reg: 3, dir: 1)
+Number of regular files transferred: 2
+Total file size: 1,234,567 bytes
+Total bytes sent: 1,234,890
+Total bytes received: 95
+"""
+    assert parse_rsync_stats(output) == {
+        "bytes_sent": 1234890, "bytes_received": 95, "files_transferred": 2}
+    assert parse_rsync_stats("") == {
+        "bytes_sent": 0, "bytes_received": 0, "files_transferred": 0}
+
+
+# -- results and errors ---------------------------------------------------------
+
+
+def test_result_ok_and_summary_lines():
+    good = Result("web1", "true", 0, duration=0.5)
+    bad = Result("web1", "false", 3, stderr="boom\nlast words\n")
+    down = Result("web1", "true", -1, error="web1 (10.0.0.5:22): refused")
+    assert good.ok and not bad.ok and not down.ok
+    assert bad.summary() == "web1: false: exit 3: last words"
+    assert down.summary() == "web1 (10.0.0.5:22): refused"
+    for result in (good, bad, down):
+        assert "\n" not in result.summary()
+
+
+def test_connect_error_is_one_line_with_name_address_and_cause():
+    error = ConnectError("web1", Endpoint("10.0.0.5", 22, "deploy"),
+                         "connection refused")
+    assert str(error) == "web1 (10.0.0.5:22): connection refused"
+    v6 = ConnectError("db", Endpoint("::1", 2200, "u"), "timed out")
+    assert str(v6) == "db ([::1]:2200): timed out"
+
+
+def test_iter_results_gives_one_line_per_host():
+    down = ConnectError("db", Endpoint("10.0.0.6", 22, "u"), "refused")
+    lines = list(iter_results({
+        "web1": Result("web1", "true", 0),
+        "db": down,
+        "cache": ValueError("bad\nvalue"),
+        "worker": "whatever fn returned",
+    }))
+    assert lines[1:] == ["db (10.0.0.6:22): refused",
+                         "cache: ValueError: bad value", "worker: ok"]
+    assert lines[0].startswith("web1: true: ok")
+
+
+def test_options_defaults_point_at_the_users_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert SSHOptions().known_hosts == tmp_path / ".ssh/known_hosts"
+    assert SSHOptions().ssh_config is None  # no ~/.ssh/config yet
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh/config").write_text("")
+    assert SSHOptions().ssh_config == tmp_path / ".ssh/config"
+    assert not SSHOptions().accept_unknown_hosts
+    with pytest.raises(ValueError):
+        SSHOptions(parallel=0)
+
+
+def test_only_this_module_imports_fabric_or_paramiko():
+    root = Path(__file__).resolve().parents[2] / "smship"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "ssh.py" and path.parent == root:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            words = line.strip().split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1 and \
+                    words[1].split(".")[0] in ("fabric", "paramiko"):
+                offenders.append(f"{path.relative_to(root)}: {line.strip()}")
+    assert offenders == []
+    assert os.path.exists(root / "ssh.py")
