@@ -1,0 +1,453 @@
+"""The Lab: a set of throwaway Debian hosts on a private bridge of this machine.
+
+    lab = Lab()                    # directory, bridge, subnet from env or defaults
+    lab.up(hosts=3, image="fat")   # build or reuse the image, boot, wait for ssh
+    lab.ssh("lab1", ["systemctl", "is-system-running"])
+    lab.kill("lab2"); lab.start("lab2")
+    lab.down()                     # leaves nothing behind
+
+Everything the lab changes on the machine is recorded in a state file first, so a
+later ``up`` or ``down`` can clean up after a crash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from smship.lab import files, host, image, network
+from smship.lab.host import HostSpec
+from smship.lab.system import LabError, require_platform, run
+
+DEFAULT_DIR = Path("/var/lib/smship/lab")
+STATE_VERSION = 1
+CGROUP_ROOT = "smship-lab"
+
+Reporter = Callable[[str | None, str], None]
+
+
+def _silent(_host: str | None, _message: str) -> None:
+    pass
+
+
+@dataclass
+class HostStatus:
+    name: str
+    address: str
+    roles: list[str]
+    running: bool
+    partitioned: bool
+    ssh: bool
+
+
+@dataclass
+class UpResult:
+    hosts: list[tuple[str, str]]
+    image: str
+    image_built: bool
+    image_seconds: float
+    seconds: float
+
+
+class Lab:
+    """One lab, identified by its directory; see the module docstring."""
+
+    def __init__(self, directory: str | os.PathLike | None = None, *,
+                 bridge: str | None = None, subnet: str | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.dir = Path(directory or os.environ.get("SMSHIP_LAB_DIR") or DEFAULT_DIR).absolute()
+        state = self._read_state()
+        # A running lab keeps the network it was created with.
+        bridge = bridge or (state or {}).get("bridge") or os.environ.get(
+            "SMSHIP_LAB_BRIDGE") or network.DEFAULT_BRIDGE
+        subnet = subnet or (state or {}).get("subnet") or os.environ.get(
+            "SMSHIP_LAB_SUBNET") or network.DEFAULT_SUBNET
+        self.net = network.NetworkPlan.make(bridge, subnet)
+        self.report: Reporter = reporter or _silent
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory.yml"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def identity(self) -> Path:
+        return self.dir / files.KEY_NAME
+
+    @property
+    def secrets(self) -> Path:
+        return self.dir / "secrets.env"
+
+    @property
+    def run_dir(self) -> Path:
+        """tmpfs holding the unpacked image and every host's overlay."""
+        return self.dir / "run"
+
+    @property
+    def cgroup_base(self) -> str:
+        return f"{CGROUP_ROOT}/{self.net.bridge}"
+
+    # ------------------------------------------------------------ state
+
+    def _read_state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise LabError(f"lab state file {self.state_file} is damaged ({exc}); "
+                           "remove it and run `smship lab down`") from exc
+
+    def _write_state(self, state: dict) -> None:
+        files.write_text(self.state_file, json.dumps(state, indent=2) + "\n", mode=0o600)
+
+    def state(self) -> dict | None:
+        return self._read_state()
+
+    def specs(self) -> list[HostSpec]:
+        state = self._read_state() or {}
+        return [HostSpec(**h) for h in state.get("hosts", [])]
+
+    def spec(self, name: str) -> HostSpec:
+        for spec in self.specs():
+            if spec.name == name:
+                return spec
+        known = ", ".join(s.name for s in self.specs()) or "none: the lab is down"
+        raise LabError(f"no lab host named {name!r} (hosts: {known})")
+
+    @property
+    def hosts(self) -> list[tuple[str, str]]:
+        """(name, address) of every host, in order."""
+        return [(s.name, s.address) for s in self.specs()]
+
+    def is_up(self) -> bool:
+        return self.state_file.is_file()
+
+    @contextmanager
+    def _locked(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # ------------------------------------------------------------ up
+
+    def up(self, hosts: int = 3, image_name: str = "base", app: str | os.PathLike | None = None,
+           wait: float = 90) -> UpResult:
+        """Create and boot ``hosts`` hosts, write the lab files, wait until ssh answers."""
+        require_platform()
+        if hosts < 1 or hosts > 200:
+            raise LabError("--hosts must be between 1 and 200")
+        started = time.monotonic()
+        recipe = image.machine_recipe(image_name)
+        names = files.host_names(hosts)
+        addresses = [str(self.net.address(i)) for i in range(1, hosts + 1)]
+        with self._locked():
+            leftovers = self.residue()
+            if leftovers or self.is_up():
+                self.report(None, "cleaning up a previous lab: " + (", ".join(leftovers)
+                                                                  or "state file"))
+                self._teardown()
+            img = image.ensure_image(recipe, log=lambda m: self.report(None, m))
+            self.report(None, (f"image {recipe.name} built in {img.seconds:.0f} s" if img.built
+                               else f"image {recipe.name} cached ({img.tarball.name})"))
+            try:
+                self._create(recipe, img.tarball, names, addresses, app)
+            except BaseException:
+                self.report(None, "lab up failed; removing what it created")
+                self._teardown()
+                raise
+        self.wait_ssh(names, timeout=wait)
+        seconds = time.monotonic() - started
+        self.report(None, f"{hosts} host(s) up in {seconds:.1f} s; inventory: {self.inventory}")
+        return UpResult(list(zip(names, addresses)), recipe.name, img.built, img.seconds,
+                        seconds)
+
+    def _create(self, recipe: image.Recipe, tarball: Path, names: list[str],
+                addresses: list[str], app) -> None:
+        state = {"version": STATE_VERSION, "dir": str(self.dir), "bridge": self.net.bridge,
+                 "subnet": str(self.net.subnet), "nft_table": self.net.nft_table,
+                 "ip_forward_before": None, "cgroup_base": self.cgroup_base,
+                 "image": {"name": recipe.name, "tarball": str(tarball)},
+                 "run_dir": str(self.run_dir), "hosts": []}
+        self._write_state(state)          # recorded before anything is changed
+        state.update(network.up(self.net))
+        self._write_state(state)
+        self.report(None, f"bridge {self.net.bridge} {self.net.gateway}/"
+                          f"{self.net.subnet.prefixlen}, NAT table {self.net.nft_table}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755", "smship-lab", str(self.run_dir)])
+        lower = self.run_dir / "images" / recipe.name
+        t0 = time.monotonic()
+        image.unpack(tarball, lower)
+        self.report(None, f"image unpacked in {time.monotonic() - t0:.1f} s")
+        client_key = files.ensure_keypair(self.dir)
+        files.ensure_secrets(self.dir)
+        all_hosts = dict(zip(names, addresses))
+        keys = []
+        specs = []
+        for name, address in zip(names, addresses):
+            hdir = self.run_dir / "hosts" / name
+            spec = HostSpec(name=name, address=address, prefixlen=self.net.subnet.prefixlen,
+                            gateway=str(self.net.gateway), bridge=self.net.bridge,
+                            lower=str(lower), upper=str(hdir / "upper"),
+                            work=str(hdir / "work"), root=str(hdir / "root"),
+                            run_dir=str(hdir), log=str(self.dir / "logs" / f"{name}.log"),
+                            cgroup_name=f"{self.cgroup_base}/{name}",
+                            machine=host.machine_name(name, self.net.bridge))
+            specs.append(spec)
+            state["hosts"].append(spec.to_dict())
+            self._write_state(state)
+            Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
+            Path(spec.log).write_text("")
+            keys.append((name, address, host.create(spec, client_key, all_hosts)))
+            self.report(name, f"created at {address}")
+        files.write_text(self.known_hosts, files.render_known_hosts(keys))
+        self._write_files(app, list(zip(names, addresses)))
+        for spec in specs:
+            pid = host.boot(spec)
+            self.report(spec.name, f"booting (nspawn pid {pid})")
+
+    def _write_files(self, app, hosts: list[tuple[str, str]]) -> None:
+        source = Path(app) if app else Path.cwd()
+        files.write_text(self.ssh_config, files.render_ssh_config(self.dir, hosts))
+        files.write_text(self.inventory, files.render_inventory(self.dir, source, hosts))
+
+    # ------------------------------------------------------------ down
+
+    def down(self) -> list[str]:
+        """Remove every host, the bridge, the NAT table; restore ip_forward. Nothing else."""
+        require_platform(tools=False)
+        with self._locked():
+            return self._teardown()
+
+    def _teardown(self) -> list[str]:
+        state = self._read_state() or {}
+        removed: list[str] = []
+        specs = [HostSpec(**h) for h in state.get("hosts", [])]
+        running = [s for s in specs if host.is_running(s)]
+        for spec in running:                     # clean poweroff, all at once
+            pid = host.nspawn_pid(spec)
+            if pid:
+                try:
+                    os.kill(pid, 15)
+                except ProcessLookupError:
+                    pass
+        for spec in running:
+            if not host.wait_stopped(spec, 20):
+                host.kill(spec)
+            self.report(spec.name, "powered off")
+            removed.append(f"host {spec.name}")
+        host.kill_cgroup(self.cgroup_base)       # anything left (after a crash)
+        for spec in specs:
+            host.remove_veth(spec)
+        host.unmount_tree(self.run_dir)
+        if host.mounts_under(self.run_dir):
+            raise LabError(f"cannot unmount {self.run_dir}; see `findmnt -R {self.run_dir}`")
+        if self.run_dir.is_dir():
+            _remove_tree(self.run_dir)
+        host.remove_cgroups(self.cgroup_base)
+        for hierarchy in host.CGROUP_HIERARCHIES:   # shared parent, if no other lab uses it
+            try:
+                (host.CGROUP_FS / hierarchy / CGROUP_ROOT).rmdir()
+            except OSError:
+                pass
+        removed += network.down(state.get("bridge", self.net.bridge),
+                                state.get("nft_table", self.net.nft_table),
+                                state.get("ip_forward_before"))
+        self.state_file.unlink(missing_ok=True)
+        for item in removed:
+            if not item.startswith("host "):
+                self.report(None, item)
+        return removed
+
+    def residue(self) -> list[str]:
+        """What of this lab exists on the machine (empty when fully down)."""
+        found = []
+        pids = host.cgroup_pids(self.cgroup_base)
+        if pids:
+            found.append(f"{len(pids)} process(es) in cgroup {self.cgroup_base}")
+        procs = nspawn_processes(self.run_dir)
+        if procs:
+            found.append(f"systemd-nspawn process(es) {procs}")
+        mounts = host.mounts_under(self.run_dir)
+        if mounts:
+            found.append(f"{len(mounts)} mount(s) under {self.run_dir}")
+        for spec in self.specs():
+            if network.link_exists(spec.veth):
+                found.append(f"link {spec.veth}")
+        if network.link_exists(self.net.bridge):
+            found.append(f"bridge {self.net.bridge}")
+        if network.nft_table_exists(self.net.nft_table):
+            found.append(f"nftables table {self.net.nft_table}")
+        for hierarchy in host.CGROUP_HIERARCHIES:
+            if (host.CGROUP_FS / hierarchy / self.cgroup_base).exists():
+                found.append(f"cgroup {hierarchy}/{self.cgroup_base}")
+        return found
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> list[HostStatus]:
+        specs = self.specs()
+        roles = files.topology(len(specs)) if specs else []
+
+        def one(item: tuple[HostSpec, list[str]]) -> HostStatus:
+            spec, host_roles = item
+            running = host.is_running(spec)
+            parted = running and host.is_partitioned(spec)
+            ok = running and not parted and self.ssh(spec.name, ["true"], timeout=10,
+                                                     connect_timeout=3).returncode == 0
+            return HostStatus(spec.name, spec.address, host_roles, running, parted, ok)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(specs)))) as pool:
+            return list(pool.map(one, zip(specs, roles)))
+
+    # ------------------------------------------------------------ ssh
+
+    def ssh_argv(self, name: str, argv: Sequence[str] | object, connect_timeout: int = 5,
+                 extra: Iterable[str] = ()) -> list[str]:
+        """System ssh command line running ``argv`` on host ``name`` (no local shell).
+
+        ``argv`` is a list of words or an :class:`smship.command.Command`; it is quoted
+        once for the remote shell.
+        """
+        words = list(getattr(argv, "argv", argv))
+        if getattr(argv, "sudo", False):
+            user = getattr(argv, "user", None)
+            words = ["sudo", "-n"] + (["-u", user] if user else []) + ["--"] + words
+        return ["ssh", "-F", str(self.ssh_config), "-o", f"ConnectTimeout={connect_timeout}",
+                *extra, name, "--", shlex.join(words)]
+
+    def ssh(self, name: str, argv: Sequence[str] | object, *, timeout: float = 60,
+            connect_timeout: int = 5, input: bytes | None = None,
+            extra: Iterable[str] = ()) -> subprocess.CompletedProcess:
+        """Run a command on a host with the system ssh client and the lab's ssh_config."""
+        cmd = self.ssh_argv(name, argv, connect_timeout, extra)
+        stdin_data = input if input is not None else getattr(argv, "stdin", None)
+        try:
+            return subprocess.run(cmd, input=stdin_data, capture_output=True, timeout=timeout,
+                                  stdin=None if stdin_data is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(cmd, 255, exc.stdout or b"",
+                                               (exc.stderr or b"") + b"\nsmship: timed out")
+
+    def wait_ssh(self, names: Sequence[str] | str | None = None, timeout: float = 60) -> float:
+        """Wait until ssh logs in on every named host (all by default). Returns seconds."""
+        if isinstance(names, str):
+            names = [names]
+        specs = [self.spec(n) for n in names] if names else self.specs()
+        started = time.monotonic()
+        deadline = started + timeout
+        pending = {s.name: s for s in specs}
+        while pending:
+            for name, spec in list(pending.items()):
+                if not host.is_running(spec):
+                    raise LabError(f"host {name} is not running: {host.exit_report(spec)}")
+                if host.ssh_port_open(spec.address, 0.3) and self.ssh(
+                        name, ["true"], timeout=10, connect_timeout=2).returncode == 0:
+                    del pending[name]
+                    self.report(name, f"ssh answers ({time.monotonic() - started:.1f} s)")
+            if pending and time.monotonic() > deadline:
+                detail = "; ".join(f"{n}: see {s.log}" for n, s in pending.items())
+                raise LabError(f"ssh did not answer within {timeout:.0f} s on {detail}")
+            if pending:
+                time.sleep(0.2)
+        return time.monotonic() - started
+
+    # ------------------------------------------------------------ faults
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """Clean poweroff."""
+        require_platform(tools=False)
+        host.stop(self.spec(name), timeout=timeout)
+        self.report(name, "powered off")
+
+    def start(self, name: str, wait: float = 60) -> None:
+        """Boot a stopped host (same disk, same keys) and wait for ssh."""
+        require_platform(tools=False)
+        spec = self.spec(name)
+        if host.is_running(spec):
+            self.report(name, "already running")
+        else:
+            pid = host.boot(spec)
+            self.report(name, f"booting (nspawn pid {pid})")
+        if wait:
+            self.wait_ssh([name], timeout=wait)
+
+    def kill(self, name: str) -> None:
+        """Power loss: the host dies at once, without shutting anything down."""
+        require_platform(tools=False)
+        spec = self.spec(name)
+        if not host.is_running(spec):
+            raise LabError(f"host {name} is not running")
+        host.kill(spec)
+        self.report(name, "power cut")
+
+    def partition(self, name: str) -> None:
+        """Cut the host's network link (it keeps running)."""
+        require_platform(tools=False)
+        host.partition(self.spec(name))
+        self.report(name, "network cut")
+
+    def heal(self, name: str) -> None:
+        """Restore a partitioned host's network link."""
+        require_platform(tools=False)
+        host.heal(self.spec(name))
+        self.report(name, "network restored")
+
+
+def nspawn_processes(run_dir: Path) -> list[int]:
+    """PIDs of systemd-nspawn processes booting a root below ``run_dir``."""
+    marker = f"--directory={run_dir}/".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"systemd-nspawn") and any(
+                a.startswith(marker) for a in cmd):
+            found.append(int(entry))
+    return found
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a directory tree without crossing into any mount still below it."""
+    dev = path.stat().st_dev
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for f in filenames:
+            try:
+                os.unlink(os.path.join(dirpath, f))
+            except FileNotFoundError:
+                pass
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                os.unlink(full)
+            elif os.lstat(full).st_dev == dev:
+                os.rmdir(full)
+    os.rmdir(path)
