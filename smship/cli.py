@@ -8,6 +8,7 @@ import signal
 from invoke import Collection, Program
 
 from smship import __version__
+from smship.lab import tasks as lab_tasks
 from smship.tasks.base import not_built
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
@@ -30,6 +31,7 @@ def build_namespace() -> Collection:
         ("logs", "Stream the app's journals from every host"),
     ):
         ns.add_task(not_built(name, summary))
+    ns.add_collection(lab_tasks.ns)
     return ns
 
 

@@ -25,8 +25,7 @@ from smship.provision.variables import APP_ROLES
 
 
 def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool):
-    from smship.release import build_release, load_release
-    from smship.release.cachedir import cache_dir
+    from smship.release import build_release, cache_dir, load_release
 
     if release_path:
         ctx.reporter.step(f"using the prebuilt release {release_path}")
@@ -39,7 +38,7 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
            limit: str | None = None) -> bool:
     from smship.context import select_hosts
-    from smship.release.host import venv_commands, venv_dir
+    from smship.release import venv_commands, venv_dir
 
     report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
@@ -54,7 +53,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
             outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
 
             report.step(f"shipping {release.id} to {len(chosen)} host(s)")
-            commands = venv_commands(layout.root, release.deps_id, ctx.app.python)
+            commands = venv_commands(layout.root, release.deps_id, ctx.app.python, layout.user)
             target_venv = venv_dir(layout.root, release.deps_id)
 
             def ship(target):

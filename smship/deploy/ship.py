@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from smship.command import Command, script
 from smship.errors import SmshipError
 from smship.layout import Layout
+from smship.release.hostcmds import COMPLETE_MARKER
 from smship.ssh import Fleet, Target
 
-COMPLETE_MARKER = ".smship-complete"
 # Made on the host after shipping; a re-ship must not delete them.
 HOST_ONLY = (COMPLETE_MARKER, ".venv")
 

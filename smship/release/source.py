@@ -1,0 +1,117 @@
+"""The app's source as files: a git commit (``git archive``) or the working tree.
+
+``source`` may be a subdirectory of a bigger repository; only that subtree
+is exported, with paths relative to it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from smship.errors import SmshipError
+from smship.release.proc import run
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    repo: Path          # the repository's top level
+    subdir: str         # source relative to it ("" for the top level)
+    sha: str            # the commit exported (HEAD for working-tree exports)
+    ref: str
+    dirty: bool         # exported from the working tree
+    uncommitted: bool   # the working tree differs from HEAD under subdir
+
+
+def git(repo: Path, *args: str, what: str | None = None) -> str:
+    done = run(["git", "-C", str(repo), *args], what=what or f"git {args[0]}")
+    return done.stdout.decode().strip()
+
+
+def locate(source: Path) -> tuple[Path, str]:
+    """(repository top level, source's path inside it)."""
+    source = Path(source).resolve()
+    if not source.is_dir():
+        raise SmshipError(f"{source}: no such app directory")
+    try:
+        top = git(source, "rev-parse", "--show-toplevel")
+    except SmshipError:
+        raise SmshipError(f"{source} is not inside a git repository; smship builds releases from git") from None
+    top_path = Path(top).resolve()
+    rel = source.relative_to(top_path).as_posix()
+    return top_path, "" if rel == "." else rel
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except SmshipError:
+        raise SmshipError(f"git ref {ref!r} does not name a commit in {repo}") from None
+
+
+def has_uncommitted(repo: Path, subdir: str) -> bool:
+    out = git(repo, "status", "--porcelain", "--untracked-files=normal", "--", subdir or ".")
+    return bool(out)
+
+
+def export(source: Path, dest: Path, *, ref: str = "HEAD", dirty: bool = False) -> SourceInfo:
+    """Write the app's files into ``dest`` (created) and describe what was exported."""
+    repo, subdir = locate(source)
+    if dirty:
+        sha = resolve_commit(repo, "HEAD")
+        uncommitted = has_uncommitted(repo, subdir)
+        _copy_working_tree(Path(source).resolve(), dest)
+        return SourceInfo(repo, subdir, sha, "HEAD", True, uncommitted)
+    sha = resolve_commit(repo, ref)
+    uncommitted = ref == "HEAD" and has_uncommitted(repo, subdir)
+    _archive_commit(repo, sha, subdir, dest)
+    return SourceInfo(repo, subdir, sha, ref, False, uncommitted)
+
+
+def _archive_commit(repo: Path, sha: str, subdir: str, dest: Path) -> None:
+    kind = git(repo, "cat-file", "-t", f"{sha}:{subdir}", what="git cat-file") if subdir else "tree"
+    if kind != "tree":
+        raise SmshipError(f"{subdir} is not a directory in commit {sha[:7]}")
+    done = run(["git", "-C", str(repo), "archive", "--format=tar", f"{sha}:{subdir}"],
+               what="git archive")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as tar:
+        extract_all(tar, dest)
+
+
+def _copy_working_tree(source: Path, dest: Path) -> None:
+    done = run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+               what="git ls-files")
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in sorted({p for p in done.stdout.decode().split("\0") if p}):
+        src = source / rel
+        if not os.path.lexists(src) or (src.is_dir() and not src.is_symlink()):
+            continue        # deleted but still tracked, or a submodule
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), target)
+        else:
+            shutil.copy2(src, target)
+
+
+def extract_all(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract refusing absolute paths, ``..`` and links out of ``dest``."""
+    data_filter = getattr(tarfile, "data_filter", None)
+    if data_filter is not None:
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar:
+        target = (root / member.name).resolve()
+        if root not in target.parents and target != root:
+            raise SmshipError(f"archive member {member.name!r} points outside {dest}")
+        if member.issym() or member.islnk():
+            link = (target.parent / member.linkname).resolve()
+            if root not in link.parents:
+                raise SmshipError(f"archive link {member.name!r} points outside {dest}")
+        tar.extract(member, dest)

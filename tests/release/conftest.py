@@ -1,0 +1,43 @@
+"""Fixtures for release tests (the demo app itself is described in releasekit.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from releasekit import DemoRepo, make_demo_repo
+from smship.release import proc
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> DemoRepo:
+    return make_demo_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def fixture_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "npm.log"
+    log.touch()
+    monkeypatch.setenv("FIXTURE_LOG", str(log))
+    return log
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def commands(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every program the build runs through smship.release.proc, recorded."""
+    seen: list[list[str]] = []
+    real = proc.run
+
+    def spy(argv, **kwargs):
+        seen.append([str(a) for a in argv])
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(proc, "run", spy)
+    return seen
+

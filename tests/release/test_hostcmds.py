@@ -1,0 +1,91 @@
+"""Host-side builders: exact argv, then the venv script run for real with a local sh."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smship.errors import SmshipError
+from smship.release import release_dir, venv_commands, venv_dir, wheels_dir
+from smship.release.hostcmds import COMPLETE_MARKER, VENV_SCRIPT
+
+from releasekit import make_wheel
+
+DEPS = "0123456789abcdef"
+RID = "20261125T093000Z-ab12cd3"
+
+
+def test_paths():
+    assert release_dir("/srv/shop/", RID) == f"/srv/shop/releases/{RID}"
+    assert venv_dir("/srv/shop", DEPS) == f"/srv/shop/shared/venvs/{DEPS}"
+    assert wheels_dir("/srv/shop", DEPS) == f"/srv/shop/shared/wheels/{DEPS}"
+
+
+@pytest.mark.parametrize("bad", ["../x", "0123", "0123456789ABCDEF", "0123456789abcdef/.."])
+def test_bad_deps_ids_never_become_paths(bad):
+    with pytest.raises(SmshipError):
+        venv_commands("/srv/shop", bad, "/usr/bin/python3", "shop")
+
+
+def test_release_dir_refuses_traversal():
+    with pytest.raises(SmshipError):
+        release_dir("/srv/shop", "../../etc")
+
+
+def test_venv_commands_argv():
+    [command] = venv_commands("/srv/shop", DEPS, "/usr/bin/python3", "shop")
+    assert command.argv == ("sh", "-c", VENV_SCRIPT, "smship", f"/srv/shop/shared/venvs/{DEPS}",
+                            f"/srv/shop/shared/wheels/{DEPS}", "/usr/bin/python3", COMPLETE_MARKER, "shop")
+    assert command.sudo is True and command.user is None
+    assert "--no-index" in VENV_SCRIPT and '--find-links "$wheels"' in VENV_SCRIPT
+    assert '-r "$wheels/requirements.txt"' in VENV_SCRIPT
+
+
+def run_local(command) -> subprocess.CompletedProcess:
+    return subprocess.run(command.argv, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def app_root(tmp_path: Path) -> Path:
+    root = tmp_path / "srv" / "shop"
+    wheels = Path(wheels_dir(str(root), DEPS))
+    make_wheel(wheels, "tinydep", "1.0")
+    (wheels / "requirements.txt").write_text("# smship wheelhouse\ntinydep==1.0\n")
+    (root / "shared" / "venvs").mkdir(parents=True)
+    return root
+
+
+def test_venv_script_builds_once_and_rebuilds_a_partial_venv(app_root):
+    [command] = venv_commands(str(app_root), DEPS, sys.executable, getpass.getuser())
+    venv = Path(venv_dir(str(app_root), DEPS))
+
+    # An interrupted earlier build: directory present, marker absent.
+    (venv / "bin").mkdir(parents=True)
+    (venv / "half-built").write_text("")
+    done = run_local(command)
+    assert done.returncode == 0, done.stderr
+    assert (venv / COMPLETE_MARKER).is_file()
+    assert not (venv / "half-built").exists()
+    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import tinydep; print(tinydep.VALUE)"],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "1.0"
+
+    # Complete: a second run must leave it alone (even with the wheelhouse gone).
+    (venv / "sentinel").write_text("")
+    os.remove(Path(wheels_dir(str(app_root), DEPS)) / "requirements.txt")
+    done = run_local(command)
+    assert done.returncode == 0, done.stderr
+    assert (venv / "sentinel").exists()
+
+
+def test_venv_script_fails_without_marker_when_a_wheel_is_missing(app_root):
+    (Path(wheels_dir(str(app_root), DEPS)) / "requirements.txt").write_text("tinydep==1.0\nabsent==2.0\n")
+    [command] = venv_commands(str(app_root), DEPS, sys.executable, getpass.getuser())
+    done = run_local(command)
+    assert done.returncode != 0
+    assert not (Path(venv_dir(str(app_root), DEPS)) / COMPLETE_MARKER).exists()
