@@ -61,7 +61,7 @@ def require_lab_platform() -> None:
     missing = missing_tools()
     if missing:
         pytest.fail("lab tests need these apt packages: " + " ".join(missing)
-                    + " (run scripts/setup-lab-deps)", pytrace=False)
+                    + " (run scripts/setup-deps)", pytrace=False)
 
 
 class LabFixture:

@@ -33,7 +33,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.packages and not self.changes
+        return not self.packages and not self.changes and not self.handlers
 
     def describe(self) -> list[str]:
         lines = [f"install packages: {' '.join(self.packages)}"] if self.packages else []
@@ -134,7 +134,10 @@ def plan(state: HostState, facts: dict[str, Any]) -> Plan:
     # Handlers run once each, after all files are in place, in the order
     # roles declare them, except that systemd must re-read changed unit
     # files before any handler restarts a unit.
+    # A handler that an earlier, interrupted run owed (its files changed,
+    # then the run failed before the handler ran) is still owed now.
     notified = {name for change in result.changes for name in change.notify}
+    notified |= set(facts.get("pending_handlers", []))
     result.handlers = sorted((name for name in state.handlers if name in notified),
                              key=lambda name: name != "daemon-reload")
 
@@ -155,10 +158,15 @@ def apply_request(state: HostState, p: Plan) -> dict[str, Any]:
     actions = [c.action for c in p.changes if c.action]
     for name in p.handlers:
         actions += [{"kind": "command", "argv": list(argv), "label": f"handler {name}"} for argv in state.handlers[name]]
+    return {"op": "apply", "handlers": list(p.handlers), "actions": actions + _service_actions(p)}
+
+
+def _service_actions(p: Plan) -> list[dict[str, Any]]:
+    actions = []
     for change in p.changes:
         if change.kind == "service":
             if "enable" in change.summary:
                 actions.append({"kind": "command", "argv": ["systemctl", "enable", change.target], "label": f"enable {change.target}"})
             if "start" in change.summary:
                 actions.append({"kind": "command", "argv": ["systemctl", "start", change.target], "label": f"start {change.target}"})
-    return {"op": "apply", "actions": actions}
+    return actions

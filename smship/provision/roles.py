@@ -139,8 +139,11 @@ def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> 
                                     r.text(e["output"]) if "output" in e else None, stdin, r.notify(e)))
     for e in live("services"):
         state.services.append(Service(r.text(e["name"]), e.get("enabled"), e.get("running")))
+    # Roles may share a handler name: each adds its commands (once), so
+    # "restart app units" restarts exactly the units this host has.
     for handler, commands in (data.get("handlers") or {}).items():
-        state.handlers[r.text(handler)] = [r.argv(command) for command in commands]
+        merged = state.handlers.setdefault(r.text(handler), [])
+        merged += [argv for argv in map(r.argv, commands) if argv not in merged]
 
 
 def desired_state(role_names: list[str], variables: dict[str, Any], project_dir: Path | None,

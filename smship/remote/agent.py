@@ -105,6 +105,7 @@ def facts(request):
         pass
     return {
         "os": release,
+        "pending_handlers": _pending_handlers(),
         "packages": _package_installed(request.get("packages", [])),
         "users": users,
         "paths": {path: _path_fact(path, sha) for path, sha in request.get("paths", {}).items()},
@@ -178,8 +179,34 @@ def _command(action):
 APPLY = {"file": _write_file, "link": _link, "directory": _directory, "absent": _absent, "command": _command}
 
 
+# Handlers owed by an apply that failed part way: its files are already in
+# place, so the next run sees no change, yet must still run the handlers.
+PENDING_HANDLERS = "/var/lib/smship/pending-handlers.json"
+
+
+def _pending_handlers():
+    try:
+        with open(PENDING_HANDLERS) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return []
+
+
+def _set_pending_handlers(names):
+    if not names:
+        if os.path.exists(PENDING_HANDLERS):
+            os.unlink(PENDING_HANDLERS)
+        return
+    os.makedirs(os.path.dirname(PENDING_HANDLERS), exist_ok=True)
+    _write_file({"path": PENDING_HANDLERS, "mode": "0600", "owner": "root", "group": "root",
+                 "content": base64.b64encode(json.dumps(sorted(names)).encode()).decode()})
+
+
 def apply(request):
     """Apply actions in order; stop at the first failure and say which."""
+    handlers = request.get("handlers", [])
+    if handlers:
+        _set_pending_handlers(set(_pending_handlers()) | set(handlers))
     done = []
     for action in request["actions"]:
         try:
@@ -187,6 +214,8 @@ def apply(request):
         except Exception as exc:  # reported to smship, which fails the host
             return {"ok": False, "done": done, "failed": action.get("label") or action.get("path"), "error": str(exc)}
         done.append(action.get("label") or action.get("path"))
+    if handlers:
+        _set_pending_handlers(set(_pending_handlers()) - set(handlers))
     return {"ok": True, "done": done}
 
 

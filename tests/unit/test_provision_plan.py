@@ -137,6 +137,19 @@ def test_one_changed_template_changes_one_file_and_notifies_its_handlers(project
     assert actions[1]["argv"] == ["nginx", "-t", "-q"]
 
 
+def test_handlers_owed_by_an_interrupted_run_still_run(project):
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    facts["pending_handlers"] = ["restart app units", "not a handler of this host"]
+    p = plan(state, facts)
+    assert not p.empty and p.changes == []
+    assert p.handlers == ["restart app units"]
+    request = apply_request(state, p)
+    assert request["handlers"] == ["restart app units"]
+    # web1 plays web only: the shared handler restarts its unit alone.
+    assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web.service"]]
+
+
 def test_secret_file_changes_are_never_diffed(project):
     state = state_for(project, "web1")
     facts = converged_facts(state)
