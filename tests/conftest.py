@@ -29,6 +29,7 @@ LAB_BRIDGE = os.environ.get("SMSHIP_TEST_LAB_BRIDGE", "smshiptest0")
 LAB_SUBNET = os.environ.get("SMSHIP_TEST_LAB_SUBNET", "192.168.251.0/24")
 LAB_IMAGE = os.environ.get("SMSHIP_LAB_IMAGE", "fat")
 LAB_HOSTS = 3
+REFERENCE_APP = Path(__file__).resolve().parents[1] / "examples" / "smpy-app"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -148,7 +149,7 @@ def lab():
     atexit.register(teardown)          # also after Ctrl-C or a crash of the session
     started = time.monotonic()
     try:
-        result = the_lab.up(hosts=LAB_HOSTS, image_name=LAB_IMAGE)
+        result = the_lab.up(hosts=LAB_HOSTS, image_name=LAB_IMAGE, app=REFERENCE_APP)
     except BaseException:
         teardown()
         raise
