@@ -1,0 +1,155 @@
+"""`smship provision` against real hosts: idempotence, --check --diff, TLS, hardening.
+
+Network rule: these tests talk only to the lab hosts' addresses on the test bridge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labkit import ENV, lab_env, remote, write_inventory
+
+pytestmark = pytest.mark.lab
+
+DOMAIN = "refapp.lab.test"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SITE = "/etc/nginx/sites-available/refapp.conf"
+# Units whose process must survive a provisioning run that changes nothing.
+WATCHED = ["nginx", "postgresql@15-main", "redis-server", "refapp-web.socket", "refapp-web.service",
+           "refapp-worker.service", "refapp-beat.service"]
+
+
+def process_snapshot(lab, host: str) -> str:
+    """Each watched unit's main PID and start time, and nginx's workers (a reload replaces them)."""
+    script = ("for u in " + " ".join(WATCHED) + "; do "
+              'echo "$u $(systemctl show -p MainPID -p ActiveEnterTimestampMonotonic --value "$u" | tr "\\n" " ")"; '
+              "done; echo nginx-workers $(pgrep -P \"$(systemctl show -p MainPID --value nginx)\" | sort)")
+    return remote(lab, host, script)
+
+
+def test_first_run_changes_every_host_and_a_second_run_changes_and_restarts_nothing(lab, smship, provisioned):
+    first = provisioned.statuses()
+    assert set(first) == {h.name for h in lab.hosts}
+    assert all(statuses == ["changed"] for statuses in first.values()), provisioned
+
+    before = {h.name: process_snapshot(lab, h.name) for h in lab.hosts}
+    again = smship("provision", ENV, "-o", "json", check=True)
+    assert again.statuses() == {h.name: ["ok"] for h in lab.hosts}, again
+    assert {h.name: process_snapshot(lab, h.name) for h in lab.hosts} == before
+
+
+def test_provisioning_never_shows_a_secret_and_the_env_file_is_private(lab, provisioned):
+    values = [line.partition("=")[2] for line in Path(lab.secrets).read_text().splitlines()
+              if "=" in line and not line.startswith("#")]
+    assert len(values) == 3 and all(len(v) >= 24 for v in values)
+    assert not any(v in provisioned.output for v in values)
+    for host in ("lab2", "lab3"):
+        assert remote(lab, host, "stat -c '%a %U' /srv/refapp/shared/env").split() == ["600", "refapp"]
+        env_file = remote(lab, host, "cat /srv/refapp/shared/env")
+        assert all(v in env_file for v in values[:1])
+
+
+def site_sha(lab, host: str) -> str:
+    return remote(lab, host, f"sha256sum {SITE}").split()[0]
+
+
+def test_check_diff_shows_exactly_the_changed_template_and_changes_nothing(lab, smship, provisioned, tmp_path):
+    builtin = (BUILTIN_TEMPLATES / "nginx-site.conf.j2").read_text()
+    assert builtin.count("client_max_body_size 25m;") == 1
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "nginx-site.conf.j2").write_text(
+        builtin.replace("client_max_body_size 25m;", "client_max_body_size 30m;"))
+    inventory = write_inventory(lab, tmp_path, lambda data: None)
+    before = {h: site_sha(lab, h) for h in ("lab2", "lab3")}
+
+    run = smship("provision", ENV, "--check", "--diff", "-o", "json", inventory=inventory, check=True)
+
+    assert run.statuses() == {"lab1": ["ok"], "lab2": ["changed"], "lab3": ["changed"]}, run
+    changed = [line for line in run.output.splitlines()
+               if re.match(r"^[+-](?![+-]{2} )", line) and not line.startswith(("+++", "---"))]
+    assert changed == ["-    client_max_body_size 25m;", "+    client_max_body_size 30m;"] * 2, run
+    assert run.output.count(f"--- {SITE}") == 2 or run.output.count(SITE) >= 2
+    assert {h: site_sha(lab, h) for h in ("lab2", "lab3")} == before
+    assert "client_max_body_size 25m;" in remote(lab, "lab2", f"cat {SITE}")
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for DOMAIN signed by it: (ca, certificate, key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=smship test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={DOMAIN}", "-keyout", "site.key",
+            "-out", "site.csr")
+    (directory / "san.ext").write_text(f"subjectAltName=DNS:{DOMAIN}\n")
+    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "site.crt")
+    (directory / "site.key").chmod(0o600)
+    return directory / "ca.crt", directory / "site.crt", directory / "site.key"
+
+
+def fetch(address: str, context: ssl.SSLContext, request: bytes) -> tuple[dict, bytes]:
+    with socket.create_connection((address, 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=DOMAIN) as tls:
+            tls.sendall(request)
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+            return tls.getpeercert(), data
+
+
+def test_nginx_serves_https_with_the_configured_certificate(lab, smship, provisioned, tmp_path):
+    ca, certificate, key = make_certificate(tmp_path)
+
+    def use_files(data: dict) -> None:
+        lab_env(data)["tls"] = {"source": "files", "certificate": str(certificate), "key": str(key)}
+
+    inventory = write_inventory(lab, tmp_path / "project", use_files)
+    run = smship("provision", ENV, "-o", "json", inventory=inventory, check=True)
+    assert run.statuses() == {h.name: ["changed"] for h in lab.hosts}, run
+
+    context = ssl.create_default_context(cafile=str(ca))
+    old_tls = ssl.create_default_context(cafile=str(ca))
+    old_tls.minimum_version = ssl.TLSVersion.TLSv1
+    old_tls.maximum_version = ssl.TLSVersion.TLSv1_1
+    serial = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", str(certificate)],
+                            capture_output=True, text=True, check=True).stdout.strip().split("=")[1]
+    for host in lab.hosts:      # the web hosts and the load balancer
+        peer, answer = fetch(host.address, context, f"HEAD / HTTP/1.1\r\nHost: {DOMAIN}\r\n"
+                                                    "Connection: close\r\n\r\n".encode())
+        assert peer["serialNumber"].upper() == serial.upper()
+        assert ("DNS", DOMAIN) in peer["subjectAltName"]
+        assert b"Strict-Transport-Security" in answer or host.name == "lab1"
+        with pytest.raises(ssl.SSLError):
+            fetch(host.address, old_tls, b"")
+        assert remote(lab, host.name, "stat -c '%a %U' /etc/ssl/smship/refapp.key").split() == ["600", "root"]
+        redirect = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                                   "-H", f"Host: {DOMAIN}", f"http://{host.address}/login?next=1"],
+                                  capture_output=True, text=True, timeout=30)
+        assert redirect.stdout == f"301 https://{DOMAIN}/login?next=1", redirect
+
+    # The lab's own inventory (self-signed) keeps the certificate now in place.
+    again = smship("provision", ENV, "-o", "json", check=True)
+    assert again.statuses() == {h.name: ["ok"] for h in lab.hosts}, again
+
+
+def test_every_app_unit_is_hardened_by_systemd_analyze_security(lab, provisioned):
+    units = {"lab1": ["refapp-beat.service"], "lab2": ["refapp-web.service", "refapp-worker.service"],
+             "lab3": ["refapp-web.service", "refapp-worker.service"]}
+    for host, names in units.items():
+        for unit in names:
+            report = remote(lab, host, f"systemd-analyze security --no-pager {unit}")
+            score = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+) (\w+)", report)
+            assert score, report
+            assert float(score.group(1)) <= 2.5 and score.group(2) == "OK", (host, unit, score.group(0))
+            for setting in ("NoNewPrivileges=", "PrivateTmp=", "ProtectSystem=", "ProtectHome="):
+                line = next(l for l in report.splitlines() if setting in l)
+                assert line.lstrip().startswith("✓"), (host, unit, line)
