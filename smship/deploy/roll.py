@@ -72,6 +72,19 @@ class Drainer:
         time.sleep(0.5)
 
 
+def _aftermath(answer: dict) -> str:
+    """What a failed activation left live on the host, in words."""
+    previous = answer.get("previous")
+    if not previous:
+        return "nothing to switch back to"
+    if previous == answer["release"]:
+        # A worker on a host whose web tier already switched: current is shared.
+        return f"{previous} stays live on this host (run 'smship rollback' to leave it)"
+    if answer.get("reverted"):
+        return f"switched back to {previous} and healthy"
+    return f"switched back to {previous} but that failed too: {answer.get('revert_reason')}"
+
+
 def activate_request(layout: Layout, release: str, units: list[str], health: dict | None) -> dict:
     return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health}
 
@@ -102,9 +115,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
                 report.host(name, "changed", f"{answer.get('previous') or 'nothing'} -> {answer['release']}"
                             + (f" ({answer['status']})" if answer.get("status") else ""), seconds)
             else:
-                back = ("switched back to " + answer["previous"] + (" and healthy" if answer.get("reverted") else
-                        f" but that failed too: {answer.get('revert_reason')}")) if answer.get("previous") else "nothing to switch back to"
-                result.failed[name] = f"{answer['reason']}; {back}"
+                result.failed[name] = f"{answer['reason']}; {_aftermath(answer)}"
                 report.host(name, "failed", result.failed[name], seconds)
         if drainer and not result.failed:
             drainer.set([])

@@ -348,26 +348,41 @@ def wait_healthy(health, since):
         time.sleep(0.5)
 
 
-def _wait_active(unit, settle):
-    """A unit without a health URL is good when it stays active for ``settle`` seconds."""
+def _restarts(unit):
+    _, out, _ = _run(["systemctl", "show", "-p", "NRestarts", "--value", unit])
+    return out.strip()
+
+
+def _wait_active(unit, settle, restarts_before):
+    """A unit without a health URL is good when it stays up for ``settle`` seconds.
+
+    "activating" is not enough: a unit crash-looping under Restart=on-failure
+    spends most of its time there, so a restart counted by systemd fails it.
+    """
     deadline = time.monotonic() + settle
-    while time.monotonic() < deadline:
+    while True:
         _, active, _ = _run(["systemctl", "is-active", unit])
-        if active.strip() not in ("active", "activating", "reloading"):
-            return {"ok": False, "reason": "%s is %s after restart" % (unit, active.strip())}
+        state = active.strip()
+        if state not in ("active", "activating", "reloading") or _restarts(unit) != restarts_before:
+            return {"ok": False, "reason": "%s crashed after the restart (%s); see journalctl -u %s" % (unit, state, unit)}
+        if time.monotonic() >= deadline:
+            if state != "active":
+                return {"ok": False, "reason": "%s is still %s %ss after the restart" % (unit, state, settle)}
+            return {"ok": True}
         time.sleep(0.5)
-    return {"ok": True}
 
 
 def _start_and_check(request, release):
     since = time.time() - 1
     _switch(request["root"], release)
+    restarts = {}
     for unit in request["restart"]:
         _systemctl("restart", unit)
+        restarts[unit] = _restarts(unit)
     if request.get("health"):
         return wait_healthy(request["health"], since)
     for unit in request["restart"]:
-        outcome = _wait_active(unit, request.get("settle", 3))
+        outcome = _wait_active(unit, request.get("settle", 5), restarts[unit])
         if not outcome["ok"]:
             return outcome
     return {"ok": True}

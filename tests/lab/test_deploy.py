@@ -1,0 +1,264 @@
+"""`smship deploy` and `smship rollback` on real hosts, with a client counting failed requests.
+
+The lab: lab1 = [db, lb, beat], lab2 and lab3 = [web, worker], web batches of one.
+Two steady clients run through each roll: one through the load balancer
+(lab1), one straight at lab2's own nginx (a single web host, no lb to drain
+it).  Both must see zero failed requests.
+
+Network rule: only lab addresses on the test bridge are contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from labkit import ENV, SteadyClient, app_variant, lab_env, remote, write_inventory
+
+pytestmark = pytest.mark.lab
+
+WEB = ("lab2", "lab3")
+APP_HOSTS = ("lab1", "lab2", "lab3")
+
+
+def live_release(lab, host: str) -> str:
+    return remote(lab, host, "basename \"$(readlink /srv/refapp/current)\"").strip()
+
+
+def main_pids(lab, host: str) -> dict[str, str]:
+    units = ["refapp-web.service", "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
+    return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
+
+
+def served_release(lab, host: str) -> str:
+    answer = remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/version")
+    return json.loads(answer)["release"]
+
+
+class Variants:
+    """Releases of the reference app, each a commit in one scratch repository."""
+
+    def __init__(self, lab, root: Path):
+        self.lab, self.root = lab, root
+        self.repo = root / "app"
+        self.count = 0
+
+    def inventory(self, edits=None, files=None, message="next") -> Path:
+        self.count += 1
+        app_variant(self.repo, edits, files, message=f"{message} {self.count}")
+
+        def point_at_repo(data: dict) -> None:
+            data["app"]["source"] = str(self.repo)
+            lab_env(data)["health"] = {"timeout": 45}
+
+        return write_inventory(self.lab, self.root / f"project-{self.count}", point_at_repo)
+
+    def undo(self, message: str = "revert") -> None:
+        """Drop the last commit's change (a bad release must not stay in later ones)."""
+        from labkit import git
+        git(self.repo, "revert", "--no-edit", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def variants(lab, deployed, tmp_path_factory) -> Variants:
+    return Variants(lab, tmp_path_factory.mktemp("variants"))
+
+
+def steady_clients(lab, stack: ExitStack) -> list[SteadyClient]:
+    return [stack.enter_context(SteadyClient(lab.address("lab1"))),
+            stack.enter_context(SteadyClient(lab.address("lab2")))]
+
+
+def assert_no_failed_request(clients: list[SteadyClient]) -> None:
+    for client in clients:
+        assert client.total >= 50, client.summary()
+        assert client.failures == [], client.summary()
+
+
+def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
+    release = deployed.document["audit"]["release"]
+    assert deployed.output.count("migrating the database once") == 1
+    for host in APP_HOSTS:
+        assert live_release(lab, host) == release
+        assert remote(lab, host, f"test -f /srv/refapp/releases/{release}/.smship-complete && echo yes").strip() == "yes"
+    for host in WEB:
+        assert served_release(lab, host) == release
+    assert remote(lab, "lab1", "systemctl is-active refapp-beat.service").strip() == "active"
+    heads = remote(lab, "lab1", "runuser -u postgres -- psql -tAc 'SELECT version_num FROM alembic_version' refapp")
+    assert heads.strip() == "0002"
+
+
+def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants):
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 1\n"})
+    before = {h: live_release(lab, h) for h in APP_HOSTS}
+    with ExitStack() as stack:
+        clients = steady_clients(lab, stack)
+        time.sleep(1)
+        run = smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
+    assert_no_failed_request(clients)
+    release = run.document["audit"]["release"]
+    assert release not in before.values()
+    for host in WEB:
+        assert served_release(lab, host) == release
+    # Both clients saw the old release, then the new one: the roll happened under load.
+    assert {before["lab2"], release} <= clients[1].releases, clients[1].releases
+    assert run.output.count("migrating the database once") == 1
+    # An audit line on every host, naming the release and the result.
+    for host in APP_HOSTS:
+        last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/shared/deploy.log"))
+        assert (last["release"], last["result"]) == (release, "ok"), last
+        assert {"who", "when", "hosts", "seconds"} <= set(last)
+    # A small change ships small: the release tree is hard-linked from the previous one.
+    shipped = {r["host"]: r["details"].get("bytes_sent", 0) for r in run.document["hosts"]
+               if "bytes_sent" in r["details"]}
+    assert shipped and all(size < 2_000_000 for size in shipped.values()), shipped
+
+
+def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab, smship, variants):
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 2\n"})
+    smship("deploy", ENV, inventory=inventory, check=True)
+    current = live_release(lab, "lab2")
+    previous = sorted(remote(lab, "lab2", "ls /srv/refapp/releases").split())
+    previous = previous[previous.index(current) - 1]
+
+    report = smship("rollback", ENV, "--check", inventory=inventory, check=True)
+    assert previous in report.output and "0002" in report.output, report
+    assert live_release(lab, "lab2") == current
+
+    with ExitStack() as stack:
+        clients = steady_clients(lab, stack)
+        time.sleep(1)
+        run = smship("rollback", ENV, inventory=inventory, check=True)
+    assert_no_failed_request(clients)
+    assert "alembic" not in run.output.replace("alembic history", "")
+    for host in APP_HOSTS:
+        assert live_release(lab, host) == previous
+    for host in WEB:
+        assert served_release(lab, host) == previous
+
+
+def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(lab, smship, variants):
+    inventory = variants.inventory(edits={"refapp/web.py": [("        if not state.ok:\n",
+                                                             "        if True:  # a broken release\n")]},
+                                   message="sm010")
+    before = {h: live_release(lab, h) for h in APP_HOSTS}
+    untouched = main_pids(lab, "lab3")
+    with ExitStack() as stack:
+        clients = steady_clients(lab, stack)
+        time.sleep(1)
+        run = smship("deploy", ENV, inventory=inventory, check=False)
+    variants.undo()
+    assert_no_failed_request(clients)
+    assert "lab2" in run.output and "SM010" in run.output, run
+    assert "switched back to " + before["lab2"] in run.output, run
+    assert {h: live_release(lab, h) for h in APP_HOSTS} == before
+    assert main_pids(lab, "lab3") == untouched, "a host after the failing batch was restarted"
+    assert served_release(lab, "lab2") == before["lab2"]
+
+
+def test_an_unhealthy_release_is_reverted(lab, smship, variants):
+    inventory = variants.inventory(edits={"refapp/web.py": [
+        ('        return {"status": worst, "checks": results}',
+         '        return {"status": "unhealthy", "checks": results}')]}, message="unhealthy")
+    before = {h: live_release(lab, h) for h in APP_HOSTS}
+    run = smship("deploy", ENV, inventory=inventory, check=False)
+    variants.undo()
+    assert "lab2" in run.output and "'unhealthy'" in run.output, run
+    assert {h: live_release(lab, h) for h in APP_HOSTS} == before
+    assert served_release(lab, "lab2") == before["lab2"]
+
+
+FAILING_MIGRATION = '''\
+"""A migration that fails half way."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+
+
+def upgrade():
+    op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("SELECT 1 / 0")
+
+
+def downgrade():
+    op.drop_table("half_done")
+'''
+
+
+def test_a_failing_migration_restarts_nothing(lab, smship, variants):
+    inventory = variants.inventory(files={"host/migrations/versions/0003_half_done.py": FAILING_MIGRATION},
+                                   message="bad migration")
+    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    run = smship("deploy", ENV, inventory=inventory, check=False)
+    variants.undo()
+    assert "alembic upgrade head failed" in run.output and "division by zero" in run.output, run
+    assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before
+    version = remote(lab, "lab1", "runuser -u postgres -- psql -tAc 'SELECT version_num FROM alembic_version' refapp")
+    assert version.strip() == "0002"
+    tables = remote(lab, "lab1", "runuser -u postgres -- psql -tAc \"SELECT to_regclass('half_done')\" refapp")
+    assert tables.strip() == ""
+
+
+def start_smship(*argv: str, inventory: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "smship", *argv, "-i", str(inventory)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
+                                                                                 "NO_COLOR": "1", "COLUMNS": "200"})
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
+    """Read proc's stderr until a line containing ``needle``; the lines read."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
+
+
+def test_a_second_deploy_is_refused_while_the_first_holds_the_lock(lab, smship, variants):
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 3\n"})
+    first = start_smship("deploy", ENV, inventory=inventory)
+    try:
+        wait_for_line(first, "building a release")
+        second = smship("deploy", ENV, inventory=inventory, check=False)
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert "another deploy holds the lock" in second.output and "deploy lab" in second.output, second
+    # Released on the way out: the next deploy takes it.
+    smship("deploy", ENV, inventory=inventory, check=True)
+
+
+def test_a_host_killed_mid_deploy_halts_it_the_fleet_keeps_serving_and_a_rerun_completes(lab, smship, variants):
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 4\n"})
+    with ExitStack() as stack:
+        through_lb = stack.enter_context(SteadyClient(lab.address("lab1")))
+        deploy = start_smship("deploy", ENV, inventory=inventory)
+        try:
+            wait_for_line(deploy, "web: batch 2/2: lab3")
+            lab.kill("lab3")
+        finally:
+            out, err = deploy.communicate(timeout=600)
+        time.sleep(2)
+    assert deploy.returncode != 0, err
+    assert "lab3" in err.split("deploy halted")[-1], err
+    assert through_lb.failures == [], through_lb.summary()
+    assert through_lb.total >= 50, through_lb.summary()
+
+    lab.start("lab3")
+    rerun = smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
+    release = rerun.document["audit"]["release"]
+    for host in WEB:
+        assert served_release(lab, host) == release
