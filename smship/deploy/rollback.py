@@ -43,9 +43,13 @@ def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, st
 
 def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) -> str:
     result = fleet.run(target, current_revision_command(layout, release), timeout=120)
-    text = (result.stdout + result.stderr).strip()
+    # alembic logs to stderr and prints the revision alone on stdout.
+    revision = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if result.ok:
-        return f"release {release} knows the database's revision ({text.splitlines()[-1] if text else 'empty database'})"
+        if not revision:
+            return f"the database has no alembic revision yet; release {release} can run on it"
+        return f"release {release} knows the database's revision {revision}: safe to run its code"
+    text = (result.stderr or result.stdout).strip()
     if "Can't locate revision" in text:
         return (f"release {release} does NOT know the database's current revision: its code must tolerate "
                 "the newer schema (expand/contract); no migration will be run")

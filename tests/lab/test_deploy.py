@@ -91,7 +91,7 @@ def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
         assert served_release(lab, host) == release
     assert remote(lab, "lab1", "systemctl is-active refapp-beat.service").strip() == "active"
     heads = remote(lab, "lab1", "runuser -u postgres -- psql -tAc 'SELECT version_num FROM alembic_version' refapp")
-    assert heads.strip() == "0002"
+    assert heads.strip() == "0002_uploads_beat_ticks"
 
 
 def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants):
@@ -111,7 +111,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     assert run.output.count("migrating the database once") == 1
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
-        last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/shared/deploy.log"))
+        last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/shared/logs/deploys.jsonl"))
         assert (last["release"], last["result"]) == (release, "ok"), last
         assert {"who", "when", "hosts", "seconds"} <= set(last)
     # A small change ships small: the release tree is hard-linked from the previous one.
@@ -128,7 +128,7 @@ def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab
     previous = previous[previous.index(current) - 1]
 
     report = smship("rollback", ENV, "--check", inventory=inventory, check=True)
-    assert previous in report.output and "0002" in report.output, report
+    assert previous in report.output and "0002_uploads_beat_ticks" in report.output, report
     assert live_release(lab, "lab2") == current
 
     with ExitStack() as stack:
@@ -179,8 +179,8 @@ FAILING_MIGRATION = '''\
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0003_half_done"
+down_revision = "0002_uploads_beat_ticks"
 
 
 def upgrade():
@@ -202,7 +202,7 @@ def test_a_failing_migration_restarts_nothing(lab, smship, variants):
     assert "alembic upgrade head failed" in run.output and "division by zero" in run.output, run
     assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before
     version = remote(lab, "lab1", "runuser -u postgres -- psql -tAc 'SELECT version_num FROM alembic_version' refapp")
-    assert version.strip() == "0002"
+    assert version.strip() == "0002_uploads_beat_ticks"
     tables = remote(lab, "lab1", "runuser -u postgres -- psql -tAc \"SELECT to_regclass('half_done')\" refapp")
     assert tables.strip() == ""
 
@@ -262,3 +262,52 @@ def test_a_host_killed_mid_deploy_halts_it_the_fleet_keeps_serving_and_a_rerun_c
     release = rerun.document["audit"]["release"]
     for host in WEB:
         assert served_release(lab, host) == release
+
+
+EXPAND_MIGRATION = '''\
+"""Expand: a new table the old code does not know about."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_expand_notes"
+down_revision = "0002_uploads_beat_ticks"
+
+
+def upgrade():
+    op.create_table("expand_notes", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("expand_notes")
+'''
+
+
+def psql(lab, sql: str) -> str:
+    return remote(lab, "lab1", f"runuser -u postgres -- psql -tAc \"{sql}\" refapp").strip()
+
+
+def test_rollback_past_an_expand_migration_keeps_the_schema_and_says_so(lab, smship, variants):
+    inventory = variants.inventory(files={"host/migrations/versions/0003_expand_notes.py": EXPAND_MIGRATION},
+                                   message="expand")
+    try:
+        smship("deploy", ENV, inventory=inventory, check=True)
+        assert psql(lab, "SELECT version_num FROM alembic_version") == "0003_expand_notes"
+
+        check = smship("rollback", ENV, "--check", inventory=inventory, check=True)
+        assert "does NOT know the database's current revision" in check.output, check
+
+        with ExitStack() as stack:
+            clients = steady_clients(lab, stack)
+            time.sleep(1)
+            smship("rollback", ENV, inventory=inventory, check=True)
+        assert_no_failed_request(clients)
+        # Code only: the newer schema stays, and the older code runs on it.
+        assert psql(lab, "SELECT version_num FROM alembic_version") == "0003_expand_notes"
+        assert psql(lab, "SELECT to_regclass('expand_notes')") == "expand_notes"
+        for host in WEB:
+            answer = json.loads(remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/health"))
+            assert answer["migration"]["ahead"] is True, answer
+    finally:
+        # Leave the shared lab's database where the reference app's own head is.
+        psql(lab, "DROP TABLE IF EXISTS expand_notes; UPDATE alembic_version SET version_num = '0002_uploads_beat_ticks'")
+        variants.undo()

@@ -70,12 +70,30 @@ def script_head(root: Path = WORKSPACE_ROOT) -> str | None:
     return script.get_current_head()
 
 
+@lru_cache(maxsize=4)
+def script_revisions(root: Path = WORKSPACE_ROOT) -> frozenset[str]:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(Config(str(alembic_ini(root))))
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
 @dataclass
 class MigrationState:
+    """Where the database stands against this code's migrations.
+
+    ``ok`` unless the database is behind the code (unmigrated or part way).
+    A revision this code does not know is a newer release's migration: the
+    code was rolled back, and expand/contract migrations keep old code
+    working on the newer schema, so that is ``ok`` with ``ahead`` set.
+    """
+
     current: str | None
     head: str | None
     ok: bool
     error: str | None = None
+    ahead: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,4 +109,5 @@ async def read_migration_state(engine: AsyncEngine, root: Path = WORKSPACE_ROOT)
                 current = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     except Exception as exc:  # the database is unreachable or broken
         return MigrationState(current=None, head=head, ok=False, error=f"{type(exc).__name__}: {exc}")
-    return MigrationState(current=current, head=head, ok=current == head)
+    ahead = current is not None and current != head and current not in script_revisions(root)
+    return MigrationState(current=current, head=head, ok=current == head or ahead, ahead=ahead)

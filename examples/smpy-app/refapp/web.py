@@ -101,6 +101,9 @@ async def lifespan(app: FastAPI):
                 log.error(message + "; refusing to start, run `cd host && alembic upgrade head`")
                 raise RuntimeError(message)
             log.warning(message)
+        elif state.ahead:
+            log.warning("database revision %s is newer than this release's head %s: running on the newer "
+                        "schema after a rollback (migrations are expand/contract)", state.current, state.head)
         app.state.assets = load_assets(settings.static_dir, settings.is_production, settings.vite_dev_url)
         log.info("refapp started: environment=%s release=%s", settings.environment, settings.release_id)
         yield

@@ -2,6 +2,7 @@ import json
 import logging
 
 import httpx
+import psycopg
 
 from refapp_testlib import app_env, migrate, run_alembic, wait_until
 
@@ -29,8 +30,24 @@ def test_sm010_refuses_unmigrated_db_in_production_then_starts_after_upgrade(pos
     server = start_uvicorn(env)
     server.wait_ready()
     health = httpx.get(server.base_url + "/health", timeout=5).json()
-    assert health["migration"] == {"current": "0002_uploads_beat_ticks", "head": "0002_uploads_beat_ticks", "ok": True, "error": None}
+    assert health["migration"] == {"current": "0002_uploads_beat_ticks", "head": "0002_uploads_beat_ticks", "ok": True,
+                                   "error": None, "ahead": False}
     assert "SM010" not in server.output()
+
+
+def test_a_rolled_back_release_starts_on_a_newer_schema(postgres, redis_server, start_uvicorn, tmp_path):
+    name = postgres.create_database()
+    url = postgres.async_url(name)
+    migrate(url)
+    # A newer release migrated further: a revision this code has never seen.
+    with psycopg.connect(postgres.dsn(name), autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0003_from_the_future'")
+    env = app_env(redis_server, url, SM_ENVIRONMENT="production", SM_FILE_STORAGE_PATH=str(tmp_path / "up"))
+    server = start_uvicorn(env)
+    server.wait_ready()
+    health = httpx.get(server.base_url + "/health", timeout=5).json()
+    assert health["migration"]["ok"] is True and health["migration"]["ahead"] is True
+    assert "SM010" not in server.output() and "newer than this release's head" in server.output()
 
 
 def test_sm010_only_warns_in_development(postgres, make_settings, client_for, caplog):
