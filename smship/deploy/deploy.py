@@ -47,7 +47,8 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
-        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}"):
+        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
+                              warn=report.warn):
             release = obtain_release(ctx, release_path, ref, dirty)
             report.info(f"release {release.id}")
             outcome = {"release": release.id, "hosts": [h.name for h in chosen]}

@@ -41,12 +41,37 @@ def new_holder(command: str) -> dict:
             "pid": os.getpid(), "since": time.time(), "command": command}
 
 
+def left_by_a_dead_process(holder: dict) -> bool:
+    """A lock taken on this machine by a process that no longer exists (it was killed, or lost its host)."""
+    if holder.get("machine") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @contextmanager
-def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, command: str) -> Iterator[dict]:
+def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, command: str,
+                     warn=None) -> Iterator[dict]:
     """Hold the lock on every target for the ``with`` block, or raise :class:`LockHeld`."""
     holder = new_holder(command)
     path = lock_path(layout)
-    answers = fleet.map(lambda t: call_agent(fleet, t, {"op": "lock", "path": path, "holder": holder}), targets)
+
+    def take(target: Target) -> dict:
+        answer = call_agent(fleet, target, {"op": "lock", "path": path, "holder": holder})
+        if not answer.get("ok") and left_by_a_dead_process(answer.get("holder") or {}):
+            if warn:
+                warn(f"{target.name}: removing a stale deploy lock: {holder_text(answer['holder'])}, "
+                     "whose process is gone")
+            call_agent(fleet, target, {"op": "unlock", "path": path, "token": answer["holder"].get("token")})
+            answer = call_agent(fleet, target, {"op": "lock", "path": path, "holder": holder})
+        return answer
+
+    answers = fleet.map(take, targets)
     taken = [name for name, answer in answers.items() if isinstance(answer, dict) and answer.get("ok")]
     try:
         for name, answer in answers.items():
@@ -58,4 +83,8 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
         yield holder
     finally:
         release = {"op": "unlock", "path": path, "token": holder["token"]}
-        fleet.map(lambda t: call_agent(fleet, t, release), [t for t in targets if t.name in taken])
+        released = fleet.map(lambda t: call_agent(fleet, t, release), [t for t in targets if t.name in taken])
+        stuck = sorted(name for name, answer in released.items() if isinstance(answer, BaseException))
+        if stuck and warn:
+            warn(f"the deploy lock is still held on {', '.join(stuck)} (unreachable): the next deploy from "
+                 "this machine removes it, or run 'smship unlock ENV' from another")

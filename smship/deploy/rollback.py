@@ -70,7 +70,8 @@ def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, lim
             for host in chosen:
                 report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
             return True
-        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}"):
+        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
+                              warn=report.warn):
             outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
                        "rollback": True}
             web = [h for h in chosen if "web" in h.roles]

@@ -1,0 +1,28 @@
+"""Which deploy locks smship may remove on its own."""
+
+import os
+import socket
+import subprocess
+import sys
+
+from smship.deploy.lock import holder_text, left_by_a_dead_process, new_holder
+
+
+def test_a_lock_from_a_dead_process_on_this_machine_is_stale():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    holder = {**new_holder("deploy prod"), "pid": gone.pid}
+    assert left_by_a_dead_process(holder)
+
+
+def test_a_live_process_or_another_machine_keeps_its_lock():
+    assert not left_by_a_dead_process(new_holder("deploy prod"))           # this very process
+    assert not left_by_a_dead_process({**new_holder("deploy prod"), "machine": socket.gethostname() + "-ci",
+                                       "pid": 2 ** 22 + 17})
+    assert not left_by_a_dead_process({})
+
+
+def test_holder_text_names_who_and_what():
+    text = holder_text({**new_holder("deploy prod"), "pid": os.getpid()})
+    assert "deploy prod" in text and socket.gethostname() in text and str(os.getpid()) in text
+    assert holder_text({}) == "an unknown holder"
