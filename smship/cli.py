@@ -10,6 +10,7 @@ from invoke import Collection, Program
 from smship import __version__
 from smship.lab import tasks as lab_tasks
 from smship.tasks.base import not_built
+from smship.tasks.build import build
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
 from smship.tasks.status import status
@@ -23,7 +24,7 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, deploy, rollback, releases, unlock, status):
+    for command in (provision, build, deploy, rollback, releases, unlock, status):
         ns.add_task(command)
     for name, summary in (
         ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
