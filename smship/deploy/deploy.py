@@ -16,8 +16,8 @@ from smship.context import EnvContext, open_fleet, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
-from smship.deploy.roll import health_request, roll
 from smship.deploy.ship import ship_host
+from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import survey
 from smship.errors import SmshipError
 from smship.layout import Layout
@@ -86,25 +86,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
                 return record(ctx, fleet, targets, layout, outcome, "failed: migration", started)
             report.host(migrator.name, "changed", "alembic upgrade head", time.monotonic() - began)
 
-            web = [h for h in chosen if "web" in h.roles]
-            if web:
-                rolled = roll(ctx, fleet, targets, web, {h.name: release.id for h in web},
-                              lambda name: [layout.web_service], health_request(ctx, layout),
-                              ctx.env.web.batch_count(len(web)), "web")
-                if not rolled.ok:
-                    untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
-                    report.error("deploy halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
-                    if untouched:
-                        report.info(f"not restarted, still on their old release: {', '.join(untouched)}")
-                    return record(ctx, fleet, targets, layout, outcome, "failed: web roll", started)
-
-            background = [h for h in chosen if {"worker", "beat"} & set(h.roles)]
-            if background:
-                def units(name: str) -> list[str]:
-                    return ([layout.worker_service] if "worker" in roles[name] else []) + \
-                           ([layout.beat_service] if "beat" in roles[name] else [])
-                rolled = roll(ctx, fleet, targets, background, {h.name: release.id for h in background}, units,
-                              None, len(background), "workers")
-                if not rolled.ok:
-                    return record(ctx, fleet, targets, layout, outcome, "failed: workers", started)
+            failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy")
+            if failed:
+                return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
             return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True)

@@ -79,7 +79,7 @@ def _aftermath(answer: dict) -> str:
         return "nothing to switch back to"
     if previous == answer["release"]:
         # A worker on a host whose web tier already switched: current is shared.
-        return f"{previous} stays live on this host (run 'smship rollback' to leave it)"
+        return f"{previous} stays live here, as this host's web tier already runs it"
     if answer.get("reverted"):
         return f"switched back to {previous} and healthy"
     return f"switched back to {previous} but that failed too: {answer.get('revert_reason')}"
@@ -112,8 +112,10 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
                 report.host(name, "failed", str(answer), seconds)
             elif answer["ok"]:
                 result.done.append(name)
-                report.host(name, "changed", f"{answer.get('previous') or 'nothing'} -> {answer['release']}"
-                            + (f" ({answer['status']})" if answer.get("status") else ""), seconds)
+                moved = (f"restarted on {answer['release']}" if answer.get("previous") == answer["release"]
+                         else f"{answer.get('previous') or 'nothing'} -> {answer['release']}")
+                report.host(name, "changed", moved + (f" ({answer['status']})" if answer.get("status") else ""),
+                            seconds)
             else:
                 result.failed[name] = f"{answer['reason']}; {_aftermath(answer)}"
                 report.host(name, "failed", result.failed[name], seconds)

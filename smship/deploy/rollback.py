@@ -13,7 +13,7 @@ from smship.context import EnvContext, open_fleet, select_hosts, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import current_revision_command
 from smship.deploy.record import record
-from smship.deploy.roll import health_request, roll
+from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import HostSurvey, survey
 from smship.errors import SmshipError
 from smship.layout import Layout
@@ -74,21 +74,9 @@ def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, lim
                               warn=report.warn):
             outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
                        "rollback": True}
-            web = [h for h in chosen if "web" in h.roles]
-            if web:
-                rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
-                              health_request(ctx, layout), ctx.env.web.batch_count(len(web)), "rollback web")
-                if not rolled.ok:
-                    return record(ctx, fleet, targets, layout, outcome, "failed: rollback web", started)
-            roles = {h.name: h.roles for h in chosen}
-            background = [h for h in chosen if {"worker", "beat"} & set(h.roles)]
-            if background:
-                rolled = roll(ctx, fleet, targets, background, release_for,
-                              lambda name: ([layout.worker_service] if "worker" in roles[name] else [])
-                              + ([layout.beat_service] if "beat" in roles[name] else []),
-                              None, len(background), "rollback workers")
-                if not rolled.ok:
-                    return record(ctx, fleet, targets, layout, outcome, "failed: rollback workers", started)
+            failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback")
+            if failed:
+                return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
             return record(ctx, fleet, targets, layout, outcome, "ok", started)
 
 

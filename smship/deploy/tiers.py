@@ -1,0 +1,45 @@
+"""The app's tiers in the order every restart takes them: web, then workers and beat.
+
+Deploy, rollback and secret rotation all restart the same way: the web hosts
+in health-gated batches (drained from an lb), and only when every web batch
+is healthy the Celery workers and the one beat, which have no health URL and
+must stay up after their restart.
+"""
+
+from __future__ import annotations
+
+from smship.context import EnvContext
+from smship.deploy.roll import health_request, roll
+from smship.inventory import Host
+from smship.layout import Layout
+from smship.ssh import Fleet, Target
+
+
+def background_units(layout: Layout, roles: list[str]) -> list[str]:
+    return ([layout.worker_service] if "worker" in roles else []) + \
+           ([layout.beat_service] if "beat" in roles else [])
+
+
+def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
+               release_for: dict[str, str], verb: str) -> str | None:
+    """Activate ``release_for[host]`` tier by tier; the failed phase's name, or None when all went well."""
+    report, layout = ctx.reporter, Layout.of(ctx.app, ctx.env)
+    web = [h for h in hosts if "web" in h.roles]
+    if web:
+        rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
+                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web")
+        if not rolled.ok:
+            untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
+            report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
+            if untouched:
+                report.info(f"not restarted, still on their old release: {', '.join(untouched)}")
+            return "web roll"
+    roles = {h.name: list(h.roles) for h in hosts}
+    background = [h for h in hosts if background_units(layout, roles[h.name])]
+    if background:
+        rolled = roll(ctx, fleet, targets, background, release_for,
+                      lambda name: background_units(layout, roles[name]), None, len(background), f"{verb}: workers")
+        if not rolled.ok:
+            report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
+            return "workers"
+    return None
