@@ -311,3 +311,16 @@ def test_rollback_past_an_expand_migration_keeps_the_schema_and_says_so(lab, sms
         # Leave the shared lab's database where the reference app's own head is.
         psql(lab, "DROP TABLE IF EXISTS expand_notes; UPDATE alembic_version SET version_num = '0002_uploads_beat_ticks'")
         variants.undo()
+
+
+def test_nginx_serves_hashed_assets_immutable_and_marks_the_session_cookie_secure(lab, deployed):
+    for host in WEB:
+        asset = remote(lab, host, "ls /var/www/refapp/static/dist/assets | grep -m1 '\\.js$'").strip()
+        headers = remote(lab, host, "curl -skI -H 'Host: refapp.lab.test' "
+                                    f"https://127.0.0.1/static/dist/assets/{asset}").lower()
+        assert headers.startswith("http/2 200"), headers
+        assert "cache-control: public, immutable" in headers and "cache-control: max-age=31536000" in headers
+        cookie = remote(lab, host, "curl -sk -o /dev/null -D - -H 'Host: refapp.lab.test' -H 'content-type: "
+                                   "application/json' -d '{\"name\": \"ada\"}' https://127.0.0.1/session")
+        set_cookie = next(line for line in cookie.splitlines() if line.lower().startswith("set-cookie: session="))
+        assert "; secure" in set_cookie.lower() and "httponly" in set_cookie.lower(), set_cookie
