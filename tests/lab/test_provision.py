@@ -159,3 +159,28 @@ def test_every_app_unit_is_hardened_by_systemd_analyze_security(lab, provisioned
             for setting in ("NoNewPrivileges=", "PrivateTmp=", "ProtectSystem=", "ProtectHome="):
                 line = next(l for l in report.splitlines() if setting in l)
                 assert line.lstrip().startswith("✓"), (host, unit, line)
+
+
+def test_moving_beat_to_another_host_stops_it_where_it_was(lab, smship, deployed, tmp_path):
+    def move_beat(data: dict) -> None:
+        for host in lab_env(data)["hosts"]:
+            if host["name"] == "lab1":
+                host["roles"] = [r for r in host["roles"] if r != "beat"]
+            if host["name"] == "lab3":
+                host["roles"] = host["roles"] + ["beat"]
+
+    assert remote(lab, "lab1", "systemctl is-active refapp-beat.service").strip() == "active"
+    moved = smship("provision", ENV, "-o", "json", inventory=write_inventory(lab, tmp_path, move_beat), check=True)
+    try:
+        assert moved.statuses() == {"lab1": ["changed"], "lab2": ["ok"], "lab3": ["changed"]}, moved
+        assert "no beat unit (not the beat host)" in moved.output
+        gone = lab.ssh("lab1", ["systemctl", "is-active", "refapp-beat.service"])
+        assert gone.stdout.decode().strip() in ("inactive", "unknown"), gone
+        assert remote(lab, "lab1", "test -e /etc/systemd/system/refapp-beat.service || echo absent").strip() == "absent"
+        assert remote(lab, "lab3", "systemctl is-enabled refapp-beat.service").strip() == "enabled"
+    finally:
+        back = smship("provision", ENV, "-o", "json", check=True)
+        remote(lab, "lab1", "systemctl start refapp-beat.service")
+    assert back.statuses() == {"lab1": ["changed"], "lab2": ["ok"], "lab3": ["changed"]}, back
+    assert remote(lab, "lab3", "test -e /etc/systemd/system/refapp-beat.service || echo absent").strip() == "absent"
+    assert remote(lab, "lab1", "systemctl is-active refapp-beat.service").strip() == "active"

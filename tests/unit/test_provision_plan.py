@@ -180,3 +180,15 @@ def test_a_role_notifying_an_unknown_handler_is_refused(project):
         handle.write("files:\n  - {path: /etc/motd, content: hi, notify: [reboot everything]}\n")
     with pytest.raises(RoleError, match="notify handler 'reboot everything', which no role declares"):
         state_for(project, "web1")
+
+
+def test_a_host_removes_the_units_of_roles_it_does_not_play(project):
+    state = state_for(project, "web1")
+    names = {e.name for e in state.ensures}
+    assert {"no worker unit (not a worker host)", "no beat unit (not the beat host)"} <= names
+    assert "no web units (not a web host)" not in names
+    facts = converged_facts(state)
+    facts["checks"]["no beat unit (not the beat host)"] = False       # a beat unit is still there
+    (change,) = plan(state, facts).changes
+    assert change.kind == "ensure" and change.target == "no beat unit (not the beat host)"
+    assert change.action["argv"][-1] == "shop-beat.service"
