@@ -116,6 +116,7 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
             copy_tree(wheelhouse.path, tmp)
             cachedir.publish(tmp, wheels)
         say(f"built release {release_id} (deps {wheelhouse.deps_id})")
+        cachedir.prune_builds(work_dir)
         return release_from_manifest(final, manifest, wheels, tuple(warnings))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,6 +9,7 @@ next build ignores (and :func:`fresh_tmp` sweeps when it is old).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -50,3 +51,20 @@ def publish(tmp: Path, final: Path) -> Path:
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+BUILD_NAME = re.compile(r"^\d{8}T\d{6}Z-")
+KEEP_BUILDS = 10
+
+
+def prune_builds(work_dir: Path, keep: int = KEEP_BUILDS) -> list[str]:
+    """Remove all but the ``keep`` newest release builds in ``work_dir``; the names removed.
+
+    Release ids start with their build time, so their names sort oldest first.
+    Anything else in ``work_dir`` (the wheelhouses, temporary dirs) is left alone.
+    """
+    builds = sorted(p.name for p in Path(work_dir).iterdir() if p.is_dir() and BUILD_NAME.match(p.name))
+    doomed = builds[:-keep] if keep > 0 else builds
+    for name in doomed:
+        shutil.rmtree(Path(work_dir) / name, ignore_errors=True)
+    return doomed

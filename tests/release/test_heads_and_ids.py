@@ -99,3 +99,13 @@ def test_non_literal_revision_is_refused(tmp_path):
     write_revisions(tmp_path, {"a": 'import uuid\nrevision = uuid.uuid4().hex\ndown_revision = None\n'})
     with pytest.raises(SmshipError, match="revision must be a literal"):
         alembic_heads(tmp_path)
+
+
+def test_old_builds_are_pruned_and_nothing_else(tmp_path):
+    from smship.release.cachedir import prune_builds
+
+    names = [f"2026110{d}T120000Z-abcdef{d}" for d in range(1, 8)]
+    for name in names + ["wheels", ".tmp-x"]:
+        (tmp_path / name).mkdir()
+    assert prune_builds(tmp_path, keep=3) == names[:4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[4:] + ["wheels", ".tmp-x"])
