@@ -13,6 +13,8 @@ Requests (one per call; the answer is one JSON document on stdout):
   activate  switch ``current``, restart units, wait for health, revert on failure
   prune     remove old releases
   audit     append one line to the deploy log
+  status    live release, units with state and uptime, readiness, disk
+  checkfacts  what ``smship check`` judges: env file, units, journal, nginx, certificate
 """
 
 import base64
@@ -451,8 +453,99 @@ def status(request):
     return answer
 
 
+def _read_env_file(path):
+    """KEY=value lines as systemd reads them (double quotes undone)."""
+    values = {}
+    with open(path) as handle:
+        for line in handle:
+            key, sep, value = line.strip().partition("=")
+            if not sep or key.startswith("#"):
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            values[key.strip()] = value
+    return values
+
+
+def _env_facts(request):
+    """Plain settings by value; secrets only judged here, never sent back."""
+    try:
+        values = _read_env_file(request["env_file"])
+    except OSError as exc:
+        return {"error": "%s: %s" % (request["env_file"], exc.strerror)}
+    rule = {}
+    # smship's own secret-key rule travels with the request, so the key is
+    # judged where it lives and only the verdict crosses the wire.
+    exec(compile(request["key_rule"], "secretkey", "exec"), rule)
+    url = values.get("SM_DATABASE_URL")
+    return {"values": {k: values[k] for k in request["plain"] if k in values},
+            "database_scheme": url.partition("://")[0] if url else None,
+            "secret_key_weakness": rule["weakness"](values.get("SM_SECRET_KEY"))}
+
+
+def _unit_show(unit, props):
+    _, out, _ = _run(["systemctl", "show", "--timestamp=unix", unit, "-p", ",".join(props)])
+    return dict(line.partition("=")[::2] for line in out.splitlines())
+
+
+def _unit_facts(unit):
+    props = _unit_show(unit, ["ActiveState", "SubState", "LoadState", "MainPID", "ExecStart",
+                              "ActiveEnterTimestamp", "InactiveExitTimestamp"])
+    cmdline = None
+    pid = props.get("MainPID", "0")
+    if pid not in ("", "0"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+        except OSError:
+            pass
+    # "Since the last start": the run that is active now, else the last attempt.
+    since = props.get("ActiveEnterTimestamp") if props.get("ActiveState") == "active" else None
+    since = since or props.get("InactiveExitTimestamp") or ""
+    argv = ["journalctl", "--no-pager", "-o", "cat", "-u", unit]
+    argv += ["--since", since] if since.startswith("@") else ["-b"]
+    _, out, _ = _run(argv)
+    sm010 = next((line.strip()[:300] for line in out.splitlines() if "SM010" in line), None)
+    return {"state": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
+            "loaded": props.get("LoadState", ""), "exec_start": props.get("ExecStart", ""),
+            "cmdline": cmdline, "sm010": sm010}
+
+
+def checkfacts(request):
+    """Everything ``smship check`` needs from one host, in one round trip."""
+    root = request["root"]
+    current = _current(root)
+    answer = {"current": current, "manifest": None, "frontend": None, "units": {}, "nginx": None,
+              "certificate": None}
+    if current:
+        release = os.path.join(root, "releases", current)
+        try:
+            with open(os.path.join(release, "release.json")) as handle:
+                manifest = json.load(handle)
+            answer["manifest"] = {"alembic_heads": manifest.get("alembic_heads", [])}
+        except (OSError, ValueError):
+            pass
+        answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
+    answer["env"] = _env_facts(request) if request.get("env_file") else None
+    for unit in request["units"]:
+        answer["units"][unit] = _unit_facts(unit)
+    _, beat, _ = _run(["systemctl", "is-active", request["beat_unit"]])
+    answer["beat"] = beat.strip()
+    if request.get("nginx"):
+        code, out, err = _run(["nginx", "-T"])
+        answer["nginx"] = out if code == 0 else {"error": (err or out).strip()[-300:]}
+    if request.get("certificate"):
+        try:
+            with open(request["certificate"]) as handle:
+                answer["certificate"] = handle.read()
+        except OSError:
+            pass
+    return answer
+
+
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,
-       "activate": activate, "prune": prune, "audit": audit}
+       "activate": activate, "prune": prune, "audit": audit, "checkfacts": checkfacts}
 
 
 def main():

@@ -1,0 +1,1 @@
+"""``smship check``: the production checklist as automated checks."""

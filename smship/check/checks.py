@@ -1,0 +1,343 @@
+"""The production checklist, one function per line of it.
+
+Each function takes the gathered :class:`~smship.check.facts.Facts` and
+returns ``(status, reason, fix)``; none of them opens a connection, so each
+is tested on facts made by hand.
+"""
+
+from __future__ import annotations
+
+from smship.check import tls
+from smship.check.model import Check
+from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+NO_LIVE = "no live release yet (nothing deployed)"
+DEFAULT_POOL, DEFAULT_OVERFLOW = 10, 20
+# Above this share of the limit the budget warns: migrations, psql and
+# backups need connections too.
+HEADROOM = 0.9
+
+
+def _where(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def _provision_fix(facts, sources: list[str]) -> str:
+    name = facts.ctx.name
+    if sources == ["inventory"]:
+        return f"fix the inventory, then run 'smship provision {name}'"
+    if "inventory" in sources:
+        return f"fix the inventory, then 'smship provision {name}' and 'smship deploy {name}' (restarts the app)"
+    return (f"the hosts' env file differs from the inventory: 'smship provision {name}' rewrites it, "
+            f"'smship deploy {name}' restarts the app on it")
+
+
+def _settings_check(facts, judge, what: str, fix: str):
+    """Run ``judge(settings) -> problem or None`` on the inventory and every host's env file."""
+    if facts.inventory_error and not facts.inventory:
+        return FAIL, facts.inventory_error, "fix the secrets backend named above"
+    problems: dict[str, list[str]] = {}
+    for source, settings in facts.settings_sources():
+        problem = judge(settings)
+        if problem:
+            problems.setdefault(problem, []).append(source)
+    if problems:
+        reason = "; ".join(f"{problem} ({_where(sources)})" for problem, sources in problems.items())
+        sources = [s for group in problems.values() for s in group]
+        return FAIL, reason, f"{fix}; {_provision_fix(facts, sources)}"
+    hosts = len(facts.settings_sources()) - (1 if facts.inventory else 0)
+    return PASS, f"{what} (inventory and {hosts} host env file(s))", ""
+
+
+def environment(facts):
+    def judge(s):
+        value = s.values.get("SM_ENVIRONMENT", "development")
+        return f"SM_ENVIRONMENT is {value!r}" if value.strip().lower() in DEVELOPMENT_ENVIRONMENTS else None
+    return _settings_check(facts, judge, "SM_ENVIRONMENT is a production value",
+                           "set SM_ENVIRONMENT to production in the environment's env:")
+
+
+def secret_key(facts):
+    def judge(s):
+        return s.secret_key_weakness
+    return _settings_check(facts, judge, "SM_SECRET_KEY is strong",
+                           "put a strong SM_SECRET_KEY in the secrets backend (smship rotate-secret ENV)")
+
+
+def database_url(facts):
+    def judge(s):
+        if s.database_scheme is None:
+            return "SM_DATABASE_URL is not set"
+        if s.database_scheme != "postgresql+asyncpg":
+            return f"SM_DATABASE_URL is {s.database_scheme}://, not postgresql+asyncpg://"
+        return None
+    return _settings_check(facts, judge, "SM_DATABASE_URL is postgresql+asyncpg://",
+                           "give the environment a db host, or set SM_DATABASE_URL=postgresql+asyncpg://... in its secrets")
+
+
+def log_format(facts):
+    def judge(s):
+        value = s.values.get("SM_LOG_FORMAT", "text")
+        return f"SM_LOG_FORMAT is {value!r}" if value != "json" else None
+    return _settings_check(facts, judge, "SM_LOG_FORMAT is json",
+                           "set SM_LOG_FORMAT: json in the environment's env:")
+
+
+def _database_problem(facts):
+    """(status, reason, fix) when the database could not be read, else None."""
+    if not facts.live():
+        return PASS, NO_LIVE, ""
+    if facts.db is None:
+        return FAIL, "the database was not asked", "see the errors above"
+    if facts.db.get("error"):
+        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", \
+            "check that Postgres runs on the db host and SM_DATABASE_URL points at it (smship status ENV)"
+    return None
+
+
+def migrations(facts):
+    trouble = _database_problem(facts)
+    if trouble:
+        return trouble
+    live = facts.live()
+    release = live[facts.db_host]
+    heads = set((facts.hosts[facts.db_host].get("manifest") or {}).get("alembic_heads", []))
+    revisions = set(facts.db.get("revisions", []))
+    name = facts.ctx.name
+    if not heads:
+        return WARN, f"release {release} declares no alembic head", "build releases with smship build"
+    if revisions == heads:
+        return PASS, f"the database is at {', '.join(sorted(heads))}, the head of the live release {release}", ""
+    known = set(facts.db.get("known", []))
+    if revisions and not revisions & known:
+        return WARN, (f"the database is at {', '.join(sorted(revisions))}, which the live release {release} does "
+                      f"not know (newer: a later release migrated it, as after a rollback)"), \
+            f"keep migrations expand/contract, or deploy the newer release again (smship deploy {name})"
+    return FAIL, (f"the database is at {', '.join(sorted(revisions)) or 'no revision'}, behind the head "
+                  f"{', '.join(sorted(heads))} of the live release {release}"), \
+        f"smship deploy {name} runs 'alembic upgrade head' before any restart"
+
+
+def admin(facts):
+    trouble = _database_problem(facts)
+    if trouble:
+        return trouble
+    count = facts.db.get("admins")
+    if count is None:
+        return WARN, "the database has no users.is_admin column: cannot tell whether an admin exists", \
+            "create the admin user the app's way and check it can log in"
+    if count:
+        return PASS, f"{count} admin user(s) exist", ""
+    return FAIL, "no admin user exists", (
+        f"run the app's admin bootstrap on {facts.db_host} as {facts.layout.user} with {facts.layout.env_file} "
+        "(the reference app: python -m refapp create-admin --email E, password on stdin)")
+
+
+def frontend(facts):
+    web = [h.name for h in facts.env.hosts if "web" in h.roles and h.name in facts.hosts]
+    live = facts.live()
+    if not any(name in live for name in web):
+        return PASS, NO_LIVE, ""
+    missing = [f"{n} ({live[n]})" for n in web if n in live and not facts.hosts[n].get("frontend")]
+    if missing:
+        return FAIL, f"static/dist/.vite/manifest.json is missing from the live release on {_where(missing)}", \
+            f"build the front end into the release (npm run build; smship build does it) and deploy again"
+    return PASS, "the built front end (static/dist/.vite/manifest.json) is in the live release on every web host", ""
+
+
+def proxy_headers(facts):
+    from smship.check.nginx import forwards_headers
+
+    problems = []
+    web_unit = facts.layout.web_service
+    for host in facts.env.hosts:
+        answer = facts.hosts.get(host.name)
+        if answer is None:
+            continue
+        if "web" in host.roles:
+            unit = answer["units"].get(web_unit, {})
+            if "--proxy-headers" not in unit.get("exec_start", ""):
+                problems.append(f"{host.name}: {web_unit} is not configured with --proxy-headers")
+            elif unit.get("cmdline") and "--proxy-headers" not in unit["cmdline"]:
+                problems.append(f"{host.name}: the running uvicorn was started without --proxy-headers")
+        if {"web", "lb"} & set(host.roles):
+            nginx = answer.get("nginx")
+            if isinstance(nginx, dict) or not nginx:
+                problems.append(f"{host.name}: nginx -T failed: {(nginx or {}).get('error', 'no answer')}")
+                continue
+            missing = forwards_headers(nginx, facts.env.domain)
+            if missing:
+                problems.append(f"{host.name}: nginx {missing}")
+    if problems:
+        return FAIL, "; ".join(problems), \
+            f"run 'smship provision {facts.ctx.name}' (uvicorn --proxy-headers, nginx proxy_set_header " \
+            f"X-Forwarded-Proto/For), then restart the web units (smship deploy {facts.ctx.name})"
+    return PASS, "uvicorn runs with --proxy-headers; nginx forwards X-Forwarded-Proto and X-Forwarded-For", ""
+
+
+def _tls_host(facts, name: str) -> tuple[str, str] | None:
+    """(status, reason) for one host's HTTPS."""
+    served = facts.served.get(name)
+    if served is None:
+        return None
+    if isinstance(served, BaseException) or served.error:
+        return FAIL, f"{name}: no HTTPS answer: {served if isinstance(served, BaseException) else served.error}"
+    cert = tls.x509.load_der_x509_certificate(served.der)
+    domain = facts.env.domain
+    names = tls.names_of(cert)
+    if not tls.name_matches(names, domain):
+        return FAIL, f"{name}: the certificate is for {', '.join(names) or 'no name'}, not {domain}"
+    left = tls.days_left(cert)
+    if left < facts.cert_days:
+        when = "expired" if left < 0 else f"expires in {left:.0f} day(s)"
+        return FAIL, f"{name}: the certificate {when} (at least {facts.cert_days} wanted)"
+    if facts.env.tls.source == "files":
+        configured = tls.first_pem(facts.configured_certificate or "")
+    else:
+        configured = tls.first_pem((facts.hosts.get(name) or {}).get("certificate") or "")
+    if configured is not None and tls.fingerprint(configured) != tls.fingerprint(cert):
+        return FAIL, f"{name}: serves a certificate other than the configured one"
+    if not served.trusted:
+        return WARN, f"{name}: valid {left:.0f} more days, but not trusted by this machine's CAs ({served.trust_error})"
+    return PASS, f"{name}: {domain}, valid {left:.0f} more days"
+
+
+def https(facts):
+    verdicts = [v for v in (_tls_host(facts, h.name) for h in facts.env.hosts) if v]
+    if not verdicts:
+        return WARN, "no web or lb host answered the question", "see the unreachable hosts above"
+    failed = [r for s, r in verdicts if s == FAIL]
+    if failed:
+        return FAIL, "; ".join(failed), (f"install a certificate for {facts.env.domain} valid for more than "
+                                         f"{facts.cert_days} days (tls: in the inventory) and run "
+                                         f"'smship provision {facts.ctx.name}'")
+    warned = [r for s, r in verdicts if s == WARN]
+    if warned:
+        fix = "tls.source self-signed is for labs: use a certificate from a CA" \
+            if facts.env.tls.source == "self-signed" else "serve the full chain (leaf then intermediates)"
+        return WARN, "; ".join(warned), fix
+    return PASS, "; ".join(r for _, r in verdicts), ""
+
+
+def _int(values: dict, key: str, default: int) -> int:
+    try:
+        return int(values.get(key, default))
+    except ValueError:
+        return default
+
+
+def budget_numbers(facts) -> dict:
+    """Processes and per-process ceilings per host; the limit and where it came from.
+
+    demand = sum over web hosts of uvicorn workers x (pool + overflow)
+           + sum over worker hosts of Celery concurrency x (pool + overflow)
+           + the beat x (pool + overflow)
+    limit  = max_connections - superuser_reserved_connections
+    """
+    env, inventory = facts.env, (facts.inventory.values if facts.inventory else {})
+    rows = []
+    for host in facts.app_hosts():
+        processes = (env.web.workers if "web" in host.roles else 0) + \
+                    (env.worker.concurrency if "worker" in host.roles else 0) + (1 if "beat" in host.roles else 0)
+        answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
+        values = {**inventory, **answer_env.get("values", {})}
+        ceiling = _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
+        rows.append((host.name, processes, ceiling))
+    db = facts.db if facts.db and not facts.db.get("error") else None
+    if db:
+        limit, source = db["max_connections"] - db.get("reserved_connections", 3), "read from Postgres"
+    else:
+        limit, source = env.db.max_connections - 3, "from the inventory's db.max_connections"
+    return {"rows": rows, "demand": sum(p * c for _, p, c in rows), "processes": sum(p for _, p, _ in rows),
+            "limit": limit, "source": source}
+
+
+def suggest_pool(limit: int, processes: int) -> tuple[int, int] | None:
+    """Pool and overflow (1:2, like the framework's 10/20) that fit ``limit``; None when nothing does."""
+    per = int(limit * HEADROOM) // max(processes, 1)
+    if per < 2:
+        return None
+    pool = max(1, per // 3)
+    return pool, per - pool
+
+
+def connection_budget(facts):
+    if facts.db and facts.db.get("error") and facts.live():
+        return FAIL, f"cannot read max_connections: {facts.db['error']}", "start Postgres on the db host"
+    n = budget_numbers(facts)
+    detail = " + ".join(f"{name} {p}x{c}" for name, p, c in n["rows"])
+    reason = (f"{n['demand']} connections at most ({detail}) for a limit of {n['limit']} "
+              f"(max_connections less the superuser reserve, {n['source']})")
+    if n["demand"] <= n["limit"] * HEADROOM:
+        return PASS, reason, ""
+    suggestion = suggest_pool(n["limit"], n["processes"])
+    fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "
+           f"({n['processes']} processes), or raise db.max_connections, then provision and deploy") if suggestion else \
+        "put PgBouncer in front of Postgres or raise db.max_connections"
+    return (FAIL if n["demand"] > n["limit"] else WARN), reason, fix
+
+
+def beat(facts):
+    active = [name for name, answer in facts.hosts.items() if answer.get("beat") in ("active", "activating", "reloading")]
+    unknown = [name for name in facts.unreachable]
+    planned = [h.name for h in facts.env.hosts if "beat" in h.roles]
+    if not planned and not active:
+        return PASS, "no beat in this environment (no workers)", ""
+    if len(active) == 1 and not unknown:
+        return PASS, f"exactly one beat is active ({active[0]})", ""
+    unit = facts.layout.beat_service
+    if len(active) > 1:
+        others = [n for n in active if n not in planned]
+        return FAIL, f"{len(active)} beats are active ({_where(active)}): scheduled tasks run more than once", \
+            f"stop {unit} on {_where(others or active[1:])} (sudo systemctl disable --now {unit}) and run " \
+            f"'smship provision {facts.ctx.name}'"
+    if not facts.live():
+        return PASS, NO_LIVE, ""
+    if not active and unknown:
+        return FAIL, f"no beat is active on the hosts that answered; not asked: {_where(unknown)}", \
+            "bring the unreachable hosts back and check again"
+    if unknown:
+        return WARN, f"one beat is active ({active[0]}); not asked: {_where(unknown)}", \
+            "bring the unreachable hosts back and check again"
+    return FAIL, f"no beat is active (expected on {_where(planned)})", \
+        f"sudo systemctl start {unit} on {_where(planned)}, and see journalctl -u {unit}"
+
+
+def sm010(facts):
+    found = []
+    for name, answer in facts.hosts.items():
+        for unit, state in answer.get("units", {}).items():
+            if state.get("sm010"):
+                found.append(f"{name} {unit}: {state['sm010']}")
+    if found:
+        return FAIL, "SM010 (the app's migration check) since the last start: " + "; ".join(found), \
+            f"the database is not at the release's head: smship deploy {facts.ctx.name} migrates first"
+    if not facts.live():
+        return PASS, NO_LIVE, ""
+    return PASS, "no SM010 in the app units' journals since their last start", ""
+
+
+def hosts(facts):
+    if facts.unreachable:
+        return FAIL, "; ".join(facts.unreachable.values()), "bring the hosts back (smship status ENV) and check again"
+    return PASS, f"all {len(facts.hosts)} host(s) answered", ""
+
+
+CHECKS = [
+    Check("hosts", "every host answers", hosts),
+    Check("environment", "SM_ENVIRONMENT is not development/testing", environment),
+    Check("secret-key", "SM_SECRET_KEY is strong and not a default", secret_key),
+    Check("database-url", "SM_DATABASE_URL is postgresql+asyncpg://", database_url),
+    Check("migrations", "the database is at the alembic head of the live release", migrations, advisory=True),
+    Check("frontend", "the built front end is in the live release", frontend, advisory=True),
+    Check("admin", "an admin user exists", admin, advisory=True),
+    Check("proxy-headers", "uvicorn --proxy-headers; nginx forwards X-Forwarded-Proto/For", proxy_headers),
+    Check("tls", "HTTPS answers with a certificate for the domain, not expiring soon", https),
+    Check("log-format", "SM_LOG_FORMAT=json", log_format),
+    Check("connection-budget", "the fleet's database connections fit max_connections", connection_budget),
+    Check("beat", "exactly one Celery beat is active in the fleet", beat),
+    Check("sm010", "no SM010 in the journal since the last start", sm010, advisory=True),
+]
+
+NAMES = [c.name for c in CHECKS]

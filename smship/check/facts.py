@@ -1,0 +1,140 @@
+"""Gathering what the checks judge: the inventory, each host, the database, HTTPS.
+
+One agent round trip per host (in parallel), one probe of the database from
+an app host running the live release, and one TLS handshake (two with the
+trust question) per web and lb host.  Secret values stay in this process's
+memory or on the hosts; only verdicts about them are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smship.appenv import app_settings
+from smship.check import tls
+from smship.check.dbprobe import parse_probe, probe_command
+from smship.context import EnvContext
+from smship.errors import SmshipError
+from smship.inventory import Host
+from smship.layout import Layout
+from smship.provision.variables import APP_ROLES
+from smship.remote import call_agent
+from smship.secretkey import weakness
+from smship.ssh import Fleet
+
+FRONTEND_MANIFEST = "static/dist/.vite/manifest.json"
+PLAIN_SETTINGS = ("SM_ENVIRONMENT", "SM_LOG_FORMAT", "SM_DB_POOL_SIZE", "SM_DB_MAX_OVERFLOW")
+KEY_RULE = (Path(__file__).parents[1] / "secretkey.py").read_text()
+
+
+@dataclass
+class Settings:
+    """The judged view of one source of settings (the inventory, or a host's env file)."""
+
+    values: dict[str, str]
+    database_scheme: str | None
+    secret_key_weakness: str | None
+
+
+@dataclass
+class Facts:
+    ctx: EnvContext
+    layout: Layout
+    preflight: bool = False
+    cert_days: int = 14
+    inventory: Settings | None = None
+    inventory_error: str = ""
+    hosts: dict[str, dict] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    db: dict | None = None
+    db_host: str | None = None
+    served: dict[str, tls.Served] = field(default_factory=dict)
+    configured_certificate: str | None = None
+
+    @property
+    def env(self):
+        return self.ctx.env
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.env.hosts if h.name == name)
+
+    def app_hosts(self) -> list[Host]:
+        return [h for h in self.env.hosts if set(h.roles) & set(APP_ROLES)]
+
+    def live(self) -> dict[str, str]:
+        """Live release per reachable app host (hosts with none left out)."""
+        return {h.name: self.hosts[h.name]["current"] for h in self.app_hosts()
+                if h.name in self.hosts and self.hosts[h.name].get("current")}
+
+    def settings_sources(self) -> list[tuple[str, Settings]]:
+        """("inventory", ...) then (host, ...) for each app host whose env file was read."""
+        sources = [("inventory", self.inventory)] if self.inventory else []
+        for host in self.app_hosts():
+            env = (self.hosts.get(host.name) or {}).get("env")
+            if env and "error" not in env:
+                sources.append((host.name, Settings(env["values"], env["database_scheme"], env["secret_key_weakness"])))
+        return sources
+
+
+def inventory_settings(ctx: EnvContext) -> Settings:
+    from smship.secrets import read_secrets
+
+    source = str(ctx.env.secrets.path or "the environment")
+    values = app_settings(ctx.app, ctx.env, read_secrets(ctx.env.secrets), source)
+    url = values.get("SM_DATABASE_URL")
+    return Settings({k: values[k] for k in PLAIN_SETTINGS if k in values},
+                    url.partition("://")[0] if url else None, weakness(values.get("SM_SECRET_KEY")))
+
+
+def host_request(layout: Layout, host: Host) -> dict:
+    units = ([layout.web_service] if "web" in host.roles else []) + \
+            ([layout.worker_service] if "worker" in host.roles else []) + \
+            ([layout.beat_service] if "beat" in host.roles else [])
+    app = bool(set(host.roles) & set(APP_ROLES))
+    edge = bool({"web", "lb"} & set(host.roles))
+    return {"op": "checkfacts", "root": layout.root, "frontend_manifest": FRONTEND_MANIFEST,
+            "env_file": layout.env_file if app else None, "plain": list(PLAIN_SETTINGS), "key_rule": KEY_RULE,
+            "units": units, "beat_unit": layout.beat_service, "nginx": edge,
+            "certificate": layout.tls_certificate if edge else None}
+
+
+def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days: int = 14,
+           skip: tuple[str, ...] = ()) -> Facts:
+    layout = Layout.of(ctx.app, ctx.env)
+    facts = Facts(ctx, layout, preflight=preflight, cert_days=cert_days)
+    try:
+        facts.inventory = inventory_settings(ctx)
+    except SmshipError as exc:
+        facts.inventory_error = str(exc)
+    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(layout, facts.host(t.name)), timeout=90))
+    for name, answer in answers.items():
+        if isinstance(answer, BaseException):
+            facts.unreachable[name] = str(answer)
+        else:
+            facts.hosts[name] = answer
+    if not {"migrations", "admin", "connection-budget"} <= set(skip):
+        read_database(facts, fleet)
+    if "tls" not in skip:
+        edges = [h for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)]
+        facts.served = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),
+                                 [t for t in fleet.targets.values() if t.name in {h.name for h in edges}])
+        if ctx.env.tls.source == "files" and ctx.env.tls.certificate:
+            try:
+                facts.configured_certificate = Path(ctx.env.tls.certificate).read_text()
+            except OSError as exc:
+                facts.configured_certificate = None
+                facts.inventory_error = facts.inventory_error or f"{ctx.env.tls.certificate}: {exc.strerror}"
+    return facts
+
+
+def read_database(facts: Facts, fleet: Fleet) -> None:
+    """Ask the database through the first app host (web first) that runs a live release."""
+    live = facts.live()
+    order = sorted(live, key=lambda name: "web" not in facts.host(name).roles)
+    if not order:
+        return
+    facts.db_host = order[0]
+    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host]), timeout=120)
+    facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
+        {"error": f"{facts.db_host}: the database probe failed: {result.summary()}"}
