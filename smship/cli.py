@@ -11,7 +11,7 @@ from smship import __version__
 from smship.lab import tasks as lab_tasks
 from smship.tasks.base import not_built
 from smship.tasks.build import build
-from smship.tasks.check import check
+from smship.tasks.check import check, logs
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
 from smship.tasks.status import status
@@ -25,11 +25,10 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, build, deploy, rollback, releases, unlock, status, check):
+    for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs):
         ns.add_task(command)
     for name, summary in (
         ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
-        ("logs", "Stream the app's journals from every host"),
     ):
         ns.add_task(not_built(name, summary))
     ns.add_collection(lab_tasks.ns)

@@ -407,6 +407,18 @@ def ssh_argv(endpoint: Endpoint, options: SSHOptions) -> list[str]:
     return argv
 
 
+def stream_argv(endpoint: Endpoint, options: SSHOptions,
+                command: Command) -> list[str]:
+    """The ``ssh`` argv running ``command`` with its output streamed back.
+
+    No tty (``-T``): output arrives byte for byte, stderr kept apart.
+    Keepalives notice a host that vanished while a stream is idle.
+    """
+    return [*ssh_argv(endpoint, options), "-T",
+            "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
+            endpoint.host, remote_line(command)]
+
+
 def rsync_argv(endpoint: Endpoint, options: SSHOptions, local_dir: str | Path,
                remote_dir: str, *, link_dest: str | None = None,
                delete: bool = True, excludes: Iterable[str] = (),
@@ -904,6 +916,23 @@ class Fleet:
         if check and not result.ok:
             raise CommandError(result)
         return result
+
+    def stream(self, target: Target | str,
+               command: Command) -> subprocess.Popen:
+        """Start ``command`` on ``target``; read its stdout as it comes.
+
+        For output that has no end of its own (``journalctl -f``): the
+        caller reads ``stdout`` line by line and terminates the process
+        when done.  Its stdin stays open and empty for as long as the
+        process lives, so a remote command can watch it and end with the
+        connection (see smship.status.logs).
+        """
+        target = self._target(target)
+        self._count(target.name)
+        argv = stream_argv(self.endpoint(target), self.options, command)
+        return subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
 
     # -- many hosts --------------------------------------------------------
 

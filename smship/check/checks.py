@@ -227,6 +227,10 @@ def _int(values: dict, key: str, default: int) -> int:
         return default
 
 
+def _ceiling(values: dict) -> int:
+    return _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
+
+
 def budget_numbers(facts) -> dict:
     """Processes and per-process ceilings per host; the limit and where it came from.
 
@@ -235,14 +239,16 @@ def budget_numbers(facts) -> dict:
            + the beat x (pool + overflow)
     limit  = max_connections - superuser_reserved_connections
     """
-    env, inventory = facts.env, (facts.inventory.values if facts.inventory else {})
+    env, inventory = facts.env, (facts.inventory.values if facts.inventory else None)
     rows = []
     for host in facts.app_hosts():
         processes = (env.web.workers if "web" in host.roles else 0) + \
                     (env.worker.concurrency if "worker" in host.roles else 0) + (1 if "beat" in host.roles else 0)
         answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
-        values = {**inventory, **answer_env.get("values", {})}
-        ceiling = _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
+        # What runs now (the host's env file) or what the next provision
+        # brings (the inventory): whichever asks more.
+        ceiling = max((_ceiling(v) for v in (inventory, answer_env.get("values")) if v is not None),
+                      default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
     db = facts.db if facts.db and not facts.db.get("error") else None
     if db:

@@ -29,3 +29,22 @@ def check(ctx: EnvContext, skip_check=None, cert_days=14):
     with open_fleet(ctx) as fleet:
         verdicts = run_checks(ctx, fleet, skip=skips, cert_days=int(cert_days))
     return show(ctx, verdicts)
+
+
+@env_command(help={
+    "role": "Only the units of this role (web, worker, beat, db or lb) on the hosts that have it.",
+    "since": "From this long ago (10m, 2h, 1d) or a journalctl time ('2026-01-31 12:00', today).",
+    "follow": "Keep streaming new lines until interrupted (Ctrl-C).",
+    "lines": "At most this many lines per host before following (default: 100, or 10 with --follow; "
+             "all lines with --since).",
+})
+def logs(ctx: EnvContext, role=None, since=None, follow=False, lines=None):
+    """Stream the journals of the app's units from every host, each line prefixed with its host.
+
+    Lines are printed as the app wrote them (journalctl -o cat), so JSON log
+    lines stay whole JSON after the "HOST | " prefix. Without --follow it
+    exits when every host has sent its lines.
+    """
+    from smship.status.logs import logs as run
+
+    return run(ctx, role=role, since=since, follow=follow, lines=int(lines) if lines is not None else None)

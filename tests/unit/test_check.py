@@ -1,0 +1,270 @@
+"""`smship check` and `smship logs`: the pure parts, on facts and text made by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from smship.check import checks, tls
+from smship.check.dbprobe import parse_probe
+from smship.check.facts import Facts, Settings
+from smship.check.model import Check, parse_skips
+from smship.check.nginx import forwards_headers
+from smship.errors import SmshipError
+from smship.inventory import load
+from smship.layout import Layout
+from smship.ssh import Endpoint, SSHOptions, stream_argv
+from smship.status.logs import journal_command, prefix, since_argument, units_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventory.example"
+
+
+def facts(**changes) -> Facts:
+    loaded = load(EXAMPLE)
+    env = loaded.environment("prod")
+    ctx = SimpleNamespace(env=env, name="prod", app=loaded.app)
+    made = Facts(ctx, Layout.of(loaded.app, env))
+    good = Settings({"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json"}, "postgresql+asyncpg", None)
+    made.inventory = good
+    for host in env.hosts:
+        made.hosts[host.name] = {"current": "r2", "manifest": {"alembic_heads": ["0002"]}, "frontend": True,
+                                 "units": {}, "beat": "active" if "beat" in host.roles else "inactive",
+                                 "env": {"values": dict(good.values), "database_scheme": "postgresql+asyncpg",
+                                         "secret_key_weakness": None}}
+    made.db_host = next(h.name for h in env.hosts if "web" in h.roles)
+    made.db = {"max_connections": 100, "reserved_connections": 3, "revisions": ["0002"], "known": ["0002"],
+               "admins": 1}
+    for key, value in changes.items():
+        setattr(made, key, value)
+    return made
+
+
+def judge(name: str, made: Facts, preflight: bool = False):
+    check = next(c for c in checks.CHECKS if c.name == name)
+    return check.judge(made, preflight)
+
+
+def test_settings_checks_name_where_the_bad_value_is():
+    made = facts()
+    assert judge("log-format", made).status == "pass"
+    made.hosts["web2"]["env"]["values"]["SM_LOG_FORMAT"] = "text"
+    verdict = judge("log-format", made)
+    assert verdict.status == "fail" and verdict.reason == "SM_LOG_FORMAT is 'text' (web2)"
+    assert "smship provision prod" in verdict.fix
+    made.inventory.values["SM_ENVIRONMENT"] = "development"
+    assert judge("environment", made).reason == "SM_ENVIRONMENT is 'development' (inventory)"
+
+
+def test_secret_key_and_database_url_verdicts():
+    made = facts()
+    made.hosts["web1"]["env"]["secret_key_weakness"] = "SM_SECRET_KEY is a known default value"
+    made.hosts["web1"]["env"]["database_scheme"] = "sqlite"
+    assert judge("secret-key", made).reason == "SM_SECRET_KEY is a known default value (web1)"
+    assert judge("database-url", made).reason == "SM_DATABASE_URL is sqlite://, not postgresql+asyncpg:// (web1)"
+
+
+def test_migrations_behind_ahead_and_first_deploy():
+    assert judge("migrations", facts()).status == "pass"
+    behind = facts()
+    behind.db["revisions"] = ["0001"]
+    behind.db["known"] = ["0001"]
+    assert judge("migrations", behind).status == "fail"
+    # A deploy migrates: its preflight only warns.
+    assert judge("migrations", behind, preflight=True).status == "warn"
+    ahead = facts()
+    ahead.db["revisions"], ahead.db["known"] = ["0003"], []
+    assert judge("migrations", ahead).status == "warn"
+    first = facts(db=None)
+    for answer in first.hosts.values():
+        answer["current"] = None
+    for name in ("migrations", "admin", "frontend", "sm010"):
+        verdict = judge(name, first)
+        assert verdict.status == "pass" and verdict.reason == checks.NO_LIVE, name
+
+
+def test_an_unreadable_database_fails_its_checks():
+    made = facts(db={"error": "OperationalError: connection refused"})
+    for name in ("migrations", "admin", "connection-budget"):
+        assert judge(name, made).status == "fail", name
+    assert "connection refused" in judge("migrations", made).reason
+
+
+def test_budget_formula_and_suggestion():
+    made = facts()
+    numbers = checks.budget_numbers(made)
+    # web1, web2: 2 uvicorn workers each; jobs1: 2 Celery processes + the beat (inventory.example).
+    assert numbers["processes"] == sum(p for _, p, _ in numbers["rows"])
+    assert numbers["demand"] == numbers["processes"] * 30 and numbers["limit"] == 97
+    verdict = judge("connection-budget", made)
+    assert verdict.status == "fail"
+    pool, overflow = checks.suggest_pool(97, numbers["processes"])
+    assert (pool + overflow) * numbers["processes"] <= 97 * checks.HEADROOM
+    assert f"SM_DB_POOL_SIZE: {pool} and SM_DB_MAX_OVERFLOW: {overflow}" in verdict.fix
+    for answer in made.hosts.values():
+        answer["env"]["values"].update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
+    made.inventory.values.update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
+    assert judge("connection-budget", made).status == "pass"
+    assert checks.suggest_pool(10, 9) is None
+
+
+def test_beat_counts_active_units_on_every_host():
+    made = facts()
+    assert judge("beat", made).status == "pass"
+    made.hosts["web1"]["beat"] = "active"
+    two = judge("beat", made)
+    assert two.status == "fail" and "on web1" in two.fix
+    for answer in made.hosts.values():
+        answer["beat"] = "inactive"
+    assert judge("beat", made).status == "fail"
+
+
+def test_sm010_and_proxy_headers_from_unit_facts():
+    made = facts()
+    unit = made.layout.web_service
+    made.hosts["web1"]["units"][unit] = {"exec_start": "uvicorn main:app --fd 3", "cmdline": None,
+                                         "sm010": "SM010 current=0001 head=0002"}
+    assert "web1 " + unit in judge("sm010", made).reason
+    made.hosts["web1"]["nginx"] = SITE
+    made.hosts["web2"]["units"][unit] = {"exec_start": "uvicorn --proxy-headers", "cmdline": None, "sm010": None}
+    made.hosts["web2"]["nginx"] = SITE
+    verdict = judge("proxy-headers", made)
+    assert verdict.status == "fail" and "web1: " + unit + " is not configured with --proxy-headers" in verdict.reason
+    assert "web2" not in verdict.reason
+
+
+def test_a_broken_check_fails_alone():
+    def boom(facts):
+        raise KeyError("x")
+    verdict = Check("boom", "", boom).judge(None)
+    assert verdict.status == "fail" and "KeyError" in verdict.reason
+
+
+def test_skip_names_are_repeatable_or_comma_lists_and_must_exist():
+    assert parse_skips(["tls,admin", "beat", "tls"], checks.NAMES) == ["tls", "admin", "beat"]
+    assert parse_skips(None, checks.NAMES) == []
+    with pytest.raises(SmshipError, match="no such check"):
+        parse_skips(["tsl"], checks.NAMES)
+
+
+SITE = """
+# configuration file /etc/nginx/nginx.conf:
+http {
+    proxy_set_header X-Test 1;
+    server { listen 80; server_name shop.example.com; location / { return 301 https://$host; } }
+    server {
+        listen 443 ssl http2;
+        server_name shop.example.com;
+        location /static/ { alias /var/www/shop/static/; }
+        location / {
+            proxy_pass http://shop_uvicorn;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;  # the scheme
+        }
+    }
+}
+"""
+
+
+def test_nginx_site_forwarding_both_headers_passes():
+    assert forwards_headers(SITE, "shop.example.com") is None
+
+
+def test_nginx_location_missing_a_header_or_no_site_fails():
+    missing = SITE.replace("proxy_set_header X-Forwarded-Proto $scheme;  # the scheme", "")
+    assert forwards_headers(missing, "shop.example.com") == "location / does not set X-Forwarded-Proto"
+    assert forwards_headers(SITE, "other.example.com") == "has no HTTPS server for other.example.com"
+
+
+def test_nginx_headers_set_at_server_level_are_inherited_only_without_own():
+    text = """server { listen 443 ssl; server_name a.example.com;
+      proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-For $remote_addr;
+      location / { proxy_pass http://x; }
+      location /api/ { proxy_pass http://x; proxy_set_header Host $host; } }"""
+    assert forwards_headers(text, "a.example.com") == "location /api/ does not set X-Forwarded-Proto and X-Forwarded-For"
+
+
+def certificate(names: list[str], days: int) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def test_certificate_names_and_expiry():
+    cert = certificate(["shop.example.com", "*.cdn.example.com"], 30)
+    assert tls.names_of(cert) == ["shop.example.com", "*.cdn.example.com"]
+    assert tls.name_matches(tls.names_of(cert), "SHOP.example.com")
+    assert tls.name_matches(tls.names_of(cert), "a.cdn.example.com")
+    assert not tls.name_matches(tls.names_of(cert), "a.b.cdn.example.com")
+    assert not tls.name_matches(tls.names_of(cert), "example.com")
+    assert 29 < tls.days_left(cert) < 30.1
+
+
+def test_tls_verdict_from_a_served_certificate():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    made = facts()
+    good = certificate([made.env.domain], 90)
+    made.served = {"web1": tls.Served(der=good.public_bytes(Encoding.DER), trusted=True)}
+    made.configured_certificate = good.public_bytes(Encoding.PEM).decode()
+    assert judge("tls", made).status == "pass"
+    made.cert_days = 100
+    assert "at least 100 wanted" in judge("tls", made).reason
+    other = certificate(["other.example.com"], 90)
+    made.served["web1"] = tls.Served(der=other.public_bytes(Encoding.DER), trusted=True)
+    assert "is for other.example.com" in judge("tls", made).reason
+    made.served["web1"] = tls.Served(error="203.0.113.11:443: refused")
+    assert judge("tls", made).status == "fail"
+
+
+def test_the_database_probe_answer_is_its_last_json_line():
+    assert parse_probe('log line\n{"max_connections": 100}\n') == {"max_connections": 100}
+    assert "no JSON" in parse_probe("Traceback ...")["error"]
+
+
+def test_since_takes_short_durations_and_journalctl_times():
+    assert since_argument("10m") == "-10m"
+    assert since_argument("2h") == "-2h"
+    assert since_argument("2026-01-31 12:00") == "2026-01-31 12:00"
+    assert since_argument("today") == "today"
+
+
+def test_journal_command_for_units_with_and_without_follow():
+    plain = journal_command(["shop-web.service"], "10m", False, None)
+    assert plain.argv == ("journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", "shop-web.service",
+                          "--since", "-10m") and plain.sudo
+    follow = journal_command(["a.service", "b.service"], None, True, 10)
+    assert follow.argv[:2] == ("sh", "-c") and follow.argv[-3:] == ("-n", "10", "-f")
+    assert "-u" in follow.argv and "b.service" in follow.argv
+
+
+def test_log_prefix_keeps_the_line_whole():
+    line = '{"message": "a | b"}'
+    assert prefix("web1", 6, line) == 'web1   | {"message": "a | b"}'
+    assert prefix("web1", 6, line).partition(" | ")[2] == line
+
+
+def test_units_for_roles():
+    layout = Layout(app="shop", user="shop", root="/srv/shop")
+    assert units_for(layout, ["web", "worker"]) == ["shop-web.service", "shop-worker.service"]
+    assert units_for(layout, ["lb"]) == ["nginx.service"]
+
+
+def test_stream_argv_has_no_tty_and_the_remote_line_last():
+    endpoint = Endpoint(host="203.0.113.11", port=22, user="deploy")
+    argv = stream_argv(endpoint, SSHOptions(known_hosts=None, ssh_config=None),
+                       journal_command(["shop-web.service"], None, False, 5))
+    assert "-T" in argv and argv[-2] == "203.0.113.11"
+    assert argv[-1].startswith("sudo -n -H -- journalctl")
