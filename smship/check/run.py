@@ -8,6 +8,7 @@ from smship.check.checks import CHECKS
 from smship.check.facts import gather
 from smship.check.model import Verdict
 from smship.context import EnvContext
+from smship.errors import SmshipError
 from smship.ssh import Fleet
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -31,3 +32,14 @@ def show(ctx: EnvContext, verdicts: list[Verdict]) -> bool:
     counts = {s: sum(v.status == s for v in verdicts) for s in _STYLE}
     console.print("    " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return not counts["fail"]
+
+
+def preflight(ctx: EnvContext, fleet: Fleet, skip: list[str]) -> list[Verdict]:
+    """Deploy's run of the checklist; raises when a check fails, before anything changes."""
+    ctx.reporter.step("preflight: the production checklist" + (f" (skipping {', '.join(skip)})" if skip else ""))
+    verdicts = run_checks(ctx, fleet, skip=skip, preflight=True)
+    if not show(ctx, verdicts):
+        failed = [v.name for v in verdicts if v.status == "fail"]
+        raise SmshipError(f"preflight failed, nothing was changed: check(s) {', '.join(failed)} failed; fix them "
+                          f"(see above), or deploy with --skip-check {','.join(failed)} to go ahead anyway")
+    return verdicts

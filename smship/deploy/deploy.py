@@ -1,4 +1,4 @@
-"""``smship deploy``: preflight, build, ship, migrate once, roll, record.
+"""``smship deploy``: preflight (hosts, then the checklist of ``smship check``), build, ship, migrate once, roll, record.
 
 The order is the safety argument: nothing on a host changes until every
 host answered and the lock is held; no unit restarts until the release is
@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from smship.check.run import preflight
 from smship.context import EnvContext, open_fleet, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
@@ -36,7 +37,7 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
-           limit: str | None = None) -> bool:
+           limit: str | None = None, skip_checks: list[str] = ()) -> bool:
     from smship.context import select_hosts
     from smship.release import venv_commands, venv_dir
 
@@ -47,11 +48,15 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
+        preflight(ctx, fleet, list(skip_checks))
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                               warn=report.warn):
             release = obtain_release(ctx, release_path, ref, dirty)
             report.info(f"release {release.id}")
             outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
+            if skip_checks:
+                # Overriding a check is a decision someone made: the audit log says who.
+                outcome["skipped_checks"] = list(skip_checks)
 
             report.step(f"shipping {release.id} to {len(chosen)} host(s)")
             commands = venv_commands(layout.root, release.deps_id, ctx.app.python, layout.user)

@@ -11,20 +11,27 @@ from smship.tasks.base import env_command
     "ref": "Git commit, branch or tag of the app to build (default: HEAD).",
     "dirty": "Build from the working tree, uncommitted changes included.",
     "limit": "Only these hosts or roles, comma separated.",
-})
-def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None):
+    "skip-check": "Go ahead although this preflight check fails (a name from 'smship check'; repeatable or a "
+                  "comma list). Recorded in the audit log.",
+}, iterable=["skip_check"])
+def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, skip_check=None):
     """Build a release, ship it, migrate once, and roll the web tier with health gates.
 
-    Preflight (every host answers, the environment's lock is free), build (or
-    --release), rsync to every host in parallel, `alembic upgrade head` once
-    before any restart, then web hosts in batches: drain (with an lb),
-    switch `current`, restart, wait for /health/ready to say `healthy`. A
-    failing batch is switched back and halts the deploy; workers and beat
-    restart last. Every run appends an audit line on the hosts.
+    Preflight (every host answers, the checks of 'smship check' pass, the
+    environment's lock is free; checks a deploy repairs, such as migrations,
+    only warn), build (or --release), rsync to every host in parallel,
+    `alembic upgrade head` once before any restart, then web hosts in
+    batches: drain (with an lb), switch `current`, restart, wait for
+    /health/ready to say `healthy`. A failing batch is switched back and
+    halts the deploy; workers and beat restart last. Every run appends an
+    audit line on the hosts.
     """
+    from smship.check.checks import NAMES
+    from smship.check.model import parse_skips
     from smship.deploy.deploy import deploy as run
 
-    return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit)
+    return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit,
+               skip_checks=parse_skips(skip_check, NAMES))
 
 
 @env_command(help={
