@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from smship.context import EnvContext, open_fleet
@@ -11,9 +13,11 @@ from smship.layout import Layout
 from smship.remote import call_agent
 
 
-def units_of(layout: Layout, roles: list[str]) -> list[str]:
+def units_of(layout: Layout, roles: list[str], postgres_version: int = 15) -> list[str]:
+    # Debian's postgresql.service is an empty wrapper; the cluster's unit is the one that runs.
     units = {"web": [layout.web_socket, layout.web_service, "nginx.service"], "worker": [layout.worker_service],
-             "beat": [layout.beat_service], "db": ["postgresql.service", "redis-server.service"], "lb": ["nginx.service"]}
+             "beat": [layout.beat_service], "db": [f"postgresql@{postgres_version}-main.service", "redis-server.service"],
+             "lb": ["nginx.service"]}
     return list(dict.fromkeys(u for role in roles for u in units[role]))
 
 
@@ -32,25 +36,34 @@ def status(ctx: EnvContext) -> bool:
     def ask(target):
         host = next(h for h in ctx.env.hosts if h.name == target.name)
         return call_agent(fleet, target, {"op": "status", "root": layout.root, "lock": lock_path(layout),
-                                          "units": units_of(layout, host.roles),
+                                          "units": units_of(layout, host.roles, ctx.env.db.postgres_version),
                                           "health": health if "web" in host.roles else None}, timeout=60)
 
     with open_fleet(ctx) as fleet:
         answers = fleet.map(ask)
     table = Table(title=f"{ctx.app.name} / {ctx.name}")
-    for column in ("host", "address", "roles", "live release", "units", "ready", "disk free"):
-        table.add_column(column)
+    for column in ("host", "roles", "live release", "unit", "state", "uptime", "ready", "disk free"):
+        table.add_column(column, no_wrap=column in ("live release", "unit"))
     ok = True
     for host in ctx.env.hosts:
         answer = answers[host.name]
         if isinstance(answer, BaseException):
             ok = False
-            table.add_row(host.name, host.address, ",".join(host.roles), "[red]unreachable[/]", str(answer), "", "")
+            table.add_row(host.name, ",".join(host.roles), "[red]unreachable[/]", escape(str(answer)), "", "", "", "")
             ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {"error": str(answer)}
             continue
-        units = "\n".join(f"{name} {u['state']} {_uptime(u['uptime'])}" for name, u in answer["units"].items())
-        table.add_row(host.name, host.address, ",".join(host.roles), answer["current"] or "none", units,
-                      answer["ready"] or "-", f"{answer['free_bytes'] / 2**30:.1f} GiB")
-        ctx.reporter.data.setdefault("hosts_status", {})[host.name] = answer
-    ctx.reporter.console.print(table)
+        # One row per unit; the host's own facts only on its first row.
+        first = [host.name, ",".join(host.roles), answer["current"] or "none"]
+        last = [answer["ready"] or "-", f"{answer['free_bytes'] / 2**30:.1f} GiB"]
+        for name, unit in answer["units"].items() or {"-": None}.items():
+            state = "-" if unit is None else unit["state"] if unit["state"] == "active" else f"[red]{unit['state']}[/]"
+            table.add_row(*first, name.removesuffix(".service"), state, "-" if unit is None else _uptime(unit["uptime"]), *last)
+            first, last = ["", "", ""], ["", ""]
+        table.add_section()
+        ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {**answer, "roles": host.roles}
+    console = ctx.reporter.console
+    if not console.is_terminal:
+        # A pipe or a file has no width to respect: keep every row on one line.
+        console = Console(file=console.file, width=max(console.width, 160), highlight=False)
+    console.print(table)
     return ok
