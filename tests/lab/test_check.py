@@ -7,7 +7,7 @@ healthy for the next one.  No secret value may ever appear in check's output.
 
 from __future__ import annotations
 
-import subprocess
+import json
 import time
 from pathlib import Path
 
@@ -313,3 +313,21 @@ def test_an_unreachable_host_fails_and_skip_check_leaves_a_check_out(lab, smship
     assert status_of(lab, smship, "hosts")["status"] == "pass"
     unknown = smship("check", ENV, "--skip-check", "nope")
     assert unknown.returncode != 0 and "no such check" in unknown.output
+
+
+def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, deployed, tmp_path):
+    def text_logs(data: dict) -> None:
+        lab_env(data)["env"]["SM_LOG_FORMAT"] = "text"
+
+    inventory = write_inventory(lab, tmp_path, text_logs)
+    before = live_release(lab, "lab2")
+    refused = smship("deploy", ENV, inventory=inventory, check=False)
+    assert "preflight failed, nothing was changed: check(s) log-format failed" in refused.output, refused
+    assert "--skip-check log-format" in refused.output
+    assert live_release(lab, "lab2") == before
+    # The deploy would not change the hosts' env file (provision does): overriding is safe here.
+    forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", inventory=inventory, check=True)
+    assert forced.document["audit"]["skipped_checks"] == ["log-format"]
+    audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/shared/logs/deploys.jsonl"))
+    assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"
+    assert {c["name"]: c["status"] for c in forced.document["checks"]}["log-format"] == "skip"
