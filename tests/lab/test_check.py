@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,17 +64,15 @@ def psql(lab, sql: str) -> str:
     return remote(lab, "lab1", f"cd / && sudo -u postgres psql -d refapp -Atc \"{sql}\"")
 
 
-def set_env_line(lab, host: str, key: str, value: str) -> None:
-    """Edit one line of a host's env file (restored from the copy made by backup_env)."""
-    remote(lab, host, f"sed -i 's|^{key}=.*|{key}={value}|' {ENV_FILE} && grep -q '^{key}={value}$' {ENV_FILE}")
-
-
-def backup_env(lab, host: str) -> None:
+@contextmanager
+def env_line(lab, host: str, key: str, value: str):
+    """One line of a host's env file set to ``value`` for the block; the file restored after."""
     remote(lab, host, f"cp -p {ENV_FILE} /root/env.before-test")
-
-
-def restore_env(lab, host: str) -> None:
-    remote(lab, host, f"cp -p /root/env.before-test {ENV_FILE}")
+    try:
+        remote(lab, host, f"sed -i 's|^{key}=.*|{key}={value}|' {ENV_FILE} && grep -q '^{key}={value}$' {ENV_FILE}")
+        yield
+    finally:
+        remote(lab, host, f"cp -p /root/env.before-test {ENV_FILE}")
 
 
 def wait_active(lab, host: str, unit: str, seconds: float = 60) -> None:
@@ -124,14 +123,10 @@ def test_a_setting_fails_from_the_inventory_and_from_a_host(lab, smship, deploye
     assert f"{key} is '{bad}' (inventory)" in from_inventory["reason"]
     assert "smship provision lab" in from_inventory["fix"]
 
-    backup_env(lab, "lab3")
-    try:
-        set_env_line(lab, "lab3", key, bad)
+    with env_line(lab, "lab3", key, bad):
         on_host = status_of(lab, smship, name)
-        assert on_host["status"] == "fail", on_host
-        assert f"{key} is '{bad}' (lab3)" in on_host["reason"]
-    finally:
-        restore_env(lab, "lab3")
+    assert on_host["status"] == "fail", on_host
+    assert f"{key} is '{bad}' (lab3)" in on_host["reason"]
     assert status_of(lab, smship, name)["status"] == "pass"
 
 
@@ -149,27 +144,19 @@ def test_a_weak_secret_key_fails_without_being_shown(lab, smship, deployed, tmp_
     assert from_inventory["status"] == "fail", from_inventory
     assert "SM_SECRET_KEY is weak" in from_inventory["reason"] and "(inventory)" in from_inventory["reason"]
 
-    backup_env(lab, "lab2")
-    try:
-        set_env_line(lab, "lab2", "SM_SECRET_KEY", "change-me")
+    with env_line(lab, "lab2", "SM_SECRET_KEY", "change-me"):
         on_host = status_of(lab, smship, "secret-key")
-        assert on_host["status"] == "fail", on_host
-        assert "SM_SECRET_KEY is a known default value (lab2)" in on_host["reason"]
-        assert "change-me" not in str(on_host)
-    finally:
-        restore_env(lab, "lab2")
+    assert on_host["status"] == "fail", on_host
+    assert "SM_SECRET_KEY is a known default value (lab2)" in on_host["reason"]
+    assert "change-me" not in str(on_host)
     assert status_of(lab, smship, "secret-key")["status"] == "pass"
 
 
 def test_a_database_url_that_is_not_asyncpg_postgres_fails(lab, smship, deployed):
-    backup_env(lab, "lab2")
-    try:
-        set_env_line(lab, "lab2", "SM_DATABASE_URL", "sqlite+aiosqlite:///srv/refapp/shared/app.db")
+    with env_line(lab, "lab2", "SM_DATABASE_URL", "sqlite+aiosqlite:///srv/refapp/shared/app.db"):
         verdict = status_of(lab, smship, "database-url")
-        assert verdict["status"] == "fail", verdict
-        assert "sqlite+aiosqlite://, not postgresql+asyncpg:// (lab2)" in verdict["reason"]
-    finally:
-        restore_env(lab, "lab2")
+    assert verdict["status"] == "fail", verdict
+    assert "sqlite+aiosqlite://, not postgresql+asyncpg:// (lab2)" in verdict["reason"]
     assert status_of(lab, smship, "database-url")["status"] == "pass"
 
 
