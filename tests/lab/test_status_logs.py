@@ -117,7 +117,7 @@ def test_logs_follow_streams_new_lines_until_terminated(lab, deployed):
             try:
                 while seen is None:
                     line = lines.get(timeout=2)
-                    if marker in line:
+                    if marker in line and "refapp.request" in line:  # the app's own request log
                         seen = line
             except queue.Empty:
                 pass
