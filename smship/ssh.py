@@ -407,6 +407,27 @@ def ssh_argv(endpoint: Endpoint, options: SSHOptions) -> list[str]:
     return argv
 
 
+# sshd sends no hangup to a session without a terminal, so a command that
+# never ends by itself (journalctl -f) would outlive the connection.  A
+# watcher reads the session's stdin, which Fleet.stream keeps open and never
+# writes, and stops the command when it ends: when the connection does.
+_UNTIL_DISCONNECTED = """\
+exec 3<&0
+"$@" &
+pid=$!
+(cat <&3 >/dev/null 2>&1; kill "$pid" 2>/dev/null) >/dev/null 2>&1 &
+wait "$pid"
+"""
+
+
+def until_disconnected(argv: Iterable[str], *, sudo: bool = False,
+                       description: str = "") -> Command:
+    """``argv`` for :meth:`Fleet.stream`, stopped when the connection ends."""
+    argv = tuple(argv)
+    return script(_UNTIL_DISCONNECTED, sudo=sudo, args=argv,
+                  description=description or " ".join(argv))
+
+
 def stream_argv(endpoint: Endpoint, options: SSHOptions,
                 command: Command) -> list[str]:
     """The ``ssh`` argv running ``command`` with its output streamed back.
@@ -925,7 +946,7 @@ class Fleet:
         caller reads ``stdout`` line by line and terminates the process
         when done.  Its stdin stays open and empty for as long as the
         process lives, so a remote command can watch it and end with the
-        connection (see smship.status.logs).
+        connection (see :func:`until_disconnected`).
         """
         target = self._target(target)
         self._count(target.name)

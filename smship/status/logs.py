@@ -12,25 +12,14 @@ import signal
 import sys
 import threading
 
-from smship.command import Command, script
+from smship.command import Command
 from smship.context import EnvContext, open_fleet
 from smship.errors import SmshipError
 from smship.layout import Layout
+from smship.ssh import until_disconnected
 
 ROLES = ("web", "worker", "beat", "db", "lb")
 DEFAULT_LINES = 100
-
-# The remote journalctl ends when the connection does: a watcher reads the
-# session's stdin (kept open by smship, never written) and stops journalctl
-# at its end, since sshd sends no hangup to a session without a terminal.
-_FOLLOW = """\
-exec 3<&0
-journalctl "$@" &
-pid=$!
-(cat <&3 >/dev/null 2>&1; kill "$pid" 2>/dev/null) >/dev/null 2>&1 &
-wait "$pid"
-"""
-
 
 def units_for(layout: Layout, roles: list[str]) -> list[str]:
     units = {"web": [layout.web_service], "worker": [layout.worker_service], "beat": [layout.beat_service],
@@ -54,7 +43,7 @@ def journal_command(units: list[str], since: str | None, follow: bool, lines: in
     if lines is not None:
         argv += ["-n", str(lines)]
     if follow:
-        return script(_FOLLOW, sudo=True, args=[*argv, "-f"], description="journalctl -f " + " ".join(units))
+        return until_disconnected(("journalctl", *argv, "-f"), sudo=True, description="journalctl -f " + " ".join(units))
     return Command(("journalctl", *argv), sudo=True, description="journalctl " + " ".join(units))
 
 

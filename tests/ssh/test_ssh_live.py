@@ -20,7 +20,8 @@ import pytest
 
 from smship.command import cmd, script
 from smship.ssh import (CommandError, ConnectError, Fleet, Result,
-                        SSHOptions, SudoPasswordRequired, Target)
+                        SSHOptions, SudoPasswordRequired, Target,
+                        until_disconnected)
 
 pytestmark = pytest.mark.sshd
 
@@ -544,3 +545,50 @@ def test_rsync_sudo_that_needs_a_password_fails_clearly(sshd, options,
     assert result.error.startswith("app1: rsync ")
     assert "sudo for the remote rsync refused" in result.error
     assert "password" in result.error
+
+
+# -- stream ----------------------------------------------------------------
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in line and "pytest" not in line:
+                found.append(line)
+    return found
+
+
+def test_stream_gives_lines_as_they_come_and_ends_the_remote_command_with_it(fleet, target):
+    # A quiet remote command: nothing it writes would fail once the
+    # connection is gone, so only the watcher can end it.  Its unique
+    # duration is how /proc finds it.
+    marker = f"3000.{secrets.randbelow(10 ** 9):09d}"
+    quiet = f"echo first {marker}; sleep 1; echo second {marker}; exec sleep {marker}"
+    process = fleet.stream(target, until_disconnected(["sh", "-c", quiet], description="quiet"))
+    try:
+        assert process.stdout.readline().decode() == f"first {marker}\n"
+        assert process.stdout.readline().decode() == f"second {marker}\n"
+        for _ in range(50):
+            if any(line.startswith("sleep") for line in _processes_with(marker)):
+                break
+            time.sleep(0.1)
+        assert any(line.startswith("sleep") for line in _processes_with(marker)), "the remote command should run"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    for _ in range(50):
+        if not _processes_with(marker):
+            break
+        time.sleep(0.1)
+    assert not _processes_with(marker), "the remote command outlived the connection"
+
+
+def test_stream_of_a_command_that_ends_exits_zero_with_all_its_output(fleet, target):
+    process = fleet.stream(target, cmd("printf", "a\\nb\\n"))
+    out, _ = process.communicate(timeout=30)
+    assert out == b"a\nb\n" and process.returncode == 0
