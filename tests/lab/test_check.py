@@ -313,8 +313,13 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
     assert "--skip-check log-format" in refused.output
     assert live_release(lab, "lab2") == before
     # The deploy would not change the hosts' env file (provision does): overriding is safe here.
-    forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", inventory=inventory, check=True)
-    assert forced.document["audit"]["skipped_checks"] == ["log-format"]
-    audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/shared/logs/deploys.jsonl"))
-    assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"
-    assert {c["name"]: c["status"] for c in forced.document["checks"]}["log-format"] == "skip"
+    try:
+        forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", inventory=inventory, check=True)
+        assert forced.document["audit"]["skipped_checks"] == ["log-format"]
+        audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/shared/logs/deploys.jsonl"))
+        assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"
+        assert {c["name"]: c["status"] for c in forced.document["checks"]}["log-format"] == "skip"
+    finally:
+        # The session's first release goes live again, as the other lab tests expect.
+        smship("rollback", ENV, "--to", before, check=True)
+    assert live_release(lab, "lab2") == before
