@@ -177,47 +177,54 @@ def proxy_headers(facts):
 
 
 def _tls_host(facts, name: str) -> tuple[str, str] | None:
-    """(status, reason) for one host's HTTPS."""
+    """(status, reason) for one host's HTTPS; the reason does not name the host."""
     served = facts.served.get(name)
     if served is None:
         return None
     if isinstance(served, BaseException) or served.error:
-        return FAIL, f"{name}: no HTTPS answer: {served if isinstance(served, BaseException) else served.error}"
+        return FAIL, f"no HTTPS answer: {served if isinstance(served, BaseException) else served.error}"
     cert = tls.x509.load_der_x509_certificate(served.der)
     domain = facts.env.domain
     names = tls.names_of(cert)
     if not tls.name_matches(names, domain):
-        return FAIL, f"{name}: the certificate is for {', '.join(names) or 'no name'}, not {domain}"
+        return FAIL, f"the certificate is for {', '.join(names) or 'no name'}, not {domain}"
     left = tls.days_left(cert)
     if left < facts.cert_days:
         when = "expired" if left < 0 else f"expires in {left:.0f} day(s)"
-        return FAIL, f"{name}: the certificate {when} (at least {facts.cert_days} wanted)"
+        return FAIL, f"the certificate {when} (at least {facts.cert_days} wanted)"
     if facts.env.tls.source == "files":
         configured = tls.first_pem(facts.configured_certificate or "")
     else:
         configured = tls.first_pem((facts.hosts.get(name) or {}).get("certificate") or "")
     if configured is not None and tls.fingerprint(configured) != tls.fingerprint(cert):
-        return FAIL, f"{name}: serves a certificate other than the configured one"
+        return FAIL, "it serves a certificate other than the configured one"
     if not served.trusted:
-        return WARN, f"{name}: valid {left:.0f} more days, but not trusted by this machine's CAs ({served.trust_error})"
-    return PASS, f"{name}: {domain}, valid {left:.0f} more days"
+        return WARN, f"valid {left:.0f} more days, but not trusted by this machine's CAs ({served.trust_error})"
+    return PASS, f"{domain}, valid {left:.0f} more days"
+
+
+def _grouped(verdicts: list[tuple[str, str, str]], status: str) -> str:
+    """"lab1, lab2: reason" for the hosts that share a reason."""
+    hosts: dict[str, list[str]] = {}
+    for name, got, reason in verdicts:
+        if got == status:
+            hosts.setdefault(reason, []).append(name)
+    return "; ".join(f"{_where(names)}: {reason}" for reason, names in hosts.items())
 
 
 def https(facts):
-    verdicts = [v for v in (_tls_host(facts, h.name) for h in facts.env.hosts) if v]
+    verdicts = [(h.name, *v) for h in facts.env.hosts if (v := _tls_host(facts, h.name))]
     if not verdicts:
         return WARN, "no web or lb host answered the question", "see the unreachable hosts above"
-    failed = [r for s, r in verdicts if s == FAIL]
-    if failed:
-        return FAIL, "; ".join(failed), (f"install a certificate for {facts.env.domain} valid for more than "
-                                         f"{facts.cert_days} days (tls: in the inventory) and run "
-                                         f"'smship provision {facts.ctx.name}'")
-    warned = [r for s, r in verdicts if s == WARN]
-    if warned:
+    if any(status == FAIL for _, status, _ in verdicts):
+        return FAIL, _grouped(verdicts, FAIL), (f"install a certificate for {facts.env.domain} valid for more than "
+                                               f"{facts.cert_days} days (tls: in the inventory) and run "
+                                               f"'smship provision {facts.ctx.name}'")
+    if any(status == WARN for _, status, _ in verdicts):
         fix = "tls.source self-signed is for labs: use a certificate from a CA" \
             if facts.env.tls.source == "self-signed" else "serve the full chain (leaf then intermediates)"
-        return WARN, "; ".join(warned), fix
-    return PASS, "; ".join(r for _, r in verdicts), ""
+        return WARN, _grouped(verdicts, WARN), fix
+    return PASS, _grouped(verdicts, PASS), ""
 
 
 def _int(values: dict, key: str, default: int) -> int:
