@@ -132,6 +132,12 @@ class FileBackend:
     def read(self) -> dict[str, str]:
         return read_file_backend(self.path)
 
+    def check_writable(self, name: str) -> None:
+        _checked_text(self.path)
+        if not os.access(self.path.parent, os.W_OK):
+            raise SecretsNotWritable(f"{self.path}: cannot write a new {name} here: the folder "
+                                     f"{self.path.parent} is not writable by this user")
+
     def store(self, name: str, value: str) -> None:
         """Set ``name`` to ``value``, keeping the value it replaces as ``name_PREVIOUS``."""
         write_private(self.path, replace_values(_checked_text(self.path), self.path, name, value))
@@ -145,6 +151,9 @@ class EnvBackend:
         return {name: os.environ[name] for name in names if os.environ.get(name)}
 
     def store(self, name: str, value: str) -> None:
+        self.check_writable(name)
+
+    def check_writable(self, name: str) -> None:
         raise SecretsNotWritable(
             f"the 'env' secrets backend reads {name} from this machine's environment (a CI runner's "
             f"secrets), which smship cannot change. To rotate: generate a value (python3 -c 'import secrets; "
