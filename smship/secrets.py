@@ -9,6 +9,10 @@ Backends, chosen per environment (``secrets.backend`` in the inventory):
           change a CI runner's secrets, so rotation there is done by the
           user: set the new value in the CI secret store, then
           ``smship rotate-secret ENV --resume`` rolls it out.
+``aws-ssm``, ``aws-secretsmanager``   see :mod:`smship.secrets_aws`.
+
+Every backend answers ``read()``, ``previous(name)`` (the value the last
+store replaced), ``check_writable(name)`` and ``store(name, value)``.
 
 Values read here are rendered only into files shipped over stdin with mode
 0600; they are never printed, logged or put on a command line.
@@ -128,6 +132,7 @@ class FileBackend:
     def __init__(self, path: Path):
         self.path = path
         self.description = f"secrets file {path}"
+        self.keeps_previous = f"as NAME{PREVIOUS_SUFFIX} in the file"
 
     def read(self) -> dict[str, str]:
         return read_file_backend(self.path)
@@ -138,6 +143,9 @@ class FileBackend:
             raise SecretsNotWritable(f"{self.path}: cannot write a new {name} here: the folder "
                                      f"{self.path.parent} is not writable by this user")
 
+    def previous(self, name: str) -> str | None:
+        return self.read().get(name + PREVIOUS_SUFFIX)
+
     def store(self, name: str, value: str) -> None:
         """Set ``name`` to ``value``, keeping the value it replaces as ``name_PREVIOUS``."""
         write_private(self.path, replace_values(_checked_text(self.path), self.path, name, value))
@@ -145,10 +153,14 @@ class FileBackend:
 
 class EnvBackend:
     description = "the environment of the machine running smship (secrets backend 'env')"
+    keeps_previous = f"as NAME{PREVIOUS_SUFFIX}, if you set it"
 
     def read(self) -> dict[str, str]:
         names = KNOWN_SECRETS + tuple(n + PREVIOUS_SUFFIX for n in KNOWN_SECRETS)
         return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+    def previous(self, name: str) -> str | None:
+        return self.read().get(name + PREVIOUS_SUFFIX)
 
     def store(self, name: str, value: str) -> None:
         self.check_writable(name)
@@ -166,6 +178,12 @@ def backend_for(config: Secrets):
     if config.backend == "file":
         assert config.path is not None  # the inventory model requires it
         return FileBackend(config.path)
+    if config.backend == "aws-ssm":
+        from smship.secrets_aws import SsmBackend
+        return SsmBackend(config)
+    if config.backend == "aws-secretsmanager":
+        from smship.secrets_aws import SecretsManagerBackend
+        return SecretsManagerBackend(config)
     return EnvBackend()
 
 

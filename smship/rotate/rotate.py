@@ -2,9 +2,9 @@
 
 The order is the safety argument:
 
-1. The backend gets the new value first, keeping the old one as
-   ``NAME_PREVIOUS``: no host ever runs a key the backend does not have,
-   and the old key stays recoverable.
+1. The backend gets the new value first, keeping the old one recoverable
+   (``NAME_PREVIOUS`` in a file, the previous version in AWS): no host ever
+   runs a key the backend does not have.
 2. Each host's env file gets the new line (only that line), then the web
    tier restarts in the deploy's health-gated batches, then workers and beat
    (beat's process holds the key in its environment too).
@@ -29,7 +29,7 @@ from smship.provision.variables import APP_ROLES
 from smship.remote import call_agent
 from smship.rotate.generations import HostKey, Names, key_fingerprint, probe
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS, generate, weakness
-from smship.secrets import PREVIOUS_SUFFIX, backend_for
+from smship.secrets import backend_for
 from smship.templating import env_line
 
 # Only keys the app alone reads can change without touching another service:
@@ -48,8 +48,8 @@ def _announce(ctx: EnvContext, name: str, resume: bool, undo: bool, backend) -> 
         report.step(f"finishing the rotation of {name} of {ctx.name}: hosts not yet on the key in "
                     f"{backend.description} get it: {CONSEQUENCES} on those hosts")
     else:
-        report.step(f"rotating {name} of {ctx.name}: {CONSEQUENCES}. The old key stays in "
-                    f"{backend.description} as {name}{PREVIOUS_SUFFIX}")
+        report.step(f"rotating {name} of {ctx.name}: {CONSEQUENCES}. The old key stays recoverable in "
+                    f"{backend.description} ({backend.keeps_previous})")
 
 
 def _target_value(ctx: EnvContext, backend, name: str, values: dict[str, str], states: dict[str, HostKey],
@@ -57,7 +57,7 @@ def _target_value(ctx: EnvContext, backend, name: str, values: dict[str, str], s
     """Store the value the fleet must move to (unless resuming); the backend's values after that."""
     if resume:
         return values
-    names = Names(key_fingerprint(name, values.get(name)), key_fingerprint(name, values.get(name + PREVIOUS_SUFFIX)))
+    names = Names(key_fingerprint(name, values.get(name)), key_fingerprint(name, backend.previous(name)))
     off = {host: state for host, state in states.items() if not state.holds(names.current)}
     if off and not undo:
         raise SmshipError(
@@ -65,7 +65,7 @@ def _target_value(ctx: EnvContext, backend, name: str, values: dict[str, str], s
             + "; ".join(f"{host} {names.describe(state)}" for host, state in off.items())
             + f". Finish that first with `smship rotate-secret {ctx.name} --resume` (or go back with --undo); "
             "nothing was changed")
-    backend.store(name, values[name + PREVIOUS_SUFFIX] if undo else generate())
+    backend.store(name, backend.previous(name) if undo else generate())
     return backend.read()
 
 
@@ -127,8 +127,8 @@ def rotate_secret(ctx: EnvContext, name: str = "SM_SECRET_KEY", resume: bool = F
     if not resume:
         backend.check_writable(name)
     values = backend.read()
-    if undo and not values.get(name + PREVIOUS_SUFFIX):
-        raise SmshipError(f"{backend.description}: no {name}{PREVIOUS_SUFFIX} to go back to")
+    if undo and not backend.previous(name):
+        raise SmshipError(f"{backend.description}: no previous {name} to go back to")
     if resume and app_environment(ctx.env) not in DEVELOPMENT_ENVIRONMENTS and weakness(values.get(name)):
         raise SmshipError(f"{backend.description}: {weakness(values.get(name))}; --resume rolls out the "
                           "backend's current value, so it must be strong")
@@ -151,8 +151,7 @@ def rotate_secret(ctx: EnvContext, name: str = "SM_SECRET_KEY", resume: bool = F
             states = {h: s for h, s in probe(fleet, [targets[h] for h in reachable if h in app_hosts], hosts,
                                              layout, name).items() if not isinstance(s, BaseException)}
             values = _target_value(ctx, backend, name, values, states, resume, undo)
-            names = Names(key_fingerprint(name, values[name]),
-                          key_fingerprint(name, values.get(name + PREVIOUS_SUFFIX)))
+            names = Names(key_fingerprint(name, values[name]), key_fingerprint(name, backend.previous(name)))
             report.info(f"{backend.description}: {name} is {names.of(names.current)}")
             todo = [h for h, s in states.items() if not s.holds(names.current)]
             stale_files = [h for h in todo if states[h].file != names.current]

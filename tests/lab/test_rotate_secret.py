@@ -1,0 +1,201 @@
+"""`smship rotate-secret` on real hosts: sessions, env files, generations, and a host down.
+
+The lab: lab1 = [db, lb, beat], lab2 and lab3 = [web, worker]. The tests
+rotate through a copy of the lab's secrets file (the backend must be
+written); at the end `--resume` with the lab's own inventory brings every
+host back to the lab's key, so other tests find the lab as it was.
+
+Keys never appear in an assertion message: comparisons are made first and
+only their outcome is asserted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from labkit import ENV, lab_env, remote, run_smship, write_inventory
+from smship.rotate.generations import key_fingerprint
+from smship.secrets import read_file_backend
+
+pytestmark = pytest.mark.lab
+
+WEB = ("lab2", "lab3")
+APP_HOSTS = ("lab1", "lab2", "lab3")
+DOMAIN = "refapp.lab.test"
+ENV_FILE = "/srv/refapp/shared/env"
+
+
+class Rotation:
+    """The lab inventory with its own copy of the secrets file."""
+
+    def __init__(self, lab, root: Path):
+        self.secrets = root / "secrets.env"
+        shutil.copyfile(lab.secrets, self.secrets)
+        self.secrets.chmod(0o600)
+        self.inventory = write_inventory(lab, root / "project", self.use_copy)
+
+    def use_copy(self, data: dict) -> None:
+        lab_env(data)["secrets"] = {"backend": "file", "path": str(self.secrets)}
+
+    def values(self) -> dict[str, str]:
+        return read_file_backend(self.secrets)
+
+
+@pytest.fixture(scope="module")
+def rotation(lab, deployed, tmp_path_factory):
+    yield Rotation(lab, tmp_path_factory.mktemp("rotation"))
+    lab.restore()
+    run_smship("rotate-secret", ENV, "--resume", inventory=lab.inventory, check=True)
+
+
+def sign_in(lab, host: str, name: str) -> str:
+    """A fresh session on one web host: its cookie value."""
+    with httpx.Client(verify=False, timeout=30, headers={"Host": DOMAIN}) as client:
+        response = client.post(f"https://{lab.address(host)}/session", json={"name": name})
+        assert response.status_code == 200, response.text
+        cookie = response.cookies.get("session")
+        assert cookie
+        return cookie
+
+
+def session_name(lab, host: str, cookie: str) -> str | None:
+    with httpx.Client(verify=False, timeout=30, headers={"Host": DOMAIN, "Cookie": f"session={cookie}"}) as client:
+        response = client.get(f"https://{lab.address(host)}/session")
+        assert response.status_code == 200, response.text
+        return response.json()["name"]
+
+
+def wait_serving(lab, host: str, timeout: float = 120) -> None:
+    """Until a host that just booted answers /session through its nginx (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sign_in(lab, host, "probe")
+            return
+        except (httpx.HTTPError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def env_lines(lab, host: str) -> dict[str, str]:
+    text = remote(lab, host, f"cat {ENV_FILE}")
+    return dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def changed_names(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+class ProcessWatch:
+    """Samples `ps -eo args` on every app host while smship runs (bounded in count and time)."""
+
+    def __init__(self, lab, max_samples: int = 400, max_seconds: float = 600):
+        self.lab, self.max_samples, self.max_seconds = lab, max_samples, max_seconds
+        self.samples: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, args=(h,), daemon=True) for h in APP_HOSTS]
+
+    def _watch(self, host: str) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_samples):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            proc = self.lab.ssh(host, ["ps", "-eo", "args"], timeout=30)
+            self.samples.append(proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout)
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> "ProcessWatch":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def journal_since(lab, host: str, since: float) -> str:
+    return remote(lab, host, f"journalctl --no-pager -o cat --since @{int(since) - 1}", timeout=120)
+
+
+def shows(texts: list[str], *values: str) -> bool:
+    return any(value in text for value in values for text in texts)
+
+
+def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(lab, rotation):
+    old = rotation.values()["SM_SECRET_KEY"]
+    cookies = {host: sign_in(lab, host, f"before-{host}") for host in WEB}
+    assert all(session_name(lab, host, cookies[host]) == f"before-{host}" for host in WEB)
+    files_before = {host: env_lines(lab, host) for host in APP_HOSTS}
+    started = time.time()
+
+    with ProcessWatch(lab) as watch:
+        run = run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=True)
+
+    values = rotation.values()
+    new = values["SM_SECRET_KEY"]
+    assert values["SM_SECRET_KEY_PREVIOUS"] == old and new != old, "the backend must keep the old key"
+    assert "users must sign in again" in run.output, run
+    fingerprint = key_fingerprint("SM_SECRET_KEY", new)
+    assert f"every app host runs {fingerprint} (current key)" in run.output, run
+
+    for host in WEB:
+        assert session_name(lab, host, cookies[host]) is None, f"{host} still accepts a session from before"
+        fresh = sign_in(lab, host, f"after-{host}")
+        assert session_name(lab, host, fresh) == f"after-{host}"
+    for host in APP_HOSTS:
+        after = env_lines(lab, host)
+        assert changed_names(files_before[host], after) == ["SM_SECRET_KEY"], host
+        assert (after["SM_SECRET_KEY"] == new), f"{host}: the env file does not hold the new key"
+        assert remote(lab, host, f"stat -c '%a %U' {ENV_FILE}").split() == ["600", "refapp"]
+
+    # Neither value in smship's output, the hosts' journals, or any process list sampled during the run.
+    assert len(watch.samples) >= 10, "too few process lists sampled to prove anything"
+    assert not shows([run.stdout, run.stderr], old, new), "smship printed a key"
+    assert not shows(watch.samples, old, new), "a key appeared on a command line"
+    assert not shows([journal_since(lab, host, started) for host in APP_HOSTS], old, new), "a key reached a journal"
+    # The env file is written but never shown; provisioning now agrees with the hosts.
+    check = run_smship("provision", ENV, "--check", "-o", "json", inventory=rotation.inventory, check=True)
+    assert check.statuses() == {host: ["ok"] for host in APP_HOSTS}, check
+
+
+def test_a_rotation_with_a_web_host_down_reports_the_split_and_resume_finishes_it(lab, rotation):
+    cookie = sign_in(lab, "lab3", "before-split")
+    lab.stop("lab3")
+    try:
+        run = run_smship("rotate-secret", ENV, "-o", "json", inventory=rotation.inventory, check=False)
+    finally:
+        lab.start("lab3")
+    values = rotation.values()
+    current = key_fingerprint("SM_SECRET_KEY", values["SM_SECRET_KEY"])
+    previous = key_fingerprint("SM_SECRET_KEY", values["SM_SECRET_KEY_PREVIOUS"])
+    generations = run.document["generations"]
+    assert {h: g["current"] for h, g in generations.items()} == {"lab1": True, "lab2": True, "lab3": False}, run
+    assert not generations["lab3"]["reachable"]
+    assert "the fleet is split" in run.output and "lab3: unreachable" in run.output, run
+    assert f"smship rotate-secret {ENV} --resume" in run.output, run
+
+    # Back up, lab3 runs the key it had: the split is visible, and a new rotation is refused.
+    lab.wait_ssh("lab3", timeout=90)
+    wait_serving(lab, "lab3")
+    assert session_name(lab, "lab3", cookie) == "before-split"
+    refused = run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=False)
+    assert f"lab3 runs {previous} (previous key)" in refused.output and "nothing was changed" in refused.output, refused
+    assert rotation.values() == values
+
+    resumed = run_smship("rotate-secret", ENV, "--resume", "-o", "json", inventory=rotation.inventory, check=True)
+    assert all(g["current"] for g in resumed.document["generations"].values()), resumed
+    rewritten = [r["host"] for r in resumed.document["hosts"] if r["message"].startswith(ENV_FILE)]
+    assert rewritten == ["lab3"], resumed          # only the host left behind
+    assert rotation.values() == values              # resume generates nothing
+    assert session_name(lab, "lab3", cookie) is None
+    assert session_name(lab, "lab2", sign_in(lab, "lab2", "after")) == "after"
+    assert f"every app host runs {current} (current key)" in resumed.output
