@@ -38,9 +38,10 @@ def _aws_errors(description: str) -> Iterator[None]:
 
 class _AwsBackend:
     service = ""
+    keeps_previous = ""
 
-    def __init__(self, config: Secrets):
-        self.config = config
+    def __init__(self, config: Secrets, description: str):
+        self.config, self.description = config, description
         self._client = None
 
     @property
@@ -60,12 +61,11 @@ class _AwsBackend:
 
 class SsmBackend(_AwsBackend):
     service = "ssm"
+    keeps_previous = "the parameter's previous version"
 
     def __init__(self, config: Secrets):
-        super().__init__(config)
+        super().__init__(config, f"SSM parameters under {config.prefix}")
         self.prefix = config.prefix
-        self.description = f"SSM parameters under {self.prefix}"
-        self.keeps_previous = "the parameter's previous version"
 
     def read(self) -> dict[str, str]:
         values = {}
@@ -95,12 +95,11 @@ class SsmBackend(_AwsBackend):
 
 class SecretsManagerBackend(_AwsBackend):
     service = "secretsmanager"
+    keeps_previous = "the version labelled AWSPREVIOUS"
 
     def __init__(self, config: Secrets):
-        super().__init__(config)
+        super().__init__(config, f"Secrets Manager secret {config.secret_id}")
         self.secret_id = config.secret_id
-        self.description = f"Secrets Manager secret {self.secret_id}"
-        self.keeps_previous = "the version labelled AWSPREVIOUS"
 
     def _version(self, stage: str) -> dict[str, str] | None:
         with _aws_errors(self.description):
