@@ -12,7 +12,8 @@ Backends, chosen per environment (``secrets.backend`` in the inventory):
 ``aws-ssm``, ``aws-secretsmanager``   see :mod:`smship.secrets_aws`.
 
 Every backend answers ``read()``, ``previous(name)`` (the value the last
-store replaced), ``check_writable(name)`` and ``store(name, value)``.
+store replaced), ``keeps_previous(name)`` (where, in words),
+``check_writable(name)`` and ``store(name, value)``.
 
 Values read here are rendered only into files shipped over stdin with mode
 0600; they are never printed, logged or put on a command line.
@@ -132,7 +133,6 @@ class FileBackend:
     def __init__(self, path: Path):
         self.path = path
         self.description = f"secrets file {path}"
-        self.keeps_previous = f"as NAME{PREVIOUS_SUFFIX} in the file"
 
     def read(self) -> dict[str, str]:
         return read_file_backend(self.path)
@@ -146,6 +146,9 @@ class FileBackend:
     def previous(self, name: str) -> str | None:
         return self.read().get(name + PREVIOUS_SUFFIX)
 
+    def keeps_previous(self, name: str) -> str:
+        return f"as {name}{PREVIOUS_SUFFIX} in the file"
+
     def store(self, name: str, value: str) -> None:
         """Set ``name`` to ``value``, keeping the value it replaces as ``name_PREVIOUS``."""
         write_private(self.path, replace_values(_checked_text(self.path), self.path, name, value))
@@ -153,7 +156,6 @@ class FileBackend:
 
 class EnvBackend:
     description = "the environment of the machine running smship (secrets backend 'env')"
-    keeps_previous = f"as NAME{PREVIOUS_SUFFIX}, if you set it"
 
     def read(self) -> dict[str, str]:
         names = KNOWN_SECRETS + tuple(n + PREVIOUS_SUFFIX for n in KNOWN_SECRETS)
@@ -161,6 +163,9 @@ class EnvBackend:
 
     def previous(self, name: str) -> str | None:
         return self.read().get(name + PREVIOUS_SUFFIX)
+
+    def keeps_previous(self, name: str) -> str:
+        return f"as {name}{PREVIOUS_SUFFIX}, if you set it there"
 
     def store(self, name: str, value: str) -> None:
         self.check_writable(name)

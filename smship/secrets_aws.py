@@ -38,7 +38,7 @@ def _aws_errors(description: str) -> Iterator[None]:
 
 class _AwsBackend:
     service = ""
-    keeps_previous = ""
+    previous_place = ""
 
     def __init__(self, config: Secrets, description: str):
         self.config, self.description = config, description
@@ -54,6 +54,9 @@ class _AwsBackend:
                                             endpoint_url=self.config.endpoint_url)
         return self._client
 
+    def keeps_previous(self, name: str) -> str:
+        return self.previous_place
+
     def check_writable(self, name: str) -> None:
         """AWS says whether we may write only when we do; reading first proves the backend is there."""
         self.read()
@@ -61,7 +64,7 @@ class _AwsBackend:
 
 class SsmBackend(_AwsBackend):
     service = "ssm"
-    keeps_previous = "the parameter's previous version"
+    previous_place = "the parameter's previous version"
 
     def __init__(self, config: Secrets):
         super().__init__(config, f"SSM parameters under {config.prefix}")
@@ -95,7 +98,7 @@ class SsmBackend(_AwsBackend):
 
 class SecretsManagerBackend(_AwsBackend):
     service = "secretsmanager"
-    keeps_previous = "the version labelled AWSPREVIOUS"
+    previous_place = "the version labelled AWSPREVIOUS"
 
     def __init__(self, config: Secrets):
         super().__init__(config, f"Secrets Manager secret {config.secret_id}")

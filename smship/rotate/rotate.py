@@ -49,7 +49,7 @@ def _announce(ctx: EnvContext, name: str, resume: bool, undo: bool, backend) -> 
                     f"{backend.description} get it: {CONSEQUENCES} on those hosts")
     else:
         report.step(f"rotating {name} of {ctx.name}: {CONSEQUENCES}. The old key stays recoverable in "
-                    f"{backend.description} ({backend.keeps_previous})")
+                    f"{backend.description} ({backend.keeps_previous(name)})")
 
 
 def _target_value(ctx: EnvContext, backend, name: str, values: dict[str, str], states: dict[str, HostKey],
