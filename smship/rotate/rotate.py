@@ -116,22 +116,30 @@ def _conclude(ctx: EnvContext, name: str, names: Names, final: dict[str, HostKey
     return False
 
 
-def rotate_secret(ctx: EnvContext, name: str = "SM_SECRET_KEY", resume: bool = False, undo: bool = False) -> bool:
+def _refusals(ctx: EnvContext, backend, name: str, resume: bool, undo: bool) -> dict[str, str]:
+    """Everything that can be refused before a host is contacted; the backend's values."""
     if name not in ROTATABLE:
         raise SmshipError(f"--name {name}: rotate-secret rotates {', '.join(ROTATABLE)} only (a database or "
                           "Redis password must also change in Postgres or Redis, which it does not do)")
     if resume and undo:
         raise SmshipError("--resume and --undo exclude each other")
-    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
-    backend = backend_for(ctx.env.secrets)
     if not resume:
         backend.check_writable(name)
     values = backend.read()
     if undo and not backend.previous(name):
         raise SmshipError(f"{backend.description}: no previous {name} to go back to")
+    if resume and not values.get(name):
+        raise SmshipError(f"{backend.description}: {name} is not set; there is nothing to roll out")
     if resume and app_environment(ctx.env) not in DEVELOPMENT_ENVIRONMENTS and weakness(values.get(name)):
         raise SmshipError(f"{backend.description}: {weakness(values.get(name))}; --resume rolls out the "
                           "backend's current value, so it must be strong")
+    return values
+
+
+def rotate_secret(ctx: EnvContext, name: str = "SM_SECRET_KEY", resume: bool = False, undo: bool = False) -> bool:
+    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    backend = backend_for(ctx.env.secrets)
+    values = _refusals(ctx, backend, name, resume, undo)
     _announce(ctx, name, resume, undo, backend)
     hosts = {h.name: h for h in ctx.env.hosts}
     app_hosts = [h.name for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]

@@ -12,6 +12,7 @@ only their outcome is asserted.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labkit import ENV, lab_env, remote, run_smship, write_inventory
+from labkit import ENV, SteadyClient, lab_env, remote, run_smship, write_inventory
 from smship.rotate.generations import key_fingerprint
 from smship.secrets import read_file_backend
 
@@ -94,21 +95,26 @@ def changed_names(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 class ProcessWatch:
-    """Samples `ps -eo args` on every app host while smship runs (bounded in count and time)."""
+    """Samples `ps -eo args` on every app host and on this machine while smship runs (bounded)."""
 
     def __init__(self, lab, max_samples: int = 400, max_seconds: float = 600):
         self.lab, self.max_samples, self.max_seconds = lab, max_samples, max_seconds
         self.samples: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, args=(h,), daemon=True) for h in APP_HOSTS]
+        self._threads = [threading.Thread(target=self._watch, args=(h,), daemon=True) for h in (*APP_HOSTS, None)]
 
-    def _watch(self, host: str) -> None:
+    def _ps(self, host: str | None) -> str:
+        if host is None:
+            return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=30).stdout
+        proc = self.lab.ssh(host, ["ps", "-eo", "args"], timeout=30)
+        return proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout
+
+    def _watch(self, host: str | None) -> None:
         deadline = time.monotonic() + self.max_seconds
         for _ in range(self.max_samples):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
-            proc = self.lab.ssh(host, ["ps", "-eo", "args"], timeout=30)
-            self.samples.append(proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout)
+            self.samples.append(self._ps(host))
             self._stop.wait(0.1)
 
     def __enter__(self) -> "ProcessWatch":
@@ -137,8 +143,11 @@ def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(l
     files_before = {host: env_lines(lab, host) for host in APP_HOSTS}
     started = time.time()
 
-    with ProcessWatch(lab) as watch:
+    with ProcessWatch(lab) as watch, SteadyClient(lab.address("lab1")) as client:
+        time.sleep(1)
         run = run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=True)
+    # The same batches and health gates as a deploy: through the lb, nothing failed.
+    assert client.total >= 50 and client.failures == [], client.summary()
 
     values = rotation.values()
     new = values["SM_SECRET_KEY"]
@@ -199,3 +208,24 @@ def test_a_rotation_with_a_web_host_down_reports_the_split_and_resume_finishes_i
     assert session_name(lab, "lab3", cookie) is None
     assert session_name(lab, "lab2", sign_in(lab, "lab2", "after")) == "after"
     assert f"every app host runs {current} (current key)" in resumed.output
+
+
+def test_undo_puts_the_previous_key_back_everywhere_and_its_sessions_verify_again(lab, rotation):
+    wait_serving(lab, "lab3")
+    old_cookie = sign_in(lab, "lab2", "old")
+    run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=True)
+    assert session_name(lab, "lab2", old_cookie) is None
+    new_cookie = sign_in(lab, "lab2", "new")
+    values = rotation.values()
+
+    run = run_smship("rotate-secret", ENV, "--undo", "-o", "json", inventory=rotation.inventory, check=True)
+    after = rotation.values()
+    swapped = (after["SM_SECRET_KEY"] == values["SM_SECRET_KEY_PREVIOUS"]
+               and after["SM_SECRET_KEY_PREVIOUS"] == values["SM_SECRET_KEY"])
+    assert swapped, "undo must swap the current and the previous key in the backend"
+    assert all(g["current"] for g in run.document["generations"].values()), run
+    assert "sessions from before it verify again" in run.output, run
+    # One key across the fleet again: the old session verifies on both web hosts, the newer one nowhere.
+    for host in WEB:
+        assert session_name(lab, host, old_cookie) == "old", host
+        assert session_name(lab, host, new_cookie) is None, host
