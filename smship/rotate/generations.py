@@ -54,8 +54,8 @@ class Names:
         if host.holds(host.file):
             return f"runs {self.of(host.file)}" if running else f"env file has {self.of(host.file)}, no unit running"
         stale = sorted(u for u, s in host.units.items() if s["running"] and s["fingerprint"] != host.file)
-        return (f"env file has {self.of(host.file)}, but {', '.join(stale)} still run "
-                + " / ".join(sorted(self.of(f) for f in running if f != host.file)))
+        return (f"env file has {self.of(host.file)}, but {', '.join(stale)} {'is' if len(stale) == 1 else 'are'} "
+                "still running on " + " / ".join(sorted(self.of(f) for f in running if f != host.file)))
 
 
 def app_units(layout: Layout, host: Host) -> list[str]:

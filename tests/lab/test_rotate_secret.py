@@ -5,8 +5,8 @@ rotate through a copy of the lab's secrets file (the backend must be
 written); at the end `--resume` with the lab's own inventory brings every
 host back to the lab's key, so other tests find the lab as it was.
 
-Keys never appear in an assertion message: comparisons are made first and
-only their outcome is asserted.
+Keys never appear in an assertion message: comparisons of values are made
+first and only their outcome is asserted (pytest would print both sides).
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(l
 
     values = rotation.values()
     new = values["SM_SECRET_KEY"]
-    assert values["SM_SECRET_KEY_PREVIOUS"] == old and new != old, "the backend must keep the old key"
+    kept = values["SM_SECRET_KEY_PREVIOUS"] == old and new != old
+    assert kept, "the backend must hold a new key and keep the old one"
     assert "users must sign in again" in run.output, run
     fingerprint = key_fingerprint("SM_SECRET_KEY", new)
     assert f"every app host runs {fingerprint} (current key)" in run.output, run
@@ -163,7 +164,8 @@ def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(l
     for host in APP_HOSTS:
         after = env_lines(lab, host)
         assert changed_names(files_before[host], after) == ["SM_SECRET_KEY"], host
-        assert (after["SM_SECRET_KEY"] == new), f"{host}: the env file does not hold the new key"
+        holds_new = after["SM_SECRET_KEY"] == new
+        assert holds_new, f"{host}: the env file does not hold the new key"
         assert remote(lab, host, f"stat -c '%a %U' {ENV_FILE}").split() == ["600", "refapp"]
 
     # Neither value in smship's output, the hosts' journals, or any process list sampled during the run.
@@ -198,13 +200,15 @@ def test_a_rotation_with_a_web_host_down_reports_the_split_and_resume_finishes_i
     assert session_name(lab, "lab3", cookie) == "before-split"
     refused = run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=False)
     assert f"lab3 runs {previous} (previous key)" in refused.output and "nothing was changed" in refused.output, refused
-    assert rotation.values() == values
+    unchanged = rotation.values() == values
+    assert unchanged, "a refused rotation changed the backend"
 
     resumed = run_smship("rotate-secret", ENV, "--resume", "-o", "json", inventory=rotation.inventory, check=True)
     assert all(g["current"] for g in resumed.document["generations"].values()), resumed
     rewritten = [r["host"] for r in resumed.document["hosts"] if r["message"].startswith(ENV_FILE)]
     assert rewritten == ["lab3"], resumed          # only the host left behind
-    assert rotation.values() == values              # resume generates nothing
+    unchanged = rotation.values() == values
+    assert unchanged, "--resume must not generate a key"
     assert session_name(lab, "lab3", cookie) is None
     assert session_name(lab, "lab2", sign_in(lab, "lab2", "after")) == "after"
     assert f"every app host runs {current} (current key)" in resumed.output

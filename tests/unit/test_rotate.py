@@ -32,7 +32,7 @@ def test_a_host_holds_a_generation_only_when_its_file_and_every_running_unit_hav
     untouched = HostKey("r1", fp_old, {"web": {"running": True, "fingerprint": fp_old}})
     assert done.holds(fp_new) and not pending.holds(fp_new) and not untouched.holds(fp_new)
     assert names.describe(done) == f"runs {fp_new} (current key)"
-    assert names.describe(pending) == f"env file has {fp_new} (current key), but web still run {fp_old} (previous key)"
+    assert names.describe(pending) == f"env file has {fp_new} (current key), but web is still running on {fp_old} (previous key)"
     assert names.describe(untouched) == f"runs {fp_old} (previous key)"
     assert "no longer has" in Names(fp_new, None).of(fp_old)
 
