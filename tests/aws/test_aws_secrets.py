@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,51 +16,19 @@ from smship.errors import SmshipError
 from smship.inventory import InventoryError, Secrets, load
 from smship.secrets import backend_for
 
+from motokit import CREDENTIALS, client, free_port, moto_server
+
 ROOT = Path(__file__).resolve().parents[2]
 OLD, NEW = secretkey.generate(), secretkey.generate()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
-    """moto's server on loopback, and credentials that only it accepts."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
-            time.sleep(0.2)
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONFIG_FILE",
-                                             "AWS_SHARED_CREDENTIALS_FILE")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def client(aws: str, service: str):
-    import boto3
-    return boto3.client(service, endpoint_url=aws, region_name="eu-west-1")
+    """moto's server on loopback; boto3 in this process uses credentials only it accepts."""
+    with pytest.MonkeyPatch.context() as patch, moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        for key, value in CREDENTIALS.items():
+            patch.setenv(key, value)
+        yield endpoint
 
 
 def test_ssm_reads_secure_strings_under_the_prefix_and_rotation_keeps_the_previous_version(aws):

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from labkit import ENV, SteadyClient, lab_env, remote, run_smship, write_inventory
+from motokit import CREDENTIALS, REGION, client, moto_server
 from smship.rotate.generations import key_fingerprint
 from smship.secrets import read_file_backend
 
@@ -233,3 +234,27 @@ def test_undo_puts_the_previous_key_back_everywhere_and_its_sessions_verify_agai
     for host in WEB:
         assert session_name(lab, host, old_cookie) == "old", host
         assert session_name(lab, host, new_cookie) is None, host
+
+
+def test_rotation_with_the_secrets_in_ssm_keeps_the_previous_parameter_version(lab, rotation, tmp_path):
+    """The AWS backend end to end: smship (this machine) reads SSM on loopback, the hosts get the key."""
+    values = {k: v for k, v in rotation.values().items() if not k.endswith("_PREVIOUS")}
+    with moto_server(tmp_path) as endpoint:
+        ssm = client(endpoint, "ssm")
+        for name, value in values.items():
+            ssm.put_parameter(Name=f"/refapp/lab/{name}", Value=value, Type="SecureString")
+        inventory = write_inventory(lab, tmp_path / "project", lambda data: lab_env(data).__setitem__(
+            "secrets", {"backend": "aws-ssm", "prefix": "/refapp/lab/", "region": REGION, "endpoint_url": endpoint}))
+        old_cookie = sign_in(lab, "lab2", "ssm-old")
+        run = run_smship("rotate-secret", ENV, inventory=inventory, env=CREDENTIALS, check=True)
+        history = ssm.get_parameter_history(Name="/refapp/lab/SM_SECRET_KEY", WithDecryption=True)["Parameters"]
+    versions = [p["Value"] for p in sorted(history, key=lambda p: p["Version"])]
+    kept = len(versions) == 2 and versions[0] == values["SM_SECRET_KEY"] and versions[1] != versions[0]
+    assert kept, "SSM must hold the new key as the newest version and the old one before it"
+    assert "the parameter's previous version" in run.output, run
+    assert f"every app host runs {key_fingerprint('SM_SECRET_KEY', versions[1])} (current key)" in run.output, run
+    assert not shows([run.stdout, run.stderr], *versions), "smship printed a key"
+    assert session_name(lab, "lab2", old_cookie) is None
+    assert session_name(lab, "lab3", sign_in(lab, "lab3", "ssm-new")) == "ssm-new"
+    # Back to the key of the secrets file the other tests use.
+    run_smship("rotate-secret", ENV, "--resume", inventory=rotation.inventory, check=True)
