@@ -22,6 +22,7 @@ import pytest
 
 from labkit import ENV, SteadyClient, lab_env, remote, run_smship, write_inventory
 from motokit import CREDENTIALS, REGION, client, moto_server
+from smship import secretkey
 from smship.rotate.generations import key_fingerprint
 from smship.secrets import read_file_backend
 
@@ -256,5 +257,24 @@ def test_rotation_with_the_secrets_in_ssm_keeps_the_previous_parameter_version(l
     assert not shows([run.stdout, run.stderr], *versions), "smship printed a key"
     assert session_name(lab, "lab2", old_cookie) is None
     assert session_name(lab, "lab3", sign_in(lab, "lab3", "ssm-new")) == "ssm-new"
+    # Back to the key of the secrets file the other tests use.
+    run_smship("rotate-secret", ENV, "--resume", inventory=rotation.inventory, check=True)
+
+
+def test_with_the_env_backend_rotation_is_refused_and_resume_rolls_out_the_ci_value(lab, rotation, tmp_path):
+    """CI keeps the secrets: smship cannot store a key there, but rolls out the one CI now has."""
+    values = {k: v for k, v in rotation.values().items() if not k.endswith("_PREVIOUS")}
+    ci_key = secretkey.generate()
+    inventory = write_inventory(lab, tmp_path / "project",
+                                lambda data: lab_env(data).__setitem__("secrets", {"backend": "env"}))
+    ci = {**values, "SM_SECRET_KEY": ci_key, "SM_SECRET_KEY_PREVIOUS": values["SM_SECRET_KEY"]}
+
+    refused = run_smship("rotate-secret", ENV, inventory=inventory, env=ci, check=False)
+    assert "CI secret store" in refused.output and "preflight" not in refused.output, refused
+
+    run = run_smship("rotate-secret", ENV, "--resume", inventory=inventory, env=ci, check=True)
+    assert f"every app host runs {key_fingerprint('SM_SECRET_KEY', ci_key)} (current key)" in run.output, run
+    assert not shows([run.stdout, run.stderr], ci_key, values["SM_SECRET_KEY"]), "smship printed a key"
+    assert session_name(lab, "lab2", sign_in(lab, "lab2", "ci")) == "ci"
     # Back to the key of the secrets file the other tests use.
     run_smship("rotate-secret", ENV, "--resume", inventory=rotation.inventory, check=True)

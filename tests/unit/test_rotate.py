@@ -75,3 +75,16 @@ def test_rotate_secret_refuses_other_names_and_the_env_backend_before_any_connec
     monkeypatch.setenv("SM_SECRET_KEY", "change-me")
     with pytest.raises(SmshipError, match="known default.*--resume rolls out"):
         rotate_secret(ctx, resume=True)
+
+
+def test_rotate_secret_help_says_what_rotation_does_and_explains_each_option():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([sys.executable, "-m", "smship", "rotate-secret", "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0 and result.stdout.startswith("Usage: smship rotate-secret ENV [options]")
+    assert "users must sign in" in result.stdout
+    for option in ("--name", "--resume", "--undo", "--inventory", "--output"):
+        assert option in result.stdout, option
