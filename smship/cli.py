@@ -15,6 +15,7 @@ from smship.tasks.build import build
 from smship.tasks.check import check, logs
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
+from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
 
 DESCRIPTION = """\
@@ -26,10 +27,9 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs):
+    for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs, rotate_secret):
         ns.add_task(command)
     for name, summary in (
-        ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
     ):
         ns.add_task(not_built(name, summary))
     ns.add_collection(lab_tasks.ns)

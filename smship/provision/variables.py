@@ -8,6 +8,7 @@ from smship.appenv import app_settings, database_name
 from smship.context import EnvContext
 from smship.inventory import Host
 from smship.layout import Layout
+from smship.secrets import backend_for
 
 APP_ROLES = ("web", "worker", "beat")
 
@@ -36,7 +37,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
         "health": env.health,
         "tls": env.tls,
         "secrets": secrets,
-        "settings": app_settings(ctx.app, env, secrets, str(env.secrets.path or "the environment")),
+        "settings": app_settings(ctx.app, env, secrets, backend_for(env.secrets).description),
         "web_hosts": env.hosts_with("web"),
         "lb_hosts": env.hosts_with("lb"),
         "app_hosts": app_hosts,

@@ -17,14 +17,14 @@ from smship.tasks.base import env_command
 def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, skip_check=None):
     """Build a release, ship it, migrate once, and roll the web tier with health gates.
 
-    Preflight (every host answers, the checks of 'smship check' pass, the
-    environment's lock is free; checks a deploy repairs, such as migrations,
-    only warn), build (or --release), rsync to every host in parallel,
-    `alembic upgrade head` once before any restart, then web hosts in
-    batches: drain (with an lb), switch `current`, restart, wait for
-    /health/ready to say `healthy`. A failing batch is switched back and
-    halts the deploy; workers and beat restart last. Every run appends an
-    audit line on the hosts.
+    Preflight (every host answers, the checks of 'smship check' pass, among
+    them a strong SM_SECRET_KEY, the environment's lock is free; checks a
+    deploy repairs, such as migrations, only warn), build (or --release),
+    rsync to every host in parallel, `alembic upgrade head` once before any
+    restart, then web hosts in batches: drain (with an lb), switch
+    `current`, restart, wait for /health/ready to say `healthy`. A failing
+    batch is switched back and halts the deploy; workers and beat restart
+    last. Every run appends an audit line on the hosts.
     """
     from smship.check.checks import NAMES
     from smship.check.model import parse_skips
