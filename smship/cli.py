@@ -10,7 +10,6 @@ from invoke import Collection, Program
 
 from smship import __version__
 from smship.lab import tasks as lab_tasks
-from smship.tasks.base import not_built
 from smship.tasks.build import build
 from smship.tasks.check import check, logs
 from smship.tasks.deploy import deploy, releases, rollback, unlock
@@ -29,9 +28,6 @@ def build_namespace() -> Collection:
     ns = Collection()
     for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs, rotate_secret):
         ns.add_task(command)
-    for name, summary in (
-    ):
-        ns.add_task(not_built(name, summary))
     ns.add_collection(lab_tasks.ns)
     return ns
 
