@@ -225,6 +225,12 @@ def split_endpoint(url: str) -> tuple[str, str, int | None]:
     return match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None
 
 
+def _region(value: str | None) -> str | None:
+    if value is not None and not _REGION.match(value):
+        raise ValueError(f"{value!r} is not a region name such as eu-west-1")
+    return value
+
+
 def _endpoint(value: str | None) -> str | None:
     if value is None:
         return None
@@ -250,12 +256,7 @@ class Storage(_Model):
     _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
     _ca = field_validator("ca_file", mode="before")(_local_path)
 
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        if not _REGION.match(value):
-            raise ValueError(f"{value!r} is not a region name such as eu-west-1")
-        return value
+    _region = field_validator("region")(lambda cls, v: _region(v))
 
 
 class Backup(_Model):
@@ -285,12 +286,7 @@ class Backup(_Model):
             raise ValueError("must be an absolute path of plain characters, such as /pgbackrest/prod")
         return value
 
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        if value is not None and not _REGION.match(value):
-            raise ValueError(f"{value!r} is not a region name such as eu-west-1")
-        return value
+    _region = field_validator("region")(lambda cls, v: _region(v))
 
     @field_validator("schedule")
     @classmethod

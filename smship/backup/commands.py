@@ -7,8 +7,14 @@ import time
 
 from smship.backup.dbhost import call_db, db_target, require_backup
 from smship.backup.info import backup_rows, summary, table
+from smship.command import Command, cmd
 from smship.context import EnvContext, open_fleet, targets_of
+from smship.deploy.lock import environment_lock
+from smship.deploy.survey import survey
+from smship.deploy.tiers import background_units, roll_tiers
 from smship.errors import SmshipError
+from smship.layout import Layout
+from smship.provision.variables import APP_ROLES
 
 
 def backup_now(ctx: EnvContext, kind: str = "full") -> bool:
@@ -70,13 +76,13 @@ def confirmed(ctx: EnvContext, yes: bool, what: str) -> bool:
     return answer == ctx.name
 
 
-def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bool) -> bool:
-    from smship.deploy.lock import environment_lock
-    from smship.deploy.survey import survey
-    from smship.deploy.tiers import roll_tiers
-    from smship.layout import Layout
-    from smship.provision.variables import APP_ROLES
+def stop_command(layout: Layout, roles: list[str]) -> Command:
+    """Stop the app's units a host has; the web socket too, or a request would start uvicorn again."""
+    units = ([layout.web_socket, layout.web_service] if "web" in roles else []) + background_units(layout, roles)
+    return cmd("systemctl", "stop", *units, sudo=True, description="stop the app's units")
 
+
+def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bool) -> bool:
     require_backup(ctx)
     if bool(to) == bool(release):
         raise SmshipError("give exactly one of --to TIME and --release ID")
@@ -96,10 +102,8 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"restore {ctx.name}",
                               warn=report.warn):
             report.step(f"stopping the app on {len(running)} host(s) so nothing writes meanwhile")
-            stop = [layout.web_socket, layout.web_service, layout.worker_service, layout.beat_service]
-            from smship.command import cmd
-            stopped = fleet.map(lambda t: fleet.run(t, cmd("systemctl", "stop", *stop, sudo=True,
-                                                           description="stop the app's units"), timeout=120),
+            roles = {h.name: list(h.roles) for h in running}
+            stopped = fleet.map(lambda t: fleet.run(t, stop_command(layout, roles[t.name]), timeout=120),
                                 [targets[h.name] for h in running])
             for name, result in stopped.items():
                 failed = isinstance(result, BaseException) or not result.ok

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from smship.command import Command, cmd
 
-PENDING_SQL = "SELECT string_agg(name, ',' ORDER BY name) FROM pg_settings WHERE pending_restart"
+# The running values, not pg_settings.pending_restart: a reload is
+# asynchronous, so right after one that flag may not be set yet.
+PENDING_SQL = ("SELECT concat_ws(',', CASE WHEN current_setting('archive_mode') = 'off' THEN 'archive_mode' END, "
+               "CASE WHEN current_setting('wal_level') = 'minimal' THEN 'wal_level' END)")
 
 
 def pending_restart_command(port: int) -> Command:

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 
-SCRATCH = "smship-verify"
+# No "-": systemd reads it as "/" in the postgresql@VERSION-CLUSTER unit name.
+SCRATCH = "smship_verify"
 
 COUNT_ROWS = """
 SELECT coalesce(json_object_agg(table_name, n), '{}')::text FROM (

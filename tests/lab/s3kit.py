@@ -81,7 +81,9 @@ http {{
         location / {{
             proxy_pass http://{address}:{http_port};
             proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
+            # moto would read a bucket out of a host name (virtual-host style);
+            # by address it sees path style.  It checks no signatures.
+            proxy_set_header Host $proxy_host;
             proxy_request_buffering off;
             proxy_buffering off;
             proxy_read_timeout 300s;

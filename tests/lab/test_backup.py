@@ -92,7 +92,7 @@ def test_backup_verify_restores_rows_written_after_the_base_backup(lab, archivin
     assert verify["recovered_to"], run
     assert "recovered to" in run.stderr
     # The scratch cluster is gone; the real one never stopped.
-    assert "smship-verify" not in remote(lab, "lab1", "pg_lsclusters -h")
+    assert "smship_verify" not in remote(lab, "lab1", "pg_lsclusters -h")
     assert remote(lab, "lab1", "systemctl is-active postgresql@15-main").strip() == "active"
     print(f"backup verify: {time.monotonic() - began:.1f}s")
 
@@ -130,3 +130,14 @@ def test_a_deploy_refuses_to_migrate_when_archiving_is_broken(lab, archiving, ba
         assert "alembic upgrade head" not in run.output
     finally:
         remote(lab, "lab1", "chmod 640 /etc/pgbackrest/pgbackrest.conf")
+
+
+def test_restore_to_a_point_in_time_drops_later_rows(lab, archiving, backup_inventory, smship):
+    psql(lab, f"INSERT INTO {PROBE_TABLE} (note) VALUES ('before-time')")
+    time.sleep(1.5)
+    target = psql(lab, "SELECT now()::text").strip()
+    time.sleep(1.5)
+    psql(lab, f"INSERT INTO {PROBE_TABLE} (note) VALUES ('after-time')")
+    smship("backup", "restore", ENV, "--to", target, "--yes", inventory=backup_inventory, check=True)
+    rows = probe_rows(lab)
+    assert "before-time" in rows and "after-time" not in rows, rows

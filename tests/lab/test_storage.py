@@ -133,3 +133,23 @@ def test_storage_setup_with_an_unreachable_endpoint_fails_in_one_line(lab, on_s3
     assert time.monotonic() - began < 60, run
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"https://{s3_server.address}:1: cannot connect" in errors[0], run
+
+
+def test_storage_verify_names_a_missing_bucket_on_the_host_that_has_it(lab, on_s3, smship, tmp_path):
+    """lab2's env file names a bucket that does not exist (a typo provisioned there); verify says so in one line."""
+    import yaml
+
+    inventory = on_s3[0]
+    data = yaml.safe_load(inventory.read_text())
+    lab_env(data)["storage"]["bucket"] = "refapp-no-such-bucket"
+    typo = tmp_path / "smship.yml"
+    typo.write_text(yaml.safe_dump(data))
+    smship("provision", ENV, "--limit", "lab2", inventory=typo, check=True)
+    try:
+        run = smship("storage", "verify", ENV, "-o", "json", inventory=inventory, check=False)
+        assert run.statuses() == {"lab1": ["ok"], "lab2": ["failed"], "lab3": ["ok"]}, run
+        lab2 = [line for line in run.stderr.splitlines() if line.strip().startswith("lab2")]
+        assert len(lab2) == 1 and "NoSuchBucket" in lab2[0] and "refapp-no-such-bucket" in lab2[0], run
+    finally:
+        smship("storage", "setup", ENV, inventory=inventory, check=True)
+    assert "SM_S3_BUCKET=refapp-uploads" in remote(lab, "lab2", "cat /srv/refapp/shared/env")
