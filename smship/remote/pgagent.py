@@ -17,6 +17,7 @@ Requests (``cluster`` gives version, name, port and database; ``stanza`` the rep
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,11 +46,23 @@ def _run(argv, stdin=None, timeout=None):
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
+def _condense(text):
+    """One line from a tool's error output.
+
+    pgBackRest's errors carry a whole HTTP exchange: keep its ERROR line
+    (without the colon that starts the dump) and the S3 error code; otherwise the
+    last lines.
+    """
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    errors = [l.rstrip(":") for l in lines if l.startswith("ERROR:")]
+    codes = ["S3 error " + m.group(1) for m in re.finditer(r"<Code>([^<]+)</Code>", text)]
+    return "; ".join(errors[:1] + codes[:1]) or " / ".join(lines[-3:]) or "no output"
+
+
 def _must(argv, what, stdin=None, timeout=None):
     code, out, err = _run(argv, stdin, timeout)
     if code != 0:
-        lines = [l for l in (err or out).strip().splitlines() if l.strip()]
-        raise Failed("%s failed (exit %d): %s" % (what, code, " / ".join(lines[-3:]) or "no output"))
+        raise Failed("%s failed (exit %d): %s" % (what, code, _condense(err or out)))
     return out
 
 
@@ -104,9 +117,8 @@ def archive_status(request):
              "OR last_failed_time > last_archived_time))::text FROM pg_stat_archiver;")
     status = json.loads(_sql(cluster["port"], "postgres", query, what="pg_stat_archiver"))
     code, out, err = _run(_pgbackrest(stanza, "check"), timeout=300)
-    lines = [l for l in (err or out).strip().splitlines() if l.strip()]
     status["check_ok"] = code == 0
-    status["check_output"] = " / ".join(lines[-3:])
+    status["check_output"] = _condense(err or out) if code else ""
     status["ok"] = status["archive_mode"] == "on" and not status["failing"] and code == 0
     return status
 

@@ -141,3 +141,20 @@ def test_restore_to_a_point_in_time_drops_later_rows(lab, archiving, backup_inve
     smship("backup", "restore", ENV, "--to", target, "--yes", inventory=backup_inventory, check=True)
     rows = probe_rows(lab)
     assert "before-time" in rows and "after-time" not in rows, rows
+
+
+def test_a_missing_backup_bucket_fails_provision_in_one_line(lab, archiving, backup_inventory, smship, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(backup_inventory.read_text())
+    lab_env(data)["backup"]["bucket"] = "refapp-no-such-backups"
+    typo = tmp_path / "smship.yml"
+    typo.write_text(yaml.safe_dump(data))
+    try:
+        run = smship("provision", ENV, "--limit", "lab1", inventory=typo, check=False)
+        lines = [line for line in run.stderr.splitlines() if line.strip().startswith("lab1")]
+        assert len(lines) == 1 and "failed" in lines[0], run
+        assert "S3 error NoSuchBucket" in lines[0] and "<Error>" not in run.stderr, run
+    finally:
+        smship("provision", ENV, "--limit", "lab1", inventory=backup_inventory, check=True)
+    assert "repo1-s3-bucket=refapp-backups" in remote(lab, "lab1", "cat /etc/pgbackrest/pgbackrest.conf")

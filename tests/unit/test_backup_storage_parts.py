@@ -44,3 +44,23 @@ def test_archiver_health_names_what_is_wrong():
     assert "3 failure(s)" in failing and "0000000100000000000000AB" in failing
     assert "pgbackrest check failed: no S3" in archive_problem({**good, "check_ok": False, "check_output": "no S3"})
     assert restore_point_name("20261129T190000Z-abc") == "smship-20261129T190000Z-abc"
+
+
+def test_pgbackrest_errors_shrink_to_one_line():
+    from smship.remote.pgagent import _condense
+
+    dump = ("ERROR: [039]: HTTP request failed with 404 (NOT FOUND):\n       *** Path/Query ***:\n"
+            "       GET /shop-backups/?list-type=2\n"
+            "       <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>\n")
+    assert _condense(dump) == "ERROR: [039]: HTTP request failed with 404 (NOT FOUND); S3 error NoSuchBucket"
+    assert _condense("one\ntwo\nthree\nfour\n") == "two / three / four"
+
+
+def test_a_restore_stops_only_the_units_a_host_has_and_the_web_socket():
+    from smship.backup.commands import stop_command
+    from smship.layout import Layout
+
+    layout = Layout(app="shop", user="shop", root="/srv/shop")
+    assert stop_command(layout, ["web", "worker"]).argv == (
+        "systemctl", "stop", "shop-web.socket", "shop-web.service", "shop-worker.service")
+    assert stop_command(layout, ["db", "lb", "beat"]).argv == ("systemctl", "stop", "shop-beat.service")
