@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from smship.context import EnvContext
 from smship.provision.plan import apply_request, facts_request, plan
@@ -130,6 +131,17 @@ def test_db_host_with_backups_archives_wal_through_pgbackrest(project):
     assert "--stanza=shop --type=full backup" in file_text(state, "shop-backup.service")
     assert any(e.name == "pgBackRest stanza shop" for e in state.ensures)
     assert "s3cr3t-example" not in " ".join(" ".join(e.apply + e.check) for e in state.ensures)
+
+
+def test_db_host_without_backups_has_no_archiving(project):
+    data = yaml.safe_load((project / "smship.yml").read_text())
+    data["environments"]["prod"].pop("backup")
+    (project / "smship.yml").write_text(yaml.safe_dump(data))
+    state = state_for(project, "db1")
+    assert "pgbackrest" not in state.packages
+    assert not any("pgbackrest" in f.path or "backup" in f.path for f in state.files)
+    assert [a.path for a in state.absent] == ["/etc/postgresql/15/main/conf.d/smship-archive.conf"]
+    assert not any("stanza" in e.name for e in state.ensures)
 
 
 def test_app_hosts_get_the_s3_settings_in_their_env_file(project):
