@@ -14,6 +14,7 @@ from smship.tasks.base import not_built
 from smship.tasks.build import build
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
+from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
 from smship.tasks import backup as backup_tasks
 from smship.tasks import storage as storage_tasks
@@ -27,10 +28,9 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, build, deploy, rollback, releases, unlock, status):
+    for command in (provision, build, deploy, rollback, releases, unlock, status, rotate_secret):
         ns.add_task(command)
     for name, summary in (
-        ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
         ("check", "Run the production checklist against the inventory and live hosts"),
         ("logs", "Stream the app's journals from every host"),
     ):

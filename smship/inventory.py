@@ -297,15 +297,46 @@ class Backup(_Model):
 
 
 class Secrets(_Model):
-    backend: Literal["file", "env"] = "file"
+    backend: Literal["file", "env", "aws-ssm", "aws-secretsmanager"] = "file"
+    # file: the local KEY=value file.
     path: Path | None = None
+    # aws-ssm: each SecureString parameter directly under this path is one secret.
+    prefix: str | None = None
+    # aws-secretsmanager: one secret whose value is a JSON object {NAME: value}.
+    secret_id: str | None = None
+    # Both AWS backends: the region (default: boto3's own configuration), and an
+    # AWS-compatible endpoint to use instead of AWS itself.
+    region: str | None = None
+    endpoint_url: str | None = None
 
     _path = field_validator("path", mode="before")(_local_path)
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^/([A-Za-z0-9_.-]+/)+$", value):
+            raise ValueError(f"{value!r} must be a parameter path that starts and ends with '/', such as /shop/prod/")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+(/.*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
     @model_validator(mode="after")
-    def _path_for_file(self) -> "Secrets":
-        if self.backend == "file" and self.path is None:
-            raise FieldProblem(("path",), "required when backend is 'file'")
+    def _fields_of_backend(self) -> "Secrets":
+        needs = {"file": "path", "aws-ssm": "prefix", "aws-secretsmanager": "secret_id"}
+        if self.backend in needs and getattr(self, needs[self.backend]) is None:
+            raise FieldProblem((needs[self.backend],), f"required when backend is '{self.backend}'")
+        for name, backend in needs.items():
+            if backend != needs.get(self.backend) and getattr(self, backend) is not None:
+                raise FieldProblem((backend,), f"only for backend '{name}' (this one is '{self.backend}')")
+        if not self.backend.startswith("aws-"):
+            for name in ("region", "endpoint_url"):
+                if getattr(self, name) is not None:
+                    raise FieldProblem((name,), "only for the aws-ssm and aws-secretsmanager backends")
         return self
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from smship.context import EnvContext, open_fleet, targets_of
+from smship.deploy.keycheck import require_strong_key
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
@@ -44,6 +45,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
+    require_strong_key(ctx.name, ctx.env)
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])

@@ -9,6 +9,7 @@ from smship.backup.repo import backup_variables
 from smship.context import EnvContext
 from smship.inventory import Host
 from smship.layout import Layout
+from smship.secrets import backend_for
 
 APP_ROLES = ("web", "worker", "beat")
 
@@ -23,7 +24,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
     env = ctx.env
     layout = Layout.of(ctx.app, env)
     app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
-    source = str(env.secrets.path or "the environment")
+    source = backend_for(env.secrets).description
     return {
         "backup": backup_variables(ctx.app, env, ctx.name, secrets, source) if "db" in host.roles else None,
         "app": ctx.app,
