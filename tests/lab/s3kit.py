@@ -16,15 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from motokit import free_port
+
 S3_NAME = "s3.lab.test"
 ACCESS_KEY = "smship-lab-key"
 SECRET_KEY = "smship-lab-secret-not-for-use-elsewhere"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
 
 
 def wait_port(address: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
