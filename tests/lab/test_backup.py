@@ -82,6 +82,13 @@ def test_backup_now_and_list(lab, archiving, backup_inventory, smship, s3_server
     print(f"backup now: {seconds:.1f}s")
 
 
+def test_the_timer_s_unit_takes_a_full_backup(lab, archiving, backup_inventory, smship):
+    before = len(smship("backup", "list", ENV, "-o", "json", inventory=backup_inventory, check=True).document["backups"])
+    remote(lab, "lab1", "systemctl start refapp-backup.service", timeout=300)   # what the timer starts
+    backups = smship("backup", "list", ENV, "-o", "json", inventory=backup_inventory, check=True).document["backups"]
+    assert len(backups) == before + 1 and backups[-1]["type"] == "full", backups
+
+
 def test_backup_verify_restores_rows_written_after_the_base_backup(lab, archiving, backup_inventory, smship):
     psql(lab, f"INSERT INTO {PROBE_TABLE} (note) VALUES ('after-backup-1'), ('after-backup-2')")
     expected = len(probe_rows(lab))
