@@ -16,6 +16,8 @@ from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
 from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
+from smship.tasks import backup as backup_tasks
+from smship.tasks import storage as storage_tasks
 
 DESCRIPTION = """\
 smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
@@ -33,6 +35,8 @@ def build_namespace() -> Collection:
         ("logs", "Stream the app's journals from every host"),
     ):
         ns.add_task(not_built(name, summary))
+    ns.add_collection(storage_tasks.ns)
+    ns.add_collection(backup_tasks.ns)
     ns.add_collection(lab_tasks.ns)
     return ns
 
