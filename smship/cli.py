@@ -16,6 +16,8 @@ from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
 from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
+from smship.tasks import backup as backup_tasks
+from smship.tasks import storage as storage_tasks
 
 DESCRIPTION = """\
 smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
@@ -28,6 +30,8 @@ def build_namespace() -> Collection:
     ns = Collection()
     for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs, rotate_secret):
         ns.add_task(command)
+    ns.add_collection(storage_tasks.ns)
+    ns.add_collection(backup_tasks.ns)
     ns.add_collection(lab_tasks.ns)
     return ns
 

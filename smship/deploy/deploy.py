@@ -81,6 +81,11 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
             if any(isinstance(v, BaseException) for v in shipped.values()):
                 return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
 
+            if ctx.env.backup is not None:
+                from smship.backup.gate import before_migration
+                if not before_migration(ctx, fleet, release.id):
+                    return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)
+
             migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
             report.step(f"migrating the database once, from {migrator.name}")
             began = time.monotonic()
