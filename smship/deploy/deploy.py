@@ -35,6 +35,11 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
                          progress=ctx.reporter.info)
 
 
+def tree_bytes(path: Path) -> int:
+    """What a release takes on a host at most (before unchanged files are hard-linked)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
            limit: str | None = None) -> bool:
     from smship.context import select_hosts
@@ -64,6 +69,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         with report.phase("build"):
             release = obtain_release(ctx, release_path, ref, dirty)
         report.info(f"release {release.id}")
+        report.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
         roles = {h.name: h.roles for h in chosen}
         app_targets = [targets[h.name] for h in chosen]
@@ -80,6 +86,14 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                 message, details = describe(done)
                 report.host(target.name, "changed", message, time.monotonic() - began, **details)
             return not any(isinstance(v, BaseException) for v in fleet.map(one, app_targets).values())
+
+        needed = tree_bytes(release.path)
+        short = {h.name: hosts[h.name].free_bytes for h in chosen if hosts[h.name].free_bytes < needed}
+        for name, free in short.items():
+            report.host(name, "failed", f"no space for the release: {free} bytes free in {layout.root}/releases, "
+                                        f"the release is {needed} bytes; nothing was shipped")
+        if short:
+            return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
 
         report.step(f"shipping {release.id} to {len(chosen)} host(s)")
         with report.phase("ship"):

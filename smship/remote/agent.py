@@ -245,7 +245,8 @@ def inspect(request):
             lock = json.load(handle)
     except (OSError, ValueError):
         lock = {"token": None} if os.path.isdir(request["lock"]) else None
-    probe = root if os.path.isdir(root) else "/"
+    # Where releases land: it may be a volume of its own.
+    probe = next(p for p in (releases_dir, root, "/") if os.path.isdir(p))
     vfs = os.statvfs(probe)
     return {"current": _current(root), "releases": releases, "lock": lock,
             "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root)}
