@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from smship.context import EnvContext, open_fleet, targets_of
+from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
@@ -44,16 +44,12 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
            limit: str | None = None) -> bool:
     from smship.context import select_hosts
 
-    report, layout = ctx.reporter, Layout.of(ctx.app, ctx.env)
+    layout = Layout.of(ctx.app, ctx.env)
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
-    with open_fleet(ctx) as fleet:
-        try:
-            return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty)
-        finally:
-            # How many remote exchanges each host cost (the bench reads them).
-            report.data["round_trips"] = dict(fleet.round_trips)
+    with counted_fleet(ctx) as fleet:
+        return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty)
 
 
 def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,

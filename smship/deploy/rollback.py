@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from smship.context import EnvContext, open_fleet, select_hosts, targets_of
+from smship.context import EnvContext, counted_fleet, open_fleet, select_hosts, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import current_revision_command
 from smship.deploy.record import record
@@ -57,13 +57,10 @@ def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) 
 
 
 def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, limit: str | None = None) -> bool:
-    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    layout, started = Layout.of(ctx.app, ctx.env), time.time()
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
-    with open_fleet(ctx) as fleet:
-        try:
-            return _rollback(ctx, fleet, layout, chosen, to, check, started)
-        finally:
-            report.data["round_trips"] = dict(fleet.round_trips)
+    with counted_fleet(ctx) as fleet:
+        return _rollback(ctx, fleet, layout, chosen, to, check, started)
 
 
 def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | None, check: bool,

@@ -194,6 +194,11 @@ def main_pids(lab, host: str) -> dict[str, str]:
     return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
 
 
+def fleet_state(lab, hosts=APP_HOSTS) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each host's live release and the main PIDs of its units: equal before and after = nothing restarted."""
+    return {h: (live_release(lab, h), main_pids(lab, h)) for h in hosts}
+
+
 def served_release(lab, host: str) -> str:
     answer = remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/version")
     return json.loads(answer)["release"]

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 import pytest
 
 from labkit import (APP_HOSTS, APP_ROOT, ENV, WEB, SmshipRun, SteadyClient, assert_no_failed_request, empty_releases_volume,
-                    fill_releases_volume, give_releases_a_volume, interrupt, live_release, main_pids, psql, remote,
+                    fill_releases_volume, fleet_state, give_releases_a_volume, interrupt, live_release, main_pids, psql, remote,
                     served_release, ssh_refused, start_smship, wait_for_line)
 
 pytestmark = pytest.mark.lab
@@ -54,6 +54,13 @@ def rerun_completes(lab, smship, inventory) -> str:
     return release
 
 
+def unchanged_then_a_rerun_completes(lab, smship, inventory, before) -> None:
+    """Nothing was restarted or switched, the fleet is sound, and running the deploy again completes."""
+    assert fleet_state(lab) == before
+    assert_fleet_sound(lab)
+    rerun_completes(lab, smship, inventory)
+
+
 def finish(proc) -> SmshipRun:
     out, err = proc.communicate(timeout=600)
     return SmshipRun(proc.args[3:], proc.returncode, out, err)
@@ -63,11 +70,9 @@ def test_a_release_that_crashes_on_boot_is_reverted_and_the_message_shows_the_cr
     inventory = variants.inventory(edits={"main.py": [("app = create_app()\n",
                                                        "raise RuntimeError('refapp refuses to boot')\n")]},
                                    message="crash at import")
-    before = {h: live_release(lab, h) for h in APP_HOSTS}
-    untouched = main_pids(lab, "lab3")
+    before = fleet_state(lab)
     with ExitStack() as stack:
-        clients = [stack.enter_context(SteadyClient(lab.address("lab1"))),
-                   stack.enter_context(SteadyClient(lab.address("lab3")))]
+        clients = [stack.enter_context(SteadyClient(lab.address(h))) for h in ("lab1", "lab3")]
         time.sleep(1)
         began = time.monotonic()
         run = smship("deploy", ENV, inventory=inventory, check=False)
@@ -76,17 +81,18 @@ def test_a_release_that_crashes_on_boot_is_reverted_and_the_message_shows_the_cr
     assert_no_failed_request(clients)
     halted = run.stderr.split("deploy halted")[-1]
     assert "lab2" in halted and "refapp refuses to boot" in halted, run
-    assert "switched back to " + before["lab2"] in run.output, run
+    assert "switched back to " + before["lab2"][0] in run.output, run
     # A crash is seen when it happens, not after the whole health timeout (45 s).
     assert took < 45 + 60, f"the deploy took {took:.0f}s"
-    assert {h: live_release(lab, h) for h in APP_HOSTS} == before
-    assert main_pids(lab, "lab3") == untouched
+    after = fleet_state(lab)
+    assert {h: after[h][0] for h in APP_HOSTS} == {h: before[h][0] for h in APP_HOSTS}
+    assert after["lab3"] == before["lab3"], "a host after the failing batch was restarted"
     assert_fleet_sound(lab)
 
 
 def test_postgres_down_fails_the_migration_restarts_nothing_and_a_rerun_completes(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 'postgres down'\n"})
-    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    before = fleet_state(lab)
     remote(lab, "lab1", "systemctl stop postgresql")
     try:
         with SteadyClient(lab.address("lab1")) as client:
@@ -96,14 +102,12 @@ def test_postgres_down_fails_the_migration_restarts_nothing_and_a_rerun_complete
     assert client.failures == [] and client.total >= 20, client.summary()
     assert "alembic upgrade head failed" in run.output and "lab2" in run.output, run
     assert "Connection refused" in run.output or "connection refused" in run.output, run
-    assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before
-    assert_fleet_sound(lab)
-    rerun_completes(lab, smship, inventory)
+    unchanged_then_a_rerun_completes(lab, smship, inventory, before)
 
 
 def test_ssh_refused_on_one_host_is_named_and_changes_nothing(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 'ssh refused'\n"})
-    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    before = fleet_state(lab)
 
     # Before the deploy: preflight names the host, and nothing is locked or changed.
     with ssh_refused(lab, "lab3"):
@@ -124,14 +128,12 @@ def test_ssh_refused_on_one_host_is_named_and_changes_nothing(lab, smship, varia
     assert run.document["audit"]["result"] == "failed: ship", run
     failure = next(r for r in run.document["hosts"] if r["status"] == "failed")
     assert failure["host"] == "lab3" and "refused" in failure["message"].lower(), run
-    assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before
-    assert_fleet_sound(lab)
-    rerun_completes(lab, smship, inventory)
+    unchanged_then_a_rerun_completes(lab, smship, inventory, before)
 
 
 def test_a_full_disk_on_one_host_fails_the_deploy_before_shipping_and_a_rerun_completes(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/drill_blob.txt": blob(1)}, message="disk full")
-    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    before = fleet_state(lab)
     give_releases_a_volume(lab, "lab3")
     fill_releases_volume(lab, "lab3")
     try:
@@ -142,14 +144,12 @@ def test_a_full_disk_on_one_host_fails_the_deploy_before_shipping_and_a_rerun_co
     assert run.document["audit"]["result"] == "failed: disk space", run
     failure = next(r for r in run.document["hosts"] if r["status"] == "failed")
     assert failure["host"] == "lab3" and "no space for the release" in failure["message"], run
-    assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before
-    assert_fleet_sound(lab)
-    rerun_completes(lab, smship, inventory)
+    unchanged_then_a_rerun_completes(lab, smship, inventory, before)
 
 
 def test_a_host_powered_off_mid_ship_restarts_nothing_and_a_rerun_completes(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/drill_blob.txt": blob(24)}, message="power off")
-    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    before = fleet_state(lab)
     with SteadyClient(lab.address("lab1")) as through_lb:
         deploy = start_smship("deploy", ENV, "-o", "json", inventory=inventory)
         try:
@@ -167,7 +167,7 @@ def test_a_host_powered_off_mid_ship_restarts_nothing_and_a_rerun_completes(lab,
     assert "still held on lab3" in run.stderr, run
 
     lab.start("lab3")
-    assert {h: (live_release(lab, h), main_pids(lab, h)) for h in ("lab1", "lab2")} == \
+    assert fleet_state(lab, ("lab1", "lab2")) == \
         {h: before[h] for h in ("lab1", "lab2")}
     assert live_release(lab, "lab3") == before["lab3"][0]
     rerun = smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
@@ -205,7 +205,7 @@ def test_ctrl_c_in_each_phase_leaves_the_fleet_whole_and_a_rerun_completes(lab, 
     inventory = variants.inventory(files={"refapp/deploy_marker.py": f"MARK = 'ctrl-c {phase}'\n",
                                           **{path: make() for path, make in files.items()}},
                                    message=f"ctrl-c in {phase}")
-    before = {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS}
+    before = fleet_state(lab)
     try:
         with ExitStack() as stack:
             clients = [stack.enter_context(SteadyClient(lab.address("lab1"))),
@@ -221,7 +221,7 @@ def test_ctrl_c_in_each_phase_leaves_the_fleet_whole_and_a_rerun_completes(lab, 
         assert_no_failed_request(clients)
         assert_fleet_sound(lab)
         if phase != "roll":
-            assert {h: (live_release(lab, h), main_pids(lab, h)) for h in APP_HOSTS} == before, run
+            assert fleet_state(lab) == before, run
         else:
             assert main_pids(lab, "lab3") == before["lab3"][1], "a host after the interrupted batch was restarted"
         rerun_completes(lab, smship, inventory)
