@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import signal
+import sys
 
 from invoke import Collection, Program
 
@@ -80,7 +81,28 @@ def rewrite_argv(argv: list[str], namespace: Collection) -> list[str]:
     return [binary, *rest]
 
 
+def collection_help(argv: list[str], namespace: Collection) -> str | None:
+    """The help of a command group (``smship lab``, ``smship lab --help``), or None for other argv."""
+    rest = argv[1:]
+    if not rest or rest[0] not in namespace.collections or any(not a.startswith("-") for a in rest[1:]):
+        return None
+    if rest[1:] and not set(rest[1:]) <= {"-h", "--help"}:
+        return None
+    group = namespace.collections[rest[0]]
+    lines = [f"Usage: smship {rest[0]} COMMAND [options]", ""]
+    width = max(len(name) for name in group.tasks)
+    for name in sorted(group.tasks):
+        summary = (inspect.getdoc(group.tasks[name]) or "").splitlines()[0]
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", f"Run 'smship {rest[0]} COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     # `smship status prod | head` should end quietly, like any Unix tool.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    group_help = collection_help(sys.argv, program.namespace)
+    if group_help is not None:
+        print(group_help)
+        raise SystemExit(0)
     program.run()

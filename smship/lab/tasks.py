@@ -91,43 +91,27 @@ def status(c, dir=None):
     console.print(table)
 
 
-def _fault(method: str, host: str, dir: str | None) -> None:
-    try:
-        getattr(_lab(dir), method)(host)
-    except LabError as exc:
-        raise _fail(exc)
+FAULTS = {
+    "stop": "Clean poweroff of one host (its disk and keys are kept).",
+    "start": "Boot a stopped or killed host again and wait for ssh.",
+    "kill": "Power loss: the host dies at once, nothing is shut down cleanly.",
+    "partition": "Cut one host's network (it keeps running, unreachable).",
+    "heal": "Restore a partitioned host's network.",
+}
 
 
-@task(auto_shortflags=False, positional=["host"], help={"host": HOST_HELP, "dir": DIR_HELP})
-def stop(c, host, dir=None):
-    """Clean poweroff of one host (its disk and keys are kept)."""
-    _fault("stop", host, dir)
+def _fault_task(method: str, summary: str):
+    def fault(c, host, dir=None):
+        try:
+            getattr(_lab(dir), method)(host)
+        except LabError as exc:
+            raise _fail(exc)
 
-
-@task(auto_shortflags=False, positional=["host"], help={"host": HOST_HELP, "dir": DIR_HELP})
-def start(c, host, dir=None):
-    """Boot a stopped or killed host again and wait for ssh."""
-    _fault("start", host, dir)
-
-
-@task(auto_shortflags=False, positional=["host"], help={"host": HOST_HELP, "dir": DIR_HELP})
-def kill(c, host, dir=None):
-    """Power loss: the host dies at once, nothing is shut down cleanly."""
-    _fault("kill", host, dir)
-
-
-@task(auto_shortflags=False, positional=["host"], help={"host": HOST_HELP, "dir": DIR_HELP})
-def partition(c, host, dir=None):
-    """Cut one host's network (it keeps running, unreachable)."""
-    _fault("partition", host, dir)
-
-
-@task(auto_shortflags=False, positional=["host"], help={"host": HOST_HELP, "dir": DIR_HELP})
-def heal(c, host, dir=None):
-    """Restore a partitioned host's network."""
-    _fault("heal", host, dir)
+    fault.__doc__ = summary
+    return task(fault, name=method, auto_shortflags=False, positional=["host"],
+                help={"host": HOST_HELP, "dir": DIR_HELP})
 
 
 ns = Collection("lab")
-for _t in (up, down, status, stop, start, kill, partition, heal):
+for _t in (up, down, status, *(_fault_task(m, doc) for m, doc in FAULTS.items())):
     ns.add_task(_t)

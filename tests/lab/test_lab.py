@@ -253,8 +253,8 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           timeout=120, env=full_env, cwd=REPO)
 
 
-def test_status_command(lab):
-    lab.partition("lab3")
+def test_status_command_and_fault_commands(lab):
+    assert run_cli("lab.partition", "lab3", "--dir", str(lab.dir)).returncode == 0
     proc = run_cli("lab.status", "--dir", str(lab.dir))
     text = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()
@@ -265,7 +265,8 @@ def test_status_command(lab):
         assert h.address in lines[h.name]
     assert "running" in lines["lab1"] and "yes" in lines["lab1"]
     assert "partitioned" in lines["lab3"] and "no" in lines["lab3"].split()
-    lab.heal("lab3")
+    assert run_cli("lab.heal", "lab3", "--dir", str(lab.dir)).returncode == 0
+    lab.wait_ssh("lab3", timeout=30)
 
 
 def test_fault_command_on_unknown_host_says_so(lab):

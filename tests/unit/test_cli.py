@@ -60,3 +60,13 @@ def test_a_bad_inventory_fails_before_anything_with_one_line_per_problem(tmp_pat
     assert len(lines) == 1
     assert lines[0].startswith(str(tmp_path / "smship.yml") + ":")
     assert "environments.prod.hosts[2].roles: a second 'beat' host" in lines[0]
+
+
+def test_a_command_group_lists_its_commands():
+    for argv in (("lab",), ("lab", "--help"), ("lab", "-h")):
+        result = smship(*argv)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Usage: smship lab COMMAND [options]")
+        for name in ("up", "down", "status", "stop", "start", "kill", "partition", "heal"):
+            assert f"\n  {name} " in result.stdout, (argv, name)
+    assert smship("lab", "kill", "--help").stdout.startswith("Usage: smship lab kill HOST [options]")
