@@ -16,7 +16,7 @@ from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
-from smship.deploy.ship import install, transfer
+from smship.deploy.ship import install, transfer, without_room
 from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import survey
 from smship.errors import SmshipError
@@ -33,11 +33,6 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
     ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref})")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
                          progress=ctx.reporter.info)
-
-
-def tree_bytes(path: Path) -> int:
-    """What a release takes on a host at most (before unchanged files are hard-linked)."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -83,11 +78,9 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                 report.host(target.name, "changed", message, time.monotonic() - began, **details)
             return not any(isinstance(v, BaseException) for v in fleet.map(one, app_targets).values())
 
-        needed = tree_bytes(release.path)
-        short = {h.name: hosts[h.name].free_bytes for h in chosen if hosts[h.name].free_bytes < needed}
-        for name, free in short.items():
-            report.host(name, "failed", f"no space for the release: {free} bytes free in {layout.root}/releases, "
-                                        f"the release is {needed} bytes; nothing was shipped")
+        short = without_room(release, {h.name: hosts[h.name].free_bytes for h in chosen})
+        for name, problem in short.items():
+            report.host(name, "failed", f"{layout.root}/releases: {problem}; nothing was shipped")
         if short:
             return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
 

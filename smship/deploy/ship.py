@@ -12,6 +12,7 @@ never switches to a release that is not.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from smship.command import Command, script
 from smship.errors import SmshipError
@@ -34,6 +35,18 @@ def finish_command(layout: Layout, release_id: str, venv_dir: str) -> Command:
     release = layout.release(release_id)
     return script('ln -sfn "$2" "$1/.venv" && touch "$1/$3"', args=(release, venv_dir, COMPLETE_MARKER),
                   sudo=True, description=f"finish release {release_id}")
+
+
+def tree_bytes(path: Path) -> int:
+    """What a release takes on a host at most (before unchanged files are hard-linked)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def without_room(release, free_bytes: dict[str, int]) -> dict[str, str]:
+    """Hosts whose releases volume could not hold the release, each with the reason in words."""
+    needed = tree_bytes(release.path)
+    return {name: f"no space for the release: {free} bytes free, the release is {needed} bytes"
+            for name, free in free_bytes.items() if free < needed}
 
 
 def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
