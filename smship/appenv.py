@@ -41,4 +41,26 @@ def app_settings(app: App, env: Environment, secrets: dict[str, str], source: st
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         if secrets.get(key):
             values[key] = secrets[key]
+    values.update(storage_settings(env, layout, secrets, source))
+    return values
+
+
+def storage_settings(env: Environment, layout: Layout, secrets: dict[str, str], source: str) -> dict[str, str]:
+    """The S3 upload backend's settings, when the environment has a ``storage`` section.
+
+    They live in the env file, which provision writes and deploys leave alone,
+    so every later provision and deploy keeps the app on S3.
+    """
+    storage = env.storage
+    if storage is None:
+        return {}
+    missing = [key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not secrets.get(key)]
+    if missing:
+        raise SmshipError(f"{source}: {missing[0]} is not set (needed for the S3 bucket {storage.bucket!r})")
+    values = {"SM_FILE_STORAGE_BACKEND": "s3", "SM_S3_BUCKET": storage.bucket, "SM_S3_REGION": storage.region}
+    if storage.endpoint_url:
+        values["SM_S3_ENDPOINT_URL"] = storage.endpoint_url
+    if storage.ca_file:
+        # boto3 reads its CA bundle from here: the private endpoint's CA only.
+        values["AWS_CA_BUNDLE"] = layout.storage_ca
     return values

@@ -14,7 +14,10 @@ from smship.tasks.base import not_built
 from smship.tasks.build import build
 from smship.tasks.deploy import deploy, releases, rollback, unlock
 from smship.tasks.provision import provision
+from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
+from smship.tasks import backup as backup_tasks
+from smship.tasks import storage as storage_tasks
 
 DESCRIPTION = """\
 smship deploys smpy web apps (FastAPI + Vite, Celery, Postgres, Redis) to your
@@ -25,14 +28,15 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, build, deploy, rollback, releases, unlock, status):
+    for command in (provision, build, deploy, rollback, releases, unlock, status, rotate_secret):
         ns.add_task(command)
     for name, summary in (
-        ("rotate-secret", "Rotate SM_SECRET_KEY on every host"),
         ("check", "Run the production checklist against the inventory and live hosts"),
         ("logs", "Stream the app's journals from every host"),
     ):
         ns.add_task(not_built(name, summary))
+    ns.add_collection(storage_tasks.ns)
+    ns.add_collection(backup_tasks.ns)
     ns.add_collection(lab_tasks.ns)
     return ns
 

@@ -80,6 +80,14 @@ def check_address(value: str) -> str:
     return value
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
 class App(_Model):
     name: str = Field(description="Names the app user, /srv/<name> and the units.")
     source: Path = Field(default=Path("."), description="The app's workspace.")
@@ -193,16 +201,142 @@ class Beat(_Model):
     pass
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z0-9-]{2,32}$")
+# systemd OnCalendar expressions ("daily", "Mon *-*-* 03:00:00", "*-*-* 02,14:30"):
+# checked for their characters here, by systemd when the timer loads.
+_ON_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+
+
+def _bucket(value: str | None) -> str | None:
+    if value is not None and (not _BUCKET.match(value) or ".." in value or value.replace(".", "").isdigit()):
+        raise ValueError(f"{value!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')")
+    return value
+
+
+_ENDPOINT = re.compile(r"^(https?)://([^/:?#\s]+)(?::(\d{1,5}))?/?$")
+
+
+def split_endpoint(url: str) -> tuple[str, str, int | None]:
+    """``https://s3.example.com:9000`` → ``("https", "s3.example.com", 9000)``."""
+    match = _ENDPOINT.match(url)
+    if not match:
+        raise ValueError(f"{url!r} is not an http(s)://host[:port] URL")
+    return match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None
+
+
+def _region(value: str | None) -> str | None:
+    if value is not None and not _REGION.match(value):
+        raise ValueError(f"{value!r} is not a region name such as eu-west-1")
+    return value
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    _, host, port = split_endpoint(value)
+    check_address(host)
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"port in {value!r} is out of range")
+    return value.rstrip("/")
+
+
+class Storage(_Model):
+    """The S3 bucket the app keeps uploads in (SM_FILE_STORAGE_BACKEND=s3)."""
+
+    bucket: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(default=None, description="For S3-compatible stores; AWS when absent.")
+    versioning: bool = True
+    noncurrent_days: int | None = Field(default=None, ge=1, le=3650,
+                                        description="Delete versions this many days after they were replaced.")
+    ca_file: Path | None = Field(default=None, description="CA certificate of a private endpoint.")
+
+    _bucket = field_validator("bucket")(lambda cls, v: _bucket(v))
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
+    _ca = field_validator("ca_file", mode="before")(_local_path)
+
+    _region = field_validator("region")(lambda cls, v: _region(v))
+
+
+class Backup(_Model):
+    """WAL archiving and base backups of the db host's Postgres to S3, with pgBackRest.
+
+    Bucket, region, endpoint and CA default to the ``storage`` section's.
+    """
+
+    tool: Literal["pgbackrest"] = "pgbackrest"
+    bucket: str | None = None
+    path: str | None = Field(default=None, description="Repository path in the bucket (default /<app>/<env>).")
+    region: str | None = None
+    endpoint_url: str | None = None
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    retention_full: int = Field(default=2, ge=1, le=100)
+    schedule: str = Field(default="daily", description="systemd OnCalendar of the full base backups.")
+
+    _bucket = field_validator("bucket")(lambda cls, v: _bucket(v))
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
+    _ca = field_validator("ca_file", mode="before")(_local_path)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not re.match(r"^/[A-Za-z0-9_./-]*$", value) or ".." in value):
+            raise ValueError("must be an absolute path of plain characters, such as /pgbackrest/prod")
+        return value
+
+    _region = field_validator("region")(lambda cls, v: _region(v))
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not _ON_CALENDAR.match(value):
+            raise ValueError(f"{value!r} is not a systemd OnCalendar expression such as 'daily' or '*-*-* 03:00:00'")
+        return value
+
+
 class Secrets(_Model):
-    backend: Literal["file", "env"] = "file"
+    backend: Literal["file", "env", "aws-ssm", "aws-secretsmanager"] = "file"
+    # file: the local KEY=value file.
     path: Path | None = None
+    # aws-ssm: each SecureString parameter directly under this path is one secret.
+    prefix: str | None = None
+    # aws-secretsmanager: one secret whose value is a JSON object {NAME: value}.
+    secret_id: str | None = None
+    # Both AWS backends: the region (default: boto3's own configuration), and an
+    # AWS-compatible endpoint to use instead of AWS itself.
+    region: str | None = None
+    endpoint_url: str | None = None
 
     _path = field_validator("path", mode="before")(_local_path)
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^/([A-Za-z0-9_.-]+/)+$", value):
+            raise ValueError(f"{value!r} must be a parameter path that starts and ends with '/', such as /shop/prod/")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+(/.*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
     @model_validator(mode="after")
-    def _path_for_file(self) -> "Secrets":
-        if self.backend == "file" and self.path is None:
-            raise FieldProblem(("path",), "required when backend is 'file'")
+    def _fields_of_backend(self) -> "Secrets":
+        needs = {"file": "path", "aws-ssm": "prefix", "aws-secretsmanager": "secret_id"}
+        if self.backend in needs and getattr(self, needs[self.backend]) is None:
+            raise FieldProblem((needs[self.backend],), f"required when backend is '{self.backend}'")
+        for name, backend in needs.items():
+            if backend != needs.get(self.backend) and getattr(self, backend) is not None:
+                raise FieldProblem((backend,), f"only for backend '{name}' (this one is '{self.backend}')")
+        if not self.backend.startswith("aws-"):
+            for name in ("region", "endpoint_url"):
+                if getattr(self, name) is not None:
+                    raise FieldProblem((name,), "only for the aws-ssm and aws-secretsmanager backends")
         return self
 
 
@@ -262,6 +396,8 @@ class Environment(_Model):
     db: Db = Db()
     lb: Lb = Lb()
     secrets: Secrets = Secrets(backend="env")
+    storage: Storage | None = None
+    backup: Backup | None = None
     env: dict[str, str] = Field(default_factory=dict)
     hosts: list[Host] = Field(min_length=1)
 
@@ -328,7 +464,43 @@ class Environment(_Model):
                 raise FieldProblem(("hosts", index, "roles"), "'lb' and 'web' both need ports 80 and 443: put them on different hosts")
         if not any(role in host.roles for host in self.hosts for role in ("web", "worker", "beat")):
             raise FieldProblem(("hosts",), "no host runs the app (roles web, worker or beat)")
+        self._backup_rules()
         return self
+
+    def _backup_rules(self) -> None:
+        if self.backup is None:
+            return
+        if not self.hosts_with("db"):
+            raise FieldProblem(("backup",), "backs up the 'db' host's Postgres, and no host has the 'db' role")
+        if self.backup.bucket is None and self.storage is None:
+            raise FieldProblem(("backup", "bucket"), "required when there is no 'storage' section to take it from")
+        endpoint = self.backup_endpoint()
+        if endpoint is not None:
+            scheme, host, _ = split_endpoint(endpoint)
+            field = ("backup", "endpoint_url") if self.backup.endpoint_url else ("storage", "endpoint_url")
+            if scheme != "https":
+                raise FieldProblem(field, "pgBackRest reaches S3 only over HTTPS: give an https:// endpoint")
+            if self.backup.verify_tls and _is_ip(host):
+                raise FieldProblem(field, "pgBackRest checks the certificate's DNS name, not IP addresses: "
+                                          "use a host name for the backup endpoint")
+
+    # The backup repository, with the storage section's values as defaults.
+    def backup_endpoint(self) -> str | None:
+        if self.backup is None:
+            return None
+        return self.backup.endpoint_url or (self.storage.endpoint_url if self.storage else None)
+
+    def backup_bucket(self) -> str:
+        assert self.backup is not None
+        return self.backup.bucket or self.storage.bucket  # type: ignore[union-attr]
+
+    def backup_region(self) -> str:
+        assert self.backup is not None
+        return self.backup.region or (self.storage.region if self.storage else "us-east-1")
+
+    def backup_ca_file(self) -> Path | None:
+        assert self.backup is not None
+        return self.backup.ca_file or (self.storage.ca_file if self.storage else None)
 
     # Derived names, in one place so units, paths and checks agree.
     def resolved_app_path(self, app: App) -> str:

@@ -47,6 +47,11 @@ class Layout:
         return f"{self.shared}/logs"
 
     @property
+    def storage_ca(self) -> str:
+        """The CA certificate of a private S3 endpoint (readable by the app user)."""
+        return f"{self.shared}/storage-ca.crt"
+
+    @property
     def wheels(self) -> str:
         return f"{self.shared}/wheels"
 
@@ -82,6 +87,14 @@ class Layout:
     @property
     def beat_service(self) -> str:
         return f"{self.app}-beat.service"
+
+    @property
+    def backup_service(self) -> str:
+        return f"{self.app}-backup.service"
+
+    @property
+    def backup_timer(self) -> str:
+        return f"{self.app}-backup.timer"
 
     # TLS material on web and lb hosts.
     @property

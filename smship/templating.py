@@ -51,6 +51,11 @@ def _env_value(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def env_line(key: str, value: object) -> str:
+    """One ``KEY=value`` line of an env file, quoted the way the env file template quotes it."""
+    return f"{key}={_env_value(value)}"
+
+
 def _hba_address(address: str) -> str:
     """pg_hba.conf wants an address with its mask, or a host name as is."""
     try:

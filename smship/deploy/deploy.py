@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from smship.context import EnvContext, counted_fleet, targets_of
+from smship.deploy.keycheck import require_strong_key
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
@@ -43,6 +44,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
+    require_strong_key(ctx.name, ctx.env)
     with counted_fleet(ctx) as fleet:
         return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty)
 
@@ -100,6 +102,12 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                                   lambda _: ("virtualenv ready, release complete", {}))
         if not installed:
             return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
+
+        if ctx.env.backup is not None:
+            from smship.backup.gate import before_migration
+            with report.phase("backup gate"):
+                if not before_migration(ctx, fleet, release.id):
+                    return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)
 
         migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
         report.step(f"migrating the database once, from {migrator.name}")

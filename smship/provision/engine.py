@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from smship.backup.restart import settle_restart
 from smship.command import Command, script
 from smship.context import EnvContext, open_fleet, select_hosts
 from smship.errors import SmshipError
@@ -58,7 +59,7 @@ def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutc
 
 
 def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit: str | None = None,
-              show=print) -> bool:
+              restart_db: bool = False, show=print) -> bool:
     hosts: list[Host] = select_hosts(ctx, limit)
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
@@ -67,6 +68,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     report = ctx.reporter
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
 
+    roles = {h.name: h.roles for h in hosts}
     with open_fleet(ctx, hosts) as fleet:
         def work(target: Target) -> HostOutcome:
             started = time.monotonic()
@@ -87,6 +89,11 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                         show(change.diff)
                     elif change.kind == "file":
                         show(f"--- {change.target}: {change.summary}")
+            if ctx.env.backup and not check and "db" in roles[target.name]:
+                said = settle_restart(ctx, fleet, target, restart_db)
+                if said:
+                    (report.info if restart_db else report.warn)(said)
+                    report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
             return outcome
 
         outcomes = fleet.map(work)

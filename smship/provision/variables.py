@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from smship.appenv import app_settings, database_name
+from smship.backup.repo import backup_variables
 from smship.context import EnvContext
 from smship.inventory import Host
 from smship.layout import Layout
+from smship.secrets import backend_for
 
 APP_ROLES = ("web", "worker", "beat")
 
@@ -22,7 +24,9 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
     env = ctx.env
     layout = Layout.of(ctx.app, env)
     app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
+    source = backend_for(env.secrets).description
     return {
+        "backup": backup_variables(ctx.app, env, ctx.name, secrets, source) if "db" in host.roles else None,
         "app": ctx.app,
         "env_name": ctx.name,
         "env": env,
@@ -36,7 +40,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
         "health": env.health,
         "tls": env.tls,
         "secrets": secrets,
-        "settings": app_settings(ctx.app, env, secrets, str(env.secrets.path or "the environment")),
+        "settings": app_settings(ctx.app, env, secrets, source),
         "web_hosts": env.hosts_with("web"),
         "lb_hosts": env.hosts_with("lb"),
         "app_hosts": app_hosts,

@@ -13,6 +13,8 @@ Requests (one per call; the answer is one JSON document on stdout):
   activate  switch ``current``, restart units, wait for health, revert on failure
   prune     remove old releases
   audit     append one line to the deploy log
+  keystate  which key generation the env file and each running unit hold (fingerprints only)
+  setenv    replace one line of the env file, nothing else
 """
 
 import base64
@@ -491,8 +493,93 @@ def status(request):
     return answer
 
 
+# A key generation is named by a fingerprint: 48 bits of a hash over a string
+# no other smship hash uses, so neither the key nor a hash reused elsewhere
+# can be learned from it, yet two generations are told apart.
+KEY_FINGERPRINT_DOMAIN = b"smship key fingerprint v1\0"
+
+
+def key_fingerprint(name, value):
+    if not value:
+        return None
+    return hashlib.sha256(KEY_FINGERPRINT_DOMAIN + name.encode() + b"\0" + value.encode()).hexdigest()[:12]
+
+
+def _env_line_value(line, name):
+    """The value of ``name`` on one EnvironmentFile line (as systemd unquotes it), else None."""
+    key, sep, value = line.partition("=")
+    if not sep or key.strip() != name:
+        return None
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    return value
+
+
+def _env_file_value(path, name):
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+    found = None
+    for line in lines:
+        value = _env_line_value(line, name)
+        if value is not None:
+            found = value
+    return found
+
+
+def _process_value(unit, name):
+    """``name`` in the environment of the unit's main process; (running, value)."""
+    _, out, _ = _run(["systemctl", "show", "-p", "MainPID", "--value", unit])
+    pid = int(out.strip() or 0)
+    if not pid:
+        return False, None
+    prefix = name.encode() + b"="
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            items = handle.read().split(b"\0")
+    except OSError:
+        return False, None
+    for item in items:
+        if item.startswith(prefix):
+            return True, item[len(prefix):].decode(errors="replace")
+    return True, None
+
+
+def keystate(request):
+    name = request["name"]
+    units = {}
+    for unit in request["units"]:
+        running, value = _process_value(unit, name)
+        units[unit] = {"running": running, "fingerprint": key_fingerprint(name, value)}
+    return {"current": _current(request["root"]), "file": key_fingerprint(name, _env_file_value(request["env_file"], name)),
+            "units": units}
+
+
+def setenv(request):
+    """Replace the ``name=`` line of the env file with ``line``; mode and owner stay."""
+    path, name = request["env_file"], request["name"]
+    try:
+        st = os.stat(path)
+        with open(path) as handle:
+            lines = handle.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return {"ok": False, "error": "%s does not exist; run smship provision first" % path}
+    if not any(_env_line_value(line, name) is not None for line in lines):
+        return {"ok": False, "error": "%s has no %s line; run smship provision first" % (path, name)}
+    replaced = [request["line"] + "\n" if _env_line_value(line, name) is not None else line for line in lines]
+    _write_file({"path": path, "content": base64.b64encode("".join(replaced).encode()).decode(),
+                 "owner": pwd.getpwuid(st.st_uid).pw_name, "group": grp.getgrgid(st.st_gid).gr_name,
+                 "mode": "%04o" % stat.S_IMODE(st.st_mode)})
+    return {"ok": True, "file": key_fingerprint(name, _env_file_value(path, name))}
+
+
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,
-       "activate": activate, "prune": prune, "audit": audit}
+       "activate": activate, "prune": prune, "audit": audit, "keystate": keystate, "setenv": setenv}
 
 
 def main():

@@ -26,11 +26,15 @@ COMMON_HELP = {
 }
 
 
-def env_command(help: dict[str, str] | None = None, **task_options) -> Callable:
-    """Declare ``body(ctx: EnvContext, ...) -> bool | None`` as an smship command."""
+def env_command(help: dict[str, str] | None = None, title: str | None = None, **task_options) -> Callable:
+    """Declare ``body(ctx: EnvContext, ...) -> bool | None`` as an smship command.
+
+    ``title`` names the command in its closing line (default: the function's
+    name), for commands of a group such as ``storage setup``.
+    """
 
     def decorate(body: Callable) -> Callable:
-        name = body.__name__.replace("_", "-")
+        name = title or body.__name__.replace("_", "-")
 
         @functools.wraps(body)
         def command(c, env, *args, inventory=None, output=None, **kwargs):

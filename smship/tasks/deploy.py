@@ -15,9 +15,10 @@ from smship.tasks.base import env_command
 def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None):
     """Build a release, ship it, migrate once, and roll the web tier with health gates.
 
-    Preflight (every host answers, the environment's lock is free), build (or
-    --release), rsync to every host in parallel, `alembic upgrade head` once
-    before any restart, then web hosts in batches: drain (with an lb),
+    Preflight (outside development a strong SM_SECRET_KEY, every host
+    answers, the environment's lock is free), build (or --release), rsync
+    to every host in parallel, `alembic upgrade head` once before any
+    restart, then web hosts in batches: drain (with an lb),
     switch `current`, restart, wait for /health/ready to say `healthy`. A
     failing batch is switched back and halts the deploy; workers and beat
     restart last. Every run appends an audit line on the hosts.

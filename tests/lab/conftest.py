@@ -34,9 +34,21 @@ def deployed(provisioned, smship) -> SmshipRun:
     return smship("deploy", ENV, "-o", "json", check=True)
 
 
-
-
 @pytest.fixture(scope="module")
 def variants(lab, deployed, tmp_path_factory) -> Variants:
     """A scratch repository of the reference app, for the releases one test module deploys."""
     return Variants(lab, tmp_path_factory.mktemp("variants"))
+
+
+@pytest.fixture(scope="session")
+def s3_server(lab, tmp_path_factory):
+    """moto's S3 server behind nginx TLS on the lab bridge's address; stopped at the end of the session."""
+    from s3kit import S3Server, resolve_on_hosts
+
+    address = str(lab.lab.net.gateway)
+    server = S3Server(tmp_path_factory.mktemp("s3"), address).start()
+    try:
+        resolve_on_hosts(lab, address)
+        yield server
+    finally:
+        server.stop()

@@ -70,3 +70,23 @@ def test_a_command_group_lists_its_commands():
         for name in ("up", "down", "status", "stop", "start", "kill", "partition", "heal"):
             assert f"\n  {name} " in result.stdout, (argv, name)
     assert smship("lab", "kill", "--help").stdout.startswith("Usage: smship lab kill HOST [options]")
+
+
+def test_storage_and_backup_groups_list_their_commands_and_explain_options():
+    for group, names in (("storage", ("setup", "verify")), ("backup", ("now", "list", "verify", "restore"))):
+        result = smship(group)
+        assert result.returncode == 0, result.stderr
+        for name in names:
+            assert f"\n  {name} " in result.stdout, (group, name)
+    restore = smship("backup", "restore", "--help").stdout
+    for option in ("--to", "--release", "--yes"):
+        assert option in restore
+    assert "--restart-db" in smship("provision", "--help").stdout
+
+
+def test_backup_commands_without_a_backup_section_say_what_to_add(tmp_path):
+    import shutil
+    shutil.copy(ROOT / "inventory.example", tmp_path / "smship.yml")
+    result = smship("backup", "list", "staging", "-i", str(tmp_path / "smship.yml"))
+    assert result.returncode == 1
+    assert "environments.staging.backup: not set" in result.stderr

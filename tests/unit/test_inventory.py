@@ -93,6 +93,30 @@ BAD_INPUTS = [
     ("file secrets without a path",
      lambda d: prod(d)["secrets"].pop("path"),
      "environments.prod.secrets.path: required when backend is 'file'"),
+    ("bad bucket name",
+     lambda d: prod(d)["storage"].update(bucket="Shop_Uploads"),
+     "environments.prod.storage.bucket: 'Shop_Uploads' is not an S3 bucket name"),
+    ("storage endpoint that is not a URL",
+     lambda d: prod(d)["storage"].update(endpoint_url="s3.example.com"),
+     "environments.prod.storage.endpoint_url: 's3.example.com' is not an http(s)://host[:port] URL"),
+    ("backup over plain http",
+     lambda d: prod(d)["backup"].update(endpoint_url="http://s3.internal.example.com:9000"),
+     "environments.prod.backup.endpoint_url: pgBackRest reaches S3 only over HTTPS"),
+    ("backup endpoint by IP address",
+     lambda d: prod(d)["storage"].update(endpoint_url="https://10.0.0.5:9000"),
+     "environments.prod.storage.endpoint_url: pgBackRest checks the certificate's DNS name, not IP addresses"),
+    ("backup without a db host",
+     lambda d: prod(d)["hosts"].pop(3),
+     "environments.prod.backup: backs up the 'db' host's Postgres, and no host has the 'db' role"),
+    ("backup without a bucket",
+     lambda d: (prod(d).pop("storage"), prod(d)["backup"].pop("bucket")),
+     "environments.prod.backup.bucket: required when there is no 'storage' section to take it from"),
+    ("bad backup schedule",
+     lambda d: prod(d)["backup"].update(schedule="daily; rm -rf /"),
+     "environments.prod.backup.schedule: 'daily; rm -rf /' is not a systemd OnCalendar expression"),
+    ("unknown backup tool",
+     lambda d: prod(d)["backup"].update(tool="wal-g"),
+     "environments.prod.backup.tool: Input should be 'pgbackrest'"),
     ("bad app name",
      lambda d: d["app"].update(name="Shop App"),
      "app.name: must be lower case letters"),
@@ -162,3 +186,14 @@ def test_settings_from_the_environment_override_ssh(monkeypatch):
     ctx = EnvContext.open("prod", EXAMPLE)
     assert ctx.env.ssh.user == "ci" and ctx.env.ssh.accept_unknown_hosts is True
     assert ctx.env.ssh.port == 22
+
+
+def test_backup_takes_bucket_region_and_endpoint_from_storage():
+    env = load(EXAMPLE).environment("prod")
+    assert env.backup_bucket() == "shop-prod-backups" and env.backup_region() == "eu-west-1"
+    data = example()
+    prod(data)["backup"].pop("bucket")
+    prod(data)["storage"]["endpoint_url"] = "https://s3.internal.example.com:9000"
+    env = parse(yaml.safe_dump(data), Path("smship.yml")).environments["prod"]
+    assert env.backup_bucket() == "shop-prod-uploads"
+    assert env.backup_endpoint() == "https://s3.internal.example.com:9000"

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from smship.context import EnvContext
 from smship.provision.plan import apply_request, facts_request, plan
@@ -15,7 +16,8 @@ from smship.provision.variables import host_variables, roles_of
 from smship.templating import environment
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"SM_SECRET_KEY": "k" * 64, "SM_DB_PASSWORD": "db'pass", "SM_REDIS_PASSWORD": "redispass"}
+SECRETS = {"SM_SECRET_KEY": "k" * 64, "SM_DB_PASSWORD": "db'pass", "SM_REDIS_PASSWORD": "redispass",
+           "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-example"}
 
 
 @pytest.fixture
@@ -110,6 +112,44 @@ def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
     assert role.stdin == b"CREATE ROLE shop LOGIN PASSWORD 'db''pass';\n"
     assert "db'pass" not in " ".join(role.apply)
     assert next(f for f in state.files if f.path == "/etc/redis/redis.conf").secret
+
+
+def test_db_host_with_backups_archives_wal_through_pgbackrest(project):
+    state = state_for(project, "db1")
+    assert "pgbackrest" in state.packages
+    conf = next(f for f in state.files if f.path == "/etc/pgbackrest/pgbackrest.conf")
+    assert conf.secret and conf.mode == "0640" and conf.owner == "postgres"
+    text = conf.content.decode()
+    assert "repo1-s3-bucket=shop-prod-backups" in text and "repo1-s3-endpoint=s3.eu-west-1.amazonaws.com" in text
+    assert "repo1-path=/pgbackrest/prod" in text and "repo1-retention-full=4" in text
+    assert "repo1-s3-key-secret=s3cr3t-example" in text and "[shop]" in text
+    archive = file_text(state, "conf.d/smship-archive.conf")
+    assert "archive_mode = on" in archive and "pgbackrest --stanza=shop archive-push %p" in archive
+    # archive_mode waits for `provision --restart-db`: the file only reloads Postgres.
+    assert next(f for f in state.files if f.path.endswith("smship-archive.conf")).notify == ("reload postgresql",)
+    assert "OnCalendar=Sun *-*-* 03:00:00" in file_text(state, "shop-backup.timer")
+    assert "--stanza=shop --type=full backup" in file_text(state, "shop-backup.service")
+    assert any(e.name == "pgBackRest stanza shop" for e in state.ensures)
+    assert "s3cr3t-example" not in " ".join(" ".join(e.apply + e.check) for e in state.ensures)
+
+
+def test_db_host_without_backups_has_no_archiving(project):
+    data = yaml.safe_load((project / "smship.yml").read_text())
+    data["environments"]["prod"].pop("backup")
+    (project / "smship.yml").write_text(yaml.safe_dump(data))
+    state = state_for(project, "db1")
+    assert "pgbackrest" not in state.packages
+    assert not any("pgbackrest" in f.path or "backup" in f.path for f in state.files)
+    assert [a.path for a in state.absent] == ["/etc/postgresql/15/main/conf.d/smship-archive.conf"]
+    assert not any("stanza" in e.name for e in state.ensures)
+
+
+def test_app_hosts_get_the_s3_settings_in_their_env_file(project):
+    env_file = file_text(state_for(project, "web1"), "/srv/shop/shared/env")
+    assert "SM_FILE_STORAGE_BACKEND=s3" in env_file and "SM_S3_BUCKET=shop-prod-uploads" in env_file
+    assert "SM_S3_REGION=eu-west-1" in env_file and "AWS_SECRET_ACCESS_KEY=s3cr3t-example" in env_file
+    assert "SM_S3_ENDPOINT_URL" not in env_file and "AWS_CA_BUNDLE" not in env_file
+    assert not any(f.path.endswith("pgbackrest.conf") for f in state_for(project, "web1").files)
 
 
 def test_fresh_host_plans_everything_and_converged_host_nothing(project):

@@ -1,0 +1,94 @@
+"""``smship storage setup ENV``: the bucket, then the app hosts' settings, then a gated restart.
+
+The settings land in the env file that provisioning renders (``app_settings``),
+so a later provision or deploy keeps the app on S3.  Only the env file and
+the endpoint's CA are written here, with no handler: the restart goes through
+the same health-gated roll as a deploy, each host staying on its live release.
+"""
+
+from __future__ import annotations
+
+import time
+
+from smship.context import EnvContext, open_fleet, targets_of
+from smship.deploy.lock import environment_lock
+from smship.deploy.survey import survey
+from smship.deploy.tiers import roll_tiers
+from smship.errors import SmshipError
+from smship.inventory import Host
+from smship.layout import Layout
+from smship.provision.plan import apply_request, facts_request, plan
+from smship.provision.resources import HostState
+from smship.provision.roles import desired_state
+from smship.provision.variables import APP_ROLES, host_variables, roles_of
+from smship.remote import call_agent
+from smship.secrets import read_secrets
+from smship.storage.bucket import ensure_bucket, s3_client
+from smship.templating import environment
+
+
+def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> HostState:
+    """The part of ``host``'s desired state that carries the storage settings."""
+    layout = Layout.of(ctx.app, ctx.env)
+    project_dir = ctx.inventory.path.parent
+    full = desired_state(roles_of(host), host_variables(ctx, host, secrets), project_dir, environment(project_dir))
+    return HostState(files=[f for f in full.files if f.path in (layout.env_file, layout.storage_ca)])
+
+
+def write_settings(fleet, target, state: HostState) -> list[str]:
+    """Write the files that differ (no handler runs); their paths."""
+    host_plan = plan(state, call_agent(fleet, target, facts_request(state)))
+    if not host_plan.changes:
+        return []
+    host_plan.handlers = []
+    answer = call_agent(fleet, target, apply_request(state, host_plan))
+    if not answer["ok"]:
+        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
+    return [change.target for change in host_plan.changes]
+
+
+def storage_setup(ctx: EnvContext) -> bool:
+    storage, report = ctx.env.storage, ctx.reporter
+    if storage is None:
+        raise SmshipError(f"{ctx.inventory.path}: environments.{ctx.name}.storage: not set; "
+                          "add a storage section (bucket, region, endpoint_url) first")
+    secrets = read_secrets(ctx.env.secrets)
+    app_hosts = [h for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
+    states = {h.name: settings_files(ctx, h, secrets) for h in app_hosts}
+
+    report.step(f"bucket {storage.bucket} at {storage.endpoint_url or 'AWS S3'}")
+    began = time.monotonic()
+    changes = ensure_bucket(s3_client(storage, secrets), storage)
+    report.host("bucket", "changed" if changes else "ok", "; ".join(changes) or "in desired state",
+                time.monotonic() - began, bucket=storage.bucket, changes=changes)
+
+    layout = Layout.of(ctx.app, ctx.env)
+    with open_fleet(ctx) as fleet:
+        targets = {t.name: t for t in targets_of(ctx)}
+        surveyed = survey(ctx, fleet, layout, [h.name for h in app_hosts])
+        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"storage setup {ctx.name}",
+                              warn=report.warn):
+            report.step(f"S3 settings in the env file of {len(app_hosts)} app host(s)")
+
+            def write(target):
+                began = time.monotonic()
+                try:
+                    written = write_settings(fleet, target, states[target.name])
+                except Exception as exc:
+                    report.host(target.name, "failed", str(exc), time.monotonic() - began)
+                    raise
+                report.host(target.name, "changed" if written else "ok",
+                            f"wrote {', '.join(written)}" if written else "settings already in place",
+                            time.monotonic() - began)
+                return written
+
+            written = fleet.map(write, [targets[h.name] for h in app_hosts])
+            if any(isinstance(w, BaseException) for w in written.values()):
+                return False
+            restart = [h for h in app_hosts if written[h.name] and surveyed[h.name].current]
+            if not restart:
+                report.info("no running app needs a restart")
+                return True
+            failed = roll_tiers(ctx, fleet, targets, restart, {h.name: surveyed[h.name].current for h in restart},
+                                "storage setup")
+            return failed is None
