@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from labkit import ENV, SmshipRun, lab_env, remote, run_smship, write_inventory  # noqa: F401  (re-exported for tests)
+from labkit import ENV, SmshipRun, Variants, lab_env, remote, run_smship, write_inventory  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +34,10 @@ def deployed(provisioned, smship) -> SmshipRun:
     return smship("deploy", ENV, "-o", "json", check=True)
 
 
+@pytest.fixture(scope="module")
+def variants(lab, deployed, tmp_path_factory) -> Variants:
+    """A scratch repository of the reference app, for the releases one test module deploys."""
+    return Variants(lab, tmp_path_factory.mktemp("variants"))
 
 
 @pytest.fixture(scope="session")
