@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def open_fleet(ctx: EnvContext, hosts: list | None = None):
                          accept_unknown_hosts=ssh.accept_unknown_hosts,
                          connect_timeout=ssh.connect_timeout, parallel=ssh.parallel)
     return Fleet(targets_of(ctx, hosts), options)
+
+
+@contextmanager
+def counted_fleet(ctx: EnvContext, hosts: list | None = None):
+    """:func:`open_fleet` for a whole command; the SSH round trips of each host go into the JSON document."""
+    with open_fleet(ctx, hosts) as fleet:
+        try:
+            yield fleet
+        finally:
+            ctx.reporter.data["round_trips"] = dict(fleet.round_trips)
 
 
 def select_hosts(ctx: EnvContext, limit: str | None, role: str | None = None) -> list:

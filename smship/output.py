@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TextIO
+from typing import Any, Iterator, Literal, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -57,6 +58,16 @@ class Reporter:
         timing = f" [dim]({seconds:.1f}s)[/]" if seconds is not None else ""
         self.console.print(f"    {escape(host):<12} [{_STYLE[status]}]{status:<8}[/] {escape(message)}{timing}")
         return report
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of the command; the JSON document's ``phases`` holds its seconds."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            phases = self.data.setdefault("phases", {})
+            phases[name] = round(phases.get(name, 0) + time.monotonic() - began, 3)
 
     @property
     def failed(self) -> bool:

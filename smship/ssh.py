@@ -1035,7 +1035,11 @@ def _rsync_error(name: str, endpoint: Endpoint,
                                    and result.bytes_received == 0):
         return (f"{name} ({_host_port(endpoint.host, endpoint.port)}): "
                 f"rsync's ssh failed: {reason or last}")
-    return f"{name}: {result.command}: rsync exit {result.exit_code}: {last}"
+    # rsync's last line is a generic "error in file IO (code 11)"; the line
+    # that says what went wrong ("write failed on ...: No space left on
+    # device (28)") comes before it.
+    cause = next((line.strip() for line in result.stderr.splitlines() if line.startswith("rsync: ")), last)
+    return f"{name}: {result.command}: rsync exit {result.exit_code}: {cause}"
 
 
 def iter_results(outcomes: Mapping[str, object]) -> Iterator[str]:

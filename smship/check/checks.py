@@ -276,13 +276,16 @@ def suggest_pool(limit: int, processes: int) -> tuple[int, int] | None:
 
 
 def connection_budget(facts):
-    if facts.db and facts.db.get("error") and facts.live():
-        return FAIL, f"cannot read max_connections: {facts.db['error']}", "start Postgres on the db host"
     n = budget_numbers(facts)
     detail = " + ".join(f"{name} {p}x{c}" for name, p, c in n["rows"])
     reason = (f"{n['demand']} connections at most ({detail}) for a limit of {n['limit']} "
               f"(max_connections less the superuser reserve, {n['source']})")
     if n["demand"] <= n["limit"] * HEADROOM:
+        if facts.db and facts.db.get("error"):
+            # The migrations check fails on an unreadable database already;
+            # the budget itself can still be judged on the inventory's limit.
+            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", \
+                "start Postgres on the db host and check again"
         return PASS, reason, ""
     suggestion = suggest_pool(n["limit"], n["processes"])
     fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 from smship.check.run import preflight
-from smship.context import EnvContext, open_fleet, targets_of
+from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import upgrade_command
 from smship.deploy.record import record
-from smship.deploy.ship import ship_host
+from smship.deploy.ship import install, transfer, without_room
 from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import survey
 from smship.errors import SmshipError
@@ -40,65 +40,96 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
            limit: str | None = None, skip_checks: list[str] = ()) -> bool:
     from smship.context import select_hosts
-    from smship.release import venv_commands, venv_dir
 
-    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    layout = Layout.of(ctx.app, ctx.env)
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
     require_strong_key(ctx.name, ctx.env)
-    with open_fleet(ctx) as fleet:
-        targets = {t.name: t for t in targets_of(ctx)}
+    with counted_fleet(ctx) as fleet:
+        return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks))
+
+
+def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
+            dirty: bool, skip_checks: list[str]) -> bool:
+    from smship.release import venv_commands, venv_dir
+
+    report, started = ctx.reporter, time.time()
+    targets = {t.name: t for t in targets_of(ctx)}
+    with report.phase("preflight"):
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
-        preflight(ctx, fleet, list(skip_checks))
-        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
-                              warn=report.warn):
+        preflight(ctx, fleet, skip_checks)
+    with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
+                          warn=report.warn):
+        with report.phase("build"):
             release = obtain_release(ctx, release_path, ref, dirty)
-            report.info(f"release {release.id}")
-            outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
-            if skip_checks:
-                # Overriding a check is a decision someone made: the audit log says who.
-                outcome["skipped_checks"] = list(skip_checks)
+        report.info(f"release {release.id}")
+        report.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
+        outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
+        if skip_checks:
+            # Overriding a check is a decision someone made: the audit log says who.
+            outcome["skipped_checks"] = skip_checks
+        roles = {h.name: h.roles for h in chosen}
+        app_targets = [targets[h.name] for h in chosen]
 
-            report.step(f"shipping {release.id} to {len(chosen)} host(s)")
-            commands = venv_commands(layout.root, release.deps_id, ctx.app.python, layout.user)
-            target_venv = venv_dir(layout.root, release.deps_id)
-
-            def ship(target):
+        def each_host(work, describe):
+            """``work(target)`` on every chosen host in parallel; False when one failed (each is reported)."""
+            def one(target):
                 began = time.monotonic()
                 try:
-                    shipped = ship_host(fleet, target, layout, release, hosts[target.name].current, commands,
-                                        target_venv, static="web" in roles[target.name])
+                    done = work(target)
                 except Exception as exc:
                     report.host(target.name, "failed", str(exc), time.monotonic() - began)
                     raise
-                report.host(target.name, "changed", f"{shipped.bytes_sent} bytes, {shipped.files} files",
-                            time.monotonic() - began, bytes_sent=shipped.bytes_sent)
-                return shipped
+                message, details = describe(done)
+                report.host(target.name, "changed", message, time.monotonic() - began, **details)
+            return not any(isinstance(v, BaseException) for v in fleet.map(one, app_targets).values())
 
-            roles = {h.name: h.roles for h in chosen}
-            shipped = fleet.map(ship, [targets[h.name] for h in chosen])
-            if any(isinstance(v, BaseException) for v in shipped.values()):
-                return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
+        short = without_room(release, {h.name: hosts[h.name].free_bytes for h in chosen})
+        for name, problem in short.items():
+            report.host(name, "failed", f"{layout.root}/releases: {problem}; nothing was shipped")
+        if short:
+            return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
 
-            if ctx.env.backup is not None:
-                from smship.backup.gate import before_migration
+        report.step(f"shipping {release.id} to {len(chosen)} host(s)")
+        with report.phase("ship"):
+            shipped = each_host(
+                lambda t: transfer(fleet, t, layout, release, hosts[t.name].current, static="web" in roles[t.name]),
+                lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}))
+        if not shipped:
+            return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
+
+        report.step(f"installing {release.id} on {len(chosen)} host(s)")
+        commands = venv_commands(layout.root, release.deps_id, ctx.app.python, layout.user)
+        target_venv = venv_dir(layout.root, release.deps_id)
+        with report.phase("install"):
+            installed = each_host(lambda t: install(fleet, t, layout, release, commands, target_venv),
+                                  lambda _: ("virtualenv ready, release complete", {}))
+        if not installed:
+            return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
+
+        if ctx.env.backup is not None:
+            from smship.backup.gate import before_migration
+            with report.phase("backup gate"):
                 if not before_migration(ctx, fleet, release.id):
                     return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)
 
-            migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
-            report.step(f"migrating the database once, from {migrator.name}")
-            began = time.monotonic()
+        migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
+        report.step(f"migrating the database once, from {migrator.name}")
+        began = time.monotonic()
+        with report.phase("migrate"):
             result = fleet.run(targets[migrator.name], upgrade_command(layout, release.id), timeout=1800)
-            if not result.ok:
-                report.host(migrator.name, "failed", "alembic upgrade head failed; no host was restarted",
-                            time.monotonic() - began)
-                for line in (result.stderr or result.stdout).strip().splitlines()[-15:]:
-                    report.info(line)
-                return record(ctx, fleet, targets, layout, outcome, "failed: migration", started)
-            report.host(migrator.name, "changed", "alembic upgrade head", time.monotonic() - began)
+        if not result.ok:
+            report.host(migrator.name, "failed", "alembic upgrade head failed; no host was restarted",
+                        time.monotonic() - began)
+            for line in (result.stderr or result.stdout or result.error or "").strip().splitlines()[-15:]:
+                report.info(line)
+            return record(ctx, fleet, targets, layout, outcome, "failed: migration", started)
+        report.host(migrator.name, "changed", "alembic upgrade head", time.monotonic() - began)
 
+        with report.phase("roll"):
             failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy")
+        with report.phase("record"):
             if failed:
                 return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
             return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True)

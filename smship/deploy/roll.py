@@ -102,9 +102,18 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         if drainer:
             drainer.set([h.name for h in batch])
         started = time.monotonic()
-        answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
-            layout, release_for[t.name], units_for(t.name), health), timeout=ctx.env.health.timeout * 2 + 120),
-            [targets[h.name] for h in batch])
+        try:
+            answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
+                layout, release_for[t.name], units_for(t.name), health), timeout=ctx.env.health.timeout * 2 + 120),
+                [targets[h.name] for h in batch])
+        except KeyboardInterrupt:
+            # Ctrl-C waits for the batch: each host finished its activation
+            # (and reverted itself if it failed), so it may take traffic again.
+            report.warn(f"interrupted: {', '.join(h.name for h in batch)} finished activating; "
+                        "'smship status' shows which release each host runs")
+            if drainer:
+                drainer.set([])
+            raise
         for name, answer in answers.items():
             seconds = time.monotonic() - started
             if isinstance(answer, BaseException):

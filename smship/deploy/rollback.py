@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from smship.context import EnvContext, open_fleet, select_hosts, targets_of
+from smship.context import EnvContext, counted_fleet, open_fleet, select_hosts, targets_of
 from smship.deploy.lock import environment_lock
 from smship.deploy.migrate import current_revision_command
 from smship.deploy.record import record
@@ -57,27 +57,35 @@ def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) 
 
 
 def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, limit: str | None = None) -> bool:
-    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    layout, started = Layout.of(ctx.app, ctx.env), time.time()
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
-    with open_fleet(ctx) as fleet:
-        targets = {t.name: t for t in targets_of(ctx)}
+    with counted_fleet(ctx) as fleet:
+        return _rollback(ctx, fleet, layout, chosen, to, check, started)
+
+
+def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | None, check: bool,
+              started: float) -> bool:
+    report = ctx.reporter
+    targets = {t.name: t for t in targets_of(ctx)}
+    with report.phase("preflight"):
         surveyed = survey(ctx, fleet, layout, [h.name for h in chosen])
-        release_for = choose_targets({h.name: surveyed[h.name] for h in chosen}, to)
-        probe = next((h for h in chosen if "web" in h.roles), chosen[0])
-        report.step("schema")
-        report.info(schema_report(ctx, fleet, targets[probe.name], layout, release_for[probe.name]))
-        if check:
-            for host in chosen:
-                report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
-            return True
-        with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
-                              warn=report.warn):
-            outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
-                       "rollback": True}
+    release_for = choose_targets({h.name: surveyed[h.name] for h in chosen}, to)
+    probe = next((h for h in chosen if "web" in h.roles), chosen[0])
+    report.step("schema")
+    report.info(schema_report(ctx, fleet, targets[probe.name], layout, release_for[probe.name]))
+    if check:
+        for host in chosen:
+            report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
+        return True
+    with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
+                          warn=report.warn):
+        outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
+                   "rollback": True}
+        with report.phase("roll"):
             failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback")
-            if failed:
-                return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
-            return record(ctx, fleet, targets, layout, outcome, "ok", started)
+        if failed:
+            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
+        return record(ctx, fleet, targets, layout, outcome, "ok", started)
 
 
 def releases(ctx: EnvContext) -> bool:

@@ -12,6 +12,7 @@ never switches to a release that is not.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from smship.command import Command, script
 from smship.errors import SmshipError
@@ -36,26 +37,41 @@ def finish_command(layout: Layout, release_id: str, venv_dir: str) -> Command:
                   sudo=True, description=f"finish release {release_id}")
 
 
-def ship_host(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
-              venv_commands: list[Command], venv_dir: str, static: bool) -> Shipped:
+def tree_bytes(path: Path) -> int:
+    """What a release takes on a host at most (before unchanged files are hard-linked)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def without_room(release, free_bytes: dict[str, int]) -> dict[str, str]:
+    """Hosts whose releases volume could not hold the release, each with the reason in words."""
+    needed = tree_bytes(release.path)
+    return {name: f"no space for the release: {free} bytes free, the release is {needed} bytes"
+            for name, free in free_bytes.items() if free < needed}
+
+
+def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
+             static: bool) -> Shipped:
+    """rsync the release tree, its wheelhouse and (web hosts) its built front end."""
     destination = layout.release(release.id)
     transfers = [fleet.rsync(target, release.path, destination, sudo=True, chown="root:root", excludes=HOST_ONLY,
-                             link_dest=layout.release(previous) if previous and previous != release.id else None)]
-    transfers.append(fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
-                                 sudo=True, chown="root:root"))
-    for transfer in transfers:
-        if not transfer.ok:
-            raise SmshipError(transfer.summary())
+                             link_dest=layout.release(previous) if previous and previous != release.id else None),
+                 fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
+                             sudo=True, chown="root:root")]
+    if static:
+        # No --delete: pages rendered by hosts still on the old release keep
+        # asking for the old hashed assets while the roll is under way.
+        transfers.append(fleet.rsync(target, release.path / "static" / "dist", f"{layout.static_root}/dist",
+                                     sudo=True, chown="root:root", delete=False))
+    for result in transfers:
+        if not result.ok:
+            raise SmshipError(result.summary())
+    return Shipped(sum(t.bytes_sent for t in transfers), sum(t.files_transferred for t in transfers))
+
+
+def install(fleet: Fleet, target: Target, layout: Layout, release, venv_commands: list[Command],
+            venv_dir: str) -> None:
+    """Build the virtualenv (once per lock file), link it, and only then mark the release complete."""
     for command in [*venv_commands, finish_command(layout, release.id, venv_dir)]:
         result = fleet.run(target, command, timeout=900)
         if not result.ok:
             raise SmshipError(result.summary())
-    if static:
-        # No --delete: pages rendered by hosts still on the old release keep
-        # asking for the old hashed assets while the roll is under way.
-        transfer = fleet.rsync(target, release.path / "static" / "dist", f"{layout.static_root}/dist",
-                               sudo=True, chown="root:root", delete=False)
-        if not transfer.ok:
-            raise SmshipError(transfer.summary())
-        transfers.append(transfer)
-    return Shipped(sum(t.bytes_sent for t in transfers), sum(t.files_transferred for t in transfers))

@@ -249,7 +249,8 @@ def inspect(request):
             lock = json.load(handle)
     except (OSError, ValueError):
         lock = {"token": None} if os.path.isdir(request["lock"]) else None
-    probe = root if os.path.isdir(root) else "/"
+    # Where releases land: it may be a volume of its own.
+    probe = next(p for p in (releases_dir, root, "/") if os.path.isdir(p))
     vfs = os.statvfs(probe)
     return {"current": _current(root), "releases": releases, "lock": lock,
             "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root)}
@@ -324,18 +325,52 @@ def _get_json(port, path, host_header):
         return response.status, None
 
 
-def wait_healthy(health, since):
-    """Poll live then ready until healthy, a fatal sign, or the timeout."""
+# The last line of a Python traceback: "RuntimeError: ...", "ModuleNotFoundError: ...".
+_CRASH_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:|$)")
+
+
+def _crash_lines(unit, since):
+    """The last lines of the tracebacks the unit logged since ``since`` ("RuntimeError: ...")."""
+    _, out, _ = _run(["journalctl", "--no-pager", "-o", "cat", "-u", unit, "--since", "@%d" % int(since)])
+    return [line.strip()[:300] for line in out.splitlines() if _CRASH_LINE.match(line.strip())]
+
+
+def _crash_cause(unit, since):
+    found = _crash_lines(unit, since)
+    return found[-1] if found else "see journalctl -u %s" % unit
+
+
+# How long a unit may keep logging a crash without answering before it counts
+# as crashed: a server that restarts its own dead workers never fails in systemd.
+CRASH_GRACE = 5
+
+
+def wait_healthy(health, since, restarts_before=None):
+    """Poll live then ready until healthy, a fatal sign, or the timeout.
+
+    A crash fails at once, with the crash's own words, rather than after the
+    whole timeout with only a timed-out health check to show: systemd
+    restarted the unit on its own, or it failed, or it keeps logging an
+    exception for CRASH_GRACE seconds without answering /health/live.
+    """
     deadline = time.monotonic() + health["timeout"]
     good = {"healthy", "degraded"} if health.get("accept_degraded") else {"healthy"}
-    last = "no answer yet"
+    last, crashing_since = "no answer yet", None
+    unit = health["unit"]
+    # The old process's last words (an exception while it stopped) are not the new one's crash.
+    already = len(_crash_lines(unit, since))
     while True:
-        sm010 = _journal_has(health["unit"], since, "SM010")
+        sm010 = _journal_has(unit, since, "SM010")
         if sm010:
             return {"ok": False, "reason": "SM010 in the journal: " + sm010}
+        code, active, _ = _run(["systemctl", "is-active", unit])
+        if active.strip() == "failed" or (restarts_before is not None and _restarts(unit) != restarts_before):
+            return {"ok": False, "reason": "%s crashed on start: %s" % (unit, _crash_cause(unit, since))}
+        live = False
         try:
             status, body = _get_json(health["port"], health["live"], health["host"])
-            if status == 200 and isinstance(body, dict) and body.get("status") == "alive":
+            live = status == 200 and isinstance(body, dict) and body.get("status") == "alive"
+            if live:
                 status, body = _get_json(health["port"], health["ready"], health["host"])
                 state = body.get("status") if isinstance(body, dict) else None
                 if status == 200 and state in good:
@@ -345,11 +380,15 @@ def wait_healthy(health, since):
                 last = "%s answered %s" % (health["live"], status)
         except (OSError, http.client.HTTPException) as exc:
             last = "%s: %s" % (health["live"], exc)
-        code, active, _ = _run(["systemctl", "is-active", health["unit"]])
-        if active.strip() == "failed":
-            return {"ok": False, "reason": "%s failed to start (%s)" % (health["unit"], last)}
+        found = [] if live else _crash_lines(unit, since)[already:]
+        crash = found[-1] if found else None
+        if crash and crashing_since is None:
+            crashing_since = time.monotonic()
+        if crash and time.monotonic() - crashing_since >= CRASH_GRACE:
+            return {"ok": False, "reason": "%s crashed on start: %s" % (unit, crash)}
         if time.monotonic() >= deadline:
-            return {"ok": False, "reason": "not healthy after %ss: %s" % (health["timeout"], last)}
+            journal = "; the journal says: " + crash if crash else ""
+            return {"ok": False, "reason": "not healthy after %ss: %s%s" % (health["timeout"], last, journal)}
         time.sleep(0.5)
 
 
@@ -358,7 +397,7 @@ def _restarts(unit):
     return out.strip()
 
 
-def _wait_active(unit, settle, restarts_before):
+def _wait_active(unit, settle, restarts_before, since):
     """A unit without a health URL is good when it stays up for ``settle`` seconds.
 
     "activating" is not enough: a unit crash-looping under Restart=on-failure
@@ -369,7 +408,7 @@ def _wait_active(unit, settle, restarts_before):
         _, active, _ = _run(["systemctl", "is-active", unit])
         state = active.strip()
         if state not in ("active", "activating", "reloading") or _restarts(unit) != restarts_before:
-            return {"ok": False, "reason": "%s crashed after the restart (%s); see journalctl -u %s" % (unit, state, unit)}
+            return {"ok": False, "reason": "%s crashed after the restart (%s): %s" % (unit, state, _crash_cause(unit, since))}
         if time.monotonic() >= deadline:
             if state != "active":
                 return {"ok": False, "reason": "%s is still %s %ss after the restart" % (unit, state, settle)}
@@ -385,9 +424,9 @@ def _start_and_check(request, release):
         _systemctl("restart", unit)
         restarts[unit] = _restarts(unit)
     if request.get("health"):
-        return wait_healthy(request["health"], since)
+        return wait_healthy(request["health"], since, restarts.get(request["health"]["unit"]))
     for unit in request["restart"]:
-        outcome = _wait_active(unit, request.get("settle", 5), restarts[unit])
+        outcome = _wait_active(unit, request.get("settle", 5), restarts[unit], since)
         if not outcome["ok"]:
             return outcome
     return {"ok": True}

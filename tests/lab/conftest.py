@@ -11,7 +11,21 @@ from typing import Callable
 
 import pytest
 
-from labkit import ENV, SmshipRun, lab_env, remote, run_smship, write_inventory  # noqa: F401  (re-exported for tests)
+from labkit import ENV, SmshipRun, Variants, lab_env, remote, run_smship, write_inventory  # noqa: F401  (re-exported for tests)
+
+
+# The lab tests share one fleet per session and tell its story in order: the lab
+# itself, a fresh provision, the first deploy and what follows it, drills, then
+# the commands that reconfigure the fleet (secrets, S3, backups) last.
+STORY = ("test_lab", "test_provision", "test_deploy", "test_drills", "test_check",
+         "test_status_logs", "test_rotate_secret", "test_storage", "test_backup")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def chapter(item: pytest.Item) -> int:
+        name = Path(str(item.fspath)).stem
+        return STORY.index(name) if name in STORY else -1  # others (quick, no lab) first
+    items.sort(key=chapter)  # stable: tests keep their order within a file
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +48,10 @@ def deployed(provisioned, smship) -> SmshipRun:
     return smship("deploy", ENV, "-o", "json", check=True)
 
 
+@pytest.fixture(scope="module")
+def variants(lab, deployed, tmp_path_factory) -> Variants:
+    """A scratch repository of the reference app, for the releases one test module deploys."""
+    return Variants(lab, tmp_path_factory.mktemp("variants"))
 
 
 @pytest.fixture(scope="session")

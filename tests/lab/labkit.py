@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -175,3 +176,151 @@ class SteadyClient:
 
     def summary(self) -> str:
         return f"{self.url}: {self.ok} ok, {len(self.failures)} failed {self.failures[:5]}"
+
+
+# -- The deployed reference app (lab1 = [db, lb, beat], lab2 and lab3 = [web, worker]) --------------
+
+WEB = ("lab2", "lab3")
+APP_HOSTS = ("lab1", "lab2", "lab3")
+APP_ROOT = "/srv/refapp"
+
+
+def live_release(lab, host: str) -> str:
+    return remote(lab, host, f"basename \"$(readlink {APP_ROOT}/current)\"").strip()
+
+
+def main_pids(lab, host: str) -> dict[str, str]:
+    units = ["refapp-web.service", "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
+    return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
+
+
+def fleet_state(lab, hosts=APP_HOSTS) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each host's live release and the main PIDs of its units: equal before and after = nothing restarted."""
+    return {h: (live_release(lab, h), main_pids(lab, h)) for h in hosts}
+
+
+def served_release(lab, host: str) -> str:
+    answer = remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/version")
+    return json.loads(answer)["release"]
+
+
+def psql(lab, sql: str) -> str:
+    return remote(lab, "lab1", f"runuser -u postgres -- psql -tAc \"{sql}\" refapp").strip()
+
+
+class Variants:
+    """Releases of the reference app, each a commit in one scratch repository."""
+
+    def __init__(self, lab, root: Path):
+        self.lab, self.root = lab, root
+        self.repo = root / "app"
+        self.count = 0
+
+    def inventory(self, edits=None, files=None, message="next") -> Path:
+        if not (self.repo / ".git").is_dir():
+            app_variant(self.repo, message="the reference app")  # what undo() comes back to
+        self.count += 1
+        app_variant(self.repo, edits, files, message=f"{message} {self.count}")
+
+        def point_at_repo(data: dict) -> None:
+            data["app"]["source"] = str(self.repo)
+            lab_env(data)["health"] = {"timeout": 45}
+
+        return write_inventory(self.lab, self.root / f"project-{self.count}", point_at_repo)
+
+    def undo(self) -> None:
+        """Drop the last commit's change (a bad release must not stay in later ones)."""
+        git(self.repo, "revert", "--no-edit", "HEAD")
+
+
+def steady_clients(lab, stack) -> list[SteadyClient]:
+    """One client through the load balancer (lab1), one straight at lab2's own nginx."""
+    return [stack.enter_context(SteadyClient(lab.address("lab1"))),
+            stack.enter_context(SteadyClient(lab.address("lab2")))]
+
+
+def assert_no_failed_request(clients: list[SteadyClient]) -> None:
+    for client in clients:
+        assert client.total >= 50, client.summary()
+        assert client.failures == [], client.summary()
+
+
+def start_smship(*argv: str, inventory: Path, new_session: bool = False) -> subprocess.Popen:
+    """smship in the background, its progress readable line by line (``new_session``: its own
+    process group, so a test can send it a terminal's Ctrl-C with :func:`interrupt`)."""
+    return subprocess.Popen([sys.executable, "-m", "smship", *argv, "-i", str(inventory)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+
+
+def interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group (rsync and ssh children too)."""
+    import signal
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
+    """Read proc's stderr until a line containing ``needle``; the lines read."""
+    import time
+
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
+
+
+# -- Faults the lab itself does not model -------------------------------------------------------------
+
+@contextmanager
+def ssh_refused(lab, host: str) -> Iterator[None]:
+    """New SSH connections from this machine to ``host`` are refused (TCP reset), as with sshd down.
+
+    Connections already open stay up, as they do when sshd stops.  A table
+    of our own in this machine's nftables, removed on the way out.
+    """
+    table = f"smship_drill_{os.getpid()}"
+    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0;\n"
+             f"  ip daddr {lab.address(host)} tcp dport 22 ct state new reject with tcp reset\n }}\n}}\n")
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+
+
+RELEASE_VOLUME = """\
+set -eu
+releases={root}/releases
+staging=/run/smship-drill-releases
+if mountpoint -q "$releases"; then exit 0; fi
+mkdir -p "$staging"
+mount -t tmpfs -o size=$(( $(du -sm "$releases" | cut -f1) + {headroom_mb} ))m smship-drill "$staging"
+chown --reference="$releases" "$staging" && chmod --reference="$releases" "$staging"
+cp -a "$releases"/. "$staging"/
+mount --bind "$staging" "$releases"
+"""
+
+
+def give_releases_a_volume(lab, host: str, headroom_mb: int = 300) -> None:
+    """Put ``releases/`` of ``host`` on a small volume of its own (a tmpfs holding a copy of it).
+
+    The lab's hosts live on the machine's memory; filling their root would
+    fill that.  A bounded volume can be filled safely, as a full /srv would be.
+    """
+    remote(lab, host, RELEASE_VOLUME.format(root=APP_ROOT, headroom_mb=headroom_mb), timeout=120)
+
+
+def fill_releases_volume(lab, host: str) -> None:
+    """Leave (almost) no free byte on ``host``'s releases volume."""
+    remote(lab, host, f"avail=$(df --output=avail -B1 {APP_ROOT}/releases | tail -n1); "
+                      f"fallocate -l $((avail - 4096)) {APP_ROOT}/releases/.drill-fill")
+
+
+def empty_releases_volume(lab, host: str) -> None:
+    remote(lab, host, f"rm -f {APP_ROOT}/releases/.drill-fill")

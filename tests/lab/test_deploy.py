@@ -11,75 +11,15 @@ Network rule: only lab addresses on the test bridge are contacted.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
-from labkit import ENV, SteadyClient, app_variant, lab_env, remote, write_inventory
+from labkit import (APP_HOSTS, ENV, WEB, SteadyClient, assert_no_failed_request, live_release, main_pids, psql,
+                    remote, served_release, start_smship, steady_clients, wait_for_line)
 
 pytestmark = pytest.mark.lab
-
-WEB = ("lab2", "lab3")
-APP_HOSTS = ("lab1", "lab2", "lab3")
-
-
-def live_release(lab, host: str) -> str:
-    return remote(lab, host, "basename \"$(readlink /srv/refapp/current)\"").strip()
-
-
-def main_pids(lab, host: str) -> dict[str, str]:
-    units = ["refapp-web.service", "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
-    return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
-
-
-def served_release(lab, host: str) -> str:
-    answer = remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/version")
-    return json.loads(answer)["release"]
-
-
-class Variants:
-    """Releases of the reference app, each a commit in one scratch repository."""
-
-    def __init__(self, lab, root: Path):
-        self.lab, self.root = lab, root
-        self.repo = root / "app"
-        self.count = 0
-
-    def inventory(self, edits=None, files=None, message="next") -> Path:
-        self.count += 1
-        app_variant(self.repo, edits, files, message=f"{message} {self.count}")
-
-        def point_at_repo(data: dict) -> None:
-            data["app"]["source"] = str(self.repo)
-            lab_env(data)["health"] = {"timeout": 45}
-
-        return write_inventory(self.lab, self.root / f"project-{self.count}", point_at_repo)
-
-    def undo(self, message: str = "revert") -> None:
-        """Drop the last commit's change (a bad release must not stay in later ones)."""
-        from labkit import git
-        git(self.repo, "revert", "--no-edit", "HEAD")
-
-
-@pytest.fixture(scope="module")
-def variants(lab, deployed, tmp_path_factory) -> Variants:
-    return Variants(lab, tmp_path_factory.mktemp("variants"))
-
-
-def steady_clients(lab, stack: ExitStack) -> list[SteadyClient]:
-    return [stack.enter_context(SteadyClient(lab.address("lab1"))),
-            stack.enter_context(SteadyClient(lab.address("lab2")))]
-
-
-def assert_no_failed_request(clients: list[SteadyClient]) -> None:
-    for client in clients:
-        assert client.total >= 50, client.summary()
-        assert client.failures == [], client.summary()
-
 
 def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
     release = deployed.document["audit"]["release"]
@@ -207,26 +147,6 @@ def test_a_failing_migration_restarts_nothing(lab, smship, variants):
     assert tables.strip() == ""
 
 
-def start_smship(*argv: str, inventory: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "smship", *argv, "-i", str(inventory)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
-                                                                                 "NO_COLOR": "1", "COLUMNS": "200"})
-
-
-def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
-    """Read proc's stderr until a line containing ``needle``; the lines read."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
-
-
 def test_a_second_deploy_is_refused_while_the_first_holds_the_lock(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 3\n"})
     first = start_smship("deploy", ENV, inventory=inventory)
@@ -280,10 +200,6 @@ def upgrade():
 def downgrade():
     op.drop_table("expand_notes")
 '''
-
-
-def psql(lab, sql: str) -> str:
-    return remote(lab, "lab1", f"runuser -u postgres -- psql -tAc \"{sql}\" refapp").strip()
 
 
 def test_rollback_past_an_expand_migration_keeps_the_schema_and_says_so(lab, smship, variants):

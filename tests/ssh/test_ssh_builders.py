@@ -380,3 +380,14 @@ def test_only_this_module_imports_fabric_or_paramiko():
                 offenders.append(f"{path.relative_to(root)}: {line.strip()}")
     assert offenders == []
     assert os.path.exists(root / "ssh.py")
+
+
+def test_an_rsync_failure_names_what_went_wrong_not_the_generic_code():
+    from smship.ssh import RsyncResult, _rsync_error
+
+    stderr = ('rsync: [receiver] write failed on "/srv/app/releases/r2/blob": No space left on device (28)\n'
+              "rsync error: error in file IO (code 11) at receiver.c(380) [receiver=3.2.7]\n")
+    result = RsyncResult("web1", "rsync /r2 -> /srv/app/releases/r2", 11, stderr=stderr)
+    message = _rsync_error("web1", Endpoint("10.0.0.1", 22, "deploy"), result)
+    assert message.startswith("web1: rsync /r2 -> /srv/app/releases/r2: rsync exit 11: ")
+    assert message.endswith("No space left on device (28)")

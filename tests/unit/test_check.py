@@ -91,9 +91,17 @@ def test_migrations_behind_ahead_and_first_deploy():
 
 def test_an_unreadable_database_fails_its_checks():
     made = facts(db={"error": "OperationalError: connection refused"})
-    for name in ("migrations", "admin", "connection-budget"):
+    for name in ("migrations", "admin"):
         assert judge(name, made).status == "fail", name
     assert "connection refused" in judge("migrations", made).reason
+    # The budget falls back on the inventory's max_connections: over it still fails.
+    assert judge("connection-budget", made).status == "fail"
+    for answer in made.hosts.values():
+        answer["env"]["values"].update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    fallback = judge("connection-budget", made)
+    assert fallback.status == "warn" and "cannot read max_connections" in fallback.reason
+    assert "from the inventory's db.max_connections" in fallback.reason
 
 
 def test_budget_formula_and_suggestion():

@@ -1,0 +1,74 @@
+"""The physical floor: the least any tool could spend on the same work on the same lab.
+
+* bytes: the release tree and its wheelhouse copied with one plain ``rsync``
+  per host (all hosts at once) into an empty directory, or one small file
+  for the incremental case;
+* restarts: per web batch, one ``systemctl restart`` and a poll of
+  ``/health/ready`` until it says healthy, batch after batch; then the
+  worker and beat units restarted on all their hosts at once;
+* a no-op: one SSH round trip per host, all at once.
+
+Deploy figures are read as ratios to these.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from smship.lab.files import topology
+
+SCRATCH = "/tmp/smship-floor"
+HEALTHY = ("until curl -sk -m 2 -H 'Host: refapp.lab.test' https://127.0.0.1/health/ready "
+           "| grep -q '\"status\": *\"healthy\"'; do sleep 0.1; done")
+
+
+def timed(work) -> float:
+    began = time.monotonic()
+    work()
+    return time.monotonic() - began
+
+
+def on_all(names: list[str], work) -> None:
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        for outcome in pool.map(work, names):
+            if outcome is not None and outcome.returncode != 0:
+                raise RuntimeError(f"floor: {outcome.args}: {outcome.stderr}")
+
+
+def rsync(lab, name: str, sources: list[Path]) -> subprocess.CompletedProcess:
+    argv = ["rsync", "-rlt", "-e", f"ssh -F {lab.ssh_config}", *[str(s) for s in sources],
+            f"{name}:{SCRATCH}/"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+
+
+def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
+    names = [name for name, _ in lab.hosts]
+    roles = dict(zip(names, topology(len(names))))
+    web = [n for n in names if "web" in roles[n]]
+    background = [n for n in names if {"worker", "beat"} & set(roles[n])]
+
+    def clean(name):
+        return lab.ssh(name, ["rm", "-rf", SCRATCH], timeout=120)
+
+    on_all(names, clean)
+    full = timed(lambda: on_all(names, lambda n: rsync(lab, n, [Path(release_path), Path(wheels_path)])))
+    one_file = Path(release_path) / "RELEASE_ID"
+    small = timed(lambda: on_all(names, lambda n: rsync(lab, n, [one_file])))
+    on_all(names, clean)
+
+    def restart_web(name):
+        return lab.ssh(name, ["sudo", "sh", "-c", f"systemctl restart refapp-web.service && {HEALTHY}"], timeout=300)
+
+    def restart_background(name):
+        units = [u for r, u in (("worker", "refapp-worker.service"), ("beat", "refapp-beat.service"))
+                 if r in roles[name]]
+        return lab.ssh(name, ["sudo", "systemctl", "restart", *units], timeout=300)
+
+    restarts = sum(timed(lambda: on_all([n], restart_web)) for n in web)
+    restarts += timed(lambda: on_all(background, restart_background))
+    noop = timed(lambda: on_all(names, lambda n: lab.ssh(n, ["true"])))
+    return {"full deploy": full + restarts, "one changed .py": small + restarts, "no-op deploy": restarts,
+            "rollback": restarts, "rotate-secret": restarts, "no-op provision": noop}

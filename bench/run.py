@@ -1,0 +1,160 @@
+"""smship's benchmark: how fast and how safely it moves a lab fleet of 1, 3, ... N hosts.
+
+    sudo python bench/run.py --hosts 1,3        # a table on stdout; progress on stderr
+    sudo python bench/run.py --hosts 6 --json results.json
+
+For each fleet size it boots a lab (where SMSHIP_LAB_DIR, SMSHIP_LAB_BRIDGE and
+SMSHIP_LAB_SUBNET say, as `smship lab up` does), provisions it, then measures: the first
+(full) deploy, a deploy with one changed Python file, a no-op deploy, a
+no-op provision, a rollback, and the physical floor of the same work.
+The lab is torn down after each size, also on failure or Ctrl-C.
+See bench/README.md for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab"), str(ROOT / "bench")]
+
+from floor import floor_seconds  # noqa: E402
+from labkit import ENV, SteadyClient, app_variant, run_smship  # noqa: E402
+from table import render  # noqa: E402
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def client_address(lab) -> str:
+    """Where users come in: the load balancer if there is one, else the first web host."""
+    hosts = lab.hosts
+    return hosts[0][1] if len(hosts) >= 3 else hosts[-1][1]
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = False) -> dict:
+    """Run ``smship ARGV -o json`` (with a steady client when ``loaded``) and keep its figures."""
+    say(f"{len(lab.hosts)} host(s): {case}")
+    with ExitStack() as stack:
+        client = stack.enter_context(SteadyClient(client_address(lab))) if loaded else None
+        if client:
+            time.sleep(1)
+        began = time.monotonic()
+        run = run_smship(*argv, "-o", "json", inventory=inventory, timeout=3600)
+        wall = time.monotonic() - began
+    row = {"case": case, "hosts": len(lab.hosts), "ok": run.returncode == 0, "wall": wall}
+    try:
+        document = run.document
+    except (ValueError, IndexError):
+        document = {}
+    if run.returncode != 0:
+        say(f"{case} FAILED:\n{run.stderr[-3000:]}")
+    row["phases"] = document.get("phases", {})
+    trips = document.get("round_trips", {})
+    row["round_trips"] = (min(trips.values()), max(trips.values())) if trips else None
+    shipped = [r["details"]["bytes_sent"] for r in document.get("hosts", []) if "bytes_sent" in r.get("details", {})]
+    row["bytes_per_host"] = max(shipped) if shipped else None
+    row["release"] = document.get("release")
+    if client:
+        row["requests"] = client.total
+        row["failed"] = len(client.failures)
+        row["failures"] = client.failures[:3]
+        row["p99_ms"] = round(1000 * percentile(client.latencies, 0.99), 1) if client.latencies else None
+    return row
+
+
+def bench_fleet(size: int, image: str) -> list[dict]:
+    from smship.lab import Lab
+
+    lab = Lab()  # $SMSHIP_LAB_DIR, _BRIDGE and _SUBNET choose which
+    work = lab.dir.parent / f"{lab.dir.name}-work"
+    shutil.rmtree(work, ignore_errors=True)
+    rows: list[dict] = []
+    try:
+        say(f"booting {size} host(s) ({image} image)")
+        lab.up(hosts=size, image_name=image, app=ROOT / "examples" / "smpy-app")
+        inventory = inventory_for(lab, work / "app")
+        say("first provision (not part of the table)")
+        first = run_smship("provision", ENV, inventory=inventory, timeout=3600)
+        if first.returncode != 0:
+            raise SystemExit(f"provisioning failed:\n{first.output[-3000:]}")
+
+        full = measure("full deploy", ["deploy", ENV], inventory, lab)
+        rows.append(full)
+        # The floor ships the same bytes; keep them, as the build cache keeps only its newest builds.
+        release = full.get("release") or {}
+        if release:
+            shutil.copytree(release["path"], work / "release", symlinks=True)
+            shutil.copytree(release["wheels"], work / "wheels", symlinks=True)
+        rows.append(measure("no-op provision", ["provision", ENV], inventory, lab))
+        app_variant(work / "app", files={"refapp/bench_marker.py": f"STAMP = {time.time()!r}\n"},
+                    message="one changed file")
+        rows.append(measure("one changed .py", ["deploy", ENV], inventory, lab, loaded=True))
+        rows.append(measure("no-op deploy", ["deploy", ENV], inventory, lab, loaded=True))
+        rows.append(measure("rollback", ["rollback", ENV], inventory, lab, loaded=True))
+        if command_exists("rotate-secret"):
+            rows.append(measure("rotate-secret", ["rotate-secret", ENV], inventory, lab, loaded=True))
+        else:
+            say("rotate-secret is not built in this smship: no row for it")
+
+        say("physical floor")
+        if release:
+            floors = floor_seconds(lab, str(work / "release"), str(work / "wheels"))
+            for row in rows:
+                row["floor"] = floors.get(row["case"])
+    finally:
+        say("tearing the lab down")
+        lab.down()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def command_exists(name: str) -> bool:
+    import subprocess
+
+    shown = subprocess.run([sys.executable, "-m", "smship", name, "--help"], capture_output=True, text=True)
+    return shown.returncode == 0 and "not built yet" not in shown.stdout
+
+
+def inventory_for(lab, repo: Path) -> Path:
+    """The lab's inventory, pointing at a scratch git copy of the reference app (so a file can change)."""
+    import yaml
+
+    app_variant(repo, message="bench base")
+    data = yaml.safe_load(Path(lab.inventory).read_text())
+    data["app"]["source"] = str(repo)
+    path = repo.parent / "smship.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="1,3", help="fleet sizes, comma separated (default 1,3)")
+    parser.add_argument("--image", default="fat", help="lab image (default fat: packages baked in)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args()
+    rows: list[dict] = []
+    for size in [int(n) for n in args.hosts.split(",")]:
+        rows += bench_fleet(size, args.image)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2, default=str))
+    print(render(rows))
+
+
+if __name__ == "__main__":
+    main()

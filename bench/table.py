@@ -1,0 +1,30 @@
+"""The bench's figures as one Markdown table."""
+
+from __future__ import annotations
+
+PHASES = ("build", "ship", "install", "migrate", "roll")
+HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "SSH trips/host", "bytes/host",
+          "floor s", "x floor", "failed/requests", "p99 ms"]
+
+
+def _seconds(value) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _row(row: dict) -> list[str]:
+    phases = row.get("phases") or {}
+    trips = row.get("round_trips")
+    floor = row.get("floor")
+    ratio = f"{row['wall'] / floor:.1f}" if floor else ""
+    requests = f"{row['failed']}/{row['requests']}" if "requests" in row else ""
+    return [str(row["hosts"]), row["case"] + ("" if row.get("ok", True) else " (FAILED)"), _seconds(row["wall"]),
+            *[_seconds(phases.get(p)) for p in PHASES],
+            "" if not trips else (str(trips[0]) if trips[0] == trips[1] else f"{trips[0]}-{trips[1]}"),
+            "" if row.get("bytes_per_host") is None else f"{row['bytes_per_host']:,}",
+            _seconds(floor), ratio, requests, "" if row.get("p99_ms") is None else f"{row['p99_ms']:.0f}"]
+
+
+def render(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_row(row)) + " |" for row in rows]
+    return "\n".join(lines)
