@@ -63,13 +63,3 @@ def env_command(help: dict[str, str] | None = None, title: str | None = None, **
 
     return decorate
 
-
-def not_built(name: str, summary: str) -> Callable:
-    """A command whose work is not in this version: it says so and exits 2."""
-
-    def command(c, env):
-        raise Exit(f"smship {name}: not built yet in this version of smship; nothing was done.", code=2)
-
-    command.__name__ = name.replace("-", "_")
-    command.__doc__ = f"{summary} (not built yet: exits with status 2)."
-    return task(command, help={"env": COMMON_HELP["env"]})
