@@ -318,12 +318,7 @@ class Secrets(_Model):
             raise ValueError(f"{value!r} must be a parameter path that starts and ends with '/', such as /shop/prod/")
         return value
 
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+(/.*)?$", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
 
     @model_validator(mode="after")
     def _fields_of_backend(self) -> "Secrets":
