@@ -106,10 +106,7 @@ def bench_fleet(size: int, image: str) -> list[dict]:
         rows.append(measure("one changed .py", ["deploy", ENV], inventory, lab, loaded=True))
         rows.append(measure("no-op deploy", ["deploy", ENV], inventory, lab, loaded=True))
         rows.append(measure("rollback", ["rollback", ENV], inventory, lab, loaded=True))
-        if command_exists("rotate-secret"):
-            rows.append(measure("rotate-secret", ["rotate-secret", ENV], inventory, lab, loaded=True))
-        else:
-            say("rotate-secret is not built in this smship: no row for it")
+        rows.append(measure("rotate-secret", ["rotate-secret", ENV], inventory, lab, loaded=True))
 
         say("physical floor")
         if release:
@@ -121,13 +118,6 @@ def bench_fleet(size: int, image: str) -> list[dict]:
         lab.down()
         shutil.rmtree(work, ignore_errors=True)
     return rows
-
-
-def command_exists(name: str) -> bool:
-    import subprocess
-
-    shown = subprocess.run([sys.executable, "-m", "smship", name, "--help"], capture_output=True, text=True)
-    return shown.returncode == 0 and "not built yet" not in shown.stdout
 
 
 def inventory_for(lab, repo: Path) -> Path:

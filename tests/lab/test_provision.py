@@ -82,17 +82,20 @@ def test_check_diff_shows_exactly_the_changed_template_and_changes_nothing(lab, 
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate for DOMAIN signed by it: (ca, certificate, key)."""
+    """A test CA and a certificate for DOMAIN signed by it: (ca, certificate, key).
+
+    Valid long enough for the checklist's expiry check, as the certificate stays on the hosts.
+    """
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=smship test CA",
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "90", "-subj", "/CN=smship test CA",
             "-keyout", "ca.key", "-out", "ca.crt")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={DOMAIN}", "-keyout", "site.key",
             "-out", "site.csr")
     (directory / "san.ext").write_text(f"subjectAltName=DNS:{DOMAIN}\n")
     openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "site.crt")
+            "-days", "90", "-extfile", "san.ext", "-out", "site.crt")
     (directory / "site.key").chmod(0o600)
     return directory / "ca.crt", directory / "site.crt", directory / "site.key"
 
