@@ -18,10 +18,15 @@ def database_name(app: App, env: Environment) -> str:
     return env.db.name or app.name.replace("-", "_")
 
 
+def app_environment(env: Environment) -> str:
+    """The SM_ENVIRONMENT the app will see: the inventory's, else production."""
+    return env.env.get("SM_ENVIRONMENT", "production")
+
+
 def app_settings(app: App, env: Environment, secrets: dict[str, str], source: str) -> dict[str, str]:
     """All values of the env file; ``source`` names the secrets backend in errors."""
     layout = Layout.of(app, env)
-    values = {"SM_ENVIRONMENT": "production", "SM_FILE_STORAGE_PATH": layout.uploads, **env.env}
+    values = {"SM_ENVIRONMENT": app_environment(env), "SM_FILE_STORAGE_PATH": layout.uploads, **env.env}
     if not secrets.get("SM_SECRET_KEY"):
         raise SmshipError(f"{source}: SM_SECRET_KEY is not set; smship will not start the app without it")
     values["SM_SECRET_KEY"] = secrets["SM_SECRET_KEY"]

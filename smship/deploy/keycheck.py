@@ -7,15 +7,11 @@ key that passes :func:`smship.secretkey.weakness`.
 
 from __future__ import annotations
 
+from smship.appenv import app_environment
 from smship.errors import SmshipError
 from smship.inventory import Environment
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS, weakness
 from smship.secrets import backend_for
-
-
-def app_environment(env: Environment) -> str:
-    """The SM_ENVIRONMENT the app will see (the env file defaults it to production)."""
-    return env.env.get("SM_ENVIRONMENT", "production")
 
 
 def require_strong_key(env_name: str, env: Environment) -> None:

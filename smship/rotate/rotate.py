@@ -19,8 +19,8 @@ import getpass
 import socket
 import time
 
+from smship.appenv import app_environment
 from smship.context import EnvContext, open_fleet, targets_of
-from smship.deploy.keycheck import app_environment
 from smship.deploy.lock import environment_lock
 from smship.deploy.tiers import roll_tiers
 from smship.errors import SmshipError
