@@ -68,6 +68,15 @@ class Layout:
         """nginx serves /static/ from here; assets of older releases stay."""
         return f"/var/www/{self.app}/static"
 
+    @property
+    def drain_flag(self) -> str:
+        """While this file exists, the host's nginx turns the load balancer's requests away.
+
+        On disk, not under /run: a host that dies mid-deploy stays drained
+        after it boots again, until a deploy activates it and passes the gate.
+        """
+        return f"/var/www/{self.app}/draining"
+
     def release(self, release_id: str) -> str:
         return f"{self.releases}/{release_id}"
 

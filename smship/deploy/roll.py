@@ -5,7 +5,7 @@ Each host is activated by the agent in one round trip: it switches
 ``/health/ready`` to report ``healthy`` (watching the journal for SM010),
 and on failure switches back and restarts the previous release itself, so a
 lost connection cannot leave a host half-switched.  With an ``lb`` host,
-each batch is drained from the upstream first and put back after.
+each batch is drained first (see :class:`Drainer`) and put back after.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from smship.inventory import Host
 from smship.layout import Layout
 from smship.remote import call_agent
 from smship.ssh import Fleet, Target
-from smship.templating import environment
 
 
 @dataclass
@@ -44,32 +43,73 @@ def health_request(ctx: EnvContext, layout: Layout) -> dict:
 
 
 class Drainer:
-    """Marks web hosts ``down`` in every lb host's upstream (no-op without lb)."""
+    """Drains web hosts from the load balancer (no-op without an lb host).
+
+    Draining writes a flag file on the web host itself; its nginx then
+    answers the lb's requests 421 and the lb retries them on another web
+    host. Neither nginx reloads, so no client's kept-alive connection to the
+    lb is closed under it mid-deploy.
+    """
 
     def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target]):
-        self.ctx, self.fleet, self.targets = ctx, fleet, targets
-        self.lbs = [targets[h.name] for h in ctx.env.hosts_with("lb") if h.name in targets]
-        self.layout = Layout.of(ctx.app, ctx.env)
+        self.fleet, self.targets = fleet, targets
+        self.has_lb = bool(ctx.env.hosts_with("lb"))
+        self.web_hosts = [h.name for h in ctx.env.hosts_with("web")]
+        self.flag = Layout.of(ctx.app, ctx.env).drain_flag
+        self.reporter = ctx.reporter
+        self._out: set[str] | None = None  # web hosts not serving the lb: drained or unreachable
 
-    def set(self, drained: list[str]) -> None:
-        if not self.lbs:
+    def drain(self, names: list[str], why: str) -> list[str]:
+        """Drain ``names``; the ones drained.
+
+        When no other web host would be left serving, nothing is drained:
+        systemd's socket holds the requests while uvicorn restarts, which is
+        better than the lb having nowhere to send them.
+        """
+        if not self.has_lb or not names:
+            return []
+        serving = [n for n in self.web_hosts if n not in names and n not in self._hosts_out()]
+        if not serving:
+            self.reporter.info(f"{', '.join(names)}: not drained from the load balancer, "
+                               "no other web host serves it")
+            return []
+        note = base64.b64encode(f"drained by smship: {why}\n".encode()).decode()
+        failed = self._apply(names, {"kind": "file", "path": self.flag, "owner": "root", "group": "root",
+                                     "mode": "0644", "content": note})
+        self._out.update(names)
+        if failed:
+            self.undrain([n for n in names if n not in failed])
+            raise SmshipError("could not drain from the load balancer, nothing was restarted in this batch: "
+                              + "; ".join(f"{n}: {reason}" for n, reason in failed.items()))
+        return names
+
+    def undrain(self, names: list[str]) -> None:
+        """Put ``names`` back in; a host that cannot be is named and stays drained."""
+        if not names:
             return
-        jinja = environment(self.ctx.inventory.path.parent)
-        text = jinja.get_template("nginx-upstream.conf.j2").render(
-            app=self.ctx.app, web_hosts=self.ctx.env.hosts_with("web"), drained=drained)
-        request = {"op": "apply", "actions": [
-            {"kind": "file", "path": f"/etc/nginx/smship/{self.ctx.app.name}-upstream.conf", "owner": "root",
-             "group": "root", "mode": "0644", "content": base64.b64encode(text.encode()).decode()},
-            {"kind": "command", "argv": ["nginx", "-t", "-q"], "label": "nginx -t"},
-            {"kind": "command", "argv": ["systemctl", "reload", "nginx"], "label": "reload nginx"},
-        ]}
-        answers = self.fleet.map(lambda t: call_agent(self.fleet, t, request), self.lbs)
-        for name, answer in answers.items():
-            if isinstance(answer, BaseException) or not answer.get("ok"):
-                detail = answer if isinstance(answer, BaseException) else answer.get("error")
-                raise SmshipError(f"{name}: could not update the load balancer: {detail}")
-        # nginx finishes in-flight requests on old workers; new ones avoid the host.
-        time.sleep(0.5)
+        failed = self._apply(names, {"kind": "absent", "path": self.flag})
+        self._out.difference_update(n for n in names if n not in failed)
+        for name, why in failed.items():
+            self.reporter.warn(f"{name}: still drained from the load balancer ({why}); "
+                               f"the next deploy puts it back, or remove {self.flag} on it")
+
+    def _hosts_out(self) -> set[str]:
+        """Read once per roll: a host a halted deploy left drained is not counted on."""
+        if self._out is None:
+            asked = [self.targets[n] for n in self.web_hosts if n in self.targets]
+            answers = self.fleet.map(lambda t: call_agent(self.fleet, t, {"op": "facts", "paths": {self.flag: None}},
+                                                          timeout=60), asked)
+            self._out = {n for n, a in answers.items()
+                         if isinstance(a, BaseException) or a["paths"][self.flag]["type"] != "absent"}
+        return self._out
+
+    def _apply(self, names: list[str], action: dict) -> dict[str, str]:
+        """Apply ``action`` on every named host; the ones it failed on, with why."""
+        request = {"op": "apply", "actions": [action]}
+        answers = self.fleet.map(lambda t: call_agent(self.fleet, t, request, timeout=60),
+                                 [self.targets[n] for n in names])
+        return {n: str(a) if isinstance(a, BaseException) else a.get("error", "")
+                for n, a in answers.items() if isinstance(a, BaseException) or not a.get("ok")}
 
 
 def _aftermath(answer: dict) -> str:
@@ -98,21 +138,21 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
     result = RollResult()
     groups = batches(hosts, batch_size)
     for number, batch in enumerate(groups, 1):
-        report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(h.name for h in batch)}")
-        if drainer:
-            drainer.set([h.name for h in batch])
+        names = [h.name for h in batch]
+        report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
+        drained = drainer.drain(names, title) if drainer else []
         started = time.monotonic()
         try:
             answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
                 layout, release_for[t.name], units_for(t.name), health), timeout=ctx.env.health.timeout * 2 + 120),
-                [targets[h.name] for h in batch])
+                [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), so it may take traffic again.
-            report.warn(f"interrupted: {', '.join(h.name for h in batch)} finished activating; "
+            report.warn(f"interrupted: {', '.join(names)} finished activating; "
                         "'smship status' shows which release each host runs")
             if drainer:
-                drainer.set([])
+                drainer.undrain(drained)
             raise
         for name, answer in answers.items():
             seconds = time.monotonic() - started
@@ -128,12 +168,11 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             else:
                 result.failed[name] = f"{answer['reason']}; {_aftermath(answer)}"
                 report.host(name, "failed", result.failed[name], seconds)
-        if drainer and not result.failed:
-            drainer.set([])
+        if drainer:
+            # Reverted hosts serve the previous release again; the others
+            # (unreachable, or whose revert failed) stay drained.
+            drainer.undrain([n for n in drained if n not in result.failed
+                             or ("switched back" in result.failed[n] and "failed too" not in result.failed[n])])
         if result.failed:
-            if drainer:
-                # Reverted hosts serve the previous release again; unreachable
-                # ones stay drained so the lb sends them nothing.
-                drainer.set([n for n, reason in result.failed.items() if "switched back" not in reason or "failed too" in reason])
             break
     return result

@@ -473,7 +473,7 @@ def audit(request):
 
 
 def status(request):
-    """Live release, units with their state and uptime, readiness, disk."""
+    """Live release, units with their state and uptime, readiness, drained from the lb, disk."""
     answer = inspect(request)
     units = {}
     for unit in request["units"]:
@@ -491,7 +491,8 @@ def status(request):
             ready = body.get("status") if isinstance(body, dict) else "HTTP %s" % code
         except (OSError, http.client.HTTPException) as exc:
             ready = "unreachable: %s" % exc
-    answer.update(units=units, ready=ready)
+    drained = bool(request.get("drain_flag")) and os.path.exists(request["drain_flag"])
+    answer.update(units=units, ready=ready, drained=drained)
     return answer
 
 

@@ -1,4 +1,4 @@
-"""``smship status``: per host, the live release, units, readiness and disk."""
+"""``smship status``: per host, the live release, units, readiness (and drained from the lb) and disk."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def status(ctx: EnvContext) -> bool:
         host = next(h for h in ctx.env.hosts if h.name == target.name)
         return call_agent(fleet, target, {"op": "status", "root": layout.root, "lock": lock_path(layout),
                                           "units": units_of(layout, host.roles, ctx.env.db.postgres_version),
-                                          "health": health if "web" in host.roles else None}, timeout=60)
+                                          "health": health if "web" in host.roles else None,
+                                          "drain_flag": layout.drain_flag if "web" in host.roles else None},
+                          timeout=60)
 
     with open_fleet(ctx) as fleet:
         answers = fleet.map(ask)
@@ -54,7 +56,9 @@ def status(ctx: EnvContext) -> bool:
             continue
         # One row per unit; the host's own facts only on its first row.
         first = [host.name, ",".join(host.roles), answer["current"] or "none"]
-        last = [answer["ready"] or "-", f"{answer['free_bytes'] / 2**30:.1f} GiB"]
+        # A halted deploy leaves a host it could not put back drained from the lb.
+        ready = (answer["ready"] or "-") + (", [yellow]drained[/]" if answer.get("drained") else "")
+        last = [ready, f"{answer['free_bytes'] / 2**30:.1f} GiB"]
         for name, unit in answer["units"].items() or {"-": None}.items():
             state = "-" if unit is None else unit["state"] if unit["state"] == "active" else f"[red]{unit['state']}[/]"
             table.add_row(*first, name.removesuffix(".service"), state, "-" if unit is None else _uptime(unit["uptime"]), *last)

@@ -124,10 +124,12 @@ class SteadyClient:
     """
 
     def __init__(self, address: str, path: str = "/version", host: str = "refapp.lab.test",
-                 interval: float = 0.02, max_requests: int = 20000, max_seconds: float = 600):
+                 interval: float = 0.02, max_requests: int = 20000, max_seconds: float = 600,
+                 post: dict | None = None):
         import threading
 
         self.url = f"https://{address}{path}"
+        self.post = post  # a JSON body: POST it (a request no proxy may send twice on its own)
         self.host, self.interval = host, interval
         self.max_requests, self.max_seconds = max_requests, max_seconds
         self.ok = 0
@@ -150,7 +152,7 @@ class SteadyClient:
                     return
                 began = time.monotonic()
                 try:
-                    response = client.get(self.url)
+                    response = client.post(self.url, json=self.post) if self.post else client.get(self.url)
                     if response.status_code == 200:
                         self.ok += 1
                         self.releases.add(response.json().get("release", "?") if "json" in
@@ -234,9 +236,23 @@ class Variants:
 
 
 def steady_clients(lab, stack) -> list[SteadyClient]:
-    """One client through the load balancer (lab1), one straight at lab2's own nginx."""
+    """Through the load balancer (lab1) a GET and a POST client, and a GET client straight at lab2's own nginx."""
     return [stack.enter_context(SteadyClient(lab.address("lab1"))),
-            stack.enter_context(SteadyClient(lab.address("lab2")))]
+            stack.enter_context(SteadyClient(lab.address("lab2"))),
+            stack.enter_context(SteadyClient(lab.address("lab1"), path="/session", interval=0.05,
+                                             post={"name": "steady"}))]
+
+
+DRAIN_FLAG = "/var/www/refapp/draining"
+
+
+def drained(lab, host: str) -> bool:
+    return remote(lab, host, f"test -e {DRAIN_FLAG} && echo yes || echo no").strip() == "yes"
+
+
+def nginx_workers(lab, host: str) -> str:
+    """The PIDs of nginx's worker processes: a reload replaces them all."""
+    return " ".join(sorted(remote(lab, host, "pgrep -f '^nginx: worker process'").split()))
 
 
 def assert_no_failed_request(clients: list[SteadyClient]) -> None:

@@ -1,9 +1,11 @@
 """`smship deploy` and `smship rollback` on real hosts, with a client counting failed requests.
 
 The lab: lab1 = [db, lb, beat], lab2 and lab3 = [web, worker], web batches of one.
-Two steady clients run through each roll: one through the load balancer
-(lab1), one straight at lab2's own nginx (a single web host, no lb to drain
-it).  Both must see zero failed requests.
+Steady clients run through each roll: a GET and a POST client through the
+load balancer (lab1), and a GET client straight at lab2's own nginx (as on a
+single web host, with no lb to drain it).  All must see zero failed requests,
+and the lb's nginx is never reloaded (a reload closes idle kept-alive client
+connections, and a request sent on one at that instant fails).
 
 Network rule: only lab addresses on the test bridge are contacted.
 """
@@ -16,8 +18,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from labkit import (APP_HOSTS, ENV, WEB, SteadyClient, assert_no_failed_request, live_release, main_pids, psql,
-                    remote, served_release, start_smship, steady_clients, wait_for_line)
+from labkit import (APP_HOSTS, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained, live_release,
+                    main_pids, nginx_workers, psql, remote, served_release, start_smship, steady_clients,
+                    wait_for_line)
 
 pytestmark = pytest.mark.lab
 
@@ -37,11 +40,14 @@ def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
 def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 1\n"})
     before = {h: live_release(lab, h) for h in APP_HOSTS}
+    lb_workers = nginx_workers(lab, "lab1")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
         time.sleep(1)
         run = smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
     assert_no_failed_request(clients)
+    assert nginx_workers(lab, "lab1") == lb_workers, "the lb's nginx was reloaded during the deploy"
+    assert "drained" not in run.output and not any(drained(lab, h) for h in WEB)
     release = run.document["audit"]["release"]
     assert release not in before.values()
     for host in WEB:
@@ -71,16 +77,61 @@ def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab
     assert previous in report.output and "0002_uploads_beat_ticks" in report.output, report
     assert live_release(lab, "lab2") == current
 
+    lb_workers = nginx_workers(lab, "lab1")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
         time.sleep(1)
         run = smship("rollback", ENV, inventory=inventory, check=True)
     assert_no_failed_request(clients)
+    assert nginx_workers(lab, "lab1") == lb_workers, "the lb's nginx was reloaded during the rollback"
     assert "alembic" not in run.output.replace("alembic history", "")
     for host in APP_HOSTS:
         assert live_release(lab, host) == previous
     for host in WEB:
         assert served_release(lab, host) == previous
+
+
+def test_a_drained_host_gets_none_of_the_lbs_requests_yet_still_serves_direct_ones(lab):
+    def access_log_lines(host: str) -> int:
+        return int(remote(lab, host, "wc -l < /var/log/nginx/access.log"))
+
+    before = {h: access_log_lines(h) for h in WEB}
+    remote(lab, "lab2", f"touch {DRAIN_FLAG}")
+    try:
+        with ExitStack() as stack:
+            gets = stack.enter_context(SteadyClient(lab.address("lab1"), max_requests=40, interval=0.01))
+            posts = stack.enter_context(SteadyClient(lab.address("lab1"), path="/session", max_requests=40,
+                                                     interval=0.01, post={"name": "drained"}))
+            deadline = time.monotonic() + 30
+            while min(gets.total, posts.total) < 40 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert gets.failures == [] and posts.failures == [], (gets.summary(), posts.summary())
+        assert gets.ok == posts.ok == 40, (gets.summary(), posts.summary())
+        # Round robin sent lab2 some of them: it answered each 421 before its app saw it,
+        # and the lb sent it on to lab3, which served all 80, POSTs included.
+        at_lab2 = remote(lab, "lab2", f"tail -n +{before['lab2'] + 1} /var/log/nginx/access.log").splitlines()
+        assert at_lab2 and all('" 421 ' in line for line in at_lab2), at_lab2[:5]
+        at_lab3 = remote(lab, "lab3", f"tail -n +{before['lab3'] + 1} /var/log/nginx/access.log").splitlines()
+        assert sum('"POST /session' in line and '" 200 ' in line for line in at_lab3) == 40, at_lab3[:5]
+        # A request that does not come through the lb is served.
+        assert served_release(lab, "lab2") == live_release(lab, "lab2")
+    finally:
+        remote(lab, "lab2", f"rm -f {DRAIN_FLAG}")
+
+
+def test_a_host_a_halted_deploy_left_drained_is_shown_not_counted_on_and_put_back(lab, smship, variants):
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 5\n"})
+    remote(lab, "lab3", f"echo 'drained by smship: deploy: web' > {DRAIN_FLAG}")
+    status = smship("status", ENV, "-o", "json", inventory=inventory, check=True).document["hosts_status"]
+    assert (status["lab2"]["drained"], status["lab3"]["drained"]) == (False, True), status
+    with ExitStack() as stack:
+        clients = steady_clients(lab, stack)
+        time.sleep(1)
+        run = smship("deploy", ENV, inventory=inventory, check=True)
+    assert_no_failed_request(clients)
+    # Draining lab2 too would have left the lb nothing to send requests to.
+    assert "lab2: not drained from the load balancer, no other web host serves it" in run.output, run
+    assert not drained(lab, "lab3"), "a deploy that activated lab3 left it drained"
 
 
 def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(lab, smship, variants):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -232,3 +233,35 @@ def test_a_host_removes_the_units_of_roles_it_does_not_play(project):
     (change,) = plan(state, facts).changes
     assert change.kind == "ensure" and change.target == "no beat unit (not the beat host)"
     assert change.action["argv"][-1] == "shop-beat.service"
+
+
+def with_an_lb(project: Path) -> Path:
+    data = yaml.safe_load((project / "smship.yml").read_text())
+    data["environments"]["prod"]["hosts"].append({"name": "lb1", "address": "203.0.113.5", "roles": ["lb"]})
+    (project / "smship.yml").write_text(yaml.safe_dump(data))
+    return project
+
+
+def test_without_an_lb_a_web_host_has_nothing_to_drain(project):
+    site = file_text(state_for(project, "web1"), "sites-available/shop.conf")
+    assert "draining" not in site and "421" not in site and "X-Smship-Lb" not in site
+    # nginx gives up an idle connection to uvicorn before uvicorn's own 5 s do.
+    assert "keepalive_timeout 4s;" in site
+
+
+def test_a_drained_web_host_turns_the_lbs_requests_away_and_the_lb_tries_another(project):
+    with_an_lb(project)
+    site = file_text(state_for(project, "web1"), "sites-available/shop.conf")
+    assert "set $shop_drained $http_x_smship_lb;" in site and "if (!-f /var/www/shop/draining) {" in site
+    assert "if ($shop_drained) {\n            return 421;" in site
+    # The app never sees the lb's marker.
+    assert 'proxy_set_header X-Smship-Lb "";' in site
+    lb_state = state_for(project, "lb1")
+    lb = file_text(lb_state, "sites-available/shop-lb.conf")
+    assert "proxy_set_header X-Smship-Lb lb1;" in lb
+    # Only 421 is intercepted, in both locations: every other status reaches the client as is.
+    assert re.findall(r"error_page (\S+) = @shop_next_web_host;", lb) == ["421", "421"]
+    assert len(re.findall(r"error_page ", lb)) == 2 and "recursive_error_pages on;" in lb
+    upstream = file_text(lb_state, "shop-upstream.conf")
+    assert "server 203.0.113.11:443 max_fails=2" in upstream and "server 203.0.113.12:443" in upstream
+    assert " down" not in upstream
