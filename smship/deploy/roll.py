@@ -59,20 +59,20 @@ class Drainer:
         self.reporter = ctx.reporter
         self._out: set[str] | None = None  # web hosts not serving the lb: drained or unreachable
 
-    def drain(self, names: list[str], why: str) -> list[str]:
-        """Drain ``names``; the ones drained.
+    def drain(self, names: list[str], why: str) -> None:
+        """Drain ``names`` before their restart.
 
         When no other web host would be left serving, nothing is drained:
         systemd's socket holds the requests while uvicorn restarts, which is
         better than the lb having nowhere to send them.
         """
         if not self.has_lb or not names:
-            return []
+            return
         serving = [n for n in self.web_hosts if n not in names and n not in self._hosts_out()]
         if not serving:
             self.reporter.info(f"{', '.join(names)}: not drained from the load balancer, "
                                "no other web host serves it")
-            return []
+            return
         note = base64.b64encode(f"drained by smship: {why}\n".encode()).decode()
         failed = self._apply(names, {"kind": "file", "path": self.flag, "owner": "root", "group": "root",
                                      "mode": "0644", "content": note})
@@ -81,10 +81,11 @@ class Drainer:
             self.undrain([n for n in names if n not in failed])
             raise SmshipError("could not drain from the load balancer, nothing was restarted in this batch: "
                               + "; ".join(f"{n}: {reason}" for n, reason in failed.items()))
-        return names
 
     def undrain(self, names: list[str]) -> None:
-        """Put ``names`` back in; a host that cannot be is named and stays drained."""
+        """Put back in those of ``names`` that are out, whoever drained them (a halted
+        deploy may have); a host that cannot be put back is named and stays drained."""
+        names = [n for n in names if self._out is not None and n in self._out]
         if not names:
             return
         failed = self._apply(names, {"kind": "absent", "path": self.flag})
@@ -140,7 +141,8 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
     for number, batch in enumerate(groups, 1):
         names = [h.name for h in batch]
         report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
-        drained = drainer.drain(names, title) if drainer else []
+        if drainer:
+            drainer.drain(names, title)
         started = time.monotonic()
         try:
             answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
@@ -152,7 +154,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             report.warn(f"interrupted: {', '.join(names)} finished activating; "
                         "'smship status' shows which release each host runs")
             if drainer:
-                drainer.undrain(drained)
+                drainer.undrain(names)
             raise
         for name, answer in answers.items():
             seconds = time.monotonic() - started
@@ -171,7 +173,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         if drainer:
             # Reverted hosts serve the previous release again; the others
             # (unreachable, or whose revert failed) stay drained.
-            drainer.undrain([n for n in drained if n not in result.failed
+            drainer.undrain([n for n in names if n not in result.failed
                              or ("switched back" in result.failed[n] and "failed too" not in result.failed[n])])
         if result.failed:
             break

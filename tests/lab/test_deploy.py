@@ -133,6 +133,14 @@ def test_a_host_a_halted_deploy_left_drained_is_shown_not_counted_on_and_put_bac
     assert "lab2: not drained from the load balancer, no other web host serves it" in run.output, run
     assert not drained(lab, "lab3"), "a deploy that activated lab3 left it drained"
 
+    # Both left drained (the lb has nowhere to send a request): the first batch is
+    # restarted without a drain, and each host is put back once it is activated.
+    for host in WEB:
+        remote(lab, host, f"touch {DRAIN_FLAG}")
+    run = smship("deploy", ENV, inventory=inventory, check=True)
+    assert "lab2: not drained from the load balancer" in run.output, run
+    assert not any(drained(lab, h) for h in WEB), "a deploy left an activated host drained"
+
 
 def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(lab, smship, variants):
     inventory = variants.inventory(edits={"refapp/web.py": [("        if not state.ok:\n",
