@@ -14,6 +14,8 @@ from pathlib import Path
 
 import jinja2
 
+from smship.remote.agent import key_fingerprint
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -75,6 +77,7 @@ def environment(project_dir: Path | None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["sql_literal"] = _sql_literal
+    env.filters["fingerprint"] = lambda value, name: key_fingerprint(name, str(value))
     env.filters["env_value"] = _env_value
     env.filters["hba_address"] = _hba_address
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))

@@ -37,6 +37,8 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
         "worker": env.worker,
         "db": env.db,
         "db_name": database_name(ctx.app, env),
+        # Which SM_DB_PASSWORD the db host last set on the app's role (a fingerprint).
+        "db_password_mark": f"/var/lib/smship/{database_name(ctx.app, env)}-db-password.fingerprint",
         "health": env.health,
         "tls": env.tls,
         "secrets": secrets,

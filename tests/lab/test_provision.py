@@ -6,6 +6,7 @@ Network rule: these tests talk only to the lab hosts' addresses on the test brid
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 import ssl
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, lab_env, remote, write_inventory
+from labkit import ENV, WEB, lab_env, remote, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -187,3 +188,38 @@ def test_moving_beat_to_another_host_stops_it_where_it_was(lab, smship, deployed
     assert back.statuses() == {"lab1": ["changed"], "lab2": ["ok"], "lab3": ["changed"]}, back
     assert remote(lab, "lab3", "test -e /etc/systemd/system/refapp-beat.service || echo absent").strip() == "absent"
     assert remote(lab, "lab1", "systemctl is-active refapp-beat.service").strip() == "active"
+
+
+def test_a_changed_db_password_is_set_on_the_role_and_the_app_keeps_its_database(lab, smship, deployed, tmp_path):
+    original = Path(lab.secrets).read_text()
+    old = next(line.partition("=")[2] for line in original.splitlines() if line.startswith("SM_DB_PASSWORD="))
+    new = "changed-" + old[::-1]
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(original.replace(f"SM_DB_PASSWORD={old}", f"SM_DB_PASSWORD={new}"))
+    secrets.chmod(0o600)
+
+    def use_copy(data: dict) -> None:
+        lab_env(data)["secrets"] = {"backend": "file", "path": str(secrets)}
+
+    def logs_in(password: str) -> bool:
+        # From an app host, over the network, as the app does.
+        script = (f"PGPASSWORD='{password}' psql -h {lab.address('lab1')} -U refapp -d refapp -tAc 'SELECT 1' "
+                  "2>/dev/null || true")
+        return remote(lab, "lab2", script).strip() == "1"
+
+    def ready(host: str) -> str:
+        return json.loads(remote(lab, host, "curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/health/ready"))["status"]
+
+    try:
+        run = smship("provision", ENV, inventory=write_inventory(lab, tmp_path / "project", use_copy), check=True)
+        assert "postgres role refapp has the password SM_DB_PASSWORD" in run.output, run
+        assert new not in run.output
+        assert logs_in(new) and not logs_in(old)
+        # The env files changed, so the app units restarted with the new password and reach Postgres.
+        for host in WEB:
+            assert ready(host) == "healthy"
+    finally:
+        smship("provision", ENV, inventory=lab.inventory, check=True)
+    assert logs_in(old) and not logs_in(new)
+    for host in WEB:
+        assert ready(host) == "healthy"

@@ -14,6 +14,7 @@ from smship.context import EnvContext
 from smship.provision.plan import apply_request, facts_request, plan
 from smship.provision.roles import RoleError, desired_state
 from smship.provision.variables import host_variables, roles_of
+from smship.remote.agent import key_fingerprint
 from smship.templating import environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,9 +110,18 @@ def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
     assert "postgresql-15" in state.packages and "redis-server" in state.packages
     hba = file_text(state, "pg_hba.conf")
     assert "host    shop  shop  203.0.113.11/32  scram-sha-256" in hba
-    role = next(e for e in state.ensures if e.name == "postgres role shop")
-    assert role.stdin == b"CREATE ROLE shop LOGIN PASSWORD 'db''pass';\n"
-    assert "db'pass" not in " ".join(role.apply)
+    names = [e.name for e in state.ensures]
+    # The role first, then its password, then the database it owns.
+    assert names.index("postgres role shop") < names.index("postgres role shop has the password SM_DB_PASSWORD") \
+        < names.index("postgres database shop")
+    password = next(e for e in state.ensures if e.name == "postgres role shop has the password SM_DB_PASSWORD")
+    assert password.stdin == b"ALTER ROLE shop PASSWORD 'db''pass';\n"
+    for ensure in state.ensures:
+        assert "db'pass" not in " ".join(ensure.apply + ensure.check)
+    # The host compares the fingerprint of the password it last set.
+    mark = "/var/lib/smship/shop-db-password.fingerprint"
+    assert password.check[-2:] == (mark, key_fingerprint("SM_DB_PASSWORD", "db'pass")), password.check
+    assert password.apply[-2:] == password.check[-2:]
     assert next(f for f in state.files if f.path == "/etc/redis/redis.conf").secret
 
 
