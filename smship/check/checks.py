@@ -334,6 +334,34 @@ def sm010(facts):
     return PASS, "no SM010 in the app units' journals since their last start", ""
 
 
+def drain(facts):
+    """With an lb: every host's nginx takes part in draining, and no web host is left drained."""
+    lbs = [h.name for h in facts.env.hosts if "lb" in h.roles]
+    if not lbs:
+        return PASS, "no load balancer: web hosts are never drained", ""
+    flag = facts.layout.drain_flag
+    stale, left = [], []
+    for host in facts.env.hosts:
+        answer = facts.hosts.get(host.name)
+        nginx = answer and answer.get("nginx")
+        if not isinstance(nginx, str):
+            continue  # unreachable, or nginx -T failed (proxy-headers names it)
+        if "web" in host.roles and flag not in nginx:
+            stale.append(f"{host.name}: nginx does not turn the lb's requests away while drained")
+        if "lb" in host.roles and "error_page 421" not in nginx:
+            stale.append(f"{host.name}: nginx does not send a drained host's requests to another web host")
+        if "web" in host.roles and answer.get("drained"):
+            left.append(host.name)
+    if stale:
+        return FAIL, "; ".join(stale) + " (provisioned by an older smship)", \
+            f"run 'smship provision {facts.ctx.name}' on every web and lb host before deploying"
+    if left:
+        return WARN, f"{_where(left)} drained from the load balancer (a halted deploy could not put it back)", \
+            f"'smship deploy {facts.ctx.name}' puts a host back once it is activated; or, if it serves the " \
+            f"live release, remove {flag} on it"
+    return PASS, f"every web host can be drained without an nginx reload, and none is ({_where(lbs)})", ""
+
+
 def hosts(facts):
     if facts.unreachable:
         return FAIL, "; ".join(facts.unreachable.values()), "bring the hosts back (smship status ENV) and check again"
@@ -353,6 +381,7 @@ CHECKS = [
     Check("log-format", "SM_LOG_FORMAT=json", log_format),
     Check("connection-budget", "the fleet's database connections fit max_connections", connection_budget),
     Check("beat", "exactly one Celery beat is active in the fleet", beat),
+    Check("drain", "with an lb, web hosts drain without a reload and none is left drained", drain),
     Check("sm010", "no SM010 in the journal since the last start", sm010, advisory=True),
 ]
 

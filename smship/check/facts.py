@@ -96,7 +96,8 @@ def host_request(layout: Layout, host: Host) -> dict:
     return {"op": "checkfacts", "root": layout.root, "frontend_manifest": FRONTEND_MANIFEST,
             "env_file": layout.env_file if app else None, "plain": list(PLAIN_SETTINGS), "key_rule": KEY_RULE,
             "units": units, "beat_unit": layout.beat_service, "nginx": edge,
-            "certificate": layout.tls_certificate if edge else None}
+            "certificate": layout.tls_certificate if edge else None,
+            "drain_flag": layout.drain_flag if "web" in host.roles else None}
 
 
 def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days: int = 14,

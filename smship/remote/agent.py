@@ -472,6 +472,11 @@ def audit(request):
     return {"ok": True}
 
 
+def _drained(request):
+    """Whether a deploy left this web host drained from the lb (see smship.deploy.roll.Drainer)."""
+    return bool(request.get("drain_flag")) and os.path.exists(request["drain_flag"])
+
+
 def status(request):
     """Live release, units with their state and uptime, readiness, drained from the lb, disk."""
     answer = inspect(request)
@@ -491,8 +496,7 @@ def status(request):
             ready = body.get("status") if isinstance(body, dict) else "HTTP %s" % code
         except (OSError, http.client.HTTPException) as exc:
             ready = "unreachable: %s" % exc
-    drained = bool(request.get("drain_flag")) and os.path.exists(request["drain_flag"])
-    answer.update(units=units, ready=ready, drained=drained)
+    answer.update(units=units, ready=ready, drained=_drained(request))
     return answer
 
 
@@ -667,6 +671,7 @@ def checkfacts(request):
                 answer["certificate"] = handle.read()
         except OSError:
             pass
+    answer["drained"] = _drained(request)
     return answer
 
 

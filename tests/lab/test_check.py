@@ -236,6 +236,25 @@ def test_uvicorn_without_proxy_headers_and_nginx_without_forwarded_headers_fail(
     assert status_of(lab, smship, "proxy-headers")["status"] == "pass"
 
 
+def test_a_web_host_left_drained_warns_and_an_nginx_that_cannot_drain_fails(lab, smship, deployed):
+    flag, site = "/var/www/refapp/draining", "/etc/nginx/sites-available/refapp.conf"
+    assert status_of(lab, smship, "drain")["status"] == "pass"
+    try:
+        remote(lab, "lab3", f"touch {flag}")
+        verdict = status_of(lab, smship, "drain")
+        assert verdict["status"] == "warn" and verdict["reason"].startswith("lab3 drained"), verdict
+        # An nginx site whose drain check looks at another file than the one smship creates.
+        remote(lab, "lab2", f"cp -p {site} /root/site.before-test && sed -i 's#{flag}#/var/www/refapp/gone#' {site}")
+        verdict = status_of(lab, smship, "drain")
+        assert verdict["status"] == "fail", verdict
+        assert verdict["reason"].startswith("lab2: nginx does not turn the lb's requests away"), verdict
+        assert "smship provision lab" in verdict["fix"]
+    finally:
+        remote(lab, "lab3", f"rm -f {flag}")
+        remote(lab, "lab2", f"test ! -e /root/site.before-test || mv /root/site.before-test {site}")
+    assert status_of(lab, smship, "drain")["status"] == "pass"
+
+
 def test_a_certificate_for_another_name_or_expiring_soon_fails_tls(lab, smship, deployed):
     expiring = status_of(lab, smship, "tls", "--cert-days", "1000")
     assert expiring["status"] == "fail", expiring

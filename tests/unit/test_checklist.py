@@ -276,3 +276,45 @@ def test_stream_argv_has_no_tty_and_the_remote_line_last():
                        journal_command(["shop-web.service"], None, False, 5))
     assert "-T" in argv and argv[-2] == "203.0.113.11"
     assert argv[-1].startswith("sudo -n -H -- journalctl")
+
+
+def with_lb_facts(tmp_path: Path) -> Facts:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["environments"]["prod"]["hosts"].append({"name": "lb1", "address": "203.0.113.5", "roles": ["lb"]})
+    (tmp_path / "smship.yml").write_text(yaml.safe_dump(data))
+    loaded = load(tmp_path / "smship.yml")
+    env = loaded.environment("prod")
+    made = Facts(SimpleNamespace(env=env, name="prod", app=loaded.app), Layout.of(loaded.app, env))
+    site = "location / {\n if ($shop_drained) { return 421; }\n}\nif (!-f /var/www/shop/draining) {}\n"
+    for host in env.hosts:
+        made.hosts[host.name] = {"units": {}, "drained": False,
+                                 "nginx": site if "web" in host.roles else "error_page 421 = @shop_next_web_host;"
+                                 if "lb" in host.roles else None}
+    return made
+
+
+def test_drain_passes_without_an_lb_and_when_every_nginx_takes_part(tmp_path):
+    assert judge("drain", facts()).status == "pass"
+    verdict = judge("drain", with_lb_facts(tmp_path))
+    assert verdict.status == "pass" and "lb1" in verdict.reason, verdict
+
+
+def test_drain_fails_on_an_nginx_provisioned_before_draining_moved_to_the_web_hosts(tmp_path):
+    made = with_lb_facts(tmp_path)
+    made.hosts["web2"]["nginx"] = "location / { proxy_pass http://shop_uvicorn; }"
+    made.hosts["lb1"]["nginx"] = "location / { proxy_pass https://shop_fleet; }"
+    verdict = judge("drain", made)
+    assert verdict.status == "fail", verdict
+    assert "web2: nginx does not turn the lb's requests away" in verdict.reason
+    assert "lb1: nginx does not send a drained host's requests" in verdict.reason and "web1" not in verdict.reason
+    assert "smship provision prod" in verdict.fix
+
+
+def test_drain_warns_about_a_web_host_left_drained(tmp_path):
+    made = with_lb_facts(tmp_path)
+    made.hosts["web1"]["drained"] = True
+    verdict = judge("drain", made)
+    assert verdict.status == "warn" and verdict.reason.startswith("web1 drained from the load balancer"), verdict
+    assert "/var/www/shop/draining" in verdict.fix
