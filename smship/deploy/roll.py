@@ -74,9 +74,9 @@ class Drainer:
                                "no other web host serves it")
             return
         note = base64.b64encode(f"drained by smship: {why}\n".encode()).decode()
+        self._out.update(names)  # before: a Ctrl-C during the write must still put them back
         failed = self._apply(names, {"kind": "file", "path": self.flag, "owner": "root", "group": "root",
                                      "mode": "0644", "content": note})
-        self._out.update(names)
         if failed:
             self.undrain([n for n in names if n not in failed])
             raise SmshipError("could not drain from the load balancer, nothing was restarted in this batch: "
@@ -141,17 +141,18 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
     for number, batch in enumerate(groups, 1):
         names = [h.name for h in batch]
         report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
-        if drainer:
-            drainer.drain(names, title)
         started = time.monotonic()
         try:
+            if drainer:
+                drainer.drain(names, title)
             answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
                 layout, release_for[t.name], units_for(t.name), health), timeout=ctx.env.health.timeout * 2 + 120),
                 [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
-            # (and reverted itself if it failed), so it may take traffic again.
-            report.warn(f"interrupted: {', '.join(names)} finished activating; "
+            # (and reverted itself if it failed), or never began it, so it
+            # may take traffic again.
+            report.warn(f"interrupted: {', '.join(names)} finished activating or never began; "
                         "'smship status' shows which release each host runs")
             if drainer:
                 drainer.undrain(names)
