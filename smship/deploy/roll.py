@@ -174,8 +174,8 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         if drainer:
             # Reverted hosts serve the previous release again; the others
             # (unreachable, or whose revert failed) stay drained.
-            drainer.undrain([n for n in names if n not in result.failed
-                             or ("switched back" in result.failed[n] and "failed too" not in result.failed[n])])
+            drainer.undrain([n for n, a in answers.items()
+                             if not isinstance(a, BaseException) and (a["ok"] or a.get("reverted"))])
         if result.failed:
             break
     return result

@@ -25,6 +25,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
     layout = Layout.of(ctx.app, env)
     app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
     source = backend_for(env.secrets).description
+    db_name = database_name(ctx.app, env)
     return {
         "backup": backup_variables(ctx.app, env, ctx.name, secrets, source) if "db" in host.roles else None,
         "app": ctx.app,
@@ -36,9 +37,9 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict
         "web": env.web,
         "worker": env.worker,
         "db": env.db,
-        "db_name": database_name(ctx.app, env),
+        "db_name": db_name,
         # Which SM_DB_PASSWORD the db host last set on the app's role (a fingerprint).
-        "db_password_mark": f"/var/lib/smship/{database_name(ctx.app, env)}-db-password.fingerprint",
+        "db_password_mark": f"/var/lib/smship/{db_name}-db-password.fingerprint",
         "health": env.health,
         "tls": env.tls,
         "secrets": secrets,
