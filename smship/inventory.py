@@ -17,6 +17,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
+from smship.contract import AppContract, python_version
+
 Role = Literal["web", "worker", "beat", "db", "lb"]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 
@@ -88,10 +90,23 @@ def _is_ip(value: str) -> bool:
         return False
 
 
-class App(_Model):
+class App(AppContract):
+    """``app:``: the app's name, where its repository is, and its contract (smship.contract)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     name: str = Field(description="Names the app user, /srv/<name> and the units.")
-    source: Path = Field(default=Path("."), description="The app's workspace.")
-    python: str = "/usr/bin/python3"
+    source: Path = Field(default=Path("."), description="The app's repository (a git checkout).")
+    python: str | None = Field(default=None, description="Python version on the hosts, such as '3.13' (default: their python3).")
+
+    _python = field_validator("python")(lambda cls, v: v if v is None else python_version(v))
+
+    @property
+    def interpreter(self) -> str:
+        """The hosts' interpreter the app's virtualenv is made with."""
+        if self.python is None:
+            return "/usr/bin/python3"
+        return self.python if self.python.startswith("/") else f"/usr/bin/python{self.python}"
 
     @field_validator("name")
     @classmethod
@@ -132,17 +147,59 @@ class TLS(_Model):
         return self
 
 
+class Endpoint(_Model):
+    """A health endpoint and what counts as healthy there.
+
+    ``status``: the smpy JSON ``status`` (``alive`` on the live endpoint,
+    ``healthy`` on the ready one); ``2xx``: any 2xx answer; ``body``: a 2xx
+    answer whose body, stripped, is exactly ``body``.
+    """
+
+    path: str
+    expect: Literal["status", "2xx", "body"] = "status"
+    body: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", value):
+            raise ValueError("must be a URL path starting with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _body_named(self) -> "Endpoint":
+        if (self.expect == "body") != (self.body is not None):
+            raise FieldProblem(("body",), "required with expect: body, and only then")
+        if self.body is not None and re.search(r"[\x00-\x1f\x7f]", self.body):
+            raise FieldProblem(("body",), "must not contain control characters")
+        return self
+
+
+def _endpoint_of(value: Any) -> Any:
+    """A plain path is the endpoint with the smpy expectation."""
+    return {"path": value} if isinstance(value, str) else value
+
+
 class Health(_Model):
-    live: str = "/health/live"
-    ready: str = "/health/ready"
+    live: Endpoint = Endpoint(path="/health/live")
+    ready: Endpoint = Endpoint(path="/health/ready")
     accept_degraded: bool = False
     timeout: float = Field(default=60, gt=0, le=3600)
 
-    @field_validator("live", "ready")
+    _endpoints = field_validator("live", "ready", mode="before")(lambda cls, v: _endpoint_of(v))
+
+
+class Checks(_Model):
+    """Checks of the production checklist this environment turns off (recorded in the audit log)."""
+
+    skip: list[str] = Field(default_factory=list)
+
+    @field_validator("skip")
     @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be a URL path starting with '/'")
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9-]+", name):
+                raise ValueError(f"{name!r} is not a check name")
         return value
 
 
@@ -385,6 +442,7 @@ class Environment(_Model):
     ssh: SSH = SSH()
     tls: TLS
     health: Health = Health()
+    checks: Checks = Checks()
     web: Web = Web()
     worker: Worker = Worker()
     beat: Beat = Beat()

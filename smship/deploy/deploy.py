@@ -100,7 +100,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
 
         report.step(f"installing {release.id} on {len(chosen)} host(s)")
-        commands = venv_commands(layout.root, release.deps_id, ctx.app.python, layout.user)
+        commands = venv_commands(layout.root, release.deps_id, ctx.app.interpreter, layout.user)
         target_venv = venv_dir(layout.root, release.deps_id)
         with report.phase("install"):
             installed = each_host(lambda t: install(fleet, t, layout, release, commands, target_venv),

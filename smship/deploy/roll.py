@@ -38,8 +38,8 @@ def batches(hosts: list[Host], size: int) -> list[list[Host]]:
 
 def health_request(ctx: EnvContext, layout: Layout) -> dict:
     health = ctx.env.health
-    return {"unit": layout.web_service, "port": 443, "host": ctx.env.domain, "live": health.live,
-            "ready": health.ready, "timeout": health.timeout, "accept_degraded": health.accept_degraded}
+    return {"unit": layout.web_service, "port": 443, "host": ctx.env.domain, "live": health.live.path,
+            "ready": health.ready.path, "timeout": health.timeout, "accept_degraded": health.accept_degraded}
 
 
 class Drainer:
