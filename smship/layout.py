@@ -113,7 +113,3 @@ class Layout:
     @property
     def tls_key(self) -> str:
         return f"/etc/ssl/smship/{self.app}.key"
-
-    def as_dict(self) -> dict[str, str]:
-        names = [n for n, v in vars(type(self)).items() if isinstance(v, property)]
-        return {"app": self.app, "user": self.user, "root": self.root, **{n: getattr(self, n) for n in names}}
