@@ -7,6 +7,7 @@ is tested on facts made by hand.
 
 from __future__ import annotations
 
+from smship.appenv import database_url_setting
 from smship.check import tls
 from smship.check.model import Check
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
@@ -17,6 +18,8 @@ DEFAULT_POOL, DEFAULT_OVERFLOW = 10, 20
 # Above this share of the limit the budget warns: migrations, psql and
 # backups need connections too.
 HEADROOM = 0.9
+# The checks that read the database (through the probe of an app host).
+DATABASE_CHECKS = ("migrations", "admin", "connection-budget")
 
 
 def _where(names: list[str]) -> str:
@@ -91,9 +94,18 @@ def _database_problem(facts):
     if facts.db is None:
         return FAIL, "the database was not asked", "see the errors above"
     if facts.db.get("error"):
-        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", \
-            "check that Postgres runs on the db host and SM_DATABASE_URL points at it (smship status ENV)"
+        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", _database_fix(facts)
     return None
+
+
+def _database_fix(facts) -> str:
+    """What to do about an unreadable database: the probe's own trouble is not Postgres's."""
+    if facts.db.get("cause") == "probe":
+        return (f"the probe runs the live release's Python on {facts.db_host} as the app user with its env file "
+                f"and reads the database with the app's own driver; fix what it names, "
+                f"or skip these checks with --skip-check {','.join(DATABASE_CHECKS)}")
+    return (f"check that Postgres runs on the db host and {database_url_setting(facts.ctx.app, facts.env)} "
+            "points at it (smship status ENV)")
 
 
 def migrations(facts):
@@ -284,8 +296,7 @@ def connection_budget(facts):
         if facts.db and facts.db.get("error"):
             # The migrations check fails on an unreadable database already;
             # the budget itself can still be judged on the inventory's limit.
-            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", \
-                "start Postgres on the db host and check again"
+            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", _database_fix(facts)
         return PASS, reason, ""
     suggestion = suggest_pool(n["limit"], n["processes"])
     fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "

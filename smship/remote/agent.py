@@ -608,7 +608,7 @@ def _env_facts(request):
     # smship's own secret-key rule travels with the request, so the key is
     # judged where it lives and only the verdict crosses the wire.
     exec(compile(request["key_rule"], "secretkey", "exec"), rule)
-    url = values.get("SM_DATABASE_URL")
+    url = values.get(request["database_url"])
     return {"values": {k: values[k] for k in request["plain"] if k in values},
             "database_scheme": url.partition("://")[0] if url else None,
             "secret_key_weakness": rule["weakness"](values.get("SM_SECRET_KEY"))}
