@@ -127,7 +127,8 @@ def _aftermath(answer: dict) -> str:
 
 
 def activate_request(layout: Layout, release: str, units: list[str], health: dict | None) -> dict:
-    return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health}
+    return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health,
+            "activation_log": layout.activation_log}
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],

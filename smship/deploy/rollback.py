@@ -21,8 +21,12 @@ from smship.provision.variables import APP_ROLES
 
 
 def previous_release(host: HostSurvey) -> str | None:
-    """The newest complete release older than the live one."""
-    older = [r for r in host.complete if host.current is None or r < host.current]
+    """The newest complete release older than the live one that went live here.
+
+    A release on disk may never have gone live (its migration failed, its
+    health gate reverted it): only the host's activation log says which did.
+    """
+    older = [r for r in host.complete if (host.current is None or r < host.current) and r in (host.went_live or [])]
     return older[-1] if older else None
 
 
@@ -30,8 +34,11 @@ def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, st
     chosen, problems = {}, []
     for name, host in hosts.items():
         target = to or previous_release(host)
-        if target is None:
-            problems.append(f"{name}: no release before {host.current} to roll back to")
+        if target is None and host.went_live is None:
+            problems.append(f"{name}: no record of which releases went live here (deployed by an older smship; "
+                            f"the next deploy starts one): name the release with --to")
+        elif target is None:
+            problems.append(f"{name}: no release before {host.current} went live on this host and is still on it")
         elif target not in host.complete:
             problems.append(f"{name}: release {target} is not on this host (has: {', '.join(host.complete) or 'none'})")
         else:
