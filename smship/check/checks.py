@@ -250,13 +250,16 @@ def _ceiling(values: dict) -> int:
     return _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
 
 
-def budget_numbers(facts) -> dict:
+def budget_numbers(facts, inventory_only: bool = False) -> dict:
     """Processes and per-process ceilings per host; the limit and where it came from.
 
     demand = sum over web hosts of uvicorn workers x (pool + overflow)
            + sum over worker hosts of Celery concurrency x (pool + overflow)
            + the beat x (pool + overflow)
     limit  = max_connections - superuser_reserved_connections
+
+    ``inventory_only``: the ceilings the inventory gives, once provisioning has
+    written them to the hosts' env files.
     """
     env, inventory = facts.env, (facts.inventory.values if facts.inventory else None)
     rows = []
@@ -266,8 +269,8 @@ def budget_numbers(facts) -> dict:
         answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
         # What runs now (the host's env file) or what the next provision
         # brings (the inventory): whichever asks more.
-        ceiling = max((_ceiling(v) for v in (inventory, answer_env.get("values")) if v is not None),
-                      default=DEFAULT_POOL + DEFAULT_OVERFLOW)
+        sources = (inventory,) if inventory_only else (inventory, answer_env.get("values"))
+        ceiling = max((_ceiling(v) for v in sources if v is not None), default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
     db = facts.db if facts.db and not facts.db.get("error") else None
     if db:
@@ -298,6 +301,15 @@ def connection_budget(facts):
             # the budget itself can still be judged on the inventory's limit.
             return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", _database_fix(facts)
         return PASS, reason, ""
+    planned = budget_numbers(facts, inventory_only=True) if facts.inventory else None
+    if planned and planned["demand"] <= n["limit"] * HEADROOM:
+        # The inventory was lowered already: the hosts' env files are behind,
+        # and the app keeps their values until provisioning rewrites them.
+        stale = [name for name, _, ceiling in n["rows"]
+                 if ceiling > dict((r[0], r[2]) for r in planned["rows"])[name]]
+        return (FAIL if n["demand"] > n["limit"] else WARN), \
+            f"{reason}; the inventory's pool sizes fit ({planned['demand']} connections) but the env files of " \
+            f"{_where(stale)} still hold larger ones", _provision_fix(facts, stale)
     suggestion = suggest_pool(n["limit"], n["processes"])
     fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "
            f"({n['processes']} processes), or raise db.max_connections, then provision and deploy") if suggestion else \
