@@ -305,8 +305,8 @@ def connection_budget(facts):
     if planned and planned["demand"] <= n["limit"] * HEADROOM:
         # The inventory was lowered already: the hosts' env files are behind,
         # and the app keeps their values until provisioning rewrites them.
-        stale = [name for name, _, ceiling in n["rows"]
-                 if ceiling > dict((r[0], r[2]) for r in planned["rows"])[name]]
+        inventory_ceiling = {name: ceiling for name, _, ceiling in planned["rows"]}
+        stale = [name for name, _, ceiling in n["rows"] if ceiling > inventory_ceiling[name]]
         return (FAIL if n["demand"] > n["limit"] else WARN), \
             f"{reason}; the inventory's pool sizes fit ({planned['demand']} connections) but the env files of " \
             f"{_where(stale)} still hold larger ones", _provision_fix(facts, stale)
