@@ -163,7 +163,11 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             if isinstance(answer, BaseException):
                 result.failed[name] = str(answer)
                 report.host(name, "failed", str(answer), seconds)
-            elif answer["ok"]:
+                continue
+            if answer.get("record_error"):
+                report.warn(f"{name}: the activation log was not written ({answer['record_error']}); "
+                            "rollback without --to cannot count this activation")
+            if answer["ok"]:
                 result.done.append(name)
                 moved = (f"restarted on {answer['release']}" if answer.get("previous") == answer["release"]
                          else f"{answer.get('previous') or 'nothing'} -> {answer['release']}")
