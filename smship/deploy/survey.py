@@ -18,8 +18,9 @@ class HostSurvey:
     releases: list[str]
     complete: list[str]
     free_bytes: int
-    # Releases that went live here, oldest first (None: no record, an older smship deployed).
-    went_live: list[str] | None = None
+    # (release, the release live before it) for each release that went live
+    # here, oldest first; None: no record (only an older smship deployed).
+    activations: list[tuple[str, str | None]] | None = None
 
 
 def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) -> dict[str, HostSurvey]:
@@ -39,7 +40,8 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) 
             continue
         found[name] = HostSurvey(answer["current"], [r["id"] for r in answer["releases"]],
                                  [r["id"] for r in answer["releases"] if r["complete"]], answer["free_bytes"],
-                                 answer.get("went_live"))
+                                 [tuple(pair) for pair in answer["activations"]]
+                                 if answer.get("activations") is not None else None)
         ctx.reporter.host(name, "ok", f"live: {answer['current'] or 'none'}")
     if problems:
         raise SmshipError("preflight failed, nothing was changed: " + "; ".join(problems))

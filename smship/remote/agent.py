@@ -255,11 +255,11 @@ def inspect(request):
     vfs = os.statvfs(probe)
     return {"current": _current(root), "releases": releases, "lock": lock,
             "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
-            "went_live": _went_live(request.get("activation_log"))}
+            "activations": _activations(request.get("activation_log"))}
 
 
-def _went_live(path):
-    """Releases in the activation log, oldest first; None when there is no log."""
+def _activations(path):
+    """[release, previous] per line of the activation log, oldest first; None when there is no log."""
     if not path:
         return None
     try:
@@ -270,11 +270,10 @@ def _went_live(path):
     found = []
     for line in lines:
         try:
-            release = json.loads(line)["release"]
+            entry = json.loads(line)
+            found.append([entry["release"], entry.get("previous")])
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a crash mid-write
-        if release not in found:
-            found.append(release)
     return found
 
 
