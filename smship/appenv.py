@@ -14,6 +14,11 @@ from smship.inventory import App, Environment
 from smship.layout import Layout
 
 
+def database_url_setting(app: App, env: Environment) -> str:
+    """The env file's name for the database URL: the one place that knows it."""
+    return "SM_DATABASE_URL"
+
+
 def database_name(app: App, env: Environment) -> str:
     return env.db.name or app.name.replace("-", "_")
 
@@ -32,7 +37,7 @@ def app_settings(app: App, env: Environment, secrets: dict[str, str], source: st
     values["SM_SECRET_KEY"] = secrets["SM_SECRET_KEY"]
     db_hosts = env.hosts_with("db")
     for name, scheme, password_name, port, path in (
-        ("SM_DATABASE_URL", "postgresql+asyncpg", "SM_DB_PASSWORD", env.db.port, database_name(app, env)),
+        (database_url_setting(app, env), "postgresql+asyncpg", "SM_DB_PASSWORD", env.db.port, database_name(app, env)),
         ("SM_REDIS_URL", "redis", "SM_REDIS_PASSWORD", 6379, "0"),
     ):
         if secrets.get(name):

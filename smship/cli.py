@@ -70,14 +70,33 @@ class SmshipProgram(Program):
 program = SmshipProgram(namespace=build_namespace(), version=__version__, name="smship", binary="smship")
 
 
+# Options every environment command takes; users also put them before the
+# command (``smship -i FILE deploy prod``), where Invoke knows none of them.
+GLOBAL_OPTIONS = ("-i", "--inventory", "-o", "--output")
+
+
+def split_leading_globals(rest: list[str]) -> tuple[list[str], list[str]]:
+    """(global options given before the command, the rest of argv)."""
+    moved = []
+    while rest:
+        if rest[0] in GLOBAL_OPTIONS and len(rest) >= 2:
+            moved, rest = moved + rest[:2], rest[2:]
+        elif "=" in rest[0] and rest[0].partition("=")[0] in GLOBAL_OPTIONS:
+            moved, rest = moved + rest[:1], rest[1:]
+        else:
+            break
+    return moved, rest
+
+
 def rewrite_argv(argv: list[str], namespace: Collection) -> list[str]:
-    """``smship lab up -h`` → ``smship --help lab.up``; other argv unchanged."""
+    """``smship lab up -h`` → ``smship --help lab.up``; ``smship -i F deploy prod`` → ``smship deploy prod -i F``."""
     binary, *rest = argv
+    moved, rest = split_leading_globals(rest)
     if len(rest) >= 2 and rest[0] in namespace.collections and not rest[1].startswith("-"):
         rest = [f"{rest[0]}.{rest[1]}", *rest[2:]]
     if rest and not rest[0].startswith("-") and any(a in ("-h", "--help") for a in rest[1:]):
         return [binary, "--help", rest[0]]
-    return [binary, *rest]
+    return [binary, *rest, *moved]
 
 
 def collection_help(argv: list[str], namespace: Collection) -> str | None:

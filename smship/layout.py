@@ -64,6 +64,11 @@ class Layout:
         return f"{self.shared}/logs/deploys.jsonl"
 
     @property
+    def activation_log(self) -> str:
+        # Root's own record of which releases went live (out of the app user's reach).
+        return f"{self.root}/activations.jsonl"
+
+    @property
     def static_root(self) -> str:
         """nginx serves /static/ from here; assets of older releases stay."""
         return f"/var/www/{self.app}/static"

@@ -7,6 +7,7 @@ is tested on facts made by hand.
 
 from __future__ import annotations
 
+from smship.appenv import database_url_setting
 from smship.check import tls
 from smship.check.model import Check
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
@@ -17,6 +18,8 @@ DEFAULT_POOL, DEFAULT_OVERFLOW = 10, 20
 # Above this share of the limit the budget warns: migrations, psql and
 # backups need connections too.
 HEADROOM = 0.9
+# The checks that read the database (through the probe of an app host).
+DATABASE_CHECKS = ("migrations", "admin", "connection-budget")
 
 
 def _where(names: list[str]) -> str:
@@ -91,9 +94,18 @@ def _database_problem(facts):
     if facts.db is None:
         return FAIL, "the database was not asked", "see the errors above"
     if facts.db.get("error"):
-        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", \
-            "check that Postgres runs on the db host and SM_DATABASE_URL points at it (smship status ENV)"
+        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", _database_fix(facts)
     return None
+
+
+def _database_fix(facts) -> str:
+    """What to do about an unreadable database: the probe's own trouble is not Postgres's."""
+    if facts.db.get("cause") == "probe":
+        return (f"the probe runs the live release's Python on {facts.db_host} as the app user with its env file "
+                f"and reads the database with the app's own driver; fix what it names, "
+                f"or skip these checks with --skip-check {','.join(DATABASE_CHECKS)}")
+    return (f"check that Postgres runs on the db host and {database_url_setting(facts.ctx.app, facts.env)} "
+            "points at it (smship status ENV)")
 
 
 def migrations(facts):
@@ -238,13 +250,16 @@ def _ceiling(values: dict) -> int:
     return _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
 
 
-def budget_numbers(facts) -> dict:
+def budget_numbers(facts, inventory_only: bool = False) -> dict:
     """Processes and per-process ceilings per host; the limit and where it came from.
 
     demand = sum over web hosts of uvicorn workers x (pool + overflow)
            + sum over worker hosts of Celery concurrency x (pool + overflow)
            + the beat x (pool + overflow)
     limit  = max_connections - superuser_reserved_connections
+
+    ``inventory_only``: the ceilings the inventory gives, once provisioning has
+    written them to the hosts' env files.
     """
     env, inventory = facts.env, (facts.inventory.values if facts.inventory else None)
     rows = []
@@ -254,8 +269,8 @@ def budget_numbers(facts) -> dict:
         answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
         # What runs now (the host's env file) or what the next provision
         # brings (the inventory): whichever asks more.
-        ceiling = max((_ceiling(v) for v in (inventory, answer_env.get("values")) if v is not None),
-                      default=DEFAULT_POOL + DEFAULT_OVERFLOW)
+        sources = (inventory,) if inventory_only else (inventory, answer_env.get("values"))
+        ceiling = max((_ceiling(v) for v in sources if v is not None), default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
     db = facts.db if facts.db and not facts.db.get("error") else None
     if db:
@@ -284,9 +299,17 @@ def connection_budget(facts):
         if facts.db and facts.db.get("error"):
             # The migrations check fails on an unreadable database already;
             # the budget itself can still be judged on the inventory's limit.
-            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", \
-                "start Postgres on the db host and check again"
+            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", _database_fix(facts)
         return PASS, reason, ""
+    planned = budget_numbers(facts, inventory_only=True) if facts.inventory else None
+    if planned and planned["demand"] <= n["limit"] * HEADROOM:
+        # The inventory was lowered already: the hosts' env files are behind,
+        # and the app keeps their values until provisioning rewrites them.
+        inventory_ceiling = {name: ceiling for name, _, ceiling in planned["rows"]}
+        stale = [name for name, _, ceiling in n["rows"] if ceiling > inventory_ceiling[name]]
+        return (FAIL if n["demand"] > n["limit"] else WARN), \
+            f"{reason}; the inventory's pool sizes fit ({planned['demand']} connections) but the env files of " \
+            f"{_where(stale)} still hold larger ones", _provision_fix(facts, stale)
     suggestion = suggest_pool(n["limit"], n["processes"])
     fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "
            f"({n['processes']} processes), or raise db.max_connections, then provision and deploy") if suggestion else \

@@ -1,8 +1,12 @@
 """The database's facts, read by the live release's own Python on an app host.
 
 It runs through ``systemd-run`` as the app user with the app's env file, so
-it connects exactly as the app does (psycopg, the same URL and password) and
-no credential crosses the wire or a command line.  One JSON line comes back.
+it connects exactly as the app does (the same URL and password) and no
+credential crosses the wire or a command line.  It uses whichever Postgres
+driver the release ships (psycopg 3, psycopg2 or asyncpg: the URL's driver
+part is only SQLAlchemy's), so an app is not asked to carry one for smship.
+One JSON line comes back; ``cause`` says whether the database or the probe
+itself is to blame when it has an ``error``.
 """
 
 from __future__ import annotations
@@ -13,25 +17,75 @@ from smship.command import Command
 from smship.deploy.migrate import in_app_environment
 from smship.layout import Layout
 
-# Runs on the host with the release's virtualenv; it prints one JSON object.
+DRIVERS = ("psycopg", "psycopg2", "asyncpg")
+
+# Runs on the host with the release's virtualenv; argv[1] names the URL's
+# variable, argv[2:] the drivers to try. It prints one JSON object.
 PROBE = r'''
-import json, os
+import importlib, json, os, sys
 out = {}
-try:
-    import psycopg
-    url = os.environ.get("SM_DATABASE_URL", "")
-    dsn = "postgresql://" + url.partition("://")[2]
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
-        one = lambda sql: conn.execute(sql).fetchone()[0]
-        out["max_connections"] = int(one("show max_connections"))
-        out["reserved_connections"] = int(one("show superuser_reserved_connections"))
-        out["revisions"] = [r[0] for r in conn.execute("select version_num from alembic_version")] \
-            if one("select to_regclass('alembic_version')") else []
-        has_flag = one("select count(*) from information_schema.columns where table_name = 'users' "
-                       "and column_name = 'is_admin'")
-        out["admins"] = one("select count(*) from users where is_admin") if has_flag else None
-except Exception as exc:
-    out["error"] = "%s: %s" % (type(exc).__name__, (str(exc).strip().splitlines() or [""])[0])
+
+
+def connect(name, dsn):
+    """(rows(sql) -> list of tuples, close()) over one connection of driver ``name``."""
+    module = importlib.import_module(name)
+    if name != "asyncpg":
+        conn = module.connect(dsn, connect_timeout=5)
+        cursor = conn.cursor()
+
+        def rows(sql):
+            cursor.execute(sql)
+            return [tuple(r) for r in cursor.fetchall()]
+        return rows, conn.close
+    import asyncio
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(module.connect(dsn, timeout=5))
+    return (lambda sql: [tuple(r) for r in loop.run_until_complete(conn.fetch(sql))],
+            lambda: (loop.run_until_complete(conn.close()), loop.close()))
+
+
+def driver(names, url):
+    """The first driver the release has, the URL's own (postgresql+NAME://) first."""
+    wanted = url.partition("://")[0].partition("+")[2]
+    for name in sorted(names, key=lambda n: n != wanted):
+        try:
+            importlib.import_module(name)
+            return name
+        except ImportError:
+            continue
+    return None
+
+
+url = os.environ.get(sys.argv[1], "")
+name = driver(sys.argv[2:], url)
+if not url:
+    out.update(error="%s is not set in the app's env file" % sys.argv[1], cause="probe")
+elif name is None:
+    out.update(error="the live release's Python has no Postgres driver to read the database with (looked for %s)"
+               % ", ".join(sys.argv[2:]), cause="probe")
+else:
+    out["driver"] = name
+    try:
+        rows, close = connect(name, "postgresql://" + url.partition("://")[2])
+        try:
+            one = lambda sql: rows(sql)[0][0]
+            out["max_connections"] = int(one("show max_connections"))
+            out["reserved_connections"] = int(one("show superuser_reserved_connections"))
+            out["revisions"] = [r[0] for r in rows("select version_num from alembic_version")] \
+                if one("select to_regclass('alembic_version')::text") else []
+            has_flag = one("select count(*) from information_schema.columns where table_name = 'users' "
+                           "and column_name = 'is_admin'")
+            out["admins"] = one("select count(*) from users where is_admin") if has_flag else None
+        finally:
+            close()
+    except Exception as exc:
+        message = (str(exc).strip().splitlines() or [""])[0]
+        # A driver may quote the URL back: its password never leaves the host.
+        from urllib.parse import unquote, urlsplit
+        password = urlsplit(url).password
+        for secret in {password, unquote(password or "")} - {None, ""}:
+            message = message.replace(secret, "***")
+        out.update(error="%s: %s" % (type(exc).__name__, message), cause="database")
 if out.get("revisions"):
     try:
         from alembic.config import Config
@@ -51,10 +105,11 @@ print(json.dumps(out))
 '''
 
 
-def probe_command(layout: Layout, release_id: str) -> Command:
+def probe_command(layout: Layout, release_id: str, url_setting: str) -> Command:
+    """The probe of the live release ``release_id``; ``url_setting`` names the env file's database URL."""
     release = layout.release(release_id)
     return in_app_environment(layout, f"{release}/host", f"{release}/.venv/bin/python", "-c", PROBE,
-                              description=f"database facts ({release_id})")
+                              url_setting, *DRIVERS, description=f"database facts ({release_id})")
 
 
 def parse_probe(stdout: str) -> dict:
@@ -65,4 +120,4 @@ def parse_probe(stdout: str) -> dict:
                 return json.loads(line)
             except ValueError:
                 break
-    return {"error": f"the database probe answered no JSON: {stdout.strip()[-200:]!r}"}
+    return {"error": f"the database probe answered no JSON: {stdout.strip()[-200:]!r}", "cause": "probe"}

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smship.appenv import app_settings
+from smship.appenv import app_settings, database_url_setting
 from smship.check import tls
+from smship.check.checks import DATABASE_CHECKS
 from smship.check.dbprobe import parse_probe, probe_command
 from smship.context import EnvContext
 from smship.errors import SmshipError
@@ -82,12 +83,12 @@ def inventory_settings(ctx: EnvContext) -> Settings:
 
     source = str(ctx.env.secrets.path or "the environment")
     values = app_settings(ctx.app, ctx.env, read_secrets(ctx.env.secrets), source)
-    url = values.get("SM_DATABASE_URL")
+    url = values.get(database_url_setting(ctx.app, ctx.env))
     return Settings({k: values[k] for k in PLAIN_SETTINGS if k in values},
                     url.partition("://")[0] if url else None, weakness(values.get("SM_SECRET_KEY")))
 
 
-def host_request(layout: Layout, host: Host) -> dict:
+def host_request(layout: Layout, host: Host, database_url: str) -> dict:
     units = ([layout.web_service] if "web" in host.roles else []) + \
             ([layout.worker_service] if "worker" in host.roles else []) + \
             ([layout.beat_service] if "beat" in host.roles else [])
@@ -95,6 +96,7 @@ def host_request(layout: Layout, host: Host) -> dict:
     edge = bool({"web", "lb"} & set(host.roles))
     return {"op": "checkfacts", "root": layout.root, "frontend_manifest": FRONTEND_MANIFEST,
             "env_file": layout.env_file if app else None, "plain": list(PLAIN_SETTINGS), "key_rule": KEY_RULE,
+            "database_url": database_url,
             "units": units, "beat_unit": layout.beat_service, "nginx": edge,
             "certificate": layout.tls_certificate if edge else None,
             "drain_flag": layout.drain_flag if "web" in host.roles else None}
@@ -104,17 +106,18 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
            skip: tuple[str, ...] = ()) -> Facts:
     layout = Layout.of(ctx.app, ctx.env)
     facts = Facts(ctx, layout, preflight=preflight, cert_days=cert_days)
+    url_name = database_url_setting(ctx.app, ctx.env)
     try:
         facts.inventory = inventory_settings(ctx)
     except SmshipError as exc:
         facts.inventory_error = str(exc)
-    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(layout, facts.host(t.name)), timeout=90))
+    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(layout, facts.host(t.name), url_name), timeout=90))
     for name, answer in answers.items():
         if isinstance(answer, BaseException):
             facts.unreachable[name] = str(answer)
         else:
             facts.hosts[name] = answer
-    if not {"migrations", "admin", "connection-budget"} <= set(skip):
+    if not set(DATABASE_CHECKS) <= set(skip):
         read_database(facts, fleet)
     if "tls" not in skip:
         edges = [h for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)]
@@ -136,6 +139,7 @@ def read_database(facts: Facts, fleet: Fleet) -> None:
     if not order:
         return
     facts.db_host = order[0]
-    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host]), timeout=120)
+    url_name = database_url_setting(facts.ctx.app, facts.env)
+    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host], url_name), timeout=120)
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
-        {"error": f"{facts.db_host}: the database probe failed: {result.summary()}"}
+        {"error": f"the database probe could not run: {result.summary()}", "cause": "probe"}

@@ -127,7 +127,8 @@ def _aftermath(answer: dict) -> str:
 
 
 def activate_request(layout: Layout, release: str, units: list[str], health: dict | None) -> dict:
-    return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health}
+    return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health,
+            "activation_log": layout.activation_log}
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
@@ -162,7 +163,11 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             if isinstance(answer, BaseException):
                 result.failed[name] = str(answer)
                 report.host(name, "failed", str(answer), seconds)
-            elif answer["ok"]:
+                continue
+            if answer.get("record_error"):
+                report.warn(f"{name}: the activation log was not written ({answer['record_error']}); "
+                            "rollback without --to cannot count this activation")
+            if answer["ok"]:
                 result.done.append(name)
                 moved = (f"restarted on {answer['release']}" if answer.get("previous") == answer["release"]
                          else f"{answer.get('previous') or 'nothing'} -> {answer['release']}")

@@ -21,17 +21,33 @@ from smship.provision.variables import APP_ROLES
 
 
 def previous_release(host: HostSurvey) -> str | None:
-    """The newest complete release older than the live one."""
-    older = [r for r in host.complete if host.current is None or r < host.current]
-    return older[-1] if older else None
+    """The release that was live here before the live one was deployed.
+
+    Releases on disk are no guide: one may never have gone live (its
+    migration failed, its health gate reverted it).  The host's activation
+    log is: the live release's last activation from an older release says
+    what it replaced.  Activations from a newer release (a rollback, a
+    halted deploy putting it back) are passed over, so rolling back again
+    goes further back instead of undoing the rollback.
+    """
+    if host.activations is None or host.current is None:
+        return None
+    went_live = {release for release, _ in host.activations}
+    for release, previous in reversed(host.activations):
+        if release == host.current and previous in went_live and previous < release:
+            return previous
+    return None
 
 
 def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, str]:
     chosen, problems = {}, []
     for name, host in hosts.items():
         target = to or previous_release(host)
-        if target is None:
-            problems.append(f"{name}: no release before {host.current} to roll back to")
+        if target is None and host.activations is None:
+            problems.append(f"{name}: no record of which releases went live here (deployed by an older smship; "
+                            f"the next deploy starts one): name the release with --to")
+        elif target is None:
+            problems.append(f"{name}: the activation log names no release live here before {host.current}")
         elif target not in host.complete:
             problems.append(f"{name}: release {target} is not on this host (has: {', '.join(host.complete) or 'none'})")
         else:

@@ -10,7 +10,8 @@ Requests (one per call; the answer is one JSON document on stdout):
   apply     files, links, directories, commands, in order (see ``apply``)
   inspect   the release layout: live release, releases on disk, free space, lock
   lock / unlock   the environment's deploy lock (an atomic mkdir)
-  activate  switch ``current``, restart units, wait for health, revert on failure
+  activate  switch ``current``, restart units, wait for health, revert on failure;
+            a release that passed its gate is appended to the activation log
   prune     remove old releases
   audit     append one line to the deploy log
   keystate  which key generation the env file and each running unit hold (fingerprints only)
@@ -253,7 +254,48 @@ def inspect(request):
     probe = next(p for p in (releases_dir, root, "/") if os.path.isdir(p))
     vfs = os.statvfs(probe)
     return {"current": _current(root), "releases": releases, "lock": lock,
-            "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root)}
+            "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
+            "activations": _activations(request.get("activation_log"))}
+
+
+def _activations(path):
+    """[release, previous] per line of the activation log, oldest first; None when there is no log."""
+    if not path:
+        return None
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            found.append([entry["release"], entry.get("previous")])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash mid-write
+    return found
+
+
+def _record_activation(path, release, previous):
+    """Append ``release`` to the activation log (append-only, root's own file).
+
+    A host deployed by an older smship has no log yet: the release live
+    before this activation went live too, so it is recorded first.
+    """
+    if not path:
+        return
+    entries = []
+    if not os.path.exists(path) and previous and previous != release:
+        entries.append({"release": previous, "recorded": "live before the log began"})
+    elif previous == release and os.path.exists(path):
+        return  # another tier of the same host: already recorded
+    entries.append({"release": release, "previous": previous})
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "a") as handle:
+        for entry in entries:
+            entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 def lock(request):
@@ -440,6 +482,8 @@ def activate(request):
     except Exception as exc:
         outcome = {"ok": False, "reason": str(exc)}
     outcome.update(previous=previous, release=request["release"])
+    if outcome["ok"]:
+        _record_live(request, outcome, request["release"], previous)
     if outcome["ok"] or not previous or previous == request["release"]:
         return outcome
     try:
@@ -447,9 +491,19 @@ def activate(request):
         outcome["reverted"] = back["ok"]
         if not back["ok"]:
             outcome["revert_reason"] = back["reason"]
+        else:
+            _record_live(request, outcome, previous, previous)
     except Exception as exc:
         outcome.update(reverted=False, revert_reason=str(exc))
     return outcome
+
+
+def _record_live(request, outcome, release, previous):
+    """The activation log's line for a release that passed its gate; a failure to write it is reported, not fatal."""
+    try:
+        _record_activation(request.get("activation_log"), release, previous)
+    except OSError as exc:
+        outcome["record_error"] = "%s: %s" % (request.get("activation_log"), exc)
 
 
 def prune(request):
@@ -608,7 +662,7 @@ def _env_facts(request):
     # smship's own secret-key rule travels with the request, so the key is
     # judged where it lives and only the verdict crosses the wire.
     exec(compile(request["key_rule"], "secretkey", "exec"), rule)
-    url = values.get("SM_DATABASE_URL")
+    url = values.get(request["database_url"])
     return {"values": {k: values[k] for k in request["plain"] if k in values},
             "database_scheme": url.partition("://")[0] if url else None,
             "secret_key_weakness": rule["weakness"](values.get("SM_SECRET_KEY"))}

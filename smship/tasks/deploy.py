@@ -35,7 +35,8 @@ def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, s
 
 
 @env_command(help={
-    "to": "Release id to switch to (default: the one before the live release on each host).",
+    "to": "Release id to switch to (default: on each host, the release live before the live one was deployed, "
+          "from the host's activation log).",
     "check": "Only report what would happen, including whether the schema is compatible.",
     "limit": "Only these hosts or roles, comma separated.",
 })

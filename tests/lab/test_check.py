@@ -204,6 +204,38 @@ def test_a_stopped_postgres_fails_the_database_checks(lab, smship, deployed):
         assert found[name]["status"] == "pass", found[name]
 
 
+@contextmanager
+def without_packages(lab, hosts: list[str], packages: list[str]):
+    """The live release's virtualenv on ``hosts`` without ``packages`` for the block (an app that never shipped them)."""
+    moves = []
+    try:
+        for host in hosts:
+            site = remote(lab, host, "ls -d /srv/refapp/current/.venv/lib/python3*/site-packages").strip()
+            for package in packages:
+                remote(lab, host, f"mkdir -p /root/away && mv {site}/{package} /root/away/{package}")
+                moves.append((host, site, package))
+        yield
+    finally:
+        for host, site, package in reversed(moves):
+            remote(lab, host, f"mv /root/away/{package} {site}/{package}")
+
+
+def test_the_database_checks_read_through_whichever_driver_the_release_ships(lab, smship, deployed):
+    app_hosts = ["lab2", "lab3"]
+    with without_packages(lab, app_hosts, ["psycopg"]):
+        found = verdicts(run_check(lab, smship))
+        for name in ("migrations", "admin", "connection-budget"):
+            assert "No module named" not in found[name]["reason"], found[name]
+        assert found["migrations"]["status"] == "pass", found["migrations"]
+        assert "read from Postgres" in found["connection-budget"]["reason"], found["connection-budget"]
+        with without_packages(lab, app_hosts, ["asyncpg"]):
+            found = verdicts(run_check(lab, smship))
+    assert found["migrations"]["status"] == "fail", found["migrations"]
+    assert "no Postgres driver" in found["migrations"]["reason"], found["migrations"]
+    assert "Postgres runs" not in found["migrations"]["fix"], found["migrations"]
+    assert status_of(lab, smship, "migrations")["status"] == "pass"
+
+
 def test_a_missing_frontend_manifest_fails(lab, smship, deployed):
     manifest = f"/srv/refapp/releases/{live_release(lab, 'lab2')}/static/dist/.vite/manifest.json"
     try:

@@ -207,6 +207,30 @@ def test_a_failing_migration_restarts_nothing(lab, smship, variants):
     assert tables.strip() == ""
 
 
+def test_rollback_without_to_skips_a_release_whose_migration_failed(lab, smship, variants):
+    went_live = {h: live_release(lab, h) for h in APP_HOSTS}
+    inventory = variants.inventory(files={"host/migrations/versions/0003_half_done.py": FAILING_MIGRATION},
+                                   message="bad migration")
+    failed = smship("deploy", ENV, "-o", "json", inventory=inventory, check=False)
+    variants.undo()
+    never_live = failed.document["audit"]["release"]
+    for host in APP_HOSTS:
+        # Shipped and complete, yet it never went live: newer than the live release, older than the next.
+        assert remote(lab, host, f"test -f /srv/refapp/releases/{never_live}/.smship-complete && echo yes").strip() \
+            == "yes"
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 5\n"})
+    smship("deploy", ENV, inventory=inventory, check=True)
+
+    report = smship("rollback", ENV, "--check", inventory=inventory, check=True)
+    assert never_live not in report.output, report
+    smship("rollback", ENV, inventory=inventory, check=True)
+    assert {h: live_release(lab, h) for h in APP_HOSTS} == went_live
+    for host in APP_HOSTS:
+        log = remote(lab, host, "cat /srv/refapp/activations.jsonl")
+        assert never_live not in log and went_live[host] in log, log
+        assert remote(lab, host, "stat -c %U /srv/refapp/activations.jsonl").strip() == "root"
+
+
 def test_a_second_deploy_is_refused_while_the_first_holds_the_lock(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 3\n"})
     first = start_smship("deploy", ENV, inventory=inventory)

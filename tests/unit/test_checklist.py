@@ -318,3 +318,17 @@ def test_drain_warns_about_a_web_host_left_drained(tmp_path):
     verdict = judge("drain", made)
     assert verdict.status == "warn" and verdict.reason.startswith("web1 drained from the load balancer"), verdict
     assert "/var/www/shop/draining" in verdict.fix
+
+
+def test_a_budget_the_inventory_already_fixed_asks_for_provisioning_not_for_new_values():
+    made = facts()
+    made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    for answer in made.hosts.values():
+        answer["env"]["values"].update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
+    made.hosts["web1"]["env"]["values"].update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    for preflight in (False, True):
+        verdict = judge("connection-budget", made, preflight=preflight)
+        # The app runs on the env files until provisioning rewrites them: still refused, for the right reason.
+        assert verdict.status == "fail", verdict
+        assert "the inventory's pool sizes fit" in verdict.reason and "env files of web2, jobs1" in verdict.reason
+        assert "set SM_DB_POOL_SIZE" not in verdict.fix and "smship provision prod" in verdict.fix, verdict.fix

@@ -90,3 +90,19 @@ def test_backup_commands_without_a_backup_section_say_what_to_add(tmp_path):
     result = smship("backup", "list", "staging", "-i", str(tmp_path / "smship.yml"))
     assert result.returncode == 1
     assert "environments.staging.backup: not set" in result.stderr
+
+
+def test_global_options_work_before_the_command_too(tmp_path):
+    import shutil
+    shutil.copy(ROOT / "inventory.example", tmp_path / "smship.yml")
+    inventory = str(tmp_path / "smship.yml")
+    for argv in (("-i", inventory, "backup", "list", "staging"),
+                 (f"--inventory={inventory}", "-o", "text", "backup", "list", "staging"),
+                 ("-o", "json", "--inventory", inventory, "backup", "list", "staging")):
+        result = smship(*argv)
+        assert result.returncode == 1, (argv, result.stderr)
+        assert "environments.staging.backup: not set" in result.stderr, (argv, result.stderr)
+    ns = build_namespace()
+    assert rewrite_argv(["smship", "-i", "x.yml", "provision", "lab"], ns) == \
+        ["smship", "provision", "lab", "-i", "x.yml"]
+    assert rewrite_argv(["smship", "-i", "x.yml", "lab", "up", "-h"], ns) == ["smship", "--help", "lab.up"]
