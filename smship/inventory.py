@@ -24,6 +24,8 @@ _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_NAME = re.compile(rf"^{_LABEL}$")
 _DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.IGNORECASE)
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_PYTHON_VERSION = re.compile(r"3\.[0-9]{1,2}")
+_PYTHON_PATH = re.compile(r"/[A-Za-z0-9_./+-]*[A-Za-z0-9_+-]")
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _JUMP = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?$")
 _PERCENT = re.compile(r"^(\d{1,3})%$")
@@ -91,7 +93,9 @@ def _is_ip(value: str) -> bool:
 class App(_Model):
     name: str = Field(description="Names the app user, /srv/<name> and the units.")
     source: Path = Field(default=Path("."), description="The app's workspace.")
-    python: str = "/usr/bin/python3"
+    python: str = Field(default="/usr/bin/python3", description=(
+        "The hosts' interpreter: a version such as '3.13' (installed from the hosts' distribution) "
+        "or an absolute path (the distribution's python3 by default)."))
 
     @field_validator("name")
     @classmethod
@@ -99,6 +103,30 @@ class App(_Model):
         if not _APP_NAME.match(value):
             raise ValueError("must be lower case letters, digits and '-', starting with a letter (at most 31)")
         return value
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if _PYTHON_VERSION.fullmatch(value) or _PYTHON_PATH.fullmatch(value):
+            return value
+        raise ValueError(f"{value!r} is neither a Python version such as '3.13' nor an absolute path "
+                         "such as /usr/bin/python3")
+
+    @property
+    def python_version(self) -> str | None:
+        """The version the inventory asks for, or None when it names an interpreter by path."""
+        return self.python if _PYTHON_VERSION.fullmatch(self.python) else None
+
+    @property
+    def interpreter(self) -> str:
+        """The interpreter on the hosts that builds the app's virtualenv."""
+        return f"/usr/bin/python{self.python}" if self.python_version else self.python
+
+    @property
+    def python_packages(self) -> list[str]:
+        """The distribution's packages that provide the interpreter and its venv module."""
+        stem = f"python{self.python_version}" if self.python_version else "python3"
+        return [stem, f"{stem}-venv"]
 
     _source = field_validator("source", mode="before")(_local_path)
 
@@ -188,7 +216,8 @@ class Worker(_Model):
 
 class Db(_Model):
     max_connections: int = Field(default=100, ge=10)
-    postgres_version: int = Field(default=15, ge=10, le=30)
+    # None: the major the db host has (its cluster, else what its distribution installs).
+    postgres_version: int | None = Field(default=None, ge=10, le=30)
     name: str | None = None
     port: int = Field(default=5432, ge=1, le=65535)
 
