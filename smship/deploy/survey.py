@@ -18,12 +18,13 @@ class HostSurvey:
     releases: list[str]
     complete: list[str]
     free_bytes: int
+    interpreter: dict | None = None     # the app's Python on the host: version, machine, glibc
 
 
 def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) -> dict[str, HostSurvey]:
     """One round trip per host; raises naming every host that is not ready."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
-    request = {"op": "inspect", "root": layout.root, "lock": lock_path(layout)}
+    request = {"op": "inspect", "root": layout.root, "lock": lock_path(layout), "python": ctx.app.interpreter}
     answers = fleet.map(lambda t: call_agent(fleet, t, request, timeout=60))
     problems, found = [], {}
     for name, answer in answers.items():
@@ -36,7 +37,8 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) 
             ctx.reporter.host(name, "failed", problems[-1])
             continue
         found[name] = HostSurvey(answer["current"], [r["id"] for r in answer["releases"]],
-                                 [r["id"] for r in answer["releases"] if r["complete"]], answer["free_bytes"])
+                                 [r["id"] for r in answer["releases"] if r["complete"]], answer["free_bytes"],
+                                 answer.get("interpreter"))
         ctx.reporter.host(name, "ok", f"live: {answer['current'] or 'none'}")
     if problems:
         raise SmshipError("preflight failed, nothing was changed: " + "; ".join(problems))
