@@ -99,10 +99,21 @@ class HostOS:
 UNKNOWN_OS = HostOS(host="", distro="", version_id="", codename="", pretty="")
 
 
+def requested_python(app) -> str | None:
+    """The version ``app.python`` names ('3.13'); None when it names an interpreter path or nothing."""
+    return app.python if app.python and not app.python.startswith("/") else None
+
+
+def python_packages(app) -> list[str]:
+    """The distribution's packages that provide the app's interpreter and its venv module."""
+    stem = f"python{requested_python(app)}" if requested_python(app) else "python3"
+    return [stem, f"{stem}-venv"]
+
+
 def hostos_request(app) -> dict[str, Any]:
     request: dict[str, Any] = {"op": "hostos", "python": app.interpreter}
-    if app.python_version:
-        request["packages"] = list(app.python_packages)
+    if requested_python(app):
+        request["packages"] = python_packages(app)
     return request
 
 
@@ -116,9 +127,9 @@ def gather(fleet, targets, app) -> dict[str, HostOS | BaseException]:
 
 def require_python_available(app, facts: dict[str, HostOS]) -> None:
     """Before provisioning: each app host has, or its distribution offers, the interpreter asked for."""
-    if not app.python_version:
+    if not requested_python(app):
         return
-    package = app.python_packages[0]
+    package = python_packages(app)[0]
     lacking = [f"{f.host} ({f.label})" for f in facts.values()
                if not f.python_version and not f.candidates.get(package)]
     if lacking:
@@ -129,7 +140,7 @@ def require_python_available(app, facts: dict[str, HostOS]) -> None:
 
 def planned_python(app, facts: HostOS) -> str | None:
     """The minor version the app will run on this host once provisioned."""
-    return app.python_version or facts.python_minor
+    return requested_python(app) or facts.python_minor
 
 
 def require_one_python(app, versions: dict[str, str | None]) -> str:

@@ -113,20 +113,9 @@ class App(_Model):
                          "such as /usr/bin/python3")
 
     @property
-    def python_version(self) -> str | None:
-        """The version the inventory asks for, or None when it names an interpreter by path."""
-        return self.python if _PYTHON_VERSION.fullmatch(self.python) else None
-
-    @property
     def interpreter(self) -> str:
         """The interpreter on the hosts that builds the app's virtualenv."""
-        return f"/usr/bin/python{self.python}" if self.python_version else self.python
-
-    @property
-    def python_packages(self) -> list[str]:
-        """The distribution's packages that provide the interpreter and its venv module."""
-        stem = f"python{self.python_version}" if self.python_version else "python3"
-        return [stem, f"{stem}-venv"]
+        return self.python if self.python.startswith("/") else f"/usr/bin/python{self.python}"
 
     _source = field_validator("source", mode="before")(_local_path)
 

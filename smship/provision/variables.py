@@ -7,7 +7,7 @@ from typing import Any
 from smship.appenv import app_settings, database_name
 from smship.backup.repo import backup_variables
 from smship.context import EnvContext
-from smship.hostos import UNKNOWN_OS, HostOS
+from smship.hostos import UNKNOWN_OS, HostOS, python_packages
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.secrets import backend_for
@@ -39,6 +39,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "backup": (backup_variables(ctx.app, env, ctx.name, secrets, source, postgres_major)
                    if "db" in host.roles else None),
         "os": facts,
+        "python_packages": python_packages(ctx.app),
         "postgres_major": postgres_major,
         "nginx": (facts or UNKNOWN_OS).nginx_facts(),
         "app": ctx.app,

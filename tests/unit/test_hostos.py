@@ -9,8 +9,8 @@ import pytest
 
 from smship.check.hostos import hosts_os
 from smship.errors import SmshipError
-from smship.hostos import HostOS, debian_version, require_one_python, require_python_available, \
-    require_release_fits, wheel_target
+from smship.hostos import HostOS, debian_version, python_packages, require_one_python, \
+    require_python_available, require_release_fits, requested_python, wheel_target
 from smship.inventory import App
 from smship.release.wheelhouse import BOOKWORM, TRIXIE, require_python, target_for_version
 
@@ -46,10 +46,11 @@ def test_nginx_gates_on_version():
 
 def test_app_python_accepts_a_version_or_a_path():
     assert App(name="a").interpreter == "/usr/bin/python3"
-    assert App(name="a").python_packages == ["python3", "python3-venv"]
+    assert python_packages(App(name="a")) == ["python3", "python3-venv"]
     app = App(name="a", python="3.13")
-    assert app.python_version == "3.13" and app.interpreter == "/usr/bin/python3.13"
-    assert app.python_packages == ["python3.13", "python3.13-venv"]
+    assert requested_python(app) == "3.13" and app.interpreter == "/usr/bin/python3.13"
+    assert python_packages(app) == ["python3.13", "python3.13-venv"]
+    assert requested_python(App(name="a", python="/opt/py/bin/python3")) is None
     for bad in ("python3", "3", "3.13.1", "/usr/bin/py thon", "/usr/bin/python3\n"):
         with pytest.raises(ValueError, match="neither a Python version"):
             App(name="a", python=bad)
