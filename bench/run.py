@@ -77,7 +77,7 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     return row
 
 
-def bench_fleet(size: int, image: str) -> list[dict]:
+def bench_fleet(size: int, image: str, distro: str = "trixie") -> list[dict]:
     from smship.lab import Lab
 
     lab = Lab()  # $SMSHIP_LAB_DIR, _BRIDGE and _SUBNET choose which
@@ -85,8 +85,8 @@ def bench_fleet(size: int, image: str) -> list[dict]:
     shutil.rmtree(work, ignore_errors=True)
     rows: list[dict] = []
     try:
-        say(f"booting {size} host(s) ({image} image)")
-        lab.up(hosts=size, image_name=image, app=ROOT / "examples" / "smpy-app")
+        say(f"booting {size} host(s) ({image} image, Debian {distro})")
+        lab.up(hosts=size, image_name=image, app=ROOT / "examples" / "smpy-app", distro=distro)
         inventory = inventory_for(lab, work / "app")
         say("first provision (not part of the table)")
         first = run_smship("provision", ENV, inventory=inventory, timeout=3600)
@@ -136,11 +136,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="1,3", help="fleet sizes, comma separated (default 1,3)")
     parser.add_argument("--image", default="fat", help="lab image (default fat: packages baked in)")
+    parser.add_argument("--distro", default="trixie", choices=("trixie", "bookworm"),
+                        help="Debian release of the hosts (default trixie, Debian 13)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
     rows: list[dict] = []
     for size in [int(n) for n in args.hosts.split(",")]:
-        rows += bench_fleet(size, args.image)
+        rows += bench_fleet(size, args.image, args.distro)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
     print(render(rows))

@@ -245,7 +245,8 @@ class Worker(_Model):
 
 class Db(_Model):
     max_connections: int = Field(default=100, ge=10)
-    postgres_version: int = Field(default=15, ge=10, le=30)
+    # None: the major the db host has (its cluster, else what its distribution installs).
+    postgres_version: int | None = Field(default=None, ge=10, le=30)
     name: str | None = None
     port: int = Field(default=5432, ge=1, le=65535)
 

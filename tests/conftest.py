@@ -9,6 +9,7 @@ The test lab is separate from a user's own lab so running tests never touches it
     SMSHIP_TEST_LAB_BRIDGE  default smshiptest0
     SMSHIP_TEST_LAB_SUBNET  default 192.168.251.0/24
     SMSHIP_LAB_IMAGE        image to boot, default fat (base or fat)
+    SMSHIP_LAB_DISTRO       Debian release of the hosts, default trixie (Debian 13) or bookworm (12)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ LAB_DIR = os.environ.get("SMSHIP_TEST_LAB_DIR", "/var/lib/smship/lab-test")
 LAB_BRIDGE = os.environ.get("SMSHIP_TEST_LAB_BRIDGE", "smshiptest0")
 LAB_SUBNET = os.environ.get("SMSHIP_TEST_LAB_SUBNET", "192.168.251.0/24")
 LAB_IMAGE = os.environ.get("SMSHIP_LAB_IMAGE", "fat")
+LAB_DISTRO = os.environ.get("SMSHIP_LAB_DISTRO", "trixie")
 LAB_HOSTS = 3
 REFERENCE_APP = Path(__file__).resolve().parents[1] / "examples" / "smpy-app"
 
@@ -35,6 +37,9 @@ REFERENCE_APP = Path(__file__).resolve().parents[1] / "examples" / "smpy-app"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "lab: needs the local lab (root, Linux, systemd-nspawn hosts on a bridge)")
+    config.addinivalue_line(
+        "markers", "debian12: the main story, run a second time on Debian 12 hosts "
+                   "(SMSHIP_LAB_DISTRO=bookworm pytest -m debian12 tests/lab)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -87,6 +92,7 @@ class LabFixture:
         self.identity: Path = lab.identity
         self.secrets: Path = lab.secrets
         self.image: str = up_result.image
+        self.distro: str = up_result.distros[0]
 
     def address(self, host: str) -> str:
         for h in self.hosts:
@@ -149,7 +155,7 @@ def lab():
     atexit.register(teardown)          # also after Ctrl-C or a crash of the session
     started = time.monotonic()
     try:
-        result = the_lab.up(hosts=LAB_HOSTS, image_name=LAB_IMAGE, app=REFERENCE_APP)
+        result = the_lab.up(hosts=LAB_HOSTS, image_name=LAB_IMAGE, app=REFERENCE_APP, distro=LAB_DISTRO)
     except BaseException:
         teardown()
         raise

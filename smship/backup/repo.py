@@ -22,13 +22,16 @@ def stanza(app: App) -> str:
 
 
 def cluster(app: App, env: Environment) -> dict[str, Any]:
-    """What the db host's backup program needs to reach the real cluster."""
+    """What the db host's backup program needs to reach the real cluster.
+
+    Without db.postgres_version the program finds the major of the host's 'main' cluster itself.
+    """
     return {"version": env.db.postgres_version, "name": "main", "port": env.db.port,
             "database": database_name(app, env)}
 
 
 def backup_variables(app: App, env: Environment, env_name: str, secrets: dict[str, str],
-                     source: str) -> dict[str, Any] | None:
+                     source: str, postgres_major: int) -> dict[str, Any] | None:
     """Values for pgbackrest.conf and the units; None when the environment has no backup section."""
     if env.backup is None:
         return None
@@ -42,7 +45,7 @@ def backup_variables(app: App, env: Environment, env_name: str, secrets: dict[st
         uri_style = "path"      # what S3-compatible stores support
     else:
         host, port, uri_style = f"s3.{region}.amazonaws.com", None, "host"
-    version = env.db.postgres_version
+    version = postgres_major
     return {
         "stanza": stanza(app), "bucket": env.backup_bucket(), "region": region, "endpoint": host, "port": port,
         "uri_style": uri_style, "path": env.backup.path or f"/{app.name}/{env_name}",

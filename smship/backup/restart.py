@@ -24,7 +24,7 @@ def restart_command(version: int) -> Command:
                description=f"restart postgresql@{version}-main")
 
 
-def settle_restart(ctx, fleet, target, restart_db: bool) -> str | None:
+def settle_restart(ctx, fleet, target, restart_db: bool, postgres_major: int) -> str | None:
     """Restart Postgres on ``target`` if settings wait for it and ``restart_db``; what was done or is owed."""
     from smship.errors import SmshipError
 
@@ -38,7 +38,7 @@ def settle_restart(ctx, fleet, target, restart_db: bool) -> str | None:
     if not restart_db:
         return (f"{target.name}: Postgres needs a restart for {pending} to take effect (WAL archiving waits "
                 f"for it); run 'smship provision {ctx.name} --restart-db' when a short outage is acceptable")
-    restarted = fleet.run(target, restart_command(db.postgres_version), timeout=300)
+    restarted = fleet.run(target, restart_command(postgres_major), timeout=300)
     if not restarted.ok:
         raise SmshipError(restarted.summary())
     return f"{target.name}: restarted Postgres for {pending}"

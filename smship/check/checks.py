@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from smship.appenv import database_url_setting
 from smship.check import tls
+from smship.check.hostos import hosts_os
 from smship.check.model import Check
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
 
@@ -393,6 +394,7 @@ def hosts(facts):
 
 CHECKS = [
     Check("hosts", "every host answers", hosts),
+    Check("hosts-os", "every host runs a Debian release smship is tested on, app hosts one Python", hosts_os),
     Check("environment", "SM_ENVIRONMENT is not development/testing", environment),
     Check("secret-key", "SM_SECRET_KEY is strong and not a default", secret_key),
     Check("database-url", "SM_DATABASE_URL is postgresql+asyncpg://", database_url),

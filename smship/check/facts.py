@@ -111,7 +111,9 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
         facts.inventory = inventory_settings(ctx)
     except SmshipError as exc:
         facts.inventory_error = str(exc)
-    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(layout, facts.host(t.name), url_name), timeout=90))
+    python = {"python": ctx.app.interpreter}    # the app hosts' interpreter, for hosts-os
+    answers = fleet.map(lambda t: call_agent(fleet, t, {**host_request(layout, facts.host(t.name), url_name), **python},
+                                             timeout=90))
     for name, answer in answers.items():
         if isinstance(answer, BaseException):
             facts.unreachable[name] = str(answer)

@@ -22,19 +22,24 @@ from smship.deploy.ship import install, transfer, without_room
 from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import survey
 from smship.errors import SmshipError
+from smship.hostos import require_release_fits, wheel_target
 from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
 
 
-def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool):
+def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
+    """The release to ship, built for ``target`` (the app hosts' interpreter) or checked against it."""
     from smship.release import build_release, cache_dir, load_release
 
     if release_path:
         ctx.reporter.step(f"using the prebuilt release {release_path}")
-        return load_release(Path(release_path))
-    ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref})")
+        release = load_release(Path(release_path))
+        require_release_fits(release, target)
+        return release
+    ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref}) "
+                      f"for CPython {target.python_full_version}")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
-                         progress=ctx.reporter.info)
+                         progress=ctx.reporter.info, target=target)
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -58,11 +63,14 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
     targets = {t.name: t for t in targets_of(ctx)}
     with report.phase("preflight"):
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
+        # Every app host, not only --limit's: the fleet must stay on one Python.
+        target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
+                                        if set(h.roles) & set(APP_ROLES)})
         preflight(ctx, fleet, skip_checks)
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                           warn=report.warn):
         with report.phase("build"):
-            release = obtain_release(ctx, release_path, ref, dirty)
+            release = obtain_release(ctx, release_path, ref, dirty, target)
         report.info(f"release {release.id}")
         report.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}

@@ -21,12 +21,14 @@ class HostSurvey:
     # (release, the release live before it) for each release that went live
     # here, oldest first; None: no record (only an older smship deployed).
     activations: list[tuple[str, str | None]] | None = None
+    interpreter: dict | None = None     # the app's Python on the host: version, machine, glibc
 
 
 def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) -> dict[str, HostSurvey]:
     """One round trip per host; raises naming every host that is not ready."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
-    request = {"op": "inspect", "root": layout.root, "lock": lock_path(layout), "activation_log": layout.activation_log}
+    request = {"op": "inspect", "root": layout.root, "lock": lock_path(layout), "activation_log": layout.activation_log,
+               "python": ctx.app.interpreter}
     answers = fleet.map(lambda t: call_agent(fleet, t, request, timeout=60))
     problems, found = [], {}
     for name, answer in answers.items():
@@ -41,7 +43,8 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) 
         found[name] = HostSurvey(answer["current"], [r["id"] for r in answer["releases"]],
                                  [r["id"] for r in answer["releases"] if r["complete"]], answer["free_bytes"],
                                  [tuple(pair) for pair in answer["activations"]]
-                                 if answer.get("activations") is not None else None)
+                                 if answer.get("activations") is not None else None,
+                                 answer.get("interpreter"))
         ctx.reporter.host(name, "ok", f"live: {answer['current'] or 'none'}")
     if problems:
         raise SmshipError("preflight failed, nothing was changed: " + "; ".join(problems))

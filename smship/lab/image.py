@@ -101,7 +101,7 @@ class Recipe:
 
     @property
     def filename(self) -> str:
-        return f"{self.name}-{self.digest()}.tar.zst"
+        return f"{self.name}-{self.suite}-{self.digest()}.tar.zst"
 
 
 # ---------------------------------------------------------------- apt sources
@@ -186,9 +186,35 @@ def machine_suite(os_release: Path = Path("/etc/os-release")) -> str:
     raise LabError(f"cannot tell the Debian release from {os_release} (no VERSION_CODENAME)")
 
 
+def sources_for(suite: str, etc: Path = Path("/etc/apt"),
+                os_release: Path = Path("/etc/os-release")) -> tuple[str, ...]:
+    """apt sources for ``suite`` from the machine's own mirror.
+
+    The machine's entries for ``suite`` when it has them; otherwise its entries
+    for its own suite, renamed (a Debian mirror serves every suite, so a
+    bookworm machine boots trixie hosts from the same mirror).
+    """
+    own = machine_suite(os_release)
+    if own == suite:
+        return machine_sources(suite, etc)
+    try:
+        return machine_sources(suite, etc)
+    except LabError:
+        pass
+    renamed = []
+    for line in machine_sources(own, etc):
+        words = line.split()
+        words[2] = suite + words[2][len(own):]
+        renamed.append(" ".join(words))
+    return tuple(renamed)
+
+
 # ---------------------------------------------------------------- recipes
 
 IMAGE_NAMES = ("base", "fat")
+# The Debian releases a lab boots (what smship is tested on); the first is the default.
+DISTROS = ("trixie", "bookworm")
+DEFAULT_DISTRO = DISTROS[0]
 
 
 def recipe_for(name: str, suite: str, sources: tuple[str, ...]) -> Recipe:
@@ -201,9 +227,15 @@ def recipe_for(name: str, suite: str, sources: tuple[str, ...]) -> Recipe:
     return Recipe(name=name, suite=suite, packages=packages, sources=sources)
 
 
-def machine_recipe(name: str) -> Recipe:
-    suite = machine_suite()
-    return recipe_for(name, suite, machine_sources(suite))
+def check_distro(suite: str) -> str:
+    if suite not in DISTROS:
+        raise LabError(f"unknown lab distribution {suite!r}; choose one of: {', '.join(DISTROS)}")
+    return suite
+
+
+def machine_recipe(name: str, suite: str = DEFAULT_DISTRO) -> Recipe:
+    """The recipe of image ``name`` for Debian ``suite``, from the machine's own mirror."""
+    return recipe_for(name, check_distro(suite), sources_for(suite))
 
 
 # ---------------------------------------------------------------- build and cache

@@ -1,7 +1,8 @@
 """The Lab: a set of throwaway Debian hosts on a private bridge of this machine.
 
     lab = Lab()                    # directory, bridge, subnet from env or defaults
-    lab.up(hosts=3, image="fat")   # build or reuse the image, boot, wait for ssh
+    lab.up(hosts=3, image="fat")   # build or reuse the image (Debian 13 by default), boot, wait for ssh
+    lab.add("bookworm")            # one more host, of another Debian release
     lab.ssh("lab1", ["systemctl", "is-system-running"])
     lab.kill("lab2"); lab.start("lab2")
     lab.down()                     # leaves nothing behind
@@ -56,6 +57,20 @@ class UpResult:
     image_built: bool
     image_seconds: float
     seconds: float
+    distros: tuple[str, ...] = ()      # each host's Debian suite, in order
+
+
+def host_distros(distro: str | Sequence[str], count: int) -> list[str]:
+    """Each host's suite: one for all, or a comma list naming one per host."""
+    names = [d.strip() for d in distro.split(",")] if isinstance(distro, str) else list(distro)
+    for name in names:
+        image.check_distro(name)
+    if len(names) == 1:
+        return names * count
+    if len(names) != count:
+        raise LabError(f"--distro names {len(names)} distributions for {count} host(s): "
+                       "give one for all hosts or one per host")
+    return names
 
 
 class Lab:
@@ -155,13 +170,14 @@ class Lab:
     # ------------------------------------------------------------ up
 
     def up(self, hosts: int = 3, image_name: str = "base", app: str | os.PathLike | None = None,
-           wait: float = 90) -> UpResult:
+           wait: float = 90, distro: str | Sequence[str] = image.DEFAULT_DISTRO) -> UpResult:
         """Create and boot ``hosts`` hosts, write the lab files, wait until ssh answers."""
         require_platform()
         if hosts < 1 or hosts > 200:
             raise LabError("--hosts must be between 1 and 200")
         started = time.monotonic()
-        recipe = image.machine_recipe(image_name)
+        suites = host_distros(distro, hosts)
+        recipes = {suite: image.machine_recipe(image_name, suite) for suite in dict.fromkeys(suites)}
         names = files.host_names(hosts)
         addresses = [str(self.net.address(i)) for i in range(1, hosts + 1)]
         with self._locked():
@@ -170,11 +186,9 @@ class Lab:
                 self.report(None, "cleaning up a previous lab: " + (", ".join(leftovers)
                                                                   or "state file"))
                 self._teardown()
-            img = image.ensure_image(recipe, log=lambda m: self.report(None, m))
-            self.report(None, (f"image {recipe.name} built in {img.seconds:.0f} s" if img.built
-                               else f"image {recipe.name} cached ({img.tarball.name})"))
+            images = {suite: self._image(recipe) for suite, recipe in recipes.items()}
             try:
-                self._create(recipe, img.tarball, names, addresses, app)
+                self._create(image_name, images, list(zip(names, addresses, suites)), app)
             except BaseException:
                 self.report(None, "lab up failed; removing what it created")
                 self._teardown()
@@ -182,15 +196,31 @@ class Lab:
         self.wait_ssh(names, timeout=wait)
         seconds = time.monotonic() - started
         self.report(None, f"{hosts} host(s) up in {seconds:.1f} s; inventory: {self.inventory}")
-        return UpResult(list(zip(names, addresses)), recipe.name, img.built, img.seconds,
-                        seconds)
+        return UpResult(list(zip(names, addresses)), image_name, any(i.built for i in images.values()),
+                        sum(i.seconds for i in images.values()), seconds, tuple(suites))
 
-    def _create(self, recipe: image.Recipe, tarball: Path, names: list[str],
-                addresses: list[str], app) -> None:
+    def _image(self, recipe: image.Recipe) -> image.ImageResult:
+        img = image.ensure_image(recipe, log=lambda m: self.report(None, m))
+        self.report(None, (f"image {recipe.name} ({recipe.suite}) built in {img.seconds:.0f} s" if img.built
+                           else f"image {recipe.name} ({recipe.suite}) cached ({img.tarball.name})"))
+        return img
+
+    def _lower(self, image_name: str, suite: str, tarball: Path) -> Path:
+        """The unpacked image of ``suite`` on the lab's tmpfs, unpacked once per lab."""
+        lower = self.run_dir / "images" / f"{image_name}-{suite}"
+        if not lower.is_dir():
+            t0 = time.monotonic()
+            image.unpack(tarball, lower)
+            self.report(None, f"image {image_name} ({suite}) unpacked in {time.monotonic() - t0:.1f} s")
+        return lower
+
+    def _create(self, image_name: str, images: dict[str, image.ImageResult],
+                hosts: list[tuple[str, str, str]], app) -> None:
         state = {"version": STATE_VERSION, "dir": str(self.dir), "bridge": self.net.bridge,
                  "subnet": str(self.net.subnet), "nft_table": self.net.nft_table,
                  "ip_forward_before": None, "cgroup_base": self.cgroup_base,
-                 "image": {"name": recipe.name, "tarball": str(tarball)},
+                 "image": {"name": image_name,
+                           "tarballs": {suite: str(i.tarball) for suite, i in images.items()}},
                  "run_dir": str(self.run_dir), "hosts": []}
         self._write_state(state)          # recorded before anything is changed
         state.update(network.up(self.net))
@@ -199,16 +229,22 @@ class Lab:
                           f"{self.net.subnet.prefixlen}, NAT table {self.net.nft_table}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run(["mount", "-t", "tmpfs", "-o", "mode=0755", "smship-lab", str(self.run_dir)])
-        lower = self.run_dir / "images" / recipe.name
-        t0 = time.monotonic()
-        image.unpack(tarball, lower)
-        self.report(None, f"image unpacked in {time.monotonic() - t0:.1f} s")
-        client_key = files.ensure_keypair(self.dir)
+        files.ensure_keypair(self.dir)
         files.ensure_secrets(self.dir)
-        all_hosts = dict(zip(names, addresses))
+        keys = self._create_hosts(state, image_name, images, hosts)
+        files.write_text(self.known_hosts, files.render_known_hosts(keys))
+        self._write_files(app, [(name, address) for name, address, _ in hosts])
+
+    def _create_hosts(self, state: dict, image_name: str, images: dict[str, image.ImageResult],
+                      hosts: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """Create and boot ``hosts`` (name, address, suite); their (name, address, host key)."""
+        client_key = files.ensure_keypair(self.dir)
+        all_hosts = {s["name"]: s["address"] for s in state["hosts"]}
+        all_hosts.update({name: address for name, address, _ in hosts})
         keys = []
         specs = []
-        for name, address in zip(names, addresses):
+        for name, address, suite in hosts:
+            lower = self._lower(image_name, suite, images[suite].tarball)
             hdir = self.run_dir / "hosts" / name
             spec = HostSpec(name=name, address=address, prefixlen=self.net.subnet.prefixlen,
                             gateway=str(self.net.gateway), bridge=self.net.bridge,
@@ -223,12 +259,56 @@ class Lab:
             Path(spec.log).parent.mkdir(parents=True, exist_ok=True)
             Path(spec.log).write_text("")
             keys.append((name, address, host.create(spec, client_key, all_hosts)))
-            self.report(name, f"created at {address}")
-        files.write_text(self.known_hosts, files.render_known_hosts(keys))
-        self._write_files(app, list(zip(names, addresses)))
+            self.report(name, f"created at {address} (Debian {suite})")
         for spec in specs:
             pid = host.boot(spec)
             self.report(spec.name, f"booting (nspawn pid {pid})")
+        return keys
+
+    def add(self, distro: str = image.DEFAULT_DISTRO, wait: float = 90) -> tuple[str, str]:
+        """One more host, of Debian ``distro``, on the running lab: (name, address).
+
+        The lab's inventory is left as it is (its topology is the lab's own);
+        ssh_config and known_hosts gain the host, so an inventory of one's own
+        can use it beside the others. ``remove`` takes it away again.
+        """
+        require_platform()
+        with self._locked():
+            state = self._read_state()
+            if not state:
+                raise LabError(f"the lab in {self.dir} is down; run `smship lab up` first")
+            taken = {s["name"] for s in state["hosts"]}
+            index = next(i for i in range(1, 201) if f"lab{i}" not in taken)
+            name, address = f"lab{index}", str(self.net.address(index))
+            recipe = image.machine_recipe(state["image"]["name"], image.check_distro(distro))
+            images = {distro: self._image(recipe)}
+            keys = self._create_hosts(state, recipe.name, images, [(name, address, distro)])
+            with open(self.known_hosts, "a") as known:
+                known.write(files.render_known_hosts(keys))
+            hosts = [(s["name"], s["address"]) for s in state["hosts"]]
+            files.write_text(self.ssh_config, files.render_ssh_config(self.dir, hosts))
+        self.wait_ssh([name], timeout=wait)
+        return name, address
+
+    def remove(self, name: str) -> None:
+        """Power off and delete one host ``add`` created (its overlay, link and cgroup)."""
+        require_platform(tools=False)
+        with self._locked():
+            state = self._read_state() or {}
+            spec = self.spec(name)
+            if host.is_running(spec):
+                host.stop(spec, timeout=20)
+            host.kill_cgroup(spec.cgroup_name)
+            host.remove_veth(spec)
+            host.unmount_tree(Path(spec.run_dir))
+            if Path(spec.run_dir).is_dir():
+                _remove_tree(Path(spec.run_dir))
+            host.remove_cgroups(spec.cgroup_name)
+            state["hosts"] = [h for h in state["hosts"] if h["name"] != name]
+            self._write_state(state)
+            hosts = [(h["name"], h["address"]) for h in state["hosts"]]
+            files.write_text(self.ssh_config, files.render_ssh_config(self.dir, hosts))
+        self.report(name, "removed")
 
     def _write_files(self, app, hosts: list[tuple[str, str]]) -> None:
         source = Path(app) if app else Path.cwd()

@@ -1,6 +1,6 @@
 """`smship lab ...`: the lab's Invoke tasks.
 
-    smship lab up [--hosts N] [--image base|fat] [--app PATH] [--dir DIR]
+    smship lab up [--hosts N] [--image base|fat] [--distro trixie|bookworm] [--app PATH] [--dir DIR]
     smship lab status | down
     smship lab stop|start|kill|partition|heal HOST
 """
@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 from rich.console import Console
 from rich.table import Table
 
-from smship.lab.image import IMAGE_NAMES
+from smship.lab.image import DEFAULT_DISTRO, DISTROS, IMAGE_NAMES
 from smship.lab.lab import Lab
 from smship.lab.system import LabError
 
@@ -44,17 +44,21 @@ def _fail(exc: LabError) -> Exit:
     "image": f"image to boot: {' or '.join(IMAGE_NAMES)} (fat has nginx, postgresql, "
              "redis-server, pgbackrest baked in; default base)",
     "app": "app source directory written into the inventory (default: current directory)",
+    "distro": f"Debian release of the hosts: {' or '.join(DISTROS)} (Debian 13 / 12; default "
+              f"{DEFAULT_DISTRO}), or a comma list naming one per host for a mixed fleet; images "
+              "are built from this machine's own apt mirror and cached per release",
     "dir": DIR_HELP,
 })
-def up(c, hosts=3, image="base", app=None, dir=None):
+def up(c, hosts=3, image="base", app=None, dir=None, distro=DEFAULT_DISTRO):
     """Boot throwaway Debian hosts and write inventory.yml, ssh_config, known_hosts."""
     try:
         lab = _lab(dir)
-        result = lab.up(hosts=int(hosts), image_name=image, app=app)
+        result = lab.up(hosts=int(hosts), image_name=image, app=app, distro=distro)
     except LabError as exc:
         raise _fail(exc)
     console.print(f"[green]lab up[/]: {len(result.hosts)} host(s) in {result.seconds:.1f} s "
-                  f"(image {result.image}{', built' if result.image_built else ', cached'})")
+                  f"(image {result.image}{', built' if result.image_built else ', cached'}; "
+                  f"Debian {', '.join(dict.fromkeys(result.distros))})")
     console.print(f"  inventory:  {lab.inventory}")
     console.print(f"  ssh:        ssh -F {lab.ssh_config} {result.hosts[0][0]}")
 

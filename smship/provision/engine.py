@@ -1,10 +1,12 @@
 """Apply roles to hosts: gather facts, diff, change only what differs.
 
-Per host, in parallel: one round trip gathers every fact the plan needs; a
-host already in its desired state costs nothing more.  Otherwise missing
-packages are installed (and facts gathered again, since packages create
-files and units), then one more round trip applies every file, link,
-``ensure`` step, handler and service change in order.
+Per host, in parallel: one round trip reads what the host's distribution
+decides (Postgres and nginx versions, the app's Python), with which its roles
+are rendered; one more gathers every fact the plan needs, and a host already
+in its desired state costs nothing more.  Otherwise missing packages are
+installed (and facts gathered again, since packages create files and units),
+then one more round trip applies every file, link, ``ensure`` step, handler
+and service change in order.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from smship import hostos
 from smship.backup.restart import settle_restart
 from smship.command import Command, script
 from smship.context import EnvContext, open_fleet, select_hosts
 from smship.errors import SmshipError
 from smship.inventory import Host
 from smship.provision.plan import Plan, apply_request, facts_request, plan
+from smship.provision.resources import HostState
 from smship.provision.roles import desired_state
-from smship.provision.variables import host_variables, roles_of
+from smship.provision.variables import APP_ROLES, host_variables, roles_of
 from smship.remote import call_agent
 from smship.secrets import read_secrets
 from smship.ssh import Fleet, Target
@@ -64,16 +68,20 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
     secrets = read_secrets(ctx.env.secrets)
-    states = {h.name: desired_state(roles_of(h), host_variables(ctx, h, secrets), project_dir, jinja) for h in hosts}
     report = ctx.reporter
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
 
     roles = {h.name: h.roles for h in hosts}
     with open_fleet(ctx, hosts) as fleet:
+        states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja)
+
         def work(target: Target) -> HostOutcome:
             started = time.monotonic()
             try:
-                outcome = provision_host(fleet, target, states[target.name], check)
+                state = states[target.name]
+                if isinstance(state, BaseException):
+                    raise state
+                outcome = provision_host(fleet, target, state, check)
             except Exception as exc:
                 report.host(target.name, "failed", str(exc), time.monotonic() - started)
                 raise
@@ -90,7 +98,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                     elif change.kind == "file":
                         show(f"--- {change.target}: {change.summary}")
             if ctx.env.backup and not check and "db" in roles[target.name]:
-                said = settle_restart(ctx, fleet, target, restart_db)
+                said = settle_restart(ctx, fleet, target, restart_db, states[target.name].postgres_major)
                 if said:
                     (report.info if restart_db else report.warn)(said)
                     report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
@@ -99,3 +107,26 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
         outcomes = fleet.map(work)
     report.data["round_trips"] = dict(fleet.round_trips)
     return all(not isinstance(o, BaseException) for o in outcomes.values())
+
+
+def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
+                   jinja) -> dict[str, HostState | BaseException]:
+    """Each host's desired state, rendered with what its distribution has (one round trip per host).
+
+    A fleet whose app hosts would run different Python versions is refused here,
+    before any host changes: one release's wheels fit one interpreter.
+    """
+    facts = hostos.gather(fleet, None, ctx.app)
+    known = {name: f for name, f in facts.items() if not isinstance(f, BaseException)}
+    app_facts = {h.name: known[h.name] for h in hosts if h.name in known and set(h.roles) & set(APP_ROLES)}
+    hostos.require_python_available(ctx.app, app_facts)
+    hostos.require_one_python(ctx.app, {name: hostos.planned_python(ctx.app, f) for name, f in app_facts.items()})
+    states: dict[str, HostState | BaseException] = {}
+    for h in hosts:
+        if h.name not in known:          # unreachable: reported with the other hosts' outcomes
+            states[h.name] = facts[h.name]
+            continue
+        variables = host_variables(ctx, h, secrets, known[h.name])
+        states[h.name] = desired_state(roles_of(h), variables, project_dir, jinja)
+        states[h.name].postgres_major = variables["postgres_major"]
+    return states

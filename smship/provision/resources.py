@@ -89,3 +89,4 @@ class HostState:
     ensures: list[Ensure] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     handlers: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    postgres_major: int | None = None     # what the host's cluster runs (for commands after applying)

@@ -7,6 +7,7 @@ from typing import Any
 from smship.appenv import app_settings, database_name
 from smship.backup.repo import backup_variables
 from smship.context import EnvContext
+from smship.hostos import UNKNOWN_OS, HostOS, python_packages
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.secrets import backend_for
@@ -20,14 +21,27 @@ def roles_of(host: Host) -> list[str]:
     return shared + list(host.roles)
 
 
-def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> dict[str, Any]:
+def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
+                   facts: HostOS | None = None) -> dict[str, Any]:
+    """Role variables; ``facts`` (what the host's distribution has) decide versions and paths.
+
+    Without facts (rendering only the env file) versions stay unknown.
+    """
     env = ctx.env
     layout = Layout.of(ctx.app, env)
     app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
     source = backend_for(env.secrets).description
     db_name = database_name(ctx.app, env)
+    postgres_major = env.db.postgres_version
+    if facts is not None and "db" in host.roles:
+        postgres_major = facts.postgres_major(postgres_major)
     return {
-        "backup": backup_variables(ctx.app, env, ctx.name, secrets, source) if "db" in host.roles else None,
+        "backup": (backup_variables(ctx.app, env, ctx.name, secrets, source, postgres_major)
+                   if "db" in host.roles else None),
+        "os": facts,
+        "python_packages": python_packages(ctx.app),
+        "postgres_major": postgres_major,
+        "nginx": (facts or UNKNOWN_OS).nginx_facts(),
         "app": ctx.app,
         "env_name": ctx.name,
         "env": env,

@@ -14,11 +14,12 @@ from smship.release.cachedir import cache_dir
 from smship.release.hostcmds import release_dir, venv_commands, venv_dir, wheels_dir
 from smship.release.ids import check_release_id, make_release_id
 from smship.release.model import Release
-from smship.release.wheelhouse import BOOKWORM, Target
+from smship.release.wheelhouse import BOOKWORM, TRIXIE, Target, target_for_version
 
 __all__ = [
     "BOOKWORM",
     "Release",
+    "TRIXIE",
     "Target",
     "alembic_heads",
     "archive_release",
@@ -28,6 +29,7 @@ __all__ = [
     "load_release",
     "make_release_id",
     "release_dir",
+    "target_for_version",
     "venv_commands",
     "venv_dir",
     "wheels_dir",

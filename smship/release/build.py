@@ -27,14 +27,14 @@ from smship.release.ids import make_release_id
 from smship.release.model import (FORMAT, RELEASE_ID_FILE, WHEELS_DIR, Release, release_from_manifest,
                                   write_manifest)
 from smship.release.source import export
-from smship.release.wheelhouse import BOOKWORM, Target, build_wheelhouse
+from smship.release.wheelhouse import TRIXIE, Target, build_wheelhouse, require_python
 
 Progress = Callable[[str], None]
 
 
 def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_dir: Path,
                   python: str = sys.executable, progress: Progress | None = None,
-                  cache_dir: Path | None = None, target: Target = BOOKWORM,
+                  cache_dir: Path | None = None, target: Target = TRIXIE,
                   now: datetime | None = None) -> Release:
     """Build a release of the app at ``source`` into ``work_dir`` and return it.
 
@@ -62,6 +62,7 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
         tree = staging / "release"
         say(f"source: {'working tree' if dirty else ref} of {Path(source).resolve()}")
         info = export(Path(source), tree, ref=ref, dirty=dirty)
+        require_python(tree, target)
         if info.uncommitted and not dirty:
             warn(f"uncommitted changes in {info.subdir or info.repo} are not included "
                  f"(building commit {info.sha[:7]}; use a dirty build to include them)")

@@ -1,8 +1,8 @@
 """Locked dependencies as an offline wheelhouse for the hosts.
 
 ``uv export`` turns ``uv.lock`` into pinned requirements; ``pip download``
-fetches wheels for the hosts' platform (Debian bookworm: Linux x86_64,
-CPython 3.11), whatever machine runs the build.  The result is cached by
+fetches wheels for the hosts' platform (Linux x86_64 and the hosts' CPython:
+3.13 on Debian 13, 3.11 on Debian 12), whatever machine runs the build.  The result is cached by
 ``deps_id`` (the first 16 hex digits of the sha256 of the wheelhouse's
 ``requirements.txt``, whose first line names the target), so a second build
 with the same lock downloads nothing.
@@ -31,10 +31,10 @@ PARALLEL = 4
 class Target:
     """The interpreter on the hosts that will install the wheels."""
 
-    python_version: str = "3.11"
-    python_full_version: str = "3.11.2"     # bookworm's /usr/bin/python3
+    python_version: str = "3.13"
+    python_full_version: str = "3.13.5"     # Debian 13's /usr/bin/python3
     machine: str = "x86_64"
-    glibc: tuple[int, int] = (2, 36)
+    glibc: tuple[int, int] = (2, 41)
 
     @property
     def abi(self) -> str:
@@ -59,7 +59,43 @@ class Target:
                 "platform_version": ""}
 
 
-BOOKWORM = Target()
+TRIXIE = Target()
+BOOKWORM = Target("3.11", "3.11.2", glibc=(2, 36))
+# A build without hosts to ask (``smship build --python``) targets the Debian release with that Python.
+DEBIAN_TARGETS = {t.python_version: t for t in (TRIXIE, BOOKWORM)}
+
+
+def target_for_version(version: str) -> Target:
+    if version not in DEBIAN_TARGETS:
+        raise SmshipError(f"no Debian release smship tests ships CPython {version}; "
+                          f"choose one of {', '.join(sorted(DEBIAN_TARGETS))}")
+    return DEBIAN_TARGETS[version]
+
+
+def lock_requires_python(app: Path) -> str | None:
+    """``requires-python`` of the app's uv.lock (None without a lock or the field)."""
+    import tomllib
+    try:
+        return tomllib.loads((app / "uv.lock").read_text()).get("requires-python")
+    except (OSError, ValueError):
+        return None
+
+
+def require_python(app: Path, target: Target) -> None:
+    """Refuse, before building, a lock that cannot install on the hosts' interpreter."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    wanted = lock_requires_python(app)
+    if not wanted:
+        return
+    try:
+        fits = SpecifierSet(wanted).contains(target.python_full_version, prereleases=True)
+    except InvalidSpecifier:
+        return
+    if not fits:
+        raise SmshipError(f"the lock requires Python {wanted} (uv.lock requires-python) but the hosts run "
+                          f"CPython {target.python_full_version}; set app.python to a version in {wanted} that "
+                          "the hosts' distribution offers (Debian 13: 3.13, Debian 12: 3.11), move the hosts to "
+                          "a Debian release with one, or widen requires-python and run 'uv lock'")
 
 
 @dataclass(frozen=True)
@@ -116,7 +152,7 @@ def applies(line: str, target: Target) -> bool:
     return Marker(line.split(";", 1)[1].strip()).evaluate(target.marker_environment())
 
 
-def build_wheelhouse(app: Path, cache: Path, *, python: str = sys.executable, target: Target = BOOKWORM,
+def build_wheelhouse(app: Path, cache: Path, *, python: str = sys.executable, target: Target = TRIXIE,
                      progress: Callable[[str], None] = lambda _m: None) -> Wheelhouse:
     """The cached wheelhouse for ``app``'s lock, downloading it only when absent."""
     lines = export_requirements(app)
@@ -166,10 +202,10 @@ def download(requirements: list[str], dest: Path, *, python: str, target: Target
     with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
         missing = [r for found in pool.map(fetch, chunks) for r in found]
     for requirement in missing:
-        build_pure_wheel(requirement, dest, python=python)
+        build_pure_wheel(requirement, dest, python=python, target=target)
 
 
-def build_pure_wheel(requirement: str, dest: Path, *, python: str) -> None:
+def build_pure_wheel(requirement: str, dest: Path, *, python: str, target: Target = TRIXIE) -> None:
     """Build a wheel from the sdist of a package without one; only a pure-Python wheel is portable."""
     name = requirement.split(";", 1)[0].strip()
     work = Path(cachedir.fresh_tmp(dest.parent))
@@ -181,7 +217,7 @@ def build_pure_wheel(requirement: str, dest: Path, *, python: str) -> None:
             raise SmshipError(f"dependency {name} has no wheel for the hosts and could not be built: {exc}") from None
         built = list(work.glob("*.whl"))
         if not built or not all(w.name.endswith("-none-any.whl") for w in built):
-            raise SmshipError(f"dependency {name} has no wheel for Linux x86_64 CPython 3.11 and its sdist "
+            raise SmshipError(f"dependency {name} has no wheel for {target.describe()} and its sdist "
                               "builds a platform-specific wheel; the hosts cannot install it offline")
         for wheel in built:
             os.replace(wheel, dest / wheel.name)

@@ -18,6 +18,7 @@ Requests (one per call; the answer is one JSON document on stdout):
   setenv    replace one line of the env file, nothing else
   status    live release, units with state and uptime, readiness, disk
   checkfacts  what ``smship check`` judges: env file, units, journal, nginx, certificate
+  hostos    the distribution, the app's interpreter, Postgres and nginx versions (installed or offered)
 """
 
 import base64
@@ -253,9 +254,14 @@ def inspect(request):
     # Where releases land: it may be a volume of its own.
     probe = next(p for p in (releases_dir, root, "/") if os.path.isdir(p))
     vfs = os.statvfs(probe)
-    return {"current": _current(root), "releases": releases, "lock": lock,
-            "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
-            "activations": _activations(request.get("activation_log"))}
+    answer = {"current": _current(root), "releases": releases, "lock": lock,
+              "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
+              "activations": _activations(request.get("activation_log"))}
+    if request.get("python"):       # what the release's wheels must fit
+        libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+        answer["interpreter"] = {"version": _interpreter_version(request["python"]), "machine": os.uname().machine,
+                                 "glibc": libc[-1] if libc else ""}
+    return answer
 
 
 def _activations(path):
@@ -726,12 +732,86 @@ def checkfacts(request):
         except OSError:
             pass
     answer["drained"] = _drained(request)
+    release = _os_release()
+    answer["os"] = {"id": release.get("ID", ""), "version_id": release.get("VERSION_ID", ""),
+                    "name": release.get("PRETTY_NAME", ""),
+                    "python": _interpreter_version(request["python"]) if request.get("python") else None}
     return answer
+
+
+def _os_release():
+    fields = {}
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    key, sep, value = line.strip().partition("=")
+                    if sep:
+                        fields[key] = value.strip().strip('"')
+            break
+        except OSError:
+            continue
+    return fields
+
+
+def _apt_candidates(names):
+    """The version apt would install for each package (None when it offers none)."""
+    code, out, _ = _run(["apt-cache", "policy"] + list(names))
+    found, name = {}, None
+    for line in out.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            name = line[:-1]
+        elif name and line.strip().startswith("Candidate:"):
+            value = line.split(":", 1)[1].strip()
+            found[name] = None if value == "(none)" else value
+    return {n: found.get(n) for n in names}
+
+
+def _interpreter_version(path):
+    try:
+        code, out, _ = _run([path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+    except OSError:
+        return None
+    return out.strip() if code == 0 else None
+
+
+def _postgres_majors():
+    """Majors with a 'main' cluster, and majors whose server is installed."""
+    def majors(base, inner):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        return sorted(int(n) for n in names if n.isdigit() and os.path.exists(os.path.join(base, n, inner)))
+    return majors("/etc/postgresql", "main"), majors("/usr/lib/postgresql", "bin/postgres")
+
+
+def _nginx_installed():
+    try:
+        code, out, err = _run(["nginx", "-v"])
+    except OSError:
+        return None
+    match = re.search(r"nginx/([0-9.]+)", err + out)
+    return match.group(1) if match else None
+
+
+def hostos(request):
+    release = _os_release()
+    python = request.get("python") or "/usr/bin/python3"
+    clusters, servers = _postgres_majors()
+    asked = ["postgresql", "nginx"] + list(request.get("packages", []))
+    libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+    return {"id": release.get("ID", ""), "version_id": release.get("VERSION_ID", ""),
+            "codename": release.get("VERSION_CODENAME", ""), "name": release.get("PRETTY_NAME", ""),
+            "machine": os.uname().machine, "glibc": libc[-1] if libc else "",
+            "python": {"path": python, "version": _interpreter_version(python)},
+            "postgres": {"clusters": clusters, "installed": servers},
+            "nginx": _nginx_installed(), "candidates": _apt_candidates(asked)}
 
 
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,
        "activate": activate, "prune": prune, "audit": audit, "keystate": keystate, "setenv": setenv,
-       "checkfacts": checkfacts}
+       "checkfacts": checkfacts, "hostos": hostos}
 
 
 def main():

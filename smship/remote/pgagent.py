@@ -168,6 +168,20 @@ def _wait_promoted(port, timeout):
     raise Failed("Postgres on port %d did not finish recovery within %ds: %s" % (port, timeout, last))
 
 
+def _major(cluster):
+    """The cluster's major: the inventory's, else the newest one with a cluster of that name here."""
+    if cluster.get("version"):
+        return str(cluster["version"])
+    try:
+        found = [int(n) for n in os.listdir("/etc/postgresql")
+                 if n.isdigit() and os.path.isdir(os.path.join("/etc/postgresql", n, cluster["name"]))]
+    except OSError:
+        found = []
+    if not found:
+        raise Failed("no Postgres cluster %r in /etc/postgresql; run smship provision" % cluster["name"])
+    return str(max(found))
+
+
 def _drop_scratch(version):
     if os.path.isdir("/etc/postgresql/%s/%s" % (version, SCRATCH)):
         _run(["pg_dropcluster", "--stop", str(version), SCRATCH])
@@ -175,7 +189,7 @@ def _drop_scratch(version):
 
 def verify(request):
     cluster, stanza = request["cluster"], request["stanza"]
-    version = str(cluster["version"])
+    version = _major(cluster)
     _drop_scratch(version)                      # a previous run that died half way
     segment = switch_and_wait(cluster["port"])
     port = _free_port()
@@ -200,7 +214,7 @@ def verify(request):
 
 def restore(request):
     cluster, stanza = request["cluster"], request["stanza"]
-    version, name = str(cluster["version"]), cluster["name"]
+    version, name = _major(cluster), cluster["name"]
     unit = "postgresql@%s-%s" % (version, name)
     _, active, _ = _run(["systemctl", "is-active", unit])
     if active.strip() == "active":

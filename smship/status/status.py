@@ -9,11 +9,12 @@ from rich.table import Table
 from smship.context import EnvContext, open_fleet
 from smship.deploy.lock import lock_path
 from smship.deploy.roll import health_request
+from smship.hostos import HostOS, hostos_request
 from smship.layout import Layout
 from smship.remote import call_agent
 
 
-def units_of(layout: Layout, roles: list[str], postgres_version: int = 15) -> list[str]:
+def units_of(layout: Layout, roles: list[str], postgres_version: int | None = None) -> list[str]:
     # Debian's postgresql.service is an empty wrapper; the cluster's unit is the one that runs.
     units = {"web": [layout.web_socket, layout.web_service, "nginx.service"], "worker": [layout.worker_service],
              "beat": [layout.beat_service], "db": [f"postgresql@{postgres_version}-main.service", "redis-server.service"],
@@ -35,8 +36,12 @@ def status(ctx: EnvContext) -> bool:
 
     def ask(target):
         host = next(h for h in ctx.env.hosts if h.name == target.name)
+        major = ctx.env.db.postgres_version
+        if "db" in host.roles and not major:     # the cluster's unit is named after its major
+            major = HostOS.from_answer(target.name, call_agent(fleet, target, hostos_request(ctx.app),
+                                                               timeout=60)).postgres_major(None)
         return call_agent(fleet, target, {"op": "status", "root": layout.root, "lock": lock_path(layout),
-                                          "units": units_of(layout, host.roles, ctx.env.db.postgres_version),
+                                          "units": units_of(layout, host.roles, major),
                                           "health": health if "web" in host.roles else None,
                                           "drain_flag": layout.drain_flag if "web" in host.roles else None},
                           timeout=60)

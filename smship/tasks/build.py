@@ -18,8 +18,10 @@ from smship.inventory import InventoryError, load
     "output": "Write the release as an archive here (.tar.zst, .tar.gz or .tar); "
               "without it the release stays in smship's build cache and its path is printed.",
     "inventory": "Inventory file to read app.source from (default: smship.yml, or $SMSHIP_INVENTORY).",
+    "python": "The hosts' Python version the wheels are for: 3.13 (Debian 13, the default) or 3.11 "
+              "(Debian 12). A deploy refuses a release built for another Python than its hosts run.",
 })
-def build(c, app=None, ref="HEAD", dirty=False, output=None, inventory=None):
+def build(c, app=None, ref="HEAD", dirty=False, output=None, inventory=None, python=None):
     """Build a release: the app at a commit, its front end and an offline wheelhouse.
 
     The same build `smship deploy` does, without touching any host: CI runs
@@ -27,13 +29,14 @@ def build(c, app=None, ref="HEAD", dirty=False, output=None, inventory=None):
     --release release.tar.zst` for each environment. Repeat builds reuse the
     cached front end and wheels, so only changed parts cost time.
     """
-    from smship.release import archive_release, build_release, cache_dir
+    from smship.release import TRIXIE, archive_release, build_release, cache_dir, target_for_version
     from smship.settings import Settings
 
     console = Console(stderr=True, highlight=False)
     try:
         source = Path(app) if app else _source_from_inventory(inventory or Settings().inventory)
-        release = build_release(source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
+        target = target_for_version(python) if python else TRIXIE
+        release = build_release(source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases", target=target,
                                 progress=lambda line: console.print(f"    {line}", markup=False))
         for warning in release.warnings:
             console.print(f"[yellow]warning:[/] {warning}")

@@ -18,10 +18,29 @@ from labkit import ENV, SmshipRun, Variants, lab_env, remote, run_smship, write_
 # itself, a fresh provision, the first deploy and what follows it, drills, then
 # the commands that reconfigure the fleet (secrets, S3, backups) last.
 STORY = ("test_lab", "test_provision", "test_deploy", "test_drills", "test_check",
-         "test_status_logs", "test_rotate_secret", "test_storage", "test_backup")
+         "test_status_logs", "test_rotate_secret", "test_storage", "test_backup", "test_distro")
+
+
+# The story that matters most, run again on Debian 12 hosts (marker debian12; see
+# scripts/test): provision, deploy under a steady client, rollback, rotate-secret,
+# backup verify. The fixtures they use bring the fleet to each step on their own.
+DEBIAN12_PASS = {
+    "test_lab": ("test_three_hosts_boot_with_their_own_identity",),
+    "test_provision": ("test_first_run_changes_every_host_and_a_second_run_changes_and_restarts_nothing",),
+    "test_deploy": ("test_first_deploy_migrates_once_and_starts_every_tier",
+                    "test_deploy_rolls_a_new_release_with_no_failed_request",
+                    "test_rollback_switches_back_without_migrating_and_with_no_failed_request"),
+    "test_rotate_secret": ("test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it",),
+    "test_backup": ("test_backup_verify_restores_rows_written_after_the_base_backup",),
+    "test_distro": ("test_the_hosts_own_postgres_and_python_run_the_app",),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.originalname in DEBIAN12_PASS.get(Path(str(item.fspath)).stem, ()):
+            item.add_marker(pytest.mark.debian12)
+
     def chapter(item: pytest.Item) -> int:
         name = Path(str(item.fspath)).stem
         return STORY.index(name) if name in STORY else -1  # others (quick, no lab) first

@@ -15,6 +15,13 @@ from typing import Any, Callable, Iterator
 import yaml
 
 ENV = "lab"
+# The PostgreSQL each Debian release installs: provisioning must find it from the host alone.
+POSTGRES_MAJOR = {"bookworm": 15, "trixie": 17}
+
+
+def postgres_unit(lab) -> str:
+    """The db host's cluster unit on the lab's Debian release."""
+    return f"postgresql@{POSTGRES_MAJOR[lab.distro]}-main"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, lab_env, remote, write_inventory
+from labkit import ENV, lab_env, postgres_unit, remote, write_inventory
 from s3kit import secrets_with_keys
 
 pytestmark = pytest.mark.lab
@@ -100,7 +100,7 @@ def test_backup_verify_restores_rows_written_after_the_base_backup(lab, archivin
     assert "recovered to" in run.stderr
     # The scratch cluster is gone; the real one never stopped.
     assert "smship_verify" not in remote(lab, "lab1", "pg_lsclusters -h")
-    assert remote(lab, "lab1", "systemctl is-active postgresql@15-main").strip() == "active"
+    assert remote(lab, "lab1", f"systemctl is-active {postgres_unit(lab)}").strip() == "active"
     print(f"backup verify: {time.monotonic() - began:.1f}s")
 
 

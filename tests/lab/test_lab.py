@@ -66,8 +66,9 @@ def direct_opener() -> urllib.request.OpenerDirector:
 # ---------------------------------------------------------------- image and boot
 
 def test_image_is_cached_and_reused(lab):
-    recipe = image.machine_recipe(lab.image)
+    recipe = image.machine_recipe(lab.image, lab.distro)
     tarball = image.cache_dir() / recipe.filename
+    assert f"-{lab.distro}-" in tarball.name         # cached per Debian release
     assert tarball.is_file()
     mtime = tarball.stat().st_mtime_ns
     again = image.ensure_image(recipe)
@@ -90,7 +91,8 @@ def test_three_hosts_boot_with_their_own_identity(lab):
         host_keys.add(ok(lab.ssh(h.name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]))
                       .split()[1])
         sources = ok(lab.ssh(h.name, ["cat", "/etc/apt/sources.list"]))
-        assert all(line in sources for line in image.machine_sources(image.machine_suite()))
+        assert all(line in sources for line in image.sources_for(lab.distro))
+        assert f"VERSION_CODENAME={lab.distro}" in ok(lab.ssh(h.name, ["cat", "/etc/os-release"]))
     assert len(machine_ids) == 3 and len(host_keys) == 3
     known = lab.known_hosts.read_text()
     for key in host_keys:

@@ -118,7 +118,7 @@ SOURCES = ("deb http://deb.debian.org/debian bookworm main",)
 def test_recipe_hash_is_stable_and_follows_the_recipe():
     base = image.recipe_for("base", "bookworm", SOURCES)
     assert base.digest() == image.recipe_for("base", "bookworm", SOURCES).digest()
-    assert len(base.digest()) == 16 and base.filename == f"base-{base.digest()}.tar.zst"
+    assert len(base.digest()) == 16 and base.filename == f"base-bookworm-{base.digest()}.tar.zst"
     fat = image.recipe_for("fat", "bookworm", SOURCES)
     assert fat.digest() != base.digest()
     assert set(image.FAT_EXTRA_PACKAGES) <= set(fat.packages)
@@ -170,6 +170,35 @@ def test_sources_from_one_line_and_deb822(tmp_path):
         "deb http://deb.debian.org/debian bookworm-updates main",
         "deb http://deb.debian.org/debian-security bookworm-security main",
     )
+
+
+def test_another_suite_comes_from_the_machines_own_mirror(tmp_path):
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n")
+    os_release = tmp_path / "os-release"
+    os_release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+    assert image.sources_for("trixie", etc, os_release) == (
+        "deb http://mirror.example/debian trixie main",
+        "deb http://mirror.example/debian trixie-updates main",
+        "deb http://mirror.example/debian-security trixie-security main",
+    )
+    assert image.sources_for("bookworm", etc, os_release)[0] == "deb http://mirror.example/debian bookworm main"
+
+
+def test_lab_distros():
+    from smship.lab.lab import host_distros
+    assert image.DEFAULT_DISTRO == "trixie"
+    assert host_distros("trixie", 3) == ["trixie"] * 3
+    assert host_distros("bookworm,trixie", 2) == ["bookworm", "trixie"]
+    with pytest.raises(LabError, match="one for all hosts or one per host"):
+        host_distros("bookworm,trixie", 3)
+    with pytest.raises(LabError, match="unknown lab distribution 'jammy'"):
+        host_distros("jammy", 1)
+    assert image.machine_recipe.__defaults__ == ("trixie",)
 
 
 def test_sources_missing_suite_is_an_error(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, WEB, lab_env, remote, write_inventory
+from labkit import ENV, WEB, lab_env, postgres_unit, remote, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -24,13 +24,13 @@ DOMAIN = "refapp.lab.test"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SITE = "/etc/nginx/sites-available/refapp.conf"
 # Units whose process must survive a provisioning run that changes nothing.
-WATCHED = ["nginx", "postgresql@15-main", "redis-server", "refapp-web.socket", "refapp-web.service",
+WATCHED = ["nginx", "redis-server", "refapp-web.socket", "refapp-web.service",
            "refapp-worker.service", "refapp-beat.service"]
 
 
 def process_snapshot(lab, host: str) -> str:
     """Each watched unit's main PID and start time, and nginx's workers (a reload replaces them)."""
-    script = ("for u in " + " ".join(WATCHED) + "; do "
+    script = ("for u in " + " ".join([postgres_unit(lab), *WATCHED]) + "; do "
               'echo "$u $(systemctl show -p MainPID -p ActiveEnterTimestampMonotonic --value "$u" | tr "\\n" " ")"; '
               "done; echo nginx-workers $(pgrep -P \"$(systemctl show -p MainPID --value nginx)\" | sort)")
     return remote(lab, host, script)

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from labkit import ENV, remote
+from labkit import ENV, postgres_unit, remote
 
 pytestmark = pytest.mark.lab
 
@@ -51,7 +51,7 @@ def test_status_shows_release_units_uptime_readiness_and_disk(lab, smship, deplo
         row = next(line for line in table.stderr.splitlines() if f" {host} " in line)
         assert release in row and "GiB" in row, row
     assert re.search(r"refapp-web +│ active +│ \d+m\d\ds", table.stderr), table.stderr
-    assert "postgresql@15-main" in table.stderr and "refapp-beat" in table.stderr
+    assert postgres_unit(lab) in table.stderr and "refapp-beat" in table.stderr
 
     document = smship("status", ENV, "-o", "json", check=True).document
     hosts = document["hosts_status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import shutil
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from smship.context import EnvContext
+from smship.hostos import HostOS
 from smship.provision.plan import apply_request, facts_request, plan
 from smship.provision.roles import RoleError, desired_state
 from smship.provision.variables import host_variables, roles_of
@@ -34,10 +36,17 @@ def project(tmp_path):
     return tmp_path
 
 
-def state_for(project: Path, host_name: str):
+# What a bare Debian 12 and a bare Debian 13 host say (agent's hostos answer).
+BOOKWORM = HostOS("h", "debian", "12", "bookworm", "Debian GNU/Linux 12 (bookworm)", glibc="2.36",
+                  python_version="3.11.2", candidates={"postgresql": "15+248", "nginx": "1.22.1-9"})
+TRIXIE = HostOS("h", "debian", "13", "trixie", "Debian GNU/Linux 13 (trixie)", glibc="2.41",
+                python_version="3.13.5", candidates={"postgresql": "17+278", "nginx": "1.26.3-3+deb13u1"})
+
+
+def state_for(project: Path, host_name: str, facts: HostOS = BOOKWORM):
     ctx = EnvContext.open("prod", project / "smship.yml")
     host = next(h for h in ctx.env.hosts if h.name == host_name)
-    return desired_state(roles_of(host), host_variables(ctx, host, SECRETS), project, environment(project))
+    return desired_state(roles_of(host), host_variables(ctx, host, SECRETS, facts), project, environment(project))
 
 
 def converged_facts(state) -> dict:
@@ -275,3 +284,38 @@ def test_a_drained_web_host_turns_the_lbs_requests_away_and_the_lb_tries_another
     upstream = file_text(lb_state, "shop-upstream.conf")
     assert "server 203.0.113.11:443 max_fails=2" in upstream and "server 203.0.113.12:443" in upstream
     assert " down" not in upstream
+
+
+def test_the_hosts_postgres_major_decides_package_and_paths(project):
+    for facts, major in ((BOOKWORM, 15), (TRIXIE, 17)):
+        state = state_for(project, "db1", facts)
+        assert f"postgresql-{major}" in state.packages
+        assert f"/etc/postgresql/{major}/main/pg_hba.conf" in [f.path for f in state.files]
+    # A cluster already on the host wins over what apt would install now (no surprise major upgrade).
+    upgraded = dataclasses.replace(TRIXIE, postgres_clusters=(15,), postgres_installed=(15, 17))
+    assert "postgresql-15" in state_for(project, "db1", upgraded).packages
+
+
+def test_the_inventorys_postgres_version_overrides_the_host(project):
+    text = (project / "smship.yml").read_text()
+    (project / "smship.yml").write_text(text.replace("    db:\n", "    db:\n      postgres_version: 16\n", 1))
+    assert "postgres_version: 16" in (project / "smship.yml").read_text()
+    assert "postgresql-16" in state_for(project, "db1", TRIXIE).packages
+
+
+def test_nginx_http2_follows_the_hosts_nginx(project):
+    old = file_text(state_for(project, "web1", BOOKWORM), "sites-available/shop.conf")
+    new = file_text(state_for(project, "web1", TRIXIE), "sites-available/shop.conf")
+    assert "listen 443 ssl http2;" in old and "http2 on;" not in old
+    assert "listen 443 ssl;" in new and "http2 on;" in new and "listen 443 ssl http2;" not in new
+    with_an_lb(project)
+    assert "http2 on;" in file_text(state_for(project, "lb1", TRIXIE), "sites-available/shop-lb.conf")
+    assert "listen 443 ssl http2;" in file_text(state_for(project, "lb1", BOOKWORM), "sites-available/shop-lb.conf")
+
+
+def test_app_python_version_installs_that_interpreter(project):
+    assert {"python3", "python3-venv"} <= set(state_for(project, "web1").packages)
+    text = (project / "smship.yml").read_text()
+    (project / "smship.yml").write_text(text.replace("  python: /usr/bin/python3\n", "  python: '3.13'\n", 1))
+    packages = state_for(project, "web1", TRIXIE).packages
+    assert {"python3.13", "python3.13-venv"} <= set(packages) and "python3-venv" not in packages
