@@ -316,6 +316,6 @@ def test_nginx_http2_follows_the_hosts_nginx(project):
 def test_app_python_version_installs_that_interpreter(project):
     assert {"python3", "python3-venv"} <= set(state_for(project, "web1").packages)
     text = (project / "smship.yml").read_text()
-    (project / "smship.yml").write_text(text.replace("  python: /usr/bin/python3\n", "  python: '3.13'\n", 1))
+    (project / "smship.yml").write_text(text.replace("app:\n", "app:\n  python: '3.13'\n", 1))
     packages = state_for(project, "web1", TRIXIE).packages
     assert {"python3.13", "python3.13-venv"} <= set(packages) and "python3-venv" not in packages
