@@ -197,10 +197,12 @@ class Checks(_Model):
     @field_validator("skip")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
+        from smship.check.names import CHECK_NAMES
+
         for name in value:
-            if not re.fullmatch(r"[a-z0-9-]+", name):
-                raise ValueError(f"{name!r} is not a check name")
-        return value
+            if name not in CHECK_NAMES:
+                raise ValueError(f"{name!r} is not a check; checks are: {', '.join(CHECK_NAMES)}")
+        return list(dict.fromkeys(value))
 
 
 class Web(_Model):
