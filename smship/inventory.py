@@ -581,6 +581,18 @@ class Inventory(_Model):
                     raise FieldProblem((str(name),), "environment names are lower case letters, digits, '-' and '_'")
         return value
 
+    @model_validator(mode="after")
+    def _no_app_secret_in_env(self) -> "Inventory":
+        """The app's own names for its key and extra secrets are secrets too (like SM_SECRET_KEY)."""
+        secret = {self.app.settings.secret_key, *self.app.settings.secrets}
+        for name, env in self.environments.items():
+            for key in env.env:
+                if key in secret:
+                    raise FieldProblem(("environments", name, "env", key),
+                                       "is a secret of the app (app.settings): keep it in the secrets backend, "
+                                       "not in the inventory")
+        return self
+
 
 class LoadedInventory(BaseModel):
     """An inventory together with where it came from, for messages."""

@@ -76,6 +76,7 @@ def contract(secrets_path, release_commands: list[str]):
         env["env"]["APP_ENV"] = env["env"].pop("SM_ENVIRONMENT", "production")
         env["health"] = {"timeout": 45, "ready": {"path": "/ping/", "expect": "body", "body": "pong"}}
         env["secrets"] = {"backend": "file", "path": str(secrets_path)}
+        env["keep_releases"] = 10  # the lab's release of before this module stays to go back to
     return change
 
 
@@ -107,9 +108,16 @@ def own_contract(lab, deployed, variants, tmp_path_factory):
     # The code goes live under the smpy contract first: the units of the new one import asgi:app.
     run_smship("deploy", ENV, inventory=plain, check=True)
 
-    def inventory(release_commands: list[str], name: str) -> Path:
+    def inventory(release_commands: list[str] | None, name: str) -> Path:
+        """The variant's inventory: with the app's own contract (and these release commands), or
+        (None) the smpy contract with web hosts only."""
         data = yaml.safe_load(plain.read_text())
-        contract(secrets, release_commands)(data)
+        if release_commands is None:
+            for host in lab_env(data)["hosts"]:
+                host["roles"] = [role for role in host["roles"] if role not in ("worker", "beat")]
+            lab_env(data)["keep_releases"] = 10
+        else:
+            contract(secrets, release_commands)(data)
         (root / name).mkdir(exist_ok=True)
         path = root / name / "smship.yml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -117,7 +125,9 @@ def own_contract(lab, deployed, variants, tmp_path_factory):
 
     yield inventory, secrets
     run_smship("provision", ENV, inventory=lab.inventory, check=True)
-    run_smship("rollback", ENV, "--to", before, inventory=lab.inventory, check=True)
+    back = run_smship("rollback", ENV, "--to", before, inventory=lab.inventory)
+    if back.returncode != 0:  # pruned after all: the reference app again, as a new release
+        run_smship("deploy", ENV, inventory=lab.inventory, check=True)
     names = env_names(lab, "lab2")
     assert "SM_SECRET_KEY" in names and "APP_SECRET" not in names
 
@@ -179,3 +189,22 @@ def test_rotate_secret_rotates_the_key_under_the_apps_name(lab, own_contract):
         assert {u["fingerprint"] for u in row["units"].values() if u["running"]} == {new}, (host, row)
     refused = run_smship("rotate-secret", ENV, "--name", "SM_SECRET_KEY", inventory=good, check=False)
     assert "rotates APP_SECRET only" in refused.output, refused
+
+
+def test_a_web_tier_without_celery_provisions_and_deploys(lab, own_contract):
+    inventory, _ = own_contract
+    web_only = inventory(None, "web-only")
+    before = {h: live_release(lab, h) for h in WEB}
+    run_smship("provision", ENV, inventory=web_only, check=True)
+    for host, unit in (("lab2", "refapp-worker.service"), ("lab3", "refapp-worker.service"),
+                       ("lab1", "refapp-beat.service")):
+        assert remote(lab, host, f"test -e /etc/systemd/system/{unit} && echo yes || echo no").strip() == "no"
+        assert remote(lab, host, f"systemctl is-active {unit} || true").strip() != "active"
+    run = run_smship("deploy", ENV, "-o", "json", inventory=web_only, check=True)
+    assert "deploy: workers" not in run.output, run
+    assert sorted(run.document["audit"]["hosts"]) == list(WEB)
+    for host in WEB:
+        assert live_release(lab, host) != before[host]
+    checked = run_smship("check", ENV, "-o", "json", inventory=web_only)
+    beat = next(c for c in checked.document["checks"] if c["name"] == "beat")
+    assert beat["status"] == "pass" and "no beat in this environment" in beat["reason"], beat

@@ -352,3 +352,11 @@ def test_the_check_names_the_inventory_knows_are_the_checklists():
     from smship.check.names import CHECK_NAMES
 
     assert list(CHECK_NAMES) == checks.NAMES
+
+
+def test_the_apps_own_secret_names_are_refused_in_env(tmp_path):
+    inventory = project(tmp_path, app={"settings": OWN_NAMES}, env={"env": {"STRIPE_KEY": "sk_live_x"}})
+    with pytest.raises(InventoryError) as caught:
+        load(inventory)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{inventory}:") and "environments.prod.env.STRIPE_KEY: is a secret of the app" in problem
