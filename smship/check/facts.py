@@ -152,6 +152,8 @@ def read_database(facts: Facts, fleet: Fleet) -> None:
     if not order:
         return
     facts.db_host = order[0]
-    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host]), timeout=120)
+    app = facts.ctx.app
+    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host], app.settings.database_url,
+                                                    app.migrate.cwd if app.migrate else "."), timeout=120)
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
         {"error": f"{facts.db_host}: the database probe failed: {result.summary()}"}

@@ -169,7 +169,7 @@ def test_a_declared_contract_runs_on_the_hosts_under_the_apps_names(lab, own_con
 
     checked = run_smship("check", ENV, "-o", "json", inventory=good)
     verdicts = {c["name"]: c for c in checked.document["checks"]}
-    for name in ("environment", "secret-key", "database-url", "log-format"):
+    for name in ("environment", "secret-key", "database-url", "log-format", "migrations"):
         assert verdicts[name]["status"] == "pass", verdicts[name]
     assert "APP_SECRET is strong" in verdicts["secret-key"]["reason"]
 

@@ -360,3 +360,14 @@ def test_the_apps_own_secret_names_are_refused_in_env(tmp_path):
         load(inventory)
     [problem] = caught.value.problems
     assert problem.startswith(f"{inventory}:") and "environments.prod.env.STRIPE_KEY: is a secret of the app" in problem
+
+
+def test_the_database_probe_reads_the_url_under_the_apps_name_where_the_migration_runs(tmp_path):
+    from smship.check.dbprobe import probe_command
+
+    loaded = load(project(tmp_path))
+    layout = Layout.of(loaded.app, loaded.environment("prod"))
+    default = probe_command(layout, "r1")
+    assert default.argv[-1] == "SM_DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/host" in default.argv
+    own = probe_command(layout, "r1", "DATABASE_URL", "backend")
+    assert own.argv[-1] == "DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/backend" in own.argv
