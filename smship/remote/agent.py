@@ -376,7 +376,7 @@ def wait_healthy(health, since, restarts_before=None):
     A crash fails at once, with the crash's own words, rather than after the
     whole timeout with only a timed-out health check to show: systemd
     restarted the unit on its own, or it failed, or it keeps logging an
-    exception for CRASH_GRACE seconds without answering /health/live.
+    exception for CRASH_GRACE seconds without answering the live endpoint.
     """
     deadline = time.monotonic() + health["timeout"]
     degraded = health.get("accept_degraded", False)
