@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from urllib.parse import quote
 from dataclasses import dataclass
 
 from smship.command import Command, cmd
@@ -119,8 +120,14 @@ def masking(ctx: EnvContext):
         values = read_secrets(ctx.env.secrets, ctx.app.settings.backend_names()).values()
     except SmshipError:
         values = []
+    return masker(values)
+
+
+def masker(values):
+    """Replaces each of ``values`` in a text by '***', also as quoted in a URL (passwords in the env file's URLs)."""
+    forms = {form for v in values for form in (v, quote(v, safe=""))}
     # Longest first, so a value containing another is masked whole; short ones would mask ordinary words.
-    hidden = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
+    hidden = sorted((v for v in forms if len(v) >= 6), key=len, reverse=True)
 
     def mask(text: str) -> str:
         for value in hidden:

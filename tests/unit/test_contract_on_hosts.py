@@ -371,3 +371,11 @@ def test_the_database_probe_reads_the_url_under_the_apps_name_where_the_migratio
     assert default.argv[-1] == "SM_DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/host" in default.argv
     own = probe_command(layout, "r1", "DATABASE_URL", "backend")
     assert own.argv[-1] == "DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/backend" in own.argv
+
+
+def test_a_failing_steps_output_is_shown_with_secret_values_masked():
+    from smship.deploy.migrate import masker
+
+    mask = masker(["s3cr3t/pass", "k" * 40, "abc"])
+    assert mask("url postgresql://u:s3cr3t%2Fpass@db/x key=" + "k" * 40) == "url postgresql://u:***@db/x key=***"
+    assert mask("s3cr3t/pass") == "***" and mask("abc") == "abc"  # too short to tell from ordinary words
