@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import time
-from urllib.parse import quote
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from smship.command import Command, cmd
 from smship.context import EnvContext
