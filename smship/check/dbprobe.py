@@ -105,11 +105,12 @@ print(json.dumps(out))
 '''
 
 
-def probe_command(layout: Layout, release_id: str, url_setting: str) -> Command:
-    """The probe of the live release ``release_id``; ``url_setting`` names the env file's database URL."""
+def probe_command(layout: Layout, release_id: str, url_name: str = "SM_DATABASE_URL", cwd: str = "host") -> Command:
+    """The probe in ``cwd`` of the release (where alembic.ini is), reading the URL under the app's name
+    with whichever of ``DRIVERS`` the release has."""
     release = layout.release(release_id)
-    return in_app_environment(layout, f"{release}/host", f"{release}/.venv/bin/python", "-c", PROBE,
-                              url_setting, *DRIVERS, description=f"database facts ({release_id})")
+    return in_app_environment(layout, f"{release}/{cwd}", f"{release}/.venv/bin/python", "-c", PROBE, url_name,
+                              *DRIVERS, description=f"database facts ({release_id})")
 
 
 def parse_probe(stdout: str) -> dict:

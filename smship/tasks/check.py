@@ -16,8 +16,10 @@ def check(ctx: EnvContext, skip_check=None, cert_days=14):
     Each check answers pass, warn or fail with a one-line reason and the fix;
     the exit status is 1 when any check fails. Checks: hosts, environment,
     secret-key, database-url, migrations, frontend, admin, proxy-headers,
-    tls, log-format, connection-budget, beat, sm010. Secret values are judged
-    on the hosts and never shown. Deploy runs the same checks first.
+    tls, log-format, connection-budget, beat, drain, sm010; the environment's
+    checks.skip in the inventory turns some off. Settings are judged under
+    the names the app reads (app.settings). Secret values are judged on the
+    hosts and never shown. Deploy runs the same checks first.
     """
     from smship.check.checks import NAMES
     from smship.check.model import parse_skips

@@ -18,11 +18,13 @@ def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, s
     """Build a release, ship it, migrate once, and roll the web tier with health gates.
 
     Preflight (every host answers, the checks of 'smship check' pass, among
-    them a strong SM_SECRET_KEY, the environment's lock is free; checks a
-    deploy repairs, such as migrations, only warn), build (or --release),
-    rsync to every host in parallel, `alembic upgrade head` once before any
-    restart, then web hosts in batches: drain (with an lb), switch
-    `current`, restart, wait for /health/ready to say `healthy`. A failing
+    them a strong signing key, the environment's lock is free; checks a
+    deploy repairs, such as migrations, only warn; the environment's
+    checks.skip are left out), build (or --release), rsync to every host in
+    parallel, the migration (app.migrate, `alembic upgrade head` by default)
+    and app.release_commands once before any restart, then web hosts in
+    batches: drain (with an lb), switch `current`, restart, wait for the
+    health endpoints (env.health) to answer as expected. A failing
     batch is switched back and halts the deploy; workers and beat restart
     last. Every run appends an audit line on the hosts.
     """
