@@ -197,7 +197,7 @@ class Checks(_Model):
     @field_validator("skip")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
-        from smship.check.names import CHECK_NAMES
+        from smship.checknames import CHECK_NAMES
 
         for name in value:
             if name not in CHECK_NAMES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from smship.check import tls
 from smship.check.hostos import hosts_os
 from smship.check.model import Check
-from smship.check.names import CHECK_NAMES
+from smship.checknames import CHECK_NAMES
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -449,4 +449,4 @@ CHECKS = [
 
 NAMES = [c.name for c in CHECKS]
 # The inventory validates checks.skip against the same names without importing the checks.
-assert NAMES == list(CHECK_NAMES), "smship/check/names.py must list the checks of CHECKS, in order"
+assert NAMES == list(CHECK_NAMES), "smship/checknames.py must list the checks of CHECKS, in order"

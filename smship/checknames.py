@@ -5,5 +5,5 @@ smship modules that import the inventory, so the names live apart.
 ``smship.check.checks`` asserts they match its list.
 """
 
-CHECK_NAMES = ("hosts", "environment", "secret-key", "database-url", "migrations", "frontend", "admin",
+CHECK_NAMES = ("hosts", "hosts-os", "environment", "secret-key", "database-url", "migrations", "frontend", "admin",
                "proxy-headers", "tls", "log-format", "connection-budget", "beat", "drain", "sm010")
