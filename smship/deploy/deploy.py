@@ -139,4 +139,5 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         with report.phase("record"):
             if failed:
                 return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
-            return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True)
+            replaced = sorted({hosts[h.name].current for h in chosen if hosts[h.name].current})
+            return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True, protect=replaced)

@@ -13,13 +13,18 @@ from smship.ssh import Fleet, Target
 
 
 def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: Layout, outcome: dict,
-           result: str, started: float, prune: bool = False) -> bool:
+           result: str, started: float, prune: bool = False, protect: list[str] = ()) -> bool:
+    """The audit line on each host; with ``prune``, old releases removed but for ``protect``.
+
+    A deploy protects the releases it replaced: rollback's default target,
+    which need not be among the newest (releases that never went live are).
+    """
     entry = {"who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
              "environment": ctx.name, "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = [targets[name] for name in outcome["hosts"]]
     fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}), chosen)
     if prune:
-        request = {"op": "prune", "root": layout.root, "keep": ctx.env.keep_releases, "protect": [outcome["release"]]}
+        request = {"op": "prune", "root": layout.root, "keep": ctx.env.keep_releases, "protect": [outcome["release"], *protect]}
         pruned = fleet.map(lambda t: call_agent(fleet, t, request), chosen)
         removed = sorted({r for answer in pruned.values() if isinstance(answer, dict) for r in answer["removed"]})
         if removed:

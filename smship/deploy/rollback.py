@@ -49,6 +49,9 @@ def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, st
                             f"the next deploy starts one): name the release with --to")
         elif target is None:
             problems.append(f"{name}: the activation log names no release live here before {host.current}")
+        elif target not in host.complete and to is None:
+            problems.append(f"{name}: {target}, live here before {host.current}, is no longer on this host; "
+                            f"name another with --to (has: {', '.join(host.complete) or 'none'})")
         elif target not in host.complete:
             problems.append(f"{name}: release {target} is not on this host (has: {', '.join(host.complete) or 'none'})")
         else:

@@ -65,3 +65,10 @@ def test_rollback_without_a_record_asks_for_to():
         choose_targets({"web1": host("r4", None)}, None)
     with pytest.raises(SmshipError, match="web1: the activation log names no release live here before r4"):
         choose_targets({"web1": host("r4", [("r4", None)])}, None)
+
+
+def test_a_pruned_previous_release_is_named_with_what_the_host_has():
+    pruned = host("r4", [("r1", None), ("r4", "r1")], releases=("r2", "r3", "r4"))
+    with pytest.raises(SmshipError, match=r"web1: r1, live here before r4, is no longer on this host; name another "
+                                          r"with --to \(has: r2, r3, r4\)"):
+        choose_targets({"web1": pruned}, None)
