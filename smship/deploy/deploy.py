@@ -26,12 +26,22 @@ from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
 
 
+def require_built_for(release, env_name: str, domain: str) -> None:
+    """A front end built with one environment's domain in it is refused in another."""
+    built_for = (release.manifest.get("frontend") or {}).get("domain")
+    if built_for is not None and built_for != domain:
+        raise SmshipError(f"release {release.id}: its front end was built for {built_for}, not {env_name}'s "
+                          f"domain {domain}; build it with 'smship build --env {env_name}'")
+
+
 def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool):
     from smship.release import build_release, cache_dir, load_release
 
     if release_path:
         ctx.reporter.step(f"using the prebuilt release {release_path}")
-        return load_release(Path(release_path))
+        release = load_release(Path(release_path))
+        require_built_for(release, ctx.name, ctx.env.domain)
+        return release
     ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref})")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
                          progress=ctx.reporter.info, contract=ctx.app, domain=ctx.env.domain)

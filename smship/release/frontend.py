@@ -41,6 +41,7 @@ class FrontendResult:
     installed: bool     # the install command ran in this build
     built: bool         # the build command ran in this build
     lock: str = NPM_LOCK
+    domain: str | None = None   # the domain the build environment named, if it names one
 
 
 def build_env(front: Frontend, domain: str | None) -> dict[str, str]:
@@ -64,6 +65,8 @@ def build_frontend(client: Path, output: Path, front: Frontend, cache: Path, pro
         progress(f"front end: no {shown}/package.json, nothing to build")
         return None
     env = build_env(front, domain)
+    if not any(DOMAIN in value for value in front.env.values()):
+        domain = None
     has_lock = (client / NPM_LOCK).is_file()
     lock = client / (NPM_LOCK if has_lock else "package.json")
     lock_sha = sha256_file(lock)
@@ -74,7 +77,7 @@ def build_frontend(client: Path, output: Path, front: Frontend, cache: Path, pro
     if _complete(built_cache / "dist", front):
         progress(f"front end: reusing the build of {shown} {source_sha[:12]}")
         _replace(output, built_cache / "dist")
-        return FrontendResult(lock_sha, source_sha, installed=False, built=False, lock=lock.name)
+        return FrontendResult(lock_sha, source_sha, installed=False, built=False, lock=lock.name, domain=domain)
 
     modules, installed = node_modules(client, _install_key(lock_sha, front, has_lock), install, cache, progress,
                                       shown)
@@ -100,7 +103,7 @@ def build_frontend(client: Path, output: Path, front: Frontend, cache: Path, pro
     tmp = cachedir.fresh_tmp(built_cache.parent)
     copy_tree(output, tmp / "dist")
     cachedir.publish(tmp, built_cache)
-    return FrontendResult(lock_sha, source_sha, installed=installed, built=True, lock=lock.name)
+    return FrontendResult(lock_sha, source_sha, installed=installed, built=True, lock=lock.name, domain=domain)
 
 
 def _complete(dist: Path, front: Frontend) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from releasekit import git, make_demo_repo, make_monorepo, make_wheel
 from smship.contract import AppContract
+from smship.deploy.deploy import require_built_for
 from smship.errors import SmshipError
 from smship.release import build_release
 
@@ -47,6 +48,10 @@ def test_a_monorepo_member_of_a_uv_workspace_with_a_front_end_beside_it(mono, tm
     assert not any(f.startswith(("backend/", "frontend/", "src/")) or f == "uv.lock" for f in files)
     assert release.manifest["source_subdir"] == "backend"
     assert release.manifest["frontend"]["output"] == "_frontend"
+    assert release.manifest["frontend"]["domain"] == "shop.test"
+    require_built_for(release, "prod", "shop.test")
+    with pytest.raises(SmshipError, match=r"built for shop.test, not staging's domain stage.test; .*--env staging"):
+        require_built_for(release, "staging", "stage.test")
     assert release.manifest["lock"] == "uv.lock"
     assert release.warnings == ()           # shop/web.py is where app.web.app says
     assert release.alembic_heads == ("aaa1",)   # read from app.migrate.cwd (db/), not host/
@@ -132,6 +137,9 @@ def test_warnings_follow_the_contract(tmp_path):
     assert release.warnings == ("shop/asgi.py is missing at the app root (the hosts run 'uvicorn shop.asgi:app' "
                                 "there; app.web.app names the ASGI app)",)
     assert release.alembic_heads == ()          # no alembic migration declared: host/ is not read
+    smpy = build_release(repo.app, work_dir=tmp_path / "out", cache_dir=tmp_path / "cache", domain="any.test")
+    assert smpy.manifest["frontend"]["domain"] is None      # its build environment names no domain
+    require_built_for(smpy, "prod", "other.test")
     other = AppContract.model_validate({"migrate": {"command": "python manage.py migrate", "cwd": "host"},
                                         "frontend": False})
     assert build_release(repo.app, work_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
