@@ -69,15 +69,19 @@ def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: st
                              link_dest=layout.release(previous) if previous and previous != release.id else None),
                  fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
                              sudo=True, chown="root:root")]
+    for result in transfers:
+        if not result.ok:
+            raise SmshipError(result.summary())
     output = frontend_output(release)
     if frontend_url is not None and output is not None:
         # No --delete: pages rendered by hosts still on the old release keep
         # asking for the old hashed assets while the roll is under way.
-        transfers.append(fleet.rsync(target, output, layout.frontend_dir(frontend_url),
-                                     sudo=True, chown="root:root", delete=False))
-    for result in transfers:
-        if not result.ok:
-            raise SmshipError(result.summary())
+        front = fleet.rsync(target, output, layout.frontend_dir(frontend_url), sudo=True, chown="root:root",
+                            delete=False)
+        if not front.ok:
+            raise SmshipError(f"{front.summary()}; nginx serves app.frontend.url from there, a directory "
+                              "'smship provision' makes after app.frontend changes")
+        transfers.append(front)
     return Shipped(sum(t.bytes_sent for t in transfers), sum(t.files_transferred for t in transfers))
 
 

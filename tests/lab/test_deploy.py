@@ -325,6 +325,8 @@ def test_a_front_end_at_its_own_url_is_served_immutable_with_an_spa_fallback(lab
     data["app"]["frontend"] = {"url": "/app/"}
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     try:
+        # A new URL is nginx's configuration: provisioning applies it, then the deploy ships there.
+        smship("provision", ENV, inventory=inventory, check=True)
         run = smship("deploy", ENV, "-o", "json", inventory=inventory)
         assert run.returncode == 0, run.output[-3000:]
         for host in WEB:
@@ -340,7 +342,9 @@ def test_a_front_end_at_its_own_url_is_served_immutable_with_an_spa_fallback(lab
     finally:
         # The rest of the story runs the reference app as it is: smpy's /static/dist/ again.
         variants.undo()
-        smship("deploy", ENV, inventory=variants.inventory(message="the reference front end again"), check=True)
+        reference = variants.inventory(message="the reference front end again")
+        smship("provision", ENV, inventory=reference, check=True)
+        smship("deploy", ENV, inventory=reference, check=True)
     for host in WEB:
         asset = remote(lab, host, "ls /var/www/refapp/static/dist/assets | grep -m1 '\\.js$'").strip()
         headers = remote(lab, host, "curl -skI -H 'Host: refapp.lab.test' "

@@ -100,3 +100,18 @@ def test_install_is_npm_ci_with_a_lock_and_npm_install_without(tmp_path):
     assert install_choice(tmp_path, Frontend())[:2] == ["npm", "ci"]
     declared = Frontend.model_validate({"install": "pnpm install --frozen-lockfile"})
     assert install_choice(tmp_path, declared) == ["pnpm", "install", "--frozen-lockfile"]
+
+
+def test_a_release_ships_a_front_end_only_when_it_has_one(tmp_path):
+    from types import SimpleNamespace
+
+    from smship.deploy.ship import frontend_output
+
+    (tmp_path / "static" / "dist").mkdir(parents=True)
+    (tmp_path / "_frontend").mkdir()
+    release = lambda frontend: SimpleNamespace(path=tmp_path, manifest={"frontend": frontend})  # noqa: E731
+    assert frontend_output(release(None)) is None           # built without one: nothing to rsync
+    assert frontend_output(release({"lock_sha256": "x"})) == tmp_path / "static" / "dist"   # before "output"
+    assert frontend_output(release({"output": "_frontend"})) == tmp_path / "_frontend"
+    (tmp_path / "static" / "dist").rmdir()
+    assert frontend_output(release({"lock_sha256": "x"})) is None
