@@ -27,6 +27,14 @@ from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
 
 
+def require_built_for(release, env_name: str, domain: str) -> None:
+    """A front end built with one environment's domain in it is refused in another."""
+    built_for = (release.manifest.get("frontend") or {}).get("domain")
+    if built_for is not None and built_for != domain:
+        raise SmshipError(f"release {release.id}: its front end was built for {built_for}, not {env_name}'s "
+                          f"domain {domain}; build it with 'smship build --env {env_name}'")
+
+
 def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
     """The release to ship, built for ``target`` (the app hosts' interpreter) or checked against it."""
     from smship.release import build_release, cache_dir, load_release
@@ -35,11 +43,12 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
         ctx.reporter.step(f"using the prebuilt release {release_path}")
         release = load_release(Path(release_path))
         require_release_fits(release, target)
+        require_built_for(release, ctx.name, ctx.env.domain)
         return release
     ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref}) "
                       f"for CPython {target.python_full_version}")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
-                         progress=ctx.reporter.info, target=target)
+                         progress=ctx.reporter.info, target=target, contract=ctx.app, domain=ctx.env.domain)
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -105,9 +114,11 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
 
         report.step(f"shipping {release.id} to {len(chosen)} host(s)")
+        front_url = ctx.app.frontend.url if ctx.app.frontend is not None else None
         with report.phase("ship"):
             shipped = each_host(
-                lambda t: transfer(fleet, t, layout, release, hosts[t.name].current, static="web" in roles[t.name]),
+                lambda t: transfer(fleet, t, layout, release, hosts[t.name].current,
+                                   front_url if "web" in roles[t.name] else None),
                 lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}))
         if not shipped:
             return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)

@@ -1,6 +1,6 @@
 """Locked dependencies as an offline wheelhouse for the hosts.
 
-``uv export`` turns ``uv.lock`` into pinned requirements; ``pip download``
+The lock's pinned requirements (:mod:`smship.release.locks`); ``pip download``
 fetches wheels for the hosts' platform (Linux x86_64 and the hosts' CPython:
 3.13 on Debian 13, 3.11 on Debian 12), whatever machine runs the build.  The result is cached by
 ``deps_id`` (the first 16 hex digits of the sha256 of the wheelhouse's
@@ -10,7 +10,6 @@ with the same lock downloads nothing.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -72,19 +71,10 @@ def target_for_version(version: str) -> Target:
     return DEBIAN_TARGETS[version]
 
 
-def lock_requires_python(app: Path) -> str | None:
-    """``requires-python`` of the app's uv.lock (None without a lock or the field)."""
-    import tomllib
-    try:
-        return tomllib.loads((app / "uv.lock").read_text()).get("requires-python")
-    except (OSError, ValueError):
-        return None
-
-
-def require_python(app: Path, target: Target) -> None:
-    """Refuse, before building, a lock that cannot install on the hosts' interpreter."""
+def require_python(wanted: str | None, where: str, target: Target) -> None:
+    """Refuse, before building, a lock whose ``requires-python`` (``wanted``, read from ``where``)
+    excludes the hosts' interpreter."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    wanted = lock_requires_python(app)
     if not wanted:
         return
     try:
@@ -92,10 +82,10 @@ def require_python(app: Path, target: Target) -> None:
     except InvalidSpecifier:
         return
     if not fits:
-        raise SmshipError(f"the lock requires Python {wanted} (uv.lock requires-python) but the hosts run "
+        raise SmshipError(f"the lock requires Python {wanted} ({where} requires-python) but the hosts run "
                           f"CPython {target.python_full_version}; set app.python to a version in {wanted} that "
                           "the hosts' distribution offers (Debian 13: 3.13, Debian 12: 3.11), move the hosts to "
-                          "a Debian release with one, or widen requires-python and run 'uv lock'")
+                          "a Debian release with one, or widen requires-python and lock again")
 
 
 @dataclass(frozen=True)
@@ -103,37 +93,6 @@ class Wheelhouse:
     path: Path
     deps_id: str
     downloaded: bool
-
-
-def uv_command() -> list[str]:
-    """``uv`` from PATH, else ``python -m uv`` if the uv package is installed here."""
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    if importlib.util.find_spec("uv") is None:
-        raise SmshipError("uv is needed to export uv.lock: install it (pip install uv)")
-    return [sys.executable, "-m", "uv"]
-
-
-def export_requirements(app: Path) -> list[str]:
-    """Pinned requirement lines (with their markers) of the app's non-dev dependencies."""
-    if not (app / "uv.lock").is_file():
-        raise SmshipError(f"{app.name}: uv.lock is missing; run 'uv lock' and commit it")
-    done = proc.run([*uv_command(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-                     "--no-header", "--no-annotate", "--offline", "--directory", str(app)],
-                    env={"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}, what="uv export")
-    lines = []
-    for raw in done.stdout.decode().splitlines():
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if not line:
-            continue
-        if line.startswith(("-e ", "--editable", "./", "../", "/", "file:")):
-            raise SmshipError(f"uv.lock has a local dependency ({line}); hosts can only install "
-                              "packages from the wheelhouse: publish it or drop it")
-        if line.startswith("-"):
-            continue        # index options: the wheelhouse replaces any index
-        lines.append(line)
-    return lines
 
 
 def requirements_text(lines: list[str], target: Target) -> str:
@@ -152,10 +111,9 @@ def applies(line: str, target: Target) -> bool:
     return Marker(line.split(";", 1)[1].strip()).evaluate(target.marker_environment())
 
 
-def build_wheelhouse(app: Path, cache: Path, *, python: str = sys.executable, target: Target = TRIXIE,
+def build_wheelhouse(lines: list[str], cache: Path, *, python: str = sys.executable, target: Target = TRIXIE,
                      progress: Callable[[str], None] = lambda _m: None) -> Wheelhouse:
-    """The cached wheelhouse for ``app``'s lock, downloading it only when absent."""
-    lines = export_requirements(app)
+    """The cached wheelhouse for the lock's pinned ``lines`` (smship.release.locks), downloading it only when absent."""
     text = requirements_text(lines, target)
     deps_id = deps_id_of(text)
     entry = cache / "wheels" / deps_id

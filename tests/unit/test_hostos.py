@@ -95,15 +95,13 @@ def test_a_prebuilt_release_for_another_python_is_refused():
         require_release_fits(Built, TRIXIE)
 
 
-def test_the_locks_requires_python_is_compared_before_building(tmp_path: Path):
-    (tmp_path / "uv.lock").write_text('version = 1\nrequires-python = ">=3.12"\n')
-    require_python(tmp_path, TRIXIE)
+def test_the_locks_requires_python_is_compared_before_building():
+    require_python(">=3.12", "uv.lock", TRIXIE)
     with pytest.raises(SmshipError) as refused:
-        require_python(tmp_path, BOOKWORM)
+        require_python(">=3.12", "uv.lock", BOOKWORM)
     message = str(refused.value)
-    assert ">=3.12" in message and "3.11.2" in message and "app.python" in message
-    (tmp_path / "uv.lock").write_text("version = 1\n")
-    require_python(tmp_path, BOOKWORM)
+    assert ">=3.12" in message and "3.11.2" in message and "app.python" in message and "uv.lock" in message
+    require_python(None, "requirements.txt", BOOKWORM)
 
 
 def test_build_without_hosts_names_the_debian_pythons():
