@@ -39,10 +39,23 @@ ROLES = {"lab1": ["lb"], "lab2": ["web"], "lab3": ["web"], "lab4": ["worker", "b
 WEB = ("lab2", "lab3")
 
 
+def _session_lab():
+    """tests/conftest.py, where the session lab's settings are (``conftest`` here is tests/lab's)."""
+    import importlib.util
+    import sys
+
+    name = "smship_tests_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "conftest.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def _second_network() -> tuple[str, str, str]:
     """The second lab's directory, bridge and subnet: given, or derived from the session lab's."""
-    from conftest import LAB_BRIDGE, LAB_DIR, LAB_SUBNET
-
+    session = _session_lab()
+    LAB_BRIDGE, LAB_DIR, LAB_SUBNET = session.LAB_BRIDGE, session.LAB_DIR, session.LAB_SUBNET
     subnet = ipaddress.ip_network(LAB_SUBNET)
     flipped = ipaddress.ip_network((int(subnet.network_address) ^ (128 << 8), subnet.prefixlen))
     return (os.environ.get("SMSHIP_TEST_LAB2_DIR", LAB_DIR.rstrip("/") + "-second"),
@@ -53,14 +66,14 @@ def _second_network() -> tuple[str, str, str]:
 @pytest.fixture(scope="module")
 def fleet():
     """Four hosts of a lab of the module's own, removed at the end (also on failure)."""
-    from conftest import LAB_IMAGE, require_lab_platform
     from smship.lab import Lab
 
-    require_lab_platform()
+    session = _session_lab()
+    session.require_lab_platform()
     directory, bridge, subnet = _second_network()
     second = Lab(directory, bridge=bridge, subnet=subnet)
     try:
-        second.up(hosts=len(ROLES), image_name=LAB_IMAGE, app=TASKBOARD)
+        second.up(hosts=len(ROLES), image_name=session.LAB_IMAGE, app=TASKBOARD)
         yield second
     finally:
         second.down()
