@@ -1,4 +1,4 @@
-"""The app's environment file: every ``SM_*`` setting a host's units read.
+"""The app's environment file: every setting a host's units read, under the app's names.
 
 Plain settings come from the inventory, secrets from the secrets backend,
 and the connection URLs are derived from the ``db`` host when the secrets do
@@ -18,31 +18,47 @@ def database_name(app: App, env: Environment) -> str:
     return env.db.name or app.name.replace("-", "_")
 
 
-def app_environment(env: Environment) -> str:
-    """The SM_ENVIRONMENT the app will see: the inventory's, else production."""
-    return env.env.get("SM_ENVIRONMENT", "production")
+def app_environment(app: App, env: Environment) -> str:
+    """The environment the app will see (under ``app.settings.environment``): the inventory's, else production."""
+    return env.env.get(app.settings.environment, "production")
+
+
+def _connection_url(scheme: str, user: str, password: str, host: str, port: int, path: str) -> str:
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}:{port}/{path}"
 
 
 def app_settings(app: App, env: Environment, secrets: dict[str, str], source: str) -> dict[str, str]:
-    """All values of the env file; ``source`` names the secrets backend in errors."""
-    layout = Layout.of(app, env)
-    values = {"SM_ENVIRONMENT": app_environment(env), "SM_FILE_STORAGE_PATH": layout.uploads, **env.env}
-    if not secrets.get("SM_SECRET_KEY"):
-        raise SmshipError(f"{source}: SM_SECRET_KEY is not set; smship will not start the app without it")
-    values["SM_SECRET_KEY"] = secrets["SM_SECRET_KEY"]
-    db_hosts = env.hosts_with("db")
-    for name, scheme, password_name, port, path in (
-        ("SM_DATABASE_URL", "postgresql+asyncpg", "SM_DB_PASSWORD", env.db.port, database_name(app, env)),
-        ("SM_REDIS_URL", "redis", "SM_REDIS_PASSWORD", 6379, "0"),
+    """All values of the env file, under the names the app reads (``app.settings``);
+    ``source`` names the secrets backend in errors."""
+    names, layout = app.settings, Layout.of(app, env)
+    values = {names.environment: app_environment(app, env), **env.env}
+    if names.file_storage_path:
+        values[names.file_storage_path] = layout.uploads
+    if not secrets.get(names.secret_key):
+        raise SmshipError(f"{source}: {names.secret_key} is not set; smship will not start the app without it")
+    values[names.secret_key] = secrets[names.secret_key]
+    db_host = (env.hosts_with("db") or [None])[0]
+    # A URL in the backend (under the app's name for it) wins over one made for the db host.
+    for name, password_name, made in (
+        (names.database_url, "SM_DB_PASSWORD",
+         lambda password: _connection_url(names.database_driver, database_name(app, env), password,
+                                          db_host.address, env.db.port, database_name(app, env))),
+        (names.redis_url, "SM_REDIS_PASSWORD",
+         lambda password: _connection_url("redis", "", password, db_host.address, 6379, "0")),
     ):
         if secrets.get(name):
             values[name] = secrets[name]
-        elif db_hosts:
+        elif db_host is not None:
             password = secrets.get(password_name)
             if not password:
-                raise SmshipError(f"{source}: {password_name} is not set (needed to reach the db host {db_hosts[0].name})")
-            user = database_name(app, env) if scheme != "redis" else ""
-            values[name] = f"{scheme}://{user}:{quote(password, safe='')}@{db_hosts[0].address}:{port}/{path}"
+                raise SmshipError(f"{source}: {password_name} is not set (needed to reach the db host {db_host.name})")
+            values[name] = made(password)
+    if names.broker_url and names.redis_url in values:
+        values[names.broker_url] = values[names.redis_url]
+    for name in names.secrets:
+        if not secrets.get(name):
+            raise SmshipError(f"{source}: {name} is not set (app.settings.secrets names it)")
+        values[name] = secrets[name]
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         if secrets.get(key):
             values[key] = secrets[key]

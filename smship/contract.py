@@ -191,6 +191,11 @@ class SettingNames(_Model):
         return data
 
 
+    def backend_names(self) -> tuple[str, ...]:
+        """The names the app's values may have in the secrets backend (beyond smship's own)."""
+        return tuple(dict.fromkeys([self.secret_key, self.database_url, self.redis_url, *self.secrets]))
+
+
 class AppContract(_Model):
     """The parts of ``app:`` that describe the code (see inventory.example)."""
 

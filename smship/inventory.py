@@ -197,10 +197,12 @@ class Checks(_Model):
     @field_validator("skip")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
+        from smship.check.names import CHECK_NAMES
+
         for name in value:
-            if not re.fullmatch(r"[a-z0-9-]+", name):
-                raise ValueError(f"{name!r} is not a check name")
-        return value
+            if name not in CHECK_NAMES:
+                raise ValueError(f"{name!r} is not a check; checks are: {', '.join(CHECK_NAMES)}")
+        return list(dict.fromkeys(value))
 
 
 class Web(_Model):
@@ -578,6 +580,18 @@ class Inventory(_Model):
                 if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
                     raise FieldProblem((str(name),), "environment names are lower case letters, digits, '-' and '_'")
         return value
+
+    @model_validator(mode="after")
+    def _no_app_secret_in_env(self) -> "Inventory":
+        """The app's own names for its key and extra secrets are secrets too (like SM_SECRET_KEY)."""
+        secret = {self.app.settings.secret_key, *self.app.settings.secrets}
+        for name, env in self.environments.items():
+            for key in env.env:
+                if key in secret:
+                    raise FieldProblem(("environments", name, "env", key),
+                                       "is a secret of the app (app.settings): keep it in the secrets backend, "
+                                       "not in the inventory")
+        return self
 
 
 class LoadedInventory(BaseModel):

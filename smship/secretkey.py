@@ -1,4 +1,4 @@
-"""What makes an ``SM_SECRET_KEY`` acceptable outside development.
+"""What makes the app's signing key (``SM_SECRET_KEY`` by default) acceptable outside development.
 
 One rule, used by deploy's preflight, ``smship check`` and ``rotate-secret``:
 a key signs every session cookie, so a guessable one lets anyone forge a
@@ -34,15 +34,15 @@ def estimated_bits(value: str) -> float:
     return per_symbol * len(value)
 
 
-def weakness(value: str | None) -> str | None:
-    """Why ``value`` is not acceptable as a production key, or None when it is."""
+def weakness(value: str | None, name: str = "SM_SECRET_KEY") -> str | None:
+    """Why ``value`` is not acceptable as a production key, or None when it is; ``name``: the app's name for it."""
     if not value:
-        return "SM_SECRET_KEY is not set"
+        return f"{name} is not set"
     if value.strip().lower() in KNOWN_DEFAULTS:
-        return "SM_SECRET_KEY is a known default value"
+        return f"{name} is a known default value"
     bits = estimated_bits(value)
     if bits < MINIMUM_BITS:
-        return (f"SM_SECRET_KEY is weak (about {bits:.0f} bits, at least {MINIMUM_BITS} needed); "
+        return (f"{name} is weak (about {bits:.0f} bits, at least {MINIMUM_BITS} needed); "
                 f"generate one with `smship rotate-secret ENV` or python -c 'import secrets; "
                 f"print(secrets.token_urlsafe(48))'")
     return None

@@ -157,8 +157,12 @@ class FileBackend:
 class EnvBackend:
     description = "the environment of the machine running smship (secrets backend 'env')"
 
+    def __init__(self, also: tuple[str, ...] = ()):
+        # The app's own names (app.settings): its key, URLs and extra secrets.
+        self.known = tuple(dict.fromkeys(KNOWN_SECRETS + tuple(also)))
+
     def read(self) -> dict[str, str]:
-        names = KNOWN_SECRETS + tuple(n + PREVIOUS_SUFFIX for n in KNOWN_SECRETS)
+        names = self.known + tuple(n + PREVIOUS_SUFFIX for n in self.known)
         return {name: os.environ[name] for name in names if os.environ.get(name)}
 
     def previous(self, name: str) -> str | None:
@@ -179,7 +183,8 @@ class EnvBackend:
             f"current value to every host that does not run it yet and restarts them")
 
 
-def backend_for(config: Secrets):
+def backend_for(config: Secrets, also: tuple[str, ...] = ()):
+    """The backend ``config`` names; ``also``: more names the app reads (only the 'env' backend needs them)."""
     if config.backend == "file":
         assert config.path is not None  # the inventory model requires it
         return FileBackend(config.path)
@@ -189,9 +194,9 @@ def backend_for(config: Secrets):
     if config.backend == "aws-secretsmanager":
         from smship.secrets_aws import SecretsManagerBackend
         return SecretsManagerBackend(config)
-    return EnvBackend()
+    return EnvBackend(also)
 
 
-def read_secrets(config: Secrets) -> dict[str, str]:
+def read_secrets(config: Secrets, also: tuple[str, ...] = ()) -> dict[str, str]:
     """All secret values of an environment, by name."""
-    return backend_for(config).read()
+    return backend_for(config, also).read()

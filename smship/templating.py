@@ -58,6 +58,29 @@ def env_line(key: str, value: object) -> str:
     return f"{key}={_env_value(value)}"
 
 
+def systemd_word(value: object) -> str:
+    """One word of a systemd command line (ExecStart=), as systemd splits and expands it.
+
+    ``%`` starts a specifier and ``$`` an environment variable in ExecStart=,
+    even inside quotes, so both are doubled; anything beyond plain
+    characters goes in double quotes with C-style escapes.
+    """
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ValueError("a systemd command line word must not contain control characters")
+    text = text.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@+=:,./%$-]+", text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def systemd_command(words: object) -> str:
+    """Words joined into a systemd command line, each quoted by :func:`systemd_word`."""
+    if isinstance(words, str):
+        raise TypeError("systemd_command takes a list of words, not a string")
+    return " ".join(systemd_word(word) for word in words)
+
+
 def _hba_address(address: str) -> str:
     """pg_hba.conf wants an address with its mask, or a host name as is."""
     try:
@@ -80,5 +103,6 @@ def environment(project_dir: Path | None) -> jinja2.Environment:
     env.filters["fingerprint"] = lambda value, name: key_fingerprint(name, str(value))
     env.filters["env_value"] = _env_value
     env.filters["hba_address"] = _hba_address
+    env.filters["systemd_command"] = systemd_command
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
     return env

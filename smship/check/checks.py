@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from smship.check import tls
 from smship.check.model import Check
+from smship.check.names import CHECK_NAMES
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -50,38 +51,52 @@ def _settings_check(facts, judge, what: str, fix: str):
     return PASS, f"{what} (inventory and {hosts} host env file(s))", ""
 
 
+def _names(facts):
+    """The names the app reads its settings under (``app.settings``)."""
+    return facts.ctx.app.settings
+
+
 def environment(facts):
+    name = _names(facts).environment
+
     def judge(s):
-        value = s.values.get("SM_ENVIRONMENT", "development")
-        return f"SM_ENVIRONMENT is {value!r}" if value.strip().lower() in DEVELOPMENT_ENVIRONMENTS else None
-    return _settings_check(facts, judge, "SM_ENVIRONMENT is a production value",
-                           "set SM_ENVIRONMENT to production in the environment's env:")
+        value = s.values.get(name, "development")
+        return f"{name} is {value!r}" if value.strip().lower() in DEVELOPMENT_ENVIRONMENTS else None
+    return _settings_check(facts, judge, f"{name} is a production value",
+                           f"set {name} to production in the environment's env:")
 
 
 def secret_key(facts):
+    name = _names(facts).secret_key
+
     def judge(s):
         return s.secret_key_weakness
-    return _settings_check(facts, judge, "SM_SECRET_KEY is strong",
-                           "put a strong SM_SECRET_KEY in the secrets backend (smship rotate-secret ENV)")
+    return _settings_check(facts, judge, f"{name} is strong",
+                           f"put a strong {name} in the secrets backend (smship rotate-secret ENV)")
 
 
 def database_url(facts):
+    name, driver = _names(facts).database_url, _names(facts).database_driver
+
     def judge(s):
         if s.database_scheme is None:
-            return "SM_DATABASE_URL is not set"
-        if s.database_scheme != "postgresql+asyncpg":
-            return f"SM_DATABASE_URL is {s.database_scheme}://, not postgresql+asyncpg://"
+            return f"{name} is not set"
+        if s.database_scheme != driver:
+            return f"{name} is {s.database_scheme}://, not {driver}://"
         return None
-    return _settings_check(facts, judge, "SM_DATABASE_URL is postgresql+asyncpg://",
-                           "give the environment a db host, or set SM_DATABASE_URL=postgresql+asyncpg://... in its secrets")
+    return _settings_check(facts, judge, f"{name} is {driver}://",
+                           f"give the environment a db host, or set {name}={driver}://... in its secrets")
 
 
 def log_format(facts):
+    name = _names(facts).log_format
+    if name is None:
+        return PASS, "not judged: the app declares no log format setting (app.settings.log_format)", ""
+
     def judge(s):
-        value = s.values.get("SM_LOG_FORMAT", "text")
-        return f"SM_LOG_FORMAT is {value!r}" if value != "json" else None
-    return _settings_check(facts, judge, "SM_LOG_FORMAT is json",
-                           "set SM_LOG_FORMAT: json in the environment's env:")
+        value = s.values.get(name, "text")
+        return f"{name} is {value!r}" if value != "json" else None
+    return _settings_check(facts, judge, f"{name} is json", f"set {name}: json in the environment's env:")
 
 
 def _database_problem(facts):
@@ -92,11 +107,17 @@ def _database_problem(facts):
         return FAIL, "the database was not asked", "see the errors above"
     if facts.db.get("error"):
         return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", \
-            "check that Postgres runs on the db host and SM_DATABASE_URL points at it (smship status ENV)"
+            f"check that Postgres runs on the db host and {_names(facts).database_url} points at it (smship status ENV)"
     return None
 
 
 def migrations(facts):
+    from smship.deploy.migrate import uses_alembic
+
+    if not uses_alembic(facts.ctx.app):
+        migrate = facts.ctx.app.migrate
+        what = "no migration" if migrate is None else f"the migration '{' '.join(migrate.command)}'"
+        return PASS, f"not judged: the app declares {what}, not alembic (app.migrate)", ""
     trouble = _database_problem(facts)
     if trouble:
         return trouble
@@ -116,7 +137,7 @@ def migrations(facts):
             f"keep migrations expand/contract, or deploy the newer release again (smship deploy {name})"
     return FAIL, (f"the database is at {', '.join(sorted(revisions)) or 'no revision'}, behind the head "
                   f"{', '.join(sorted(heads))} of the live release {release}"), \
-        f"smship deploy {name} runs 'alembic upgrade head' before any restart"
+        f"smship deploy {name} runs '{' '.join(facts.ctx.app.migrate.command)}' before any restart"
 
 
 def admin(facts):
@@ -131,19 +152,27 @@ def admin(facts):
         return PASS, f"{count} admin user(s) exist", ""
     return FAIL, "no admin user exists", (
         f"run the app's admin bootstrap on {facts.db_host} as {facts.layout.user} with {facts.layout.env_file} "
-        "(the reference app: python -m refapp create-admin --email E, password on stdin)")
+        "(the reference app: python -m refapp create-admin --email E, password on stdin); an app without "
+        "admin users turns this check off in the inventory (checks: skip: [admin])")
 
 
 def frontend(facts):
+    from smship.check.facts import frontend_manifest
+
+    manifest = frontend_manifest(facts.ctx.app)
+    if manifest is None:
+        what = "no front end" if facts.ctx.app.frontend is None else "a front end without a manifest"
+        return PASS, f"not judged: the app declares {what} (app.frontend)", ""
     web = [h.name for h in facts.env.hosts if "web" in h.roles and h.name in facts.hosts]
     live = facts.live()
     if not any(name in live for name in web):
         return PASS, NO_LIVE, ""
     missing = [f"{n} ({live[n]})" for n in web if n in live and not facts.hosts[n].get("frontend")]
     if missing:
-        return FAIL, f"static/dist/.vite/manifest.json is missing from the live release on {_where(missing)}", \
-            f"build the front end into the release (npm run build; smship build does it) and deploy again"
-    return PASS, "the built front end (static/dist/.vite/manifest.json) is in the live release on every web host", ""
+        return FAIL, f"{manifest} is missing from the live release on {_where(missing)}", \
+            f"build the front end into the release ({' '.join(facts.ctx.app.frontend.build)}; smship build does it) " \
+            "and deploy again"
+    return PASS, f"the built front end ({manifest}) is in the live release on every web host", ""
 
 
 def proxy_headers(facts):
@@ -234,8 +263,12 @@ def _int(values: dict, key: str, default: int) -> int:
         return default
 
 
-def _ceiling(values: dict) -> int:
-    return _int(values, "SM_DB_POOL_SIZE", DEFAULT_POOL) + _int(values, "SM_DB_MAX_OVERFLOW", DEFAULT_OVERFLOW)
+def _ceiling(values: dict, names) -> int:
+    """Connections one process may open: its pool and overflow, under the app's names (the
+    framework's 10 + 20 when the app declares no such setting)."""
+    pool = _int(values, names.db_pool_size, DEFAULT_POOL) if names.db_pool_size else DEFAULT_POOL
+    overflow = _int(values, names.db_max_overflow, DEFAULT_OVERFLOW) if names.db_max_overflow else DEFAULT_OVERFLOW
+    return pool + overflow
 
 
 def budget_numbers(facts) -> dict:
@@ -254,7 +287,7 @@ def budget_numbers(facts) -> dict:
         answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
         # What runs now (the host's env file) or what the next provision
         # brings (the inventory): whichever asks more.
-        ceiling = max((_ceiling(v) for v in (inventory, answer_env.get("values")) if v is not None),
+        ceiling = max((_ceiling(v, facts.ctx.app.settings) for v in (inventory, answer_env.get("values")) if v is not None),
                       default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
     db = facts.db if facts.db and not facts.db.get("error") else None
@@ -288,9 +321,13 @@ def connection_budget(facts):
                 "start Postgres on the db host and check again"
         return PASS, reason, ""
     suggestion = suggest_pool(n["limit"], n["processes"])
-    fix = (f"set SM_DB_POOL_SIZE: {suggestion[0]} and SM_DB_MAX_OVERFLOW: {suggestion[1]} in the environment's env: "
-           f"({n['processes']} processes), or raise db.max_connections, then provision and deploy") if suggestion else \
-        "put PgBouncer in front of Postgres or raise db.max_connections"
+    names = facts.ctx.app.settings
+    if suggestion and names.db_pool_size and names.db_max_overflow:
+        fix = (f"set {names.db_pool_size}: {suggestion[0]} and {names.db_max_overflow}: {suggestion[1]} in the "
+               f"environment's env: ({n['processes']} processes), or raise db.max_connections, then provision "
+               "and deploy")
+    else:
+        fix = "put PgBouncer in front of Postgres or raise db.max_connections"
     return (FAIL if n["demand"] > n["limit"] else WARN), reason, fix
 
 
@@ -370,15 +407,15 @@ def hosts(facts):
 
 CHECKS = [
     Check("hosts", "every host answers", hosts),
-    Check("environment", "SM_ENVIRONMENT is not development/testing", environment),
-    Check("secret-key", "SM_SECRET_KEY is strong and not a default", secret_key),
-    Check("database-url", "SM_DATABASE_URL is postgresql+asyncpg://", database_url),
+    Check("environment", "the app's environment setting is not development/testing", environment),
+    Check("secret-key", "the app's signing key is strong and not a default", secret_key),
+    Check("database-url", "the app's database URL has its declared driver", database_url),
     Check("migrations", "the database is at the alembic head of the live release", migrations, advisory=True),
     Check("frontend", "the built front end is in the live release", frontend, advisory=True),
     Check("admin", "an admin user exists", admin, advisory=True),
     Check("proxy-headers", "uvicorn --proxy-headers; nginx forwards X-Forwarded-Proto/For", proxy_headers),
     Check("tls", "HTTPS answers with a certificate for the domain, not expiring soon", https),
-    Check("log-format", "SM_LOG_FORMAT=json", log_format),
+    Check("log-format", "the app logs JSON (its log format setting is json)", log_format),
     Check("connection-budget", "the fleet's database connections fit max_connections", connection_budget),
     Check("beat", "exactly one Celery beat is active in the fleet", beat),
     Check("drain", "with an lb, web hosts drain without a reload and none is left drained", drain),
@@ -386,3 +423,5 @@ CHECKS = [
 ]
 
 NAMES = [c.name for c in CHECKS]
+# The inventory validates checks.skip against the same names without importing the checks.
+assert NAMES == list(CHECK_NAMES), "smship/check/names.py must list the checks of CHECKS, in order"

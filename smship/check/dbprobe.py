@@ -15,11 +15,11 @@ from smship.layout import Layout
 
 # Runs on the host with the release's virtualenv; it prints one JSON object.
 PROBE = r'''
-import json, os
+import json, os, sys
 out = {}
 try:
     import psycopg
-    url = os.environ.get("SM_DATABASE_URL", "")
+    url = os.environ.get(sys.argv[1], "")
     dsn = "postgresql://" + url.partition("://")[2]
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         one = lambda sql: conn.execute(sql).fetchone()[0]
@@ -51,9 +51,10 @@ print(json.dumps(out))
 '''
 
 
-def probe_command(layout: Layout, release_id: str) -> Command:
+def probe_command(layout: Layout, release_id: str, url_name: str = "SM_DATABASE_URL", cwd: str = "host") -> Command:
+    """The probe in ``cwd`` of the release (where alembic.ini is), reading the URL under the app's name."""
     release = layout.release(release_id)
-    return in_app_environment(layout, f"{release}/host", f"{release}/.venv/bin/python", "-c", PROBE,
+    return in_app_environment(layout, f"{release}/{cwd}", f"{release}/.venv/bin/python", "-c", PROBE, url_name,
                               description=f"database facts ({release_id})")
 
 

@@ -8,6 +8,7 @@ memory or on the hosts; only verdicts about them are kept.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from smship.check import tls
 from smship.check.dbprobe import parse_probe, probe_command
 from smship.context import EnvContext
 from smship.errors import SmshipError
+from smship.contract import AppContract
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
@@ -23,9 +25,21 @@ from smship.remote import call_agent
 from smship.secretkey import weakness
 from smship.ssh import Fleet
 
-FRONTEND_MANIFEST = "static/dist/.vite/manifest.json"
-PLAIN_SETTINGS = ("SM_ENVIRONMENT", "SM_LOG_FORMAT", "SM_DB_POOL_SIZE", "SM_DB_MAX_OVERFLOW")
 KEY_RULE = (Path(__file__).parents[1] / "secretkey.py").read_text()
+
+
+def plain_settings(app: AppContract) -> list[str]:
+    """The names of the plain settings the checks judge, as the app reads them (``app.settings``)."""
+    names = app.settings
+    return [n for n in (names.environment, names.log_format, names.db_pool_size, names.db_max_overflow) if n]
+
+
+def frontend_manifest(app: AppContract) -> str | None:
+    """Where the built front end's manifest is in a release; None when the app declares none."""
+    front = app.frontend
+    if front is None or front.manifest is None:
+        return None
+    return posixpath.normpath(posixpath.join(front.output, front.manifest))
 
 
 @dataclass
@@ -81,20 +95,22 @@ def inventory_settings(ctx: EnvContext) -> Settings:
     from smship.secrets import read_secrets
 
     source = str(ctx.env.secrets.path or "the environment")
-    values = app_settings(ctx.app, ctx.env, read_secrets(ctx.env.secrets), source)
-    url = values.get("SM_DATABASE_URL")
-    return Settings({k: values[k] for k in PLAIN_SETTINGS if k in values},
-                    url.partition("://")[0] if url else None, weakness(values.get("SM_SECRET_KEY")))
+    names = ctx.app.settings
+    values = app_settings(ctx.app, ctx.env, read_secrets(ctx.env.secrets, names.backend_names()), source)
+    url = values.get(names.database_url)
+    return Settings({k: values[k] for k in plain_settings(ctx.app) if k in values},
+                    url.partition("://")[0] if url else None, weakness(values.get(names.secret_key), names.secret_key))
 
 
-def host_request(layout: Layout, host: Host) -> dict:
+def host_request(contract: AppContract, layout: Layout, host: Host) -> dict:
     units = ([layout.web_service] if "web" in host.roles else []) + \
             ([layout.worker_service] if "worker" in host.roles else []) + \
             ([layout.beat_service] if "beat" in host.roles else [])
     app = bool(set(host.roles) & set(APP_ROLES))
     edge = bool({"web", "lb"} & set(host.roles))
-    return {"op": "checkfacts", "root": layout.root, "frontend_manifest": FRONTEND_MANIFEST,
-            "env_file": layout.env_file if app else None, "plain": list(PLAIN_SETTINGS), "key_rule": KEY_RULE,
+    return {"op": "checkfacts", "root": layout.root, "frontend_manifest": frontend_manifest(contract),
+            "env_file": layout.env_file if app else None, "plain": plain_settings(contract), "key_rule": KEY_RULE,
+            "database_url": contract.settings.database_url, "secret_key": contract.settings.secret_key,
             "units": units, "beat_unit": layout.beat_service, "nginx": edge,
             "certificate": layout.tls_certificate if edge else None,
             "drain_flag": layout.drain_flag if "web" in host.roles else None}
@@ -108,7 +124,7 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
         facts.inventory = inventory_settings(ctx)
     except SmshipError as exc:
         facts.inventory_error = str(exc)
-    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(layout, facts.host(t.name)), timeout=90))
+    answers = fleet.map(lambda t: call_agent(fleet, t, host_request(ctx.app, layout, facts.host(t.name)), timeout=90))
     for name, answer in answers.items():
         if isinstance(answer, BaseException):
             facts.unreachable[name] = str(answer)
@@ -136,6 +152,8 @@ def read_database(facts: Facts, fleet: Fleet) -> None:
     if not order:
         return
     facts.db_host = order[0]
-    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host]), timeout=120)
+    app = facts.ctx.app
+    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host], app.settings.database_url,
+                                                    app.migrate.cwd if app.migrate else "."), timeout=120)
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
         {"error": f"{facts.db_host}: the database probe failed: {result.summary()}"}

@@ -14,10 +14,23 @@ from smship.ssh import Fleet
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
+INVENTORY_SKIP = "skipped by the inventory (checks.skip)"
+
+
+def skipped_checks(ctx: EnvContext, cli: list[str] = ()) -> dict[str, str]:
+    """Check name -> why it is off: ``--skip-check`` first, then this environment's ``checks.skip``."""
+    why = {name: "skipped with --skip-check" for name in cli}
+    for name in ctx.env.checks.skip:
+        why.setdefault(name, INVENTORY_SKIP)
+    return why
+
+
 def run_checks(ctx: EnvContext, fleet: Fleet, *, skip: list[str] = (), cert_days: int = 14,
                preflight: bool = False) -> list[Verdict]:
-    facts = gather(ctx, fleet, preflight=preflight, cert_days=cert_days, skip=tuple(skip))
-    return [Verdict(c.name, "skip", "skipped with --skip-check") if c.name in skip else c.judge(facts, preflight)
+    """Every check, but those of ``--skip-check`` (``skip``) and of the environment's ``checks.skip``."""
+    off = skipped_checks(ctx, list(skip))
+    facts = gather(ctx, fleet, preflight=preflight, cert_days=cert_days, skip=tuple(off))
+    return [Verdict(c.name, "skip", off[c.name]) if c.name in off else c.judge(facts, preflight)
             for c in CHECKS]
 
 
@@ -36,7 +49,8 @@ def show(ctx: EnvContext, verdicts: list[Verdict]) -> bool:
 
 def preflight(ctx: EnvContext, fleet: Fleet, skip: list[str]) -> list[Verdict]:
     """Deploy's run of the checklist; raises when a check fails, before anything changes."""
-    ctx.reporter.step("preflight: the production checklist" + (f" (skipping {', '.join(skip)})" if skip else ""))
+    off = skipped_checks(ctx, skip)
+    ctx.reporter.step("preflight: the production checklist" + (f" (skipping {', '.join(off)})" if off else ""))
     verdicts = run_checks(ctx, fleet, skip=skip, preflight=True)
     if not show(ctx, verdicts):
         failed = [v.name for v in verdicts if v.status == "fail"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from smship.check.run import preflight
+from smship.check.run import INVENTORY_SKIP, preflight, skipped_checks
 from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
 from smship.deploy.lock import environment_lock
-from smship.deploy.migrate import upgrade_command
+from smship.deploy.migrate import release_steps, run_release_steps
 from smship.deploy.record import record
 from smship.deploy.ship import install, transfer, without_room
 from smship.deploy.tiers import roll_tiers
@@ -45,7 +45,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
-    require_strong_key(ctx.name, ctx.env)
+    require_strong_key(ctx.name, ctx.app, ctx.env)
     with counted_fleet(ctx) as fleet:
         return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks))
 
@@ -66,9 +66,14 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         report.info(f"release {release.id}")
         report.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
-        if skip_checks:
-            # Overriding a check is a decision someone made: the audit log says who.
-            outcome["skipped_checks"] = skip_checks
+        off = skipped_checks(ctx, skip_checks)
+        if off:
+            # Overriding a check is a decision someone made: the audit log says who, and where
+            # (the command line, or the inventory's checks.skip).
+            outcome["skipped_checks"] = list(off)
+            inventory = [name for name, why in off.items() if why == INVENTORY_SKIP]
+            if inventory:
+                outcome["skipped_by_inventory"] = inventory
         roles = {h.name: h.roles for h in chosen}
         app_targets = [targets[h.name] for h in chosen]
 
@@ -108,24 +113,18 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         if not installed:
             return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
 
-        if ctx.env.backup is not None:
+        steps = release_steps(ctx.app, layout, release.id)
+        if ctx.env.backup is not None and steps:
             from smship.backup.gate import before_migration
             with report.phase("backup gate"):
                 if not before_migration(ctx, fleet, release.id):
                     return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)
 
         migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
-        report.step(f"migrating the database once, from {migrator.name}")
-        began = time.monotonic()
         with report.phase("migrate"):
-            result = fleet.run(targets[migrator.name], upgrade_command(layout, release.id), timeout=1800)
-        if not result.ok:
-            report.host(migrator.name, "failed", "alembic upgrade head failed; no host was restarted",
-                        time.monotonic() - began)
-            for line in (result.stderr or result.stdout or result.error or "").strip().splitlines()[-15:]:
-                report.info(line)
-            return record(ctx, fleet, targets, layout, outcome, "failed: migration", started)
-        report.host(migrator.name, "changed", "alembic upgrade head", time.monotonic() - began)
+            failed_step = run_release_steps(ctx, fleet, targets[migrator.name], steps)
+        if failed_step:
+            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed_step}", started)
 
         with report.phase("roll"):
             failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy")

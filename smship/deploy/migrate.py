@@ -1,14 +1,27 @@
-"""Migrations: ``alembic upgrade head`` once, on one host, before any restart.
+"""Release steps: the migration, then the release commands, once, on one host, before any restart.
 
-Run through ``systemd-run`` with the same user and EnvironmentFile as the
-app's units, so the migration sees exactly the settings the app will, and
-no secret ever appears on a command line.
+Each runs through ``systemd-run`` with the same user and EnvironmentFile as
+the app's units, so it sees exactly the settings the app will, and no
+secret ever appears on a command line. What runs is the app's declaration
+(``app.migrate``, ``app.release_commands``); the default is smpy's
+``alembic upgrade head`` in ``host/``.
 """
 
 from __future__ import annotations
 
+import posixpath
+import time
+from dataclasses import dataclass
+
 from smship.command import Command, cmd
+from smship.context import EnvContext
+from smship.contract import AppContract
+from smship.errors import SmshipError
 from smship.layout import Layout
+
+# A command's first word is looked up in the release's virtualenv first
+# ("alembic", "python -m app.seed"), then in the system's directories.
+_SEARCH = "{venv}:/usr/local/bin:/usr/bin:/bin"
 
 
 def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "") -> Command:
@@ -19,13 +32,98 @@ def in_app_environment(layout: Layout, workdir: str, *argv: str, description: st
                *argv, sudo=True, description=description or " ".join(argv))
 
 
-def upgrade_command(layout: Layout, release_id: str) -> Command:
+def in_release(layout: Layout, release_id: str, cwd: str, words: list[str], description: str) -> Command:
+    """``words`` (a declared command) run in ``cwd`` of the release, the release's virtualenv first on PATH.
+
+    ``sh -c 'exec "$@"'`` only finds the program on that PATH: the words
+    stay arguments, never shell syntax.
+    """
     release = layout.release(release_id)
-    return in_app_environment(layout, f"{release}/host", f"{release}/.venv/bin/alembic", "upgrade", "head",
-                              description=f"alembic upgrade head ({release_id})")
+    workdir = posixpath.normpath(posixpath.join(release, cwd))
+    return in_app_environment(layout, workdir, "/usr/bin/env", f"PATH={_SEARCH.format(venv=release + '/.venv/bin')}",
+                              "/bin/sh", "-c", 'exec "$@"', "sh", *words, description=description)
 
 
-def current_revision_command(layout: Layout, release_id: str) -> Command:
-    release = layout.release(release_id)
-    return in_app_environment(layout, f"{release}/host", f"{release}/.venv/bin/alembic", "current",
-                              description=f"alembic current ({release_id})")
+@dataclass(frozen=True)
+class ReleaseStep:
+    """One command of the release: what to call it in messages, and how it runs."""
+
+    kind: str          # "migration" or "release command"
+    words: tuple[str, ...]
+    command: Command
+
+    @property
+    def shown(self) -> str:
+        return " ".join(self.words)
+
+
+def release_steps(app: AppContract, layout: Layout, release_id: str) -> list[ReleaseStep]:
+    """The migration (unless ``app.migrate`` is false), then each release command in the release's root."""
+    steps = []
+    if app.migrate is not None:
+        words = tuple(app.migrate.command)
+        steps.append(ReleaseStep("migration", words, in_release(
+            layout, release_id, app.migrate.cwd, list(words), f"{' '.join(words)} ({release_id})")))
+    for words in app.release_commands:
+        steps.append(ReleaseStep("release command", tuple(words), in_release(
+            layout, release_id, ".", list(words), f"{' '.join(words)} ({release_id})")))
+    return steps
+
+
+def uses_alembic(app: AppContract) -> bool:
+    """Whether the declared migration is alembic's (``alembic ...`` or ``python -m alembic ...``)."""
+    if app.migrate is None:
+        return False
+    words = app.migrate.command
+    return posixpath.basename(words[0]) == "alembic" or (len(words) > 2 and words[1:3] == ["-m", "alembic"])
+
+
+def current_revision_command(app: AppContract, layout: Layout, release_id: str) -> Command:
+    """``alembic current`` of ``release_id``, where its migration runs (only for an alembic migration)."""
+    assert app.migrate is not None
+    return in_release(layout, release_id, app.migrate.cwd, ["alembic", "current"],
+                      f"alembic current ({release_id})")
+
+
+def run_release_steps(ctx: EnvContext, fleet, target, steps) -> str | None:
+    """The migration and release commands on ``target``, in order; what failed, or None.
+
+    Their output is shown on failure with every secret value the backend
+    holds masked: a command may print its settings.
+    """
+    report = ctx.reporter
+    if not steps:
+        report.step("no migration or release command declared (app.migrate, app.release_commands)")
+        return None
+    report.step(("migrating the database once" if steps[0].kind == "migration" else "running the release commands once")
+                + f", from {target.name}")
+    for step in steps:
+        began = time.monotonic()
+        result = fleet.run(target, step.command, timeout=1800)
+        if not result.ok:
+            report.host(target.name, "failed", f"{step.shown} failed ({step.kind}); no host was restarted",
+                        time.monotonic() - began)
+            masked = masking(ctx)
+            for line in (result.stderr or result.stdout or result.error or "").strip().splitlines()[-15:]:
+                report.info(masked(line))
+            return "migration" if step.kind == "migration" else f"release command '{step.shown}'"
+        report.host(target.name, "changed", f"{step.kind}: {step.shown}", time.monotonic() - began)
+    return None
+
+
+def masking(ctx: EnvContext):
+    """A function that replaces every secret value of the environment in a text by '***'."""
+    from smship.secrets import read_secrets
+
+    try:
+        values = read_secrets(ctx.env.secrets, ctx.app.settings.backend_names()).values()
+    except SmshipError:
+        values = []
+    # Longest first, so a value containing another is masked whole; short ones would mask ordinary words.
+    hidden = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
+
+    def mask(text: str) -> str:
+        for value in hidden:
+            text = text.replace(value, "***")
+        return text
+    return mask

@@ -1,8 +1,8 @@
 """Rolling a tier: batches of hosts switched, restarted and health-gated.
 
 Each host is activated by the agent in one round trip: it switches
-``current``, restarts the units, waits for ``/health/live`` then for
-``/health/ready`` to report ``healthy`` (watching the journal for SM010),
+``current``, restarts the units, waits for the live endpoint then the
+ready one to answer as ``env.health`` expects (watching the journal for SM010),
 and on failure switches back and restarts the previous release itself, so a
 lost connection cannot leave a host half-switched.  With an ``lb`` host,
 each batch is drained first (see :class:`Drainer`) and put back after.
@@ -38,8 +38,9 @@ def batches(hosts: list[Host], size: int) -> list[list[Host]]:
 
 def health_request(ctx: EnvContext, layout: Layout) -> dict:
     health = ctx.env.health
-    return {"unit": layout.web_service, "port": 443, "host": ctx.env.domain, "live": health.live.path,
-            "ready": health.ready.path, "timeout": health.timeout, "accept_degraded": health.accept_degraded}
+    return {"unit": layout.web_service, "port": 443, "host": ctx.env.domain,
+            "live": health.live.model_dump(), "ready": health.ready.model_dump(),
+            "timeout": health.timeout, "accept_degraded": health.accept_degraded}
 
 
 class Drainer:

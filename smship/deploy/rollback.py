@@ -2,7 +2,8 @@
 
 Migrations are expand/contract, so the previous release must tolerate the
 newer schema; before switching, smship asks the target release's alembic
-whether it knows the database's current revision and says so plainly.
+(when the app's migration is alembic's) whether it knows the database's
+current revision and says so plainly.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 from smship.context import EnvContext, counted_fleet, open_fleet, select_hosts, targets_of
 from smship.deploy.lock import environment_lock
-from smship.deploy.migrate import current_revision_command
+from smship.deploy.migrate import current_revision_command, uses_alembic
 from smship.deploy.record import record
 from smship.deploy.tiers import roll_tiers
 from smship.deploy.survey import HostSurvey, survey
@@ -42,7 +43,12 @@ def choose_targets(hosts: dict[str, HostSurvey], to: str | None) -> dict[str, st
 
 
 def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) -> str:
-    result = fleet.run(target, current_revision_command(layout, release), timeout=120)
+    if not uses_alembic(ctx.app):
+        # Only alembic can say whether a release knows the database's revision.
+        what = "no migration" if ctx.app.migrate is None else f"the migration '{' '.join(ctx.app.migrate.command)}'"
+        return (f"the app declares {what}, not alembic: the schemas are not compared; release {release}'s code "
+                "must tolerate the database as it is (expand/contract)")
+    result = fleet.run(target, current_revision_command(ctx.app, layout, release), timeout=120)
     # alembic logs to stderr and prints the revision alone on stdout.
     revision = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if result.ok:

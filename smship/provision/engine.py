@@ -63,7 +63,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     hosts: list[Host] = select_hosts(ctx, limit)
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
-    secrets = read_secrets(ctx.env.secrets)
+    secrets = read_secrets(ctx.env.secrets, ctx.app.settings.backend_names())
     states = {h.name: desired_state(roles_of(h), host_variables(ctx, h, secrets), project_dir, jinja) for h in hosts}
     report = ctx.reporter
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")

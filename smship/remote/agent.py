@@ -306,7 +306,7 @@ def _journal_has(unit, since, needle):
     return None
 
 
-def _get_json(port, path, host_header):
+def _get(port, path, host_header):
     context = ssl.create_default_context()
     # The check goes to this host's own nginx; the name on its certificate
     # is the site's, not 127.0.0.1, and the point is the app, not TLS.
@@ -319,10 +319,35 @@ def _get_json(port, path, host_header):
         body = response.read()
     finally:
         connection.close()
+    return response.status, body
+
+
+# What the smpy JSON "status" must say on each endpoint (expect: status).
+_STATUS_WANTED = {"live": ("alive",), "ready": ("healthy",)}
+
+
+def judge_endpoint(endpoint, which, status, body, accept_degraded=False):
+    """(healthy, what it answered) for one answer of a health endpoint.
+
+    ``endpoint``: {path, expect, body}; expect ``status``: 200 with the JSON
+    ``status`` smpy answers (``alive`` live, ``healthy`` ready, also
+    ``degraded`` when accepted); ``2xx``: any 2xx; ``body``: a 2xx whose
+    body, stripped, is exactly ``endpoint["body"]``.
+    """
+    text = body.decode("utf-8", "replace").strip()
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if endpoint["expect"] == "2xx":
+        return 200 <= status < 300, "HTTP %s" % status
+    if endpoint["expect"] == "body":
+        return 200 <= status < 300 and text == endpoint["body"], "HTTP %s %r" % (status, shown)
     try:
-        return response.status, json.loads(body)
-    except ValueError:
-        return response.status, None
+        state = json.loads(text).get("status")
+    except (ValueError, AttributeError):
+        state = None
+    wanted = _STATUS_WANTED[which] + (("degraded",) if which == "ready" and accept_degraded else ())
+    if status == 200 and state in wanted:
+        return True, state
+    return False, "HTTP %s with status %r" % (status, state) if state is not None else "HTTP %s %r" % (status, shown)
 
 
 # The last line of a Python traceback: "RuntimeError: ...", "ModuleNotFoundError: ...".
@@ -351,10 +376,10 @@ def wait_healthy(health, since, restarts_before=None):
     A crash fails at once, with the crash's own words, rather than after the
     whole timeout with only a timed-out health check to show: systemd
     restarted the unit on its own, or it failed, or it keeps logging an
-    exception for CRASH_GRACE seconds without answering /health/live.
+    exception for CRASH_GRACE seconds without answering the live endpoint.
     """
     deadline = time.monotonic() + health["timeout"]
-    good = {"healthy", "degraded"} if health.get("accept_degraded") else {"healthy"}
+    degraded = health.get("accept_degraded", False)
     last, crashing_since = "no answer yet", None
     unit = health["unit"]
     # The old process's last words (an exception while it stopped) are not the new one's crash.
@@ -367,19 +392,18 @@ def wait_healthy(health, since, restarts_before=None):
         if active.strip() == "failed" or (restarts_before is not None and _restarts(unit) != restarts_before):
             return {"ok": False, "reason": "%s crashed on start: %s" % (unit, _crash_cause(unit, since))}
         live = False
+        endpoint = health["live"]
         try:
-            status, body = _get_json(health["port"], health["live"], health["host"])
-            live = status == 200 and isinstance(body, dict) and body.get("status") == "alive"
+            live, said = judge_endpoint(endpoint, "live", *_get(health["port"], endpoint["path"], health["host"]))
             if live:
-                status, body = _get_json(health["port"], health["ready"], health["host"])
-                state = body.get("status") if isinstance(body, dict) else None
-                if status == 200 and state in good:
-                    return {"ok": True, "status": state}
-                last = "%s answered %s with status %r" % (health["ready"], status, state)
-            else:
-                last = "%s answered %s" % (health["live"], status)
+                endpoint = health["ready"]
+                ready, said = judge_endpoint(endpoint, "ready", *_get(health["port"], endpoint["path"], health["host"]),
+                                             accept_degraded=degraded)
+                if ready:
+                    return {"ok": True, "status": said}
+            last = "%s answered %s" % (endpoint["path"], said)
         except (OSError, http.client.HTTPException) as exc:
-            last = "%s: %s" % (health["live"], exc)
+            last = "%s: %s" % (endpoint["path"], exc)
         found = [] if live else _crash_lines(unit, since)[already:]
         crash = found[-1] if found else None
         if crash and crashing_since is None:
@@ -492,8 +516,9 @@ def status(request):
     if request.get("health"):
         health = request["health"]
         try:
-            code, body = _get_json(health["port"], health["ready"], health["host"])
-            ready = body.get("status") if isinstance(body, dict) else "HTTP %s" % code
+            _, ready = judge_endpoint(health["ready"], "ready", *_get(health["port"], health["ready"]["path"],
+                                                                      health["host"]),
+                                      accept_degraded=health.get("accept_degraded", False))
         except (OSError, http.client.HTTPException) as exc:
             ready = "unreachable: %s" % exc
     answer.update(units=units, ready=ready, drained=_drained(request))
@@ -608,10 +633,10 @@ def _env_facts(request):
     # smship's own secret-key rule travels with the request, so the key is
     # judged where it lives and only the verdict crosses the wire.
     exec(compile(request["key_rule"], "secretkey", "exec"), rule)
-    url = values.get("SM_DATABASE_URL")
+    url = values.get(request["database_url"])
     return {"values": {k: values[k] for k in request["plain"] if k in values},
             "database_scheme": url.partition("://")[0] if url else None,
-            "secret_key_weakness": rule["weakness"](values.get("SM_SECRET_KEY"))}
+            "secret_key_weakness": rule["weakness"](values.get(request["secret_key"]), request["secret_key"])}
 
 
 def _unit_show(unit, props):
@@ -656,7 +681,8 @@ def checkfacts(request):
             answer["manifest"] = {"alembic_heads": manifest.get("alembic_heads", [])}
         except (OSError, ValueError):
             pass
-        answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
+        if request["frontend_manifest"]:
+            answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
     answer["env"] = _env_facts(request) if request.get("env_file") else None
     for unit in request["units"]:
         answer["units"][unit] = _unit_facts(unit)

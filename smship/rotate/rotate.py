@@ -32,9 +32,6 @@ from smship.secretkey import DEVELOPMENT_ENVIRONMENTS, generate, weakness
 from smship.secrets import backend_for
 from smship.templating import env_line
 
-# Only keys the app alone reads can change without touching another service:
-# a database or Redis password must change in Postgres or Redis too.
-ROTATABLE = ("SM_SECRET_KEY",)
 CONSEQUENCES = ("every existing session becomes invalid and signed-in users must sign in again; "
                 "anything else the app signed with the old key stops verifying")
 
@@ -118,9 +115,12 @@ def _conclude(ctx: EnvContext, name: str, names: Names, final: dict[str, HostKey
 
 def _refusals(ctx: EnvContext, backend, name: str, resume: bool, undo: bool) -> dict[str, str]:
     """Everything that can be refused before a host is contacted; the backend's values."""
-    if name not in ROTATABLE:
-        raise SmshipError(f"--name {name}: rotate-secret rotates {', '.join(ROTATABLE)} only (a database or "
-                          "Redis password must also change in Postgres or Redis, which it does not do)")
+    # Only the key the app alone reads can change without touching another
+    # service: a database or Redis password must change in Postgres or Redis too.
+    if name != ctx.app.settings.secret_key:
+        raise SmshipError(f"--name {name}: rotate-secret rotates {ctx.app.settings.secret_key} only, the key the "
+                          "app reads (app.settings.secret_key); a database or Redis password must also change in "
+                          "Postgres or Redis, which it does not do")
     if resume and undo:
         raise SmshipError("--resume and --undo exclude each other")
     if not resume:
@@ -130,15 +130,18 @@ def _refusals(ctx: EnvContext, backend, name: str, resume: bool, undo: bool) -> 
         raise SmshipError(f"{backend.description}: no previous {name} to go back to")
     if resume and not values.get(name):
         raise SmshipError(f"{backend.description}: {name} is not set; there is nothing to roll out")
-    if resume and app_environment(ctx.env) not in DEVELOPMENT_ENVIRONMENTS and weakness(values.get(name)):
-        raise SmshipError(f"{backend.description}: {weakness(values.get(name))}; --resume rolls out the "
+    problem = weakness(values.get(name), name)
+    if resume and app_environment(ctx.app, ctx.env) not in DEVELOPMENT_ENVIRONMENTS and problem:
+        raise SmshipError(f"{backend.description}: {problem}; --resume rolls out the "
                           "backend's current value, so it must be strong")
     return values
 
 
-def rotate_secret(ctx: EnvContext, name: str = "SM_SECRET_KEY", resume: bool = False, undo: bool = False) -> bool:
+def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False, undo: bool = False) -> bool:
+    """Rotate ``name``, by default the key the app reads (``app.settings.secret_key``)."""
     report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
-    backend = backend_for(ctx.env.secrets)
+    name = name or ctx.app.settings.secret_key
+    backend = backend_for(ctx.env.secrets, ctx.app.settings.backend_names())
     values = _refusals(ctx, backend, name, resume, undo)
     _announce(ctx, name, resume, undo, backend)
     hosts = {h.name: h for h in ctx.env.hosts}

@@ -57,7 +57,7 @@ def status(ctx: EnvContext) -> bool:
         # One row per unit; the host's own facts only on its first row.
         first = [host.name, ",".join(host.roles), answer["current"] or "none"]
         # A halted deploy leaves a host it could not put back drained from the lb.
-        ready = (answer["ready"] or "-") + (", [yellow]drained[/]" if answer.get("drained") else "")
+        ready = escape(answer["ready"] or "-") + (", [yellow]drained[/]" if answer.get("drained") else "")
         last = [ready, f"{answer['free_bytes'] / 2**30:.1f} GiB"]
         for name, unit in answer["units"].items() or {"-": None}.items():
             state = "-" if unit is None else unit["state"] if unit["state"] == "active" else f"[red]{unit['state']}[/]"

@@ -93,7 +93,7 @@ def test_the_old_interpreter_path_still_works(tmp_path):
     (None, {"health": {"ready": {"path": "/ready", "expect": "body"}}},
      "environments.prod.health.ready.body: required with expect: body, and only then"),
     (None, {"health": {"live": "healthz"}}, "environments.prod.health.live.path: must be a URL path"),
-    (None, {"checks": {"skip": ["Admin!"]}}, "environments.prod.checks.skip: 'Admin!' is not a check name"),
+    (None, {"checks": {"skip": ["Admin!"]}}, "environments.prod.checks.skip: 'Admin!' is not a check; checks are: hosts,"),
 ])
 def test_a_bad_contract_value_is_one_line_with_file_line_and_field(tmp_path, app, env, expected):
     found = problems(tmp_path, app, env)

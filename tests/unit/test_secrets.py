@@ -75,22 +75,27 @@ def environment(tmp_path: Path, key: str | None, mode: str | None = None):
     return path, parse(path.read_text(), path).environments["prod"]
 
 
+def require_key(tmp_path: Path, key: str | None, mode: str | None = None) -> None:
+    """Deploy's key preflight on inventory.example with this key and SM_ENVIRONMENT."""
+    path, env = environment(tmp_path, key, mode)
+    require_strong_key("prod", parse(path.read_text(), path).app, env)
+
+
 @pytest.mark.parametrize("key,reason", [(None, "not set"), ("change-me", "known default"),
                                         ("correct-horse-battery-staple", "weak")])
 def test_preflight_refuses_a_weak_key_outside_development_naming_the_source(tmp_path, key, reason):
-    _, env = environment(tmp_path, key)
     with pytest.raises(SmshipError) as refused:
-        require_strong_key("prod", env)
+        require_key(tmp_path, key)
     message = str(refused.value)
     assert reason in message and str(tmp_path / "prod.env") in message and "SM_ENVIRONMENT=production" in message
 
 
 def test_preflight_lets_development_and_a_strong_key_through(tmp_path):
-    require_strong_key("prod", environment(tmp_path, "change-me", "development")[1])
-    require_strong_key("prod", environment(tmp_path, "test", "testing")[1])
-    require_strong_key("prod", environment(tmp_path, STRONG, "staging")[1])
+    require_key(tmp_path, "change-me", "development")
+    require_key(tmp_path, "test", "testing")
+    require_key(tmp_path, STRONG, "staging")
     with pytest.raises(SmshipError, match="SM_ENVIRONMENT=staging"):
-        require_strong_key("prod", environment(tmp_path, "change-me", "staging")[1])
+        require_key(tmp_path, "change-me", "staging")
 
 
 def test_deploy_refuses_a_weak_key_before_opening_any_connection(tmp_path):
