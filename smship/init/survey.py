@@ -7,7 +7,6 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from smship.init import python_code
 from smship.init.facts import Fact, found, guessed
@@ -58,7 +57,6 @@ class Survey:
     health: dict[str, Fact]
     env: dict[str, Fact]
     other_names: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def survey(repo: Path) -> Survey:
