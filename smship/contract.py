@@ -137,6 +137,9 @@ class Frontend(_Model):
     def _url(cls, value: str) -> str:
         if not _URL_PATH.fullmatch(value):
             raise ValueError(f"{value!r} must be a URL path that starts and ends with '/', such as /static/dist/")
+        if value == "/":
+            raise ValueError("'/' is where nginx passes requests to the app; serve the front end under a path "
+                             "of its own, such as /app/")
         return value
 
     @field_validator("immutable")

@@ -69,6 +69,21 @@ class Layout:
         return f"/var/www/{self.app}/static"
 
     @property
+    def frontend_root(self) -> str:
+        """nginx's root for a front end served outside /static/: its URL path is the path below."""
+        return f"/var/www/{self.app}/frontend"
+
+    def frontend_dir(self, url: str) -> str:
+        """Where the built front end served at ``url`` lands on a web host.
+
+        Under /static/ it joins the static root (smpy's /static/dist/ is
+        ``static/dist``, as it always was); elsewhere, below :attr:`frontend_root`.
+        """
+        if url.startswith("/static/"):
+            return (self.static_root + url[len("/static"):]).rstrip("/")
+        return (self.frontend_root + url).rstrip("/")
+
+    @property
     def drain_flag(self) -> str:
         """While this file exists, the host's nginx turns the load balancer's requests away.
 

@@ -26,15 +26,25 @@ from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
 
 
+def require_built_for(release, env_name: str, domain: str) -> None:
+    """A front end built with one environment's domain in it is refused in another."""
+    built_for = (release.manifest.get("frontend") or {}).get("domain")
+    if built_for is not None and built_for != domain:
+        raise SmshipError(f"release {release.id}: its front end was built for {built_for}, not {env_name}'s "
+                          f"domain {domain}; build it with 'smship build --env {env_name}'")
+
+
 def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool):
     from smship.release import build_release, cache_dir, load_release
 
     if release_path:
         ctx.reporter.step(f"using the prebuilt release {release_path}")
-        return load_release(Path(release_path))
+        release = load_release(Path(release_path))
+        require_built_for(release, ctx.name, ctx.env.domain)
+        return release
     ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref})")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
-                         progress=ctx.reporter.info)
+                         progress=ctx.reporter.info, contract=ctx.app, domain=ctx.env.domain)
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -97,9 +107,11 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
 
         report.step(f"shipping {release.id} to {len(chosen)} host(s)")
+        front_url = ctx.app.frontend.url if ctx.app.frontend is not None else None
         with report.phase("ship"):
             shipped = each_host(
-                lambda t: transfer(fleet, t, layout, release, hosts[t.name].current, static="web" in roles[t.name]),
+                lambda t: transfer(fleet, t, layout, release, hosts[t.name].current,
+                                   front_url if "web" in roles[t.name] else None),
                 lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}))
         if not shipped:
             return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)

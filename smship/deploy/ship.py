@@ -49,18 +49,31 @@ def without_room(release, free_bytes: dict[str, int]) -> dict[str, str]:
             for name, free in free_bytes.items() if free < needed}
 
 
+def frontend_output(release) -> Path | None:
+    """The built front end inside the release tree, or ``None`` when the release has none.
+
+    Releases built before ``output`` was recorded kept it in ``static/dist``.
+    """
+    built = release.manifest.get("frontend")
+    if not built:
+        return None
+    output = release.path / built.get("output", "static/dist")
+    return output if output.is_dir() else None
+
+
 def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
-             static: bool) -> Shipped:
-    """rsync the release tree, its wheelhouse and (web hosts) its built front end."""
+             frontend_url: str | None) -> Shipped:
+    """rsync the release tree, its wheelhouse and, to a web host (``frontend_url`` set), its built front end."""
     destination = layout.release(release.id)
     transfers = [fleet.rsync(target, release.path, destination, sudo=True, chown="root:root", excludes=HOST_ONLY,
                              link_dest=layout.release(previous) if previous and previous != release.id else None),
                  fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
                              sudo=True, chown="root:root")]
-    if static:
+    output = frontend_output(release)
+    if frontend_url is not None and output is not None:
         # No --delete: pages rendered by hosts still on the old release keep
         # asking for the old hashed assets while the roll is under way.
-        transfers.append(fleet.rsync(target, release.path / "static" / "dist", f"{layout.static_root}/dist",
+        transfers.append(fleet.rsync(target, output, layout.frontend_dir(frontend_url),
                                      sudo=True, chown="root:root", delete=False))
     for result in transfers:
         if not result.ok:

@@ -1,4 +1,4 @@
-"""Alembic heads read statically from the revision files under ``host/``.
+"""Alembic heads read statically from the revision files of the migration's directory (``host/`` by default).
 
 Each revision file assigns ``revision`` and ``down_revision`` (a string, a
 tuple/list of strings for a merge, or ``None`` for a root) at module level.
@@ -106,9 +106,9 @@ def heads_of(revisions: dict[str, tuple[str, ...]], where: dict[str, Path] | Non
     return sorted(set(revisions) - referenced)
 
 
-def alembic_heads(app_dir: Path) -> list[str]:
-    """The heads of the app's migrations (empty if it has none)."""
-    host_dir = app_dir / "host"
+def alembic_heads(app_dir: Path, cwd: str = "host") -> list[str]:
+    """The heads of the app's migrations (empty if it has none); ``cwd`` holds alembic.ini (app.migrate.cwd)."""
+    host_dir = app_dir / cwd
     revisions: dict[str, tuple[str, ...]] = {}
     where: dict[str, Path] = {}
     for directory in version_dirs(host_dir):

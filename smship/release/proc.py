@@ -9,6 +9,21 @@ from typing import Mapping, Sequence
 
 from smship.errors import SmshipError
 
+# What a build tool may see of this machine's environment: locale, paths,
+# proxies and CA bundles, and the tools' own settings. Everything else (a
+# CI's secrets, the secrets backend's values and credentials) stays out.
+PASSED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL",
+                    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                    "no_proxy", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                    "NODE_EXTRA_CA_CERTS", "CI"})
+PASSED_PREFIXES = ("LC_", "XDG_", "NPM_CONFIG_", "npm_config_", "UV_", "PIP_")
+
+
+def tool_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This machine's harmless variables plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if k in PASSED or k.startswith(PASSED_PREFIXES)}
+    return {**base, **extra}
+
 
 def run(argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
         what: str, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -16,12 +31,11 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] 
 
     ``what`` names the step in the error ("npm ci", "git archive").  The
     error carries the last lines the program wrote, so the cause is visible
-    without a traceback.  ``env`` is added to the current environment.
+    without a traceback.  With ``env`` (build tools: npm, uv) the program
+    runs with :func:`tool_environment` plus ``env``, not this process's
+    whole environment; without it (git) it inherits the environment.
     """
-    full_env = None
-    if env is not None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    full_env = None if env is None else tool_environment(env)
     try:
         done = subprocess.run(list(argv), cwd=cwd, env=full_env, input=input,
                               capture_output=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +116,25 @@ def extract_all(tar: tarfile.TarFile, dest: Path) -> None:
             if root not in link.parents:
                 raise SmshipError(f"archive link {member.name!r} points outside {dest}")
         tar.extract(member, dest)
+
+
+class RepoFiles:
+    """Single files of the repository as a build sees them: at the commit, or in the working tree."""
+
+    def __init__(self, repo: Path, sha: str, dirty: bool):
+        self.repo, self.sha, self.dirty = Path(repo), sha, dirty
+
+    def describe(self) -> str:
+        return f"the working tree of {self.repo}" if self.dirty else f"commit {self.sha[:7]} of {self.repo}"
+
+    def read(self, rel: str) -> bytes | None:
+        """The file's bytes, or ``None`` when it is absent (or not a regular file)."""
+        if self.dirty:
+            path = self.repo / rel
+            return path.read_bytes() if path.is_file() else None
+        done = subprocess.run(["git", "-C", str(self.repo), "cat-file", "blob", f"{self.sha}:{rel}"],
+                              capture_output=True)
+        return done.stdout if done.returncode == 0 else None
+
+    def exists(self, rel: str) -> bool:
+        return self.read(rel) is not None

@@ -1,6 +1,6 @@
 """Locked dependencies as an offline wheelhouse for the hosts.
 
-``uv export`` turns ``uv.lock`` into pinned requirements; ``pip download``
+The lock's pinned requirements (:mod:`smship.release.locks`); ``pip download``
 fetches wheels for the hosts' platform (Debian bookworm: Linux x86_64,
 CPython 3.11), whatever machine runs the build.  The result is cached by
 ``deps_id`` (the first 16 hex digits of the sha256 of the wheelhouse's
@@ -10,7 +10,6 @@ with the same lock downloads nothing.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -69,37 +68,6 @@ class Wheelhouse:
     downloaded: bool
 
 
-def uv_command() -> list[str]:
-    """``uv`` from PATH, else ``python -m uv`` if the uv package is installed here."""
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    if importlib.util.find_spec("uv") is None:
-        raise SmshipError("uv is needed to export uv.lock: install it (pip install uv)")
-    return [sys.executable, "-m", "uv"]
-
-
-def export_requirements(app: Path) -> list[str]:
-    """Pinned requirement lines (with their markers) of the app's non-dev dependencies."""
-    if not (app / "uv.lock").is_file():
-        raise SmshipError(f"{app.name}: uv.lock is missing; run 'uv lock' and commit it")
-    done = proc.run([*uv_command(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-                     "--no-header", "--no-annotate", "--offline", "--directory", str(app)],
-                    env={"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}, what="uv export")
-    lines = []
-    for raw in done.stdout.decode().splitlines():
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if not line:
-            continue
-        if line.startswith(("-e ", "--editable", "./", "../", "/", "file:")):
-            raise SmshipError(f"uv.lock has a local dependency ({line}); hosts can only install "
-                              "packages from the wheelhouse: publish it or drop it")
-        if line.startswith("-"):
-            continue        # index options: the wheelhouse replaces any index
-        lines.append(line)
-    return lines
-
-
 def requirements_text(lines: list[str], target: Target) -> str:
     return f"# smship wheelhouse for {target.describe()}\n" + "".join(f"{line}\n" for line in lines)
 
@@ -116,10 +84,9 @@ def applies(line: str, target: Target) -> bool:
     return Marker(line.split(";", 1)[1].strip()).evaluate(target.marker_environment())
 
 
-def build_wheelhouse(app: Path, cache: Path, *, python: str = sys.executable, target: Target = BOOKWORM,
+def build_wheelhouse(lines: list[str], cache: Path, *, python: str = sys.executable, target: Target = BOOKWORM,
                      progress: Callable[[str], None] = lambda _m: None) -> Wheelhouse:
-    """The cached wheelhouse for ``app``'s lock, downloading it only when absent."""
-    lines = export_requirements(app)
+    """The cached wheelhouse for the lock's pinned ``lines`` (smship.release.locks), downloading it only when absent."""
     text = requirements_text(lines, target)
     deps_id = deps_id_of(text)
     entry = cache / "wheels" / deps_id

@@ -12,29 +12,45 @@ from smship.inventory import InventoryError, load
 
 
 @task(help={
-    "app": "The app's source directory (default: app.source from the inventory).",
+    "app": "The app's repository (default: app.source from the inventory); without an inventory the "
+           "smpy layout is assumed.",
     "ref": "Git commit, branch or tag to build (default: HEAD).",
     "dirty": "Build the working tree, uncommitted changes included.",
     "output": "Write the release as an archive here (.tar.zst, .tar.gz or .tar); "
               "without it the release stays in smship's build cache and its path is printed.",
-    "inventory": "Inventory file to read app.source from (default: smship.yml, or $SMSHIP_INVENTORY).",
+    "env": "Build for this environment of the inventory: its domain goes into the front end's build "
+           "environment (app.frontend.env's {domain}).",
+    "domain": "The domain for app.frontend.env's {domain}, without naming an environment.",
+    "inventory": "Inventory file to read the app from (default: smship.yml, or $SMSHIP_INVENTORY).",
 })
-def build(c, app=None, ref="HEAD", dirty=False, output=None, inventory=None):
+def build(c, app=None, ref="HEAD", dirty=False, output=None, env=None, domain=None, inventory=None):
     """Build a release: the app at a commit, its front end and an offline wheelhouse.
 
     The same build `smship deploy` does, without touching any host: CI runs
     `smship build --output release.tar.zst` once, then `smship deploy ENV
     --release release.tar.zst` for each environment. Repeat builds reuse the
-    cached front end and wheels, so only changed parts cost time.
+    cached front end and wheels, so only changed parts cost time. The app
+    contract (app.root, app.lock, app.frontend, app.migrate) comes from the
+    inventory when there is one. A front end whose build environment names
+    {domain} is built for one domain: pass --env ENV (or --domain NAME), and
+    deploy that release to that environment only.
     """
     from smship.release import archive_release, build_release, cache_dir
     from smship.settings import Settings
 
     console = Console(stderr=True, highlight=False)
     try:
-        source = Path(app) if app else _source_from_inventory(inventory or Settings().inventory)
+        if env and domain:
+            raise SmshipError("--env and --domain both name the domain: pass one")
+        path = Path(inventory or Settings().inventory)
+        loaded = load(path) if (env or inventory or not app or path.is_file()) else None
+        contract = loaded.inventory.app if loaded else None
+        source = Path(app) if app else contract.source
+        if env:
+            domain = loaded.environment(env).domain
         release = build_release(source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
-                                progress=lambda line: console.print(f"    {line}", markup=False))
+                                progress=lambda line: console.print(f"    {line}", markup=False),
+                                contract=contract, domain=domain)
         for warning in release.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
         if output:
@@ -44,7 +60,3 @@ def build(c, app=None, ref="HEAD", dirty=False, output=None, inventory=None):
             print(release.path)
     except (SmshipError, InventoryError) as exc:
         raise Exit(f"error: {exc}", code=1) from None
-
-
-def _source_from_inventory(path) -> Path:
-    return load(Path(path)).inventory.app.source

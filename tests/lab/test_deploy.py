@@ -17,10 +17,11 @@ import time
 from contextlib import ExitStack
 
 import pytest
+import yaml
 
-from labkit import (APP_HOSTS, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained, live_release,
-                    main_pids, nginx_workers, psql, remote, served_release, start_smship, steady_clients,
-                    wait_for_line)
+from labkit import (APP_HOSTS, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained, git,
+                    live_release, main_pids, nginx_workers, psql, remote, served_release, start_smship,
+                    steady_clients, wait_for_line)
 
 pytestmark = pytest.mark.lab
 
@@ -300,3 +301,48 @@ def test_nginx_serves_hashed_assets_immutable_and_marks_the_session_cookie_secur
                                    "application/json' -d '{\"name\": \"ada\"}' https://127.0.0.1/session")
         set_cookie = next(line for line in cookie.splitlines() if line.lower().startswith("set-cookie: session="))
         assert "; secure" in set_cookie.lower() and "httponly" in set_cookie.lower(), set_cookie
+
+
+def test_an_app_without_a_front_end_ships(lab, smship, variants):
+    inventory = variants.inventory(message="no front end yet")
+    git(variants.repo, "rm", "-rq", "client_app")
+    git(variants.repo, "commit", "-qm", "an app without client_app")
+    try:
+        run = smship("deploy", ENV, "-o", "json", inventory=inventory)
+        assert run.returncode == 0, run.output[-3000:]
+        assert "nothing to build" in run.output
+        release = run.document["audit"]["release"]
+        for host in WEB:
+            assert served_release(lab, host) == release
+    finally:
+        variants.undo()
+
+
+def test_a_front_end_at_its_own_url_is_served_immutable_with_an_spa_fallback(lab, smship, variants):
+    inventory = variants.inventory(files={"client_app/public/index.html": "<!doctype html><title>spa</title>\n"},
+                                   message="the front end at /app/")
+    data = yaml.safe_load(inventory.read_text())
+    data["app"]["frontend"] = {"url": "/app/"}
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        run = smship("deploy", ENV, "-o", "json", inventory=inventory)
+        assert run.returncode == 0, run.output[-3000:]
+        for host in WEB:
+            asset = remote(lab, host, "ls /var/www/refapp/frontend/app/assets | grep -m1 '\\.js$'").strip()
+            curl = "curl -sk -H 'Host: refapp.lab.test' "
+            headers = remote(lab, host, f"{curl} -I https://127.0.0.1/app/assets/{asset}").lower()
+            assert headers.startswith("http/2 200"), headers
+            assert "cache-control: public, immutable" in headers and "cache-control: max-age=31536000" in headers
+            assert "<title>spa</title>" in remote(lab, host, f"{curl} https://127.0.0.1/app/orders/42")
+            missing = remote(lab, host, f"{curl} -o /dev/null -w '%{{http_code}}' https://127.0.0.1/app/assets/x.js")
+            assert missing == "404"
+            assert served_release(lab, host) == run.document["audit"]["release"]
+    finally:
+        # The rest of the story runs the reference app as it is: smpy's /static/dist/ again.
+        variants.undo()
+        smship("deploy", ENV, inventory=variants.inventory(message="the reference front end again"), check=True)
+    for host in WEB:
+        asset = remote(lab, host, "ls /var/www/refapp/static/dist/assets | grep -m1 '\\.js$'").strip()
+        headers = remote(lab, host, "curl -skI -H 'Host: refapp.lab.test' "
+                                    f"https://127.0.0.1/static/dist/assets/{asset}").lower()
+        assert headers.startswith("http/2 200") and "cache-control: public, immutable" in headers, headers

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from releasekit import DemoRepo, make_demo_repo
+from releasekit import LOG_NAME, DemoRepo, make_demo_repo
 from smship.release import proc
 
 
@@ -17,9 +17,11 @@ def demo(tmp_path: Path) -> DemoRepo:
 
 @pytest.fixture
 def fixture_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    log = tmp_path / "npm.log"
+    home = tmp_path / "home"
+    home.mkdir()
+    log = home / LOG_NAME
     log.touch()
-    monkeypatch.setenv("FIXTURE_LOG", str(log))
+    monkeypatch.setenv("HOME", str(home))
     return log
 
 

@@ -4,7 +4,8 @@ The app sits in a subdirectory (``apps/demo``) of a bigger repository, the
 way examples/smpy-app sits in smship's.  Its front end needs no network:
 ``package.json`` has no dependencies, its ``build`` script writes the Vite
 manifest with plain node, and both ``postinstall`` and ``build`` append a
-line to ``$FIXTURE_LOG`` so tests can count how often npm really ran.
+line to ``$HOME/.fixture-npm.log`` when that file exists, so tests can count
+how often npm really ran (npm sees only a few variables, HOME among them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 
 APP = "apps/demo"
 
-LOG_JS = "require('fs').appendFileSync(process.env.FIXTURE_LOG || '/dev/null', process.argv[1] + '\\n')"
+LOG_NAME = ".fixture-npm.log"
+LOG_JS = ("const fs = require('fs'), p = (process.env.HOME || '/nonexistent') + '/" + LOG_NAME + "'; "
+          "if (fs.existsSync(p)) fs.appendFileSync(p, process.argv[1] + '\\n')")
 BUILD_JS = """\
 const fs = require('fs');
 fs.mkdirSync('../static/dist/.vite', {recursive: true});
@@ -29,7 +32,8 @@ const src = fs.readFileSync('src/main.js');
 fs.writeFileSync('../static/dist/assets/main.js', src);
 fs.writeFileSync('../static/dist/.vite/manifest.json',
   JSON.stringify({'src/main.js': {file: 'assets/main.js', isEntry: true}}));
-fs.appendFileSync(process.env.FIXTURE_LOG || '/dev/null', 'build\\n');
+const log = (process.env.HOME || '/nonexistent') + '/.fixture-npm.log';
+if (fs.existsSync(log)) fs.appendFileSync(log, 'build\\n');
 """
 
 REV_A = '''"""first"""
@@ -138,3 +142,74 @@ def make_demo_repo(root: Path, deps: dict[str, str] | None = None) -> DemoRepo:
     return repo
 
 
+
+
+# A monorepo of another shape: a uv workspace whose member backend/ is the
+# Python project, and frontend/ beside it, an SPA with no package-lock.json
+# that builds into frontend/dist. Its build writes the environment it saw,
+# so tests can prove what npm was given and what it was not.
+SPA_BUILD_JS = """\
+const fs = require('fs');
+fs.mkdirSync('dist/assets', {recursive: true});
+fs.writeFileSync('dist/index.html', '<script src="/app/assets/app-1a2b.js"></script>');
+fs.writeFileSync('dist/assets/app-1a2b.js', fs.readFileSync('src/app.js'));
+fs.writeFileSync('dist/build-env.json', JSON.stringify(process.env));
+"""
+
+
+def workspace_lock(members: dict[str, dict[str, str]]) -> str:
+    """uv.lock of a workspace (virtual root ``mono``) whose members pin ``{member: {dep: version}}``."""
+    names = sorted([*members, "mono"])
+    out = ['version = 1', 'revision = 3', 'requires-python = ">=3.11"', '', '[manifest]',
+           'members = [' + ", ".join(f'"{n}"' for n in names) + ']']
+    packages = {"mono": ('source = { virtual = "." }', {})}
+    for member, deps in members.items():
+        packages[member] = (f'source = {{ virtual = "{member}" }}', deps)
+        for dep, version in deps.items():
+            packages[dep] = (version, None)
+    for name in sorted(packages):
+        first, deps = packages[name]
+        out += ["", "[[package]]", f'name = "{name}"']
+        if deps is None:
+            out += [f'version = "{first}"', 'source = { registry = "https://pypi.org/simple" }',
+                    f'wheels = [{{ url = "https://files.example/{name}-{first}-py3-none-any.whl" }}]']
+            continue
+        out += ['version = "0.1.0"', first]
+        if deps:
+            out += ["dependencies = [" + ", ".join(f'{{ name = "{d}" }}' for d in deps) + "]", "",
+                    "[package.metadata]",
+                    "requires-dist = [" + ", ".join(f'{{ name = "{d}", specifier = "=={v}" }}'
+                                                    for d, v in deps.items()) + "]"]
+    return "\n".join(out) + "\n"
+
+
+def make_monorepo(root: Path, members: dict[str, dict[str, str]]) -> DemoRepo:
+    """``backend`` (and any other member) in a uv workspace at the top, ``frontend/`` beside it."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "dev@example.invalid")
+    git(root, "config", "user.name", "Dev")
+    repo = DemoRepo(root)
+
+    def write(rel: str, text: str) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+    write(".gitignore", "node_modules/\ndist/\n")
+    write("pyproject.toml", '[project]\nname = "mono"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n\n'
+                            '[tool.uv]\npackage = false\n\n[tool.uv.workspace]\nmembers = ["backend", "tools"]\n')
+    write("uv.lock", workspace_lock(members))
+    for member, deps in members.items():
+        listed = ", ".join(f'"{d}=={v}"' for d, v in deps.items())
+        write(f"{member}/pyproject.toml", f'[project]\nname = "{member}"\nversion = "0.1.0"\n'
+                                          f'requires-python = ">=3.11"\ndependencies = [{listed}]\n')
+    write("backend/shop/__init__.py", "")
+    write("backend/shop/web.py", "app = object()\n")
+    write("backend/db/alembic.ini", "[alembic]\nscript_location = %(here)s/migrations\n")
+    write("backend/db/migrations/versions/aaa1_first.py", REV_A)
+    package = {"name": "spa", "version": "1.0.0", "private": True, "scripts": {"build": "node build.js"}}
+    write("frontend/package.json", json.dumps(package, indent=2) + "\n")
+    write("frontend/build.js", SPA_BUILD_JS)
+    write("frontend/src/app.js", "console.log('spa');\n")
+    repo.commit("monorepo")
+    return repo
