@@ -122,7 +122,7 @@ def write_secrets(path: Path, lab_secrets: Path, names: list[str]) -> None:
     from smship.secrets import read_file_backend
 
     lab_values = read_file_backend(lab_secrets)
-    lines = [f"{name}={lab_values.get(name) or secrets.token_urlsafe(32)}" for name in names]
+    lines = [f"{name}={lab_values.get(name) or secrets.token_urlsafe(48)}" for name in names]
     path.write_text("".join(line + "\n" for line in lines))
     path.chmod(0o600)
 
