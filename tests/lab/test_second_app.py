@@ -150,12 +150,12 @@ def lab_address(lab, host: str) -> str:
     return dict(lab.hosts)[host]
 
 
-def steady(lab, stack) -> list[SteadyClient]:
-    """Through the lb and straight at lab2's own nginx, a GET each, and a POST through the lb."""
+def steady(lab, stack, password: str) -> list[SteadyClient]:
+    """Through the lb and straight at lab2's own nginx, a GET each, and logins through the lb."""
     return [stack.enter_context(SteadyClient(lab_address(lab, "lab1"), path="/tasks", host=DOMAIN)),
             stack.enter_context(SteadyClient(lab_address(lab, "lab2"), path="/tasks", host=DOMAIN)),
-            stack.enter_context(SteadyClient(lab_address(lab, "lab1"), path="/jobs/add", host=DOMAIN,
-                                             interval=0.1, post={"a": 1, "b": 2}))]
+            stack.enter_context(SteadyClient(lab_address(lab, "lab1"), path="/login", host=DOMAIN,
+                                             interval=0.25, post={"username": "admin", "password": password}))]
 
 
 def no_failed_request(clients: list[SteadyClient]) -> None:
@@ -225,14 +225,14 @@ def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fl
     git(app, "add", "-A")
     git(app, "commit", "-q", "-m", "next")
     with ExitStack() as stack:
-        clients = steady(fleet, stack)
+        clients = steady(fleet, stack, password)
         time.sleep(1)
         second = smship("deploy", ENV, "-o", "json", check=True)
     no_failed_request(clients)
     assert second.document["audit"]["release"] != first.document["audit"]["release"]
 
     with ExitStack() as stack:
-        clients = steady(fleet, stack)
+        clients = steady(fleet, stack, password)
         time.sleep(1)
         smship("rollback", ENV, check=True)
     no_failed_request(clients)
@@ -241,7 +241,7 @@ def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fl
 
     old_key = read_file_backend(secrets_file)["SECRET_KEY"]
     with ExitStack() as stack:
-        clients = steady(fleet, stack)
+        clients = steady(fleet, stack, password)
         time.sleep(1)
         smship("rotate-secret", ENV, check=True)
     no_failed_request(clients)
