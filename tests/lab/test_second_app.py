@@ -187,7 +187,16 @@ def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fl
     write_secrets(secrets_file, fleet.secrets, names)
     inventory = project / "smship.yml"
     inventory.write_text(fill_in(written, fleet.inventory, secrets_file, DOMAIN, ROLES))
-    smship = lambda *argv, **kw: run_smship(*argv, inventory=inventory, **kw)  # noqa: E731
+    timings: list[str] = []
+
+    def smship(*argv: str, **kwargs):
+        began = time.monotonic()
+        try:
+            return run_smship(*argv, inventory=inventory, **kwargs)
+        finally:
+            # Printed with the test's output (pytest -rP): where this test's minutes go.
+            timings.append(f"smship {argv[0]}: {time.monotonic() - began:.0f} s")
+            print(timings[-1])
 
     smship("provision", ENV, check=True)
     first = smship("deploy", ENV, "-o", "json", check=True)
