@@ -13,6 +13,7 @@ from smship.lab import tasks as lab_tasks
 from smship.tasks.build import build
 from smship.tasks.check import check, logs
 from smship.tasks.deploy import deploy, releases, rollback, unlock
+from smship.tasks.init import init
 from smship.tasks.provision import provision
 from smship.tasks.secrets import rotate_secret
 from smship.tasks.status import status
@@ -28,7 +29,7 @@ rolling restart, roll back, rotate secrets, and rehearse it all on a local lab.
 
 def build_namespace() -> Collection:
     ns = Collection()
-    for command in (provision, build, deploy, rollback, releases, unlock, status, check, logs, rotate_secret):
+    for command in (init, provision, build, deploy, rollback, releases, unlock, status, check, logs, rotate_secret):
         ns.add_task(command)
     ns.add_collection(storage_tasks.ns)
     ns.add_collection(backup_tasks.ns)

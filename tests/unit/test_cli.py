@@ -21,7 +21,7 @@ def smship(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     result = smship("--help")
     assert result.returncode == 0
-    for name in ("provision", "build", "deploy", "rollback", "releases", "rotate-secret", "check", "status", "logs"):
+    for name in ("init", "provision", "build", "deploy", "rollback", "releases", "rotate-secret", "check", "status", "logs"):
         assert f"\n  {name} " in result.stdout, name
 
 

@@ -1,0 +1,1 @@
+"""taskboard: a small task board (FastAPI API, Celery jobs, a static front end)."""
