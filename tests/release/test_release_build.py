@@ -40,7 +40,7 @@ def test_release_tree_manifest_and_id(demo, cache, tmp_path, fixture_log):
     assert (m["id"], m["git_sha"], m["ref"], m["dirty"]) == (release.id, sha, "HEAD", False)
     assert m["built_at"] == "2026-11-25T09:30:00+00:00"
     assert re.fullmatch(r".+@.+", m["built_by"])
-    assert m["python"] == "3.11" and m["smship_version"]
+    assert m["python"] == "3.13" and m["smship_version"]   # the default target: Debian 13
     assert m["alembic_heads"] == ["bbb2"] and release.alembic_heads == ("bbb2",)
 
     # Only the app's subtree, plus the built front end; no node_modules, no manifest hashing itself.
@@ -167,7 +167,7 @@ def test_wheelhouse_downloads_locked_wheels_once(tmp_path, cache, fixture_log, c
     assert set(release.manifest["wheels"]) == set(names)
     downloads = [c for c in commands if "download" in c]
     assert downloads and all("--only-binary=:all:" in c and "--no-deps" in c for c in downloads)
-    assert ["--python-version", "3.11"] == downloads[0][downloads[0].index("--python-version"):][:2]
+    assert ["--python-version", "3.13"] == downloads[0][downloads[0].index("--python-version"):][:2]
 
     commands.clear()
     again = build(repo, cache, tmp_path, name="two")
