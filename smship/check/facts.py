@@ -22,6 +22,7 @@ from smship.contract import AppContract
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.provision.variables import APP_ROLES
+from smship.release.apppaths import output_in_release
 from smship.remote import call_agent
 from smship.secretkey import weakness
 from smship.ssh import Fleet
@@ -40,7 +41,7 @@ def frontend_manifest(app: AppContract) -> str | None:
     front = app.frontend
     if front is None or front.manifest is None:
         return None
-    return posixpath.normpath(posixpath.join(front.output, front.manifest))
+    return posixpath.normpath(posixpath.join(output_in_release(front.output), front.manifest))
 
 
 @dataclass

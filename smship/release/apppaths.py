@@ -17,6 +17,12 @@ from smship.errors import SmshipError
 OUTSIDE_OUTPUT = "_frontend"
 
 
+def output_in_release(output: str) -> str:
+    """Where a front end built into ``output`` (relative to app.root) is in the release tree."""
+    normal = posixpath.normpath(output)
+    return OUTSIDE_OUTPUT if normal == ".." or normal.startswith("../") else normal
+
+
 def inside(base: str, rel: str, field: str) -> str:
     """``base/rel`` normalised, relative to the repository's top ("" for the top itself)."""
     joined = posixpath.normpath(posixpath.join(base or ".", rel))

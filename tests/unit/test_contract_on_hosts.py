@@ -311,6 +311,9 @@ def test_the_frontend_manifest_is_looked_for_under_the_declared_output():
     assert frontend_manifest(AppContract()) == "static/dist/.vite/manifest.json"
     assert frontend_manifest(AppContract(frontend={"output": "web/build", "manifest": "asset-manifest.json"})) == \
         "web/build/asset-manifest.json"
+    # A build outside app.root (a monorepo's ../frontend/dist) travels in the release as _frontend/.
+    assert frontend_manifest(AppContract(frontend={"dir": "../frontend", "output": "../frontend/dist",
+                                                   "manifest": "manifest.json"})) == "_frontend/manifest.json"
 
 
 def test_the_connection_budget_reads_the_apps_pool_names(tmp_path):
