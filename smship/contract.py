@@ -25,6 +25,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DATABASE_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2", "postgresql")
 
 
+class FieldProblem(ValueError):
+    """A rule that points below the field that checked it.
+
+    Pydantic reports a validator's error at the field or model; ``subpath``
+    lets the message name the exact place (``hosts[3].roles``) instead.
+    """
+
+    def __init__(self, subpath: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.subpath = subpath
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +45,24 @@ def _no_control(value: str, what: str = "value") -> str:
     if _CONTROL.search(value):
         raise ValueError(f"{what} must not contain control characters")
     return value
+
+
+def env_map(value: Any, names: re.Pattern, names_are: str, refused: frozenset[str] = frozenset(),
+            refused_why: str = "") -> Any:
+    """A map of environment variables: names matching ``names`` whole, plain single-line values
+    (booleans as ``true``/``false``), none of the ``refused`` names."""
+    if not isinstance(value, dict):
+        return value
+    for key, item in value.items():
+        if not isinstance(key, str) or not names.fullmatch(key):
+            raise FieldProblem((str(key),), names_are)
+        if key in refused:
+            raise FieldProblem((key,), refused_why)
+        if isinstance(item, (dict, list)) or item is None:
+            raise FieldProblem((key,), "must be a plain value")
+        if _CONTROL.search(str(item)):
+            raise FieldProblem((key,), "must be a single line without control characters")
+    return {key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()}
 
 
 def relative_path(value: str | None) -> str | None:
@@ -119,18 +149,8 @@ class Frontend(_Model):
     _commands = field_validator("install", "build", mode="before")(
         lambda cls, v: v if v is None else command_words(v))
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        for key, item in value.items():
-            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-                raise ValueError(f"{key!r} is not an environment variable name")
-            if isinstance(item, (dict, list)) or item is None:
-                raise ValueError(f"{key}: must be a plain value")
-            _no_control(str(item), key)
-        return {key: str(item) for key, item in value.items()}
+    _env = field_validator("env", mode="before")(
+        lambda cls, v: env_map(v, _ENV_NAME, "is not an environment variable name"))
 
     @field_validator("url")
     @classmethod

@@ -17,7 +17,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from smship.contract import AppContract, python_version
+from smship.contract import AppContract, FieldProblem, env_map, python_version
 
 Role = Literal["web", "worker", "beat", "db", "lb"]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
@@ -26,7 +26,7 @@ _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_NAME = re.compile(rf"^{_LABEL}$")
 _DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.IGNORECASE)
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ENV_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
 _JUMP = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?$")
 _PERCENT = re.compile(r"^(\d{1,3})%$")
 
@@ -41,18 +41,6 @@ class InventoryError(Exception):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class FieldProblem(ValueError):
-    """A cross-field rule that points below the model that checked it.
-
-    Pydantic reports a model validator's error at the model; ``subpath``
-    lets the message name the exact field (``hosts[3].roles``) instead.
-    """
-
-    def __init__(self, subpath: tuple[str | int, ...], message: str):
-        super().__init__(message)
-        self.subpath = subpath
 
 
 class _Model(BaseModel):
@@ -479,21 +467,9 @@ class Environment(_Model):
             raise ValueError(f"{value!r} is not a valid user name")
         return value
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        for key, item in value.items():
-            if not isinstance(key, str) or not _ENV_KEY.match(key):
-                raise FieldProblem((str(key),), "environment variable names are upper case letters, digits and '_'")
-            if key in SECRET_KEYS:
-                raise FieldProblem((key,), "is a secret: keep it in the secrets backend, not in the inventory")
-            if isinstance(item, (dict, list)) or item is None:
-                raise FieldProblem((key,), "must be a plain value")
-            if "\n" in str(item):
-                raise FieldProblem((key,), "must be a single line")
-        return {key: str(item).lower() if isinstance(item, bool) else str(item) for key, item in value.items()}
+    _env = field_validator("env", mode="before")(lambda cls, v: env_map(
+        v, _ENV_KEY, "environment variable names are upper case letters, digits and '_'",
+        SECRET_KEYS, "is a secret: keep it in the secrets backend, not in the inventory"))
 
     @model_validator(mode="after")
     def _fleet_rules(self) -> "Environment":

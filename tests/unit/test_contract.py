@@ -87,12 +87,14 @@ def test_the_old_interpreter_path_still_works(tmp_path):
     ({"migrate": {"command": ""}}, None, "app.migrate.command: must not be empty"),
     ({"release_commands": ["echo 'unclosed"]}, None, "app.release_commands: \"echo 'unclosed\" is not a command line"),
     ({"frontend": {"url": "static"}}, None, "app.frontend.url: 'static' must be a URL path that starts and ends with '/'"),
-    ({"frontend": {"env": {"A": "x\ny"}}}, None, "app.frontend.env: A must not contain control characters"),
+    ({"frontend": {"env": {"A": "x\ny"}}}, None, "app.frontend.env.A: must be a single line without control characters"),
     ({"settings": {"secret_key": "SECRET KEY"}}, None, "app.settings: secret_key: 'SECRET KEY' is not an environment variable name"),
     ({"settings": {"database_driver": "mysql"}}, None, "app.settings.database_driver: Input should be"),
     (None, {"health": {"ready": {"path": "/ready", "expect": "body"}}},
      "environments.prod.health.ready.body: required with expect: body, and only then"),
     (None, {"health": {"live": "healthz"}}, "environments.prod.health.live.path: must be a URL path"),
+    (None, {"env": {"SM_LOG_FORMAT": "json\rX"}}, "environments.prod.env.SM_LOG_FORMAT: must be a single line"),
+    (None, {"env": {"SM_LOG_FORMAT\n": "json"}}, "environment variable names are upper case letters"),
     (None, {"checks": {"skip": ["Admin!"]}}, "environments.prod.checks.skip: 'Admin!' is not a check; checks are: hosts,"),
 ])
 def test_a_bad_contract_value_is_one_line_with_file_line_and_field(tmp_path, app, env, expected):
