@@ -2,7 +2,7 @@
 
 The inventory validates ``checks.skip`` against them; the checks import
 smship modules that import the inventory, so the names live apart.
-``smship.check.checks`` asserts they match its list.
+``smship.checklist.checks`` asserts they match its list.
 """
 
 CHECK_NAMES = ("hosts", "hosts-os", "environment", "secret-key", "database-url", "migrations", "frontend", "admin",

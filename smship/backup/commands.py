@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 import time
 
-from smship.backup.dbhost import call_db, db_target, require_backup
+from smship.steps.dbhost import call_db, db_target, require_backup
 from smship.backup.info import backup_rows, summary, table
 from smship.command import Command, cmd
 from smship.context import EnvContext, open_fleet, targets_of
-from smship.deploy.lock import environment_lock
-from smship.deploy.survey import survey
-from smship.deploy.tiers import background_units, roll_tiers
+from smship.steps.lock import environment_lock
+from smship.steps.survey import survey
+from smship.hostroles import app_hosts, app_units
+from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
 
 
 def backup_now(ctx: EnvContext, kind: str = "full") -> bool:
@@ -78,7 +78,7 @@ def confirmed(ctx: EnvContext, yes: bool, what: str) -> bool:
 
 def stop_command(layout: Layout, roles: list[str]) -> Command:
     """Stop the app's units a host has; the web socket too, or a request would start uvicorn again."""
-    units = ([layout.web_socket, layout.web_service] if "web" in roles else []) + background_units(layout, roles)
+    units = app_units(layout, roles, socket=True)
     return cmd("systemctl", "stop", *units, sudo=True, description="stop the app's units")
 
 
@@ -94,11 +94,11 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
     if not confirmed(ctx, yes, what):
         report.error("not confirmed; nothing was done")
         return False
-    app_hosts = [h for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
+    apps = app_hosts(ctx.env.hosts)
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
-        surveyed = survey(ctx, fleet, layout, [h.name for h in app_hosts])
-        running = [h for h in app_hosts if surveyed[h.name].current]
+        surveyed = survey(ctx, fleet, layout, [h.name for h in apps])
+        running = [h for h in apps if surveyed[h.name].current]
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"restore {ctx.name}",
                               warn=report.warn):
             report.step(f"stopping the app on {len(running)} host(s) so nothing writes meanwhile")

@@ -12,19 +12,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from smship.check.run import INVENTORY_SKIP, preflight, skipped_checks
+from smship.checklist.run import INVENTORY_SKIP, preflight, skipped_checks
 from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
-from smship.deploy.lock import environment_lock
-from smship.deploy.migrate import release_steps, run_release_steps
-from smship.deploy.record import record
-from smship.deploy.ship import install, transfer, without_room
-from smship.deploy.tiers import roll_tiers
-from smship.deploy.survey import survey
+from smship.steps.lock import environment_lock
+from smship.steps.migrate import release_steps, run_release_steps
+from smship.steps.record import record
+from smship.steps.ship import install, transfer, without_room
+from smship.steps.tiers import roll_tiers
+from smship.steps.survey import survey
 from smship.errors import SmshipError
 from smship.hostos import require_release_fits, wheel_target
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
+from smship.hostroles import app_hosts, is_app_host
 
 
 def require_built_for(release, env_name: str, domain: str) -> None:
@@ -56,7 +56,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     from smship.context import select_hosts
 
     layout = Layout.of(ctx.app, ctx.env)
-    chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
+    chosen = app_hosts(select_hosts(ctx, limit))
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
     require_strong_key(ctx.name, ctx.app, ctx.env)
@@ -74,7 +74,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
         # Every app host, not only --limit's: the fleet must stay on one Python.
         target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
-                                        if set(h.roles) & set(APP_ROLES)})
+                                        if is_app_host(h)})
         preflight(ctx, fleet, skip_checks)
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                           warn=report.warn):
@@ -134,7 +134,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
 
         steps = release_steps(ctx.app, layout, release.id)
         if ctx.env.backup is not None and steps:
-            from smship.backup.gate import before_migration
+            from smship.steps.backupgate import before_migration
             with report.phase("backup gate"):
                 if not before_migration(ctx, fleet, release.id):
                     return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)

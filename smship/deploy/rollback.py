@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 
 from smship.context import EnvContext, counted_fleet, open_fleet, select_hosts, targets_of
-from smship.deploy.lock import environment_lock
-from smship.deploy.migrate import current_revision_command, uses_alembic
-from smship.deploy.record import record
-from smship.deploy.tiers import roll_tiers
-from smship.deploy.survey import HostSurvey, survey
+from smship.steps.lock import environment_lock
+from smship.steps.migrate import current_revision_command, uses_alembic
+from smship.steps.record import record
+from smship.steps.tiers import roll_tiers
+from smship.steps.survey import HostSurvey, survey
 from smship.errors import SmshipError
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
+from smship.hostroles import app_hosts
 
 
 def previous_release(host: HostSurvey) -> str | None:
@@ -83,7 +83,7 @@ def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) 
 
 def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, limit: str | None = None) -> bool:
     layout, started = Layout.of(ctx.app, ctx.env), time.time()
-    chosen = [h for h in select_hosts(ctx, limit) if set(h.roles) & set(APP_ROLES)]
+    chosen = app_hosts(select_hosts(ctx, limit))
     with counted_fleet(ctx) as fleet:
         return _rollback(ctx, fleet, layout, chosen, to, check, started)
 
@@ -115,9 +115,9 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
 
 def releases(ctx: EnvContext) -> bool:
     layout = Layout.of(ctx.app, ctx.env)
-    app_hosts = [h.name for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
-    with open_fleet(ctx, [h for h in ctx.env.hosts if h.name in app_hosts]) as fleet:
-        surveyed = survey(ctx, fleet, layout, app_hosts)
+    app_names = [h.name for h in app_hosts(ctx.env.hosts)]
+    with open_fleet(ctx, [h for h in ctx.env.hosts if h.name in app_names]) as fleet:
+        surveyed = survey(ctx, fleet, layout, app_names)
     rows = {}
     for name, host in surveyed.items():
         rows[name] = [{"id": r, "live": r == host.current, "complete": r in host.complete} for r in host.releases]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smship.context import EnvContext, open_fleet
-from smship.deploy.lock import holder_text, lock_path
+from smship.steps.lock import holder_text, lock_path
 from smship.layout import Layout
 from smship.remote import call_agent
 

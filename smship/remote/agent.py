@@ -557,7 +557,7 @@ def audit(request):
 
 
 def _drained(request):
-    """Whether a deploy left this web host drained from the lb (see smship.deploy.roll.Drainer)."""
+    """Whether a deploy left this web host drained from the lb (see smship.steps.roll.Drainer)."""
     return bool(request.get("drain_flag")) and os.path.exists(request["drain_flag"])
 
 

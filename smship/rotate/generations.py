@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from smship.deploy.tiers import background_units
+from smship.hostroles import app_units
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.remote import call_agent
 from smship.remote.agent import key_fingerprint
 from smship.ssh import Fleet, Target
 
-__all__ = ["HostKey", "Names", "app_units", "key_fingerprint", "probe"]
+__all__ = ["HostKey", "Names", "key_fingerprint", "probe"]
 
 
 @dataclass
@@ -58,16 +58,12 @@ class Names:
                 "still running on " + " / ".join(sorted(self.of(f) for f in running if f != host.file)))
 
 
-def app_units(layout: Layout, host: Host) -> list[str]:
-    return ([layout.web_service] if "web" in host.roles else []) + background_units(layout, list(host.roles))
-
-
 def probe(fleet: Fleet, targets: list[Target], hosts: dict[str, Host], layout: Layout,
           name: str) -> dict[str, HostKey | BaseException]:
     """One round trip per host; an unreachable host gets its exception."""
     def ask(target: Target) -> HostKey:
         answer = call_agent(fleet, target, {"op": "keystate", "name": name, "root": layout.root,
                                             "env_file": layout.env_file,
-                                            "units": app_units(layout, hosts[target.name])}, timeout=60)
+                                            "units": app_units(layout, hosts[target.name].roles)}, timeout=60)
         return HostKey(answer["current"], answer["file"], answer["units"])
     return fleet.map(ask, targets)

@@ -21,11 +21,11 @@ import time
 
 from smship.appenv import app_environment
 from smship.context import EnvContext, open_fleet, targets_of
-from smship.deploy.lock import environment_lock
-from smship.deploy.tiers import roll_tiers
+from smship.steps.lock import environment_lock
+from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
+from smship.hostroles import app_hosts
 from smship.remote import call_agent
 from smship.rotate.generations import HostKey, Names, key_fingerprint, probe
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS, generate, weakness
@@ -145,7 +145,7 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
     values = _refusals(ctx, backend, name, resume, undo)
     _announce(ctx, name, resume, undo, backend)
     hosts = {h.name: h for h in ctx.env.hosts}
-    app_hosts = [h.name for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
+    app_names = [h.name for h in app_hosts(ctx.env.hosts)]
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
         report.step(f"preflight: {len(hosts)} host(s) of {ctx.name}")
@@ -154,12 +154,12 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
             if isinstance(state, BaseException):
                 report.host(host, "failed", f"unreachable, left as it is: {state}")
         reachable = [h for h, s in first.items() if not isinstance(s, BaseException)]
-        if not set(reachable) & set(app_hosts):
+        if not set(reachable) & set(app_names):
             raise SmshipError("no host that runs the app answered; nothing was changed")
         with environment_lock(fleet, [targets[h] for h in reachable], layout, f"rotate-secret {ctx.name}",
                               warn=report.warn):
             # Asked again under the lock: a deploy may have restarted units since.
-            states = {h: s for h, s in probe(fleet, [targets[h] for h in reachable if h in app_hosts], hosts,
+            states = {h: s for h, s in probe(fleet, [targets[h] for h in reachable if h in app_names], hosts,
                                              layout, name).items() if not isinstance(s, BaseException)}
             values = _target_value(ctx, backend, name, values, states, resume, undo)
             names = Names(key_fingerprint(name, values[name]), key_fingerprint(name, backend.previous(name)))
@@ -173,9 +173,9 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
             if restart:
                 roll_tiers(ctx, fleet, targets, restart, {h.name: states[h.name].current for h in restart},
                            "rotate-secret")
-            final = probe(fleet, [targets[h] for h in app_hosts], hosts, layout, name)
+            final = probe(fleet, [targets[h] for h in app_names], hosts, layout, name)
             ok = _conclude(ctx, name, names, final)
-            _audit(ctx, fleet, targets, layout, [h for h in app_hosts if not isinstance(final[h], BaseException)],
+            _audit(ctx, fleet, targets, layout, [h for h in app_names if not isinstance(final[h], BaseException)],
                    {"who": f"{getpass.getuser()}@{socket.gethostname()}", "environment": ctx.name,
                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                     "action": "undo-rotate-secret" if undo else "rotate-secret", "name": name,

@@ -15,17 +15,12 @@ import threading
 from smship.command import Command
 from smship.context import EnvContext, open_fleet
 from smship.errors import SmshipError
+from smship.hostroles import APP_ROLES, units_of
 from smship.layout import Layout
 from smship.ssh import until_disconnected
 
 ROLES = ("web", "worker", "beat", "db", "lb")
 DEFAULT_LINES = 100
-
-def units_for(layout: Layout, roles: list[str]) -> list[str]:
-    units = {"web": [layout.web_service], "worker": [layout.worker_service], "beat": [layout.beat_service],
-             "db": ["postgresql@*", "redis-server.service"], "lb": ["nginx.service"]}
-    return list(dict.fromkeys(u for role in roles for u in units[role]))
-
 
 def since_argument(since: str) -> str:
     """``10m`` / ``2h`` / ``1d`` mean that long ago; anything else goes to journalctl as written."""
@@ -56,7 +51,7 @@ def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, fol
     layout = Layout.of(ctx.app, ctx.env)
     if role is not None and role not in ROLES:
         raise SmshipError(f"--role {role!r}: one of {', '.join(ROLES)}")
-    chosen = [(h, units_for(layout, [role] if role else [r for r in h.roles if r in ("web", "worker", "beat")]))
+    chosen = [(h, units_of(layout, [role] if role else [r for r in h.roles if r in APP_ROLES]))
               for h in ctx.env.hosts if (role in h.roles if role else set(h.roles) & {"web", "worker", "beat"})]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} has the role {role}")

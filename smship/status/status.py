@@ -7,19 +7,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from smship.context import EnvContext, open_fleet
-from smship.deploy.lock import lock_path
-from smship.deploy.roll import health_request
+from smship.steps.lock import lock_path
+from smship.steps.roll import health_request
 from smship.hostos import HostOS, hostos_request
+from smship.hostroles import units_of
 from smship.layout import Layout
 from smship.remote import call_agent
-
-
-def units_of(layout: Layout, roles: list[str], postgres_version: int | None = None) -> list[str]:
-    # Debian's postgresql.service is an empty wrapper; the cluster's unit is the one that runs.
-    units = {"web": [layout.web_socket, layout.web_service, "nginx.service"], "worker": [layout.worker_service],
-             "beat": [layout.beat_service], "db": [f"postgresql@{postgres_version}-main.service", "redis-server.service"],
-             "lb": ["nginx.service"]}
-    return list(dict.fromkeys(u for role in roles for u in units[role]))
 
 
 def _uptime(seconds: float | None) -> str:
@@ -41,7 +34,8 @@ def status(ctx: EnvContext) -> bool:
             major = HostOS.from_answer(target.name, call_agent(fleet, target, hostos_request(ctx.app),
                                                                timeout=60)).postgres_major(None)
         return call_agent(fleet, target, {"op": "status", "root": layout.root, "lock": lock_path(layout),
-                                          "units": units_of(layout, host.roles, major),
+                                          "units": units_of(layout, host.roles, postgres_unit=f"postgresql@{major}-main.service",
+                                                           socket=True, nginx_on_web=True),
                                           "health": health if "web" in host.roles else None,
                                           "drain_flag": layout.drain_flag if "web" in host.roles else None},
                           timeout=60)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import time
 
 from smship.context import EnvContext, open_fleet, targets_of
-from smship.deploy.lock import environment_lock
-from smship.deploy.survey import survey
-from smship.deploy.tiers import roll_tiers
+from smship.steps.lock import environment_lock
+from smship.steps.survey import survey
+from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.inventory import Host
 from smship.layout import Layout
-from smship.provision.plan import apply_request, facts_request, plan
-from smship.provision.resources import HostState
-from smship.provision.roles import desired_state
-from smship.provision.variables import APP_ROLES, host_variables, roles_of
+from smship.engine.plan import apply_request, facts_request, plan
+from smship.engine.resources import HostState
+from smship.engine.roles import desired_state
+from smship.engine.variables import host_variables, roles_of
+from smship.hostroles import app_hosts
 from smship.remote import call_agent
 from smship.secrets import read_secrets
 from smship.storage.bucket import ensure_bucket, s3_client
@@ -53,8 +54,8 @@ def storage_setup(ctx: EnvContext) -> bool:
         raise SmshipError(f"{ctx.inventory.path}: environments.{ctx.name}.storage: not set; "
                           "add a storage section (bucket, region, endpoint_url) first")
     secrets = read_secrets(ctx.env.secrets)
-    app_hosts = [h for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
-    states = {h.name: settings_files(ctx, h, secrets) for h in app_hosts}
+    apps = app_hosts(ctx.env.hosts)
+    states = {h.name: settings_files(ctx, h, secrets) for h in apps}
 
     report.step(f"bucket {storage.bucket} at {storage.endpoint_url or 'AWS S3'}")
     began = time.monotonic()
@@ -65,10 +66,10 @@ def storage_setup(ctx: EnvContext) -> bool:
     layout = Layout.of(ctx.app, ctx.env)
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
-        surveyed = survey(ctx, fleet, layout, [h.name for h in app_hosts])
+        surveyed = survey(ctx, fleet, layout, [h.name for h in apps])
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"storage setup {ctx.name}",
                               warn=report.warn):
-            report.step(f"S3 settings in the env file of {len(app_hosts)} app host(s)")
+            report.step(f"S3 settings in the env file of {len(apps)} app host(s)")
 
             def write(target):
                 began = time.monotonic()
@@ -82,10 +83,10 @@ def storage_setup(ctx: EnvContext) -> bool:
                             time.monotonic() - began)
                 return written
 
-            written = fleet.map(write, [targets[h.name] for h in app_hosts])
+            written = fleet.map(write, [targets[h.name] for h in apps])
             if any(isinstance(w, BaseException) for w in written.values()):
                 return False
-            restart = [h for h in app_hosts if written[h.name] and surveyed[h.name].current]
+            restart = [h for h in apps if written[h.name] and surveyed[h.name].current]
             if not restart:
                 report.info("no running app needs a restart")
                 return True

@@ -11,10 +11,10 @@ import json
 import time
 
 from smship.context import EnvContext, open_fleet
-from smship.deploy.migrate import in_app_environment
+from smship.steps.migrate import in_app_environment
 from smship.errors import SmshipError
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
+from smship.hostroles import app_hosts
 
 PROBE = r'''
 import json, os, socket, sys, uuid
@@ -62,9 +62,9 @@ def probe_command(layout: Layout):
 
 def storage_verify(ctx: EnvContext) -> bool:
     report, layout = ctx.reporter, Layout.of(ctx.app, ctx.env)
-    app_hosts = [h for h in ctx.env.hosts if set(h.roles) & set(APP_ROLES)]
-    report.step(f"S3 round trip from {len(app_hosts)} app host(s), each with its own env file")
-    with open_fleet(ctx, app_hosts) as fleet:
+    apps = app_hosts(ctx.env.hosts)
+    report.step(f"S3 round trip from {len(apps)} app host(s), each with its own env file")
+    with open_fleet(ctx, apps) as fleet:
         def probe(target):
             began = time.monotonic()
             result = fleet.run(target, probe_command(layout), timeout=120)

@@ -21,9 +21,9 @@ def check(ctx: EnvContext, skip_check=None, cert_days=14):
     the names the app reads (app.settings). Secret values are judged on the
     hosts and never shown. Deploy runs the same checks first.
     """
-    from smship.check.checks import NAMES
-    from smship.check.model import parse_skips
-    from smship.check.run import run_checks, show
+    from smship.checklist.checks import NAMES
+    from smship.checklist.model import parse_skips
+    from smship.checklist.run import run_checks, show
     from smship.context import open_fleet
 
     skips = parse_skips(skip_check, NAMES)

@@ -28,8 +28,8 @@ def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, s
     batch is switched back and halts the deploy; workers and beat restart
     last. Every run appends an audit line on the hosts.
     """
-    from smship.check.checks import NAMES
-    from smship.check.model import parse_skips
+    from smship.checklist.checks import NAMES
+    from smship.checklist.model import parse_skips
     from smship.deploy.deploy import deploy as run
 
     return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit,

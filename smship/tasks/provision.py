@@ -24,6 +24,6 @@ def provision(ctx: EnvContext, check=False, diff=False, limit=None, restart_db=F
     need a restart (turning WAL archiving on) are named, and applied only
     with --restart-db.
     """
-    from smship.provision.engine import provision as run
+    from smship.provision.provision import provision as run
 
     return run(ctx, check=check, diff=diff, limit=limit, restart_db=restart_db)

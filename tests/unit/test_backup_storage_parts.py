@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smship.backup.gate import archive_problem, restore_point_name
+from smship.steps.backupgate import archive_problem, restore_point_name
 from smship.backup.info import backup_rows, summary, table
 from smship.storage.bucket import LIFECYCLE_RULE_ID, lifecycle_rules
 

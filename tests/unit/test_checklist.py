@@ -12,16 +12,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from smship.check import checks, tls
-from smship.check.dbprobe import parse_probe
-from smship.check.facts import Facts, Settings
-from smship.check.model import Check, parse_skips
-from smship.check.nginx import forwards_headers
+from smship.checklist import checks, tls
+from smship.checklist.dbprobe import parse_probe
+from smship.checklist.facts import Facts, Settings
+from smship.checklist.model import Check, parse_skips
+from smship.checklist.nginx import forwards_headers
 from smship.errors import SmshipError
 from smship.inventory import load
 from smship.layout import Layout
 from smship.ssh import Endpoint, SSHOptions, stream_argv
-from smship.status.logs import journal_command, prefix, since_argument, units_for
+from smship.hostroles import units_of
+from smship.status.logs import journal_command, prefix, since_argument
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory.example"
 
@@ -266,8 +267,8 @@ def test_log_prefix_keeps_the_line_whole():
 
 def test_units_for_roles():
     layout = Layout(app="shop", user="shop", root="/srv/shop")
-    assert units_for(layout, ["web", "worker"]) == ["shop-web.service", "shop-worker.service"]
-    assert units_for(layout, ["lb"]) == ["nginx.service"]
+    assert units_of(layout, ["web", "worker"]) == ["shop-web.service", "shop-worker.service"]
+    assert units_of(layout, ["lb"]) == ["nginx.service"]
 
 
 def test_stream_argv_has_no_tty_and_the_remote_line_last():

@@ -9,17 +9,17 @@ import pytest
 import yaml
 
 from smship.appenv import app_settings
-from smship.check import checks
-from smship.check.facts import Facts, Settings, frontend_manifest, host_request, plain_settings
-from smship.check.run import INVENTORY_SKIP, skipped_checks
+from smship.checklist import checks
+from smship.checklist.facts import Facts, Settings, frontend_manifest, host_request, plain_settings
+from smship.checklist.run import INVENTORY_SKIP, skipped_checks
 from smship.context import EnvContext
-from smship.deploy.migrate import current_revision_command, release_steps, uses_alembic
-from smship.deploy.roll import health_request
+from smship.steps.migrate import current_revision_command, release_steps, uses_alembic
+from smship.steps.roll import health_request
 from smship.errors import SmshipError
 from smship.inventory import InventoryError, load
 from smship.layout import Layout
-from smship.provision.roles import desired_state
-from smship.provision.variables import host_variables, roles_of
+from smship.engine.roles import desired_state
+from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import judge_endpoint
 from smship.secretkey import weakness
 from smship.secrets import EnvBackend
@@ -366,7 +366,7 @@ def test_the_apps_own_secret_names_are_refused_in_env(tmp_path):
 
 
 def test_the_database_probe_reads_the_url_under_the_apps_name_where_the_migration_runs(tmp_path):
-    from smship.check.dbprobe import probe_command
+    from smship.checklist.dbprobe import probe_command
 
     loaded = load(project(tmp_path))
     layout = Layout.of(loaded.app, loaded.environment("prod"))
@@ -378,7 +378,7 @@ def test_the_database_probe_reads_the_url_under_the_apps_name_where_the_migratio
 
 
 def test_a_failing_steps_output_is_shown_with_secret_values_masked():
-    from smship.deploy.migrate import masker
+    from smship.steps.migrate import masker
 
     mask = masker(["s3cr3t/pass", "k" * 40, "abc"])
     assert mask("url postgresql://u:s3cr3t%2Fpass@db/x key=" + "k" * 40) == "url postgresql://u:***@db/x key=***"

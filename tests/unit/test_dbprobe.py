@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from smship.check import checks
-from smship.check.dbprobe import PROBE, parse_probe
+from smship.checklist import checks
+from smship.checklist.dbprobe import PROBE, parse_probe
 from test_checklist import facts, judge
 
 PASSWORD = "s3cret-probe-pw"

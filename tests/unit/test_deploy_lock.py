@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from smship.deploy.lock import holder_text, left_by_a_dead_process, new_holder
+from smship.steps.lock import holder_text, left_by_a_dead_process, new_holder
 
 
 def test_a_lock_from_a_dead_process_on_this_machine_is_stale():

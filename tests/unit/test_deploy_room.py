@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from smship.deploy.ship import tree_bytes, without_room
+from smship.steps.ship import tree_bytes, without_room
 
 
 def test_hosts_with_less_free_space_than_the_release_are_named_with_both_sizes(tmp_path):

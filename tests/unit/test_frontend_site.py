@@ -105,7 +105,7 @@ def test_install_is_npm_ci_with_a_lock_and_npm_install_without(tmp_path):
 def test_a_release_ships_a_front_end_only_when_it_has_one(tmp_path):
     from types import SimpleNamespace
 
-    from smship.deploy.ship import frontend_output
+    from smship.steps.ship import frontend_output
 
     (tmp_path / "static" / "dist").mkdir(parents=True)
     (tmp_path / "_frontend").mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smship.check.hostos import hosts_os
+from smship.checklist.hostos import hosts_os
 from smship.errors import SmshipError
 from smship.hostos import HostOS, debian_version, python_packages, require_one_python, \
     require_python_available, require_release_fits, requested_python, wheel_target

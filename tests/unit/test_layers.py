@@ -1,10 +1,15 @@
 """The shape of smship's imports, read from the code by scripts/import-graph.
 
-Foundations (values, the inventory, SSH, the host agent, the release build)
-never import a command; the CLI layer (``cli``, ``tasks``) may import every
-command.  Commands importing each other are debts listed in ``KNOWN_DEBTS``,
-to be paid by moving what they share into reusable steps: a new one fails the
-test, and so does a debt paid without being struck from the list.
+Four layers, each importing only the ones below it:
+
+- the CLI (``cli``, ``tasks``) parses options and calls one command;
+- commands (``deploy``, ``provision``, ``rotate``...) orchestrate steps and
+  never import each other: what two commands share is a step;
+- steps (``steps``: lock, survey, ship, migrate, roll...; ``engine``: roles
+  to desired state to changes; ``checklist``: the production checks) act on
+  a fleet and never import a command;
+- foundations (values, the inventory, SSH, the host agent, the release
+  build) know nothing of steps or commands.
 """
 
 from __future__ import annotations
@@ -15,15 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMANDS = {"backup", "check", "deploy", "lab", "provision", "rotate", "status", "storage"}
 CLI = {"cli", "tasks", "__main__"}
-
-KNOWN_DEBTS = {
-    ("backup", "deploy"), ("backup", "provision"), ("check", "deploy"), ("check", "provision"),
-    ("deploy", "backup"), ("deploy", "check"), ("deploy", "provision"), ("provision", "backup"),
-    ("rotate", "deploy"), ("rotate", "provision"), ("status", "deploy"), ("storage", "deploy"),
-    ("storage", "provision"),
-}
+COMMANDS = {"backup", "deploy", "lab", "provision", "rotate", "status", "storage"}
+STEPS = {"steps", "engine", "checklist"}
 
 
 def import_graph():
@@ -40,23 +39,30 @@ def test_the_reader_sees_imports_of_every_form(tmp_path):
     (package / "deploy").mkdir(parents=True)
     (package / "deploy" / "__init__.py").write_text("")
     (package / "deploy" / "roll.py").write_text(
-        "from smship.check import run\nimport smship.ssh\nfrom smship import layout\nfrom . import lock\n"
+        "from smship.checklist import run\nimport smship.ssh\nfrom smship import layout\nfrom . import lock\n"
         "from smship.deploy import tiers\n")
-    assert graph.graph(package) == {"deploy": {"check", "ssh", "layout"}}
+    assert graph.graph(package) == {"deploy": {"checklist", "ssh", "layout"}}
 
 
-def test_no_foundation_imports_a_command_or_the_cli():
+def layer(package: str) -> int:
+    return 3 if package in CLI else 2 if package in COMMANDS else 1 if package in STEPS else 0
+
+
+def test_no_import_points_up_the_layers():
     edges = import_graph().graph()
-    upward = sorted((a, b) for a, targets in edges.items() for b in targets
-                    if a not in COMMANDS | CLI and b in COMMANDS | CLI)
+    upward = sorted((a, b) for a, targets in edges.items() for b in targets if layer(b) > layer(a))
     assert upward == []
 
 
-def test_commands_import_each_other_only_where_a_debt_is_known():
+def test_commands_never_import_each_other():
     edges = import_graph().graph()
-    between = {(a, b) for a, targets in edges.items() for b in targets if a in COMMANDS and b in COMMANDS}
-    assert between - KNOWN_DEBTS == set(), "a new import between commands: share it through a step instead"
-    assert KNOWN_DEBTS - between == set(), "a debt was paid: strike it from KNOWN_DEBTS"
+    between = sorted((a, b) for a, targets in edges.items() for b in targets if a in COMMANDS and b in COMMANDS)
+    assert between == [], "share it through a step instead"
+
+
+def test_the_import_graph_has_no_cycle_between_packages():
+    graph = import_graph()
+    assert graph.mutual_pairs(graph.graph()) == []
 
 
 def test_only_the_ssh_layer_uses_fabric_or_paramiko():

@@ -13,9 +13,9 @@ import yaml
 
 from smship.context import EnvContext
 from smship.hostos import HostOS
-from smship.provision.plan import apply_request, facts_request, plan
-from smship.provision.roles import RoleError, desired_state
-from smship.provision.variables import host_variables, roles_of
+from smship.engine.plan import apply_request, facts_request, plan
+from smship.engine.roles import RoleError, desired_state
+from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import key_fingerprint
 from smship.templating import environment
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from smship.deploy.rollback import choose_targets, previous_release
-from smship.deploy.survey import HostSurvey
+from smship.steps.survey import HostSurvey
 from smship.errors import SmshipError
 from smship.remote import agent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smship.context import EnvContext
-from smship.deploy.lock import lock_path
+from smship.steps.lock import lock_path
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.remote import call_agent

@@ -15,15 +15,16 @@ import time
 from dataclasses import dataclass
 
 from smship import hostos
-from smship.backup.restart import settle_restart
+from smship.steps.dbrestart import settle_restart
 from smship.command import Command, script
 from smship.context import EnvContext, open_fleet, select_hosts
 from smship.errors import SmshipError
 from smship.inventory import Host
-from smship.provision.plan import Plan, apply_request, facts_request, plan
-from smship.provision.resources import HostState
-from smship.provision.roles import desired_state
-from smship.provision.variables import APP_ROLES, host_variables, roles_of
+from smship.engine.plan import Plan, apply_request, facts_request, plan
+from smship.engine.resources import HostState
+from smship.engine.roles import desired_state
+from smship.engine.variables import host_variables, roles_of
+from smship.hostroles import is_app_host
 from smship.remote import call_agent
 from smship.secrets import read_secrets
 from smship.ssh import Fleet, Target
@@ -118,7 +119,7 @@ def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: di
     """
     facts = hostos.gather(fleet, None, ctx.app)
     known = {name: f for name, f in facts.items() if not isinstance(f, BaseException)}
-    app_facts = {h.name: known[h.name] for h in hosts if h.name in known and set(h.roles) & set(APP_ROLES)}
+    app_facts = {h.name: known[h.name] for h in hosts if h.name in known and is_app_host(h)}
     hostos.require_python_available(ctx.app, app_facts)
     hostos.require_one_python(ctx.app, {name: hostos.planned_python(ctx.app, f) for name, f in app_facts.items()})
     states: dict[str, HostState | BaseException] = {}

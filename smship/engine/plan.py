@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from smship.provision.resources import HostState
+from smship.engine.resources import HostState
 
 
 @dataclass

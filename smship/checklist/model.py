@@ -1,6 +1,6 @@
 """What a check is and what it answers.
 
-A check is a named function over the gathered :class:`~smship.check.facts.Facts`
+A check is a named function over the gathered :class:`~smship.checklist.facts.Facts`
 returning one :class:`Verdict`: ``pass``, ``warn`` or ``fail``, a one-line
 reason and, unless it passed, the fix.  Names are what ``--skip-check`` takes.
 """

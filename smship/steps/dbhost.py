@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smship.backup.repo import cluster, stanza
+from smship.backuprepo import cluster, stanza
 from smship.context import EnvContext, targets_of
 from smship.errors import SmshipError
 from smship.remote import PG_AGENT_SOURCE, call_agent

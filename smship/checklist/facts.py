@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smship.appenv import app_settings
-from smship.check import tls
-from smship.check.checks import DATABASE_CHECKS
-from smship.check.dbprobe import parse_probe, probe_command
+from smship.checklist import tls
+from smship.checklist.checks import DATABASE_CHECKS
+from smship.checklist.dbprobe import parse_probe, probe_command
 from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.contract import AppContract
 from smship.inventory import Host
 from smship.layout import Layout
-from smship.provision.variables import APP_ROLES
+from smship.hostroles import app_hosts, app_units, is_app_host
 from smship.release.apppaths import output_in_release
 from smship.remote import call_agent
 from smship.secretkey import weakness
@@ -76,7 +76,7 @@ class Facts:
         return next(h for h in self.env.hosts if h.name == name)
 
     def app_hosts(self) -> list[Host]:
-        return [h for h in self.env.hosts if set(h.roles) & set(APP_ROLES)]
+        return app_hosts(self.env.hosts)
 
     def live(self) -> dict[str, str]:
         """Live release per reachable app host (hosts with none left out)."""
@@ -105,10 +105,8 @@ def inventory_settings(ctx: EnvContext) -> Settings:
 
 
 def host_request(contract: AppContract, layout: Layout, host: Host) -> dict:
-    units = ([layout.web_service] if "web" in host.roles else []) + \
-            ([layout.worker_service] if "worker" in host.roles else []) + \
-            ([layout.beat_service] if "beat" in host.roles else [])
-    app = bool(set(host.roles) & set(APP_ROLES))
+    units = app_units(layout, host.roles)
+    app = is_app_host(host)
     edge = bool({"web", "lb"} & set(host.roles))
     return {"op": "checkfacts", "root": layout.root, "frontend_manifest": frontend_manifest(contract),
             "env_file": layout.env_file if app else None, "plain": plain_settings(contract), "key_rule": KEY_RULE,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from smship.backup.dbhost import call_db, db_target
+from smship.steps.dbhost import call_db, db_target
 from smship.context import EnvContext
 from smship.errors import SmshipError
 

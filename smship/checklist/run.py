@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from smship.check.checks import CHECKS
-from smship.check.facts import gather
-from smship.check.model import Verdict
+from smship.checklist.checks import CHECKS
+from smship.checklist.facts import gather
+from smship.checklist.model import Verdict
 from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.ssh import Fleet

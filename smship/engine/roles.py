@@ -17,7 +17,7 @@ import jinja2
 import yaml
 
 from smship.errors import SmshipError
-from smship.provision.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
+from smship.engine.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
                                         User)
 from smship.templating import find
 

@@ -1,15 +1,15 @@
 """The production checklist, one function per line of it.
 
-Each function takes the gathered :class:`~smship.check.facts.Facts` and
+Each function takes the gathered :class:`~smship.checklist.facts.Facts` and
 returns ``(status, reason, fix)``; none of them opens a connection, so each
 is tested on facts made by hand.
 """
 
 from __future__ import annotations
 
-from smship.check import tls
-from smship.check.hostos import hosts_os
-from smship.check.model import Check
+from smship.checklist import tls
+from smship.checklist.hostos import hosts_os
+from smship.checklist.model import Check
 from smship.checknames import CHECK_NAMES
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
 
@@ -124,7 +124,7 @@ def _database_fix(facts) -> str:
 
 
 def migrations(facts):
-    from smship.deploy.migrate import uses_alembic
+    from smship.steps.migrate import uses_alembic
 
     if not uses_alembic(facts.ctx.app):
         migrate = facts.ctx.app.migrate
@@ -169,7 +169,7 @@ def admin(facts):
 
 
 def frontend(facts):
-    from smship.check.facts import frontend_manifest
+    from smship.checklist.facts import frontend_manifest
 
     manifest = frontend_manifest(facts.ctx.app)
     if manifest is None:
@@ -188,7 +188,7 @@ def frontend(facts):
 
 
 def proxy_headers(facts):
-    from smship.check.nginx import forwards_headers
+    from smship.checklist.nginx import forwards_headers
 
     problems = []
     web_unit = facts.layout.web_service

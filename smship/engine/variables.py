@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from smship.appenv import app_settings, database_name
-from smship.backup.repo import backup_variables
+from smship.backuprepo import backup_variables
 from smship.context import EnvContext
 from smship.hostos import UNKNOWN_OS, HostOS, python_packages
+from smship.hostroles import app_hosts, is_app_host
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.secrets import backend_for
 
-APP_ROLES = ("web", "worker", "beat")
-
-
 def roles_of(host: Host) -> list[str]:
     """The roles applied to ``host``: its own, after the shared ones."""
-    shared = ["base"] + (["app"] if any(role in host.roles for role in APP_ROLES) else [])
+    shared = ["base"] + (["app"] if is_app_host(host) else [])
     return shared + list(host.roles)
 
 
@@ -29,7 +27,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
     """
     env = ctx.env
     layout = Layout.of(ctx.app, env)
-    app_hosts = [h for h in env.hosts if any(r in h.roles for r in APP_ROLES)]
+    apps = app_hosts(env.hosts)
     source = backend_for(env.secrets).description
     db_name = database_name(ctx.app, env)
     postgres_major = env.db.postgres_version
@@ -60,6 +58,6 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "settings": app_settings(ctx.app, env, secrets, source),
         "web_hosts": env.hosts_with("web"),
         "lb_hosts": env.hosts_with("lb"),
-        "app_hosts": app_hosts,
+        "app_hosts": apps,
         "db_host": (env.hosts_with("db") or [None])[0],
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from smship.command import Command
-from smship.deploy.migrate import in_app_environment
+from smship.steps.migrate import in_app_environment
 from smship.layout import Layout
 
 DRIVERS = ("psycopg", "psycopg2", "asyncpg")

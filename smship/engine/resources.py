@@ -1,7 +1,7 @@
 """Desired state, as plain values: what a host should have.
 
-Roles are declared in YAML; :mod:`smship.provision.roles` renders them into
-these resources for one host, and :mod:`smship.provision.plan` compares them
+Roles are declared in YAML; :mod:`smship.engine.roles` renders them into
+these resources for one host, and :mod:`smship.engine.plan` compares them
 with the facts gathered from the host.
 """
 

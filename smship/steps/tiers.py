@@ -9,15 +9,11 @@ must stay up after their restart.
 from __future__ import annotations
 
 from smship.context import EnvContext
-from smship.deploy.roll import health_request, roll
+from smship.steps.roll import health_request, roll
+from smship.hostroles import background_units
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.ssh import Fleet, Target
-
-
-def background_units(layout: Layout, roles: list[str]) -> list[str]:
-    return ([layout.worker_service] if "worker" in roles else []) + \
-           ([layout.beat_service] if "beat" in roles else [])
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],

@@ -1,0 +1,47 @@
+"""Which hosts run the app, and which systemd units a host's roles run: asked in one place."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from smship.inventory import Host
+from smship.layout import Layout
+
+APP_ROLES = ("web", "worker", "beat")
+REDIS_UNIT = "redis-server.service"
+NGINX_UNIT = "nginx.service"
+
+
+def is_app_host(host: Host) -> bool:
+    return bool(set(host.roles) & set(APP_ROLES))
+
+
+def app_hosts(hosts: Iterable[Host]) -> list[Host]:
+    return [h for h in hosts if is_app_host(h)]
+
+
+def background_units(layout: Layout, roles: Iterable[str]) -> list[str]:
+    """The Celery units: restarted after the web tier, watched instead of health-checked."""
+    roles = set(roles)
+    return ([layout.worker_service] if "worker" in roles else []) + ([layout.beat_service] if "beat" in roles else [])
+
+
+def app_units(layout: Layout, roles: Iterable[str], *, socket: bool = False) -> list[str]:
+    """The app's own units on a host with ``roles``; ``socket`` adds the web socket before the service."""
+    roles = list(roles)
+    web = ([layout.web_socket] if socket else []) + [layout.web_service]
+    return (web if "web" in roles else []) + background_units(layout, roles)
+
+
+def units_of(layout: Layout, roles: Iterable[str], *, postgres_unit: str = "postgresql@*",
+             socket: bool = False, nginx_on_web: bool = False) -> list[str]:
+    """Every unit a host with ``roles`` runs, the data services and nginx included, each once.
+
+    Debian's postgresql.service is an empty wrapper: the cluster's own unit (``postgresql@17-main``, or a
+    pattern for journalctl) is the one that runs.
+    """
+    roles = list(roles)
+    web = ([layout.web_socket] if socket else []) + [layout.web_service] + ([NGINX_UNIT] if nginx_on_web else [])
+    by_role = {"web": web, "worker": [layout.worker_service], "beat": [layout.beat_service],
+               "db": [postgres_unit, REDIS_UNIT], "lb": [NGINX_UNIT]}
+    return list(dict.fromkeys(u for role in roles for u in by_role[role]))
