@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from smship.inventory import App, Environment, LoadedInventory, load
+from smship.layout import Layout
 from smship.output import Reporter
 from smship.settings import Settings
 
@@ -34,6 +36,11 @@ class EnvContext:
     @property
     def app(self) -> App:
         return self.inventory.app
+
+    @cached_property
+    def layout(self) -> Layout:
+        """Where everything lives on this environment's hosts (one per command)."""
+        return Layout.of(self.app, self.env)
 
     @property
     def app_path(self) -> str:

@@ -88,7 +88,7 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
         raise SmshipError("give exactly one of --to TIME and --release ID")
     point = f"smship-{release}" if release else None
     goal = f"the restore point {point}" if point else f"{to}"
-    report, layout, db = ctx.reporter, Layout.of(ctx.app, ctx.env), db_target(ctx)
+    report, layout, db = ctx.reporter, ctx.layout, db_target(ctx)
     what = (f"restore the {ctx.name} database on {db.name} to {goal}: every change after it is lost, "
             "and the app is stopped meanwhile")
     if not confirmed(ctx, yes, what):

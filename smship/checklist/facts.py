@@ -118,7 +118,7 @@ def host_request(contract: AppContract, layout: Layout, host: Host) -> dict:
 
 def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days: int = 14,
            skip: tuple[str, ...] = ()) -> Facts:
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     facts = Facts(ctx, layout, preflight=preflight, cert_days=cert_days)
     try:
         facts.inventory = inventory_settings(ctx)

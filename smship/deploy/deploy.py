@@ -55,7 +55,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
            limit: str | None = None, skip_checks: list[str] = ()) -> bool:
     from smship.context import select_hosts
 
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     chosen = app_hosts(select_hosts(ctx, limit))
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")

@@ -82,7 +82,7 @@ def schema_report(ctx: EnvContext, fleet, target, layout: Layout, release: str) 
 
 
 def rollback(ctx: EnvContext, *, to: str | None = None, check: bool = False, limit: str | None = None) -> bool:
-    layout, started = Layout.of(ctx.app, ctx.env), time.time()
+    layout, started = ctx.layout, time.time()
     chosen = app_hosts(select_hosts(ctx, limit))
     with counted_fleet(ctx) as fleet:
         return _rollback(ctx, fleet, layout, chosen, to, check, started)
@@ -114,7 +114,7 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
 
 
 def releases(ctx: EnvContext) -> bool:
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     app_names = [h.name for h in app_hosts(ctx.env.hosts)]
     with open_fleet(ctx, [h for h in ctx.env.hosts if h.name in app_names]) as fleet:
         surveyed = survey(ctx, fleet, layout, app_names)

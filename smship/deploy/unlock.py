@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from smship.context import EnvContext, open_fleet
 from smship.steps.lock import holder_text, lock_path
-from smship.layout import Layout
 from smship.remote import call_agent
 
 
 def unlock(ctx: EnvContext, yes: bool) -> bool:
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     path = lock_path(layout)
     with open_fleet(ctx) as fleet:
         answers = fleet.map(lambda t: call_agent(fleet, t, {"op": "inspect", "root": layout.root, "lock": path}))

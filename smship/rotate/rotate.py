@@ -15,13 +15,12 @@ The order is the safety argument:
 
 from __future__ import annotations
 
-import getpass
-import socket
 import time
 
 from smship.appenv import app_environment
 from smship.context import EnvContext, open_fleet, targets_of
 from smship.steps.lock import environment_lock
+from smship.steps.record import who_and_when
 from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.layout import Layout
@@ -139,7 +138,7 @@ def _refusals(ctx: EnvContext, backend, name: str, resume: bool, undo: bool) -> 
 
 def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False, undo: bool = False) -> bool:
     """Rotate ``name``, by default the key the app reads (``app.settings.secret_key``)."""
-    report, layout, started = ctx.reporter, Layout.of(ctx.app, ctx.env), time.time()
+    report, layout, started = ctx.reporter, ctx.layout, time.time()
     name = name or ctx.app.settings.secret_key
     backend = backend_for(ctx.env.secrets, ctx.app.settings.backend_names())
     values = _refusals(ctx, backend, name, resume, undo)
@@ -176,8 +175,7 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
             final = probe(fleet, [targets[h] for h in app_names], hosts, layout, name)
             ok = _conclude(ctx, name, names, final)
             _audit(ctx, fleet, targets, layout, [h for h in app_names if not isinstance(final[h], BaseException)],
-                   {"who": f"{getpass.getuser()}@{socket.gethostname()}", "environment": ctx.name,
-                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                   {**who_and_when(ctx, started),
                     "action": "undo-rotate-secret" if undo else "rotate-secret", "name": name,
                     "key": names.current, "result": "ok" if ok else "split",
                     "seconds": round(time.time() - started, 1)})

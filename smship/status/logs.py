@@ -16,7 +16,6 @@ from smship.command import Command
 from smship.context import EnvContext, open_fleet
 from smship.errors import SmshipError
 from smship.hostroles import APP_ROLES, units_of
-from smship.layout import Layout
 from smship.ssh import until_disconnected
 
 ROLES = ("web", "worker", "beat", "db", "lb")
@@ -48,7 +47,7 @@ def prefix(host: str, width: int, line: str) -> str:
 
 def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, follow: bool = False,
          lines: int | None = None) -> bool:
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     if role is not None and role not in ROLES:
         raise SmshipError(f"--role {role!r}: one of {', '.join(ROLES)}")
     chosen = [(h, units_of(layout, [role] if role else [r for r in h.roles if r in APP_ROLES]))

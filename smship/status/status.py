@@ -11,7 +11,6 @@ from smship.steps.lock import lock_path
 from smship.steps.roll import health_request
 from smship.hostos import HostOS, hostos_request
 from smship.hostroles import units_of
-from smship.layout import Layout
 from smship.remote import call_agent
 
 
@@ -24,7 +23,7 @@ def _uptime(seconds: float | None) -> str:
 
 
 def status(ctx: EnvContext) -> bool:
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     health = health_request(ctx, layout)
 
     def ask(target):

@@ -12,6 +12,12 @@ from smship.remote import call_agent
 from smship.ssh import Fleet, Target
 
 
+def who_and_when(ctx: EnvContext, started: float) -> dict:
+    """The first fields of every audit entry: who acted from where, on which environment, since when."""
+    return {"who": f"{getpass.getuser()}@{socket.gethostname()}",
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "environment": ctx.name}
+
+
 def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: Layout, outcome: dict,
            result: str, started: float, prune: bool = False, protect: list[str] = ()) -> bool:
     """The audit line on each host; with ``prune``, old releases removed but for ``protect``.
@@ -19,8 +25,7 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     A deploy protects the releases it replaced: rollback's default target,
     which need not be among the newest (releases that never went live are).
     """
-    entry = {"who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-             "environment": ctx.name, "result": result, "seconds": round(time.time() - started, 1), **outcome}
+    entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = [targets[name] for name in outcome["hosts"]]
     fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}), chosen)
     if prune:

@@ -56,7 +56,7 @@ class Drainer:
         self.fleet, self.targets = fleet, targets
         self.has_lb = bool(ctx.env.hosts_with("lb"))
         self.web_hosts = [h.name for h in ctx.env.hosts_with("web")]
-        self.flag = Layout.of(ctx.app, ctx.env).drain_flag
+        self.flag = ctx.layout.drain_flag
         self.reporter = ctx.reporter
         self._out: set[str] | None = None  # web hosts not serving the lb: drained or unreachable
 
@@ -136,7 +136,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
          units_for, health: dict | None, batch_size: int, title: str) -> RollResult:
     """Activate ``release_for[host]`` on ``hosts`` batch by batch; stop at the first failing batch."""
     report = ctx.reporter
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     drainer = Drainer(ctx, fleet, targets) if health else None
     result = RollResult()
     groups = batches(hosts, batch_size)

@@ -12,14 +12,13 @@ from smship.context import EnvContext
 from smship.steps.roll import health_request, roll
 from smship.hostroles import background_units
 from smship.inventory import Host
-from smship.layout import Layout
 from smship.ssh import Fleet, Target
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
                release_for: dict[str, str], verb: str) -> str | None:
     """Activate ``release_for[host]`` tier by tier; the failed phase's name, or None when all went well."""
-    report, layout = ctx.reporter, Layout.of(ctx.app, ctx.env)
+    report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
     if web:
         rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],

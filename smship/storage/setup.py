@@ -16,7 +16,6 @@ from smship.steps.survey import survey
 from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.inventory import Host
-from smship.layout import Layout
 from smship.engine.plan import apply_request, facts_request, plan
 from smship.engine.resources import HostState
 from smship.engine.roles import desired_state
@@ -30,7 +29,7 @@ from smship.templating import environment
 
 def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> HostState:
     """The part of ``host``'s desired state that carries the storage settings."""
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     project_dir = ctx.inventory.path.parent
     full = desired_state(roles_of(host), host_variables(ctx, host, secrets), project_dir, environment(project_dir))
     return HostState(files=[f for f in full.files if f.path in (layout.env_file, layout.storage_ca)])
@@ -63,7 +62,7 @@ def storage_setup(ctx: EnvContext) -> bool:
     report.host("bucket", "changed" if changes else "ok", "; ".join(changes) or "in desired state",
                 time.monotonic() - began, bucket=storage.bucket, changes=changes)
 
-    layout = Layout.of(ctx.app, ctx.env)
+    layout = ctx.layout
     with open_fleet(ctx) as fleet:
         targets = {t.name: t for t in targets_of(ctx)}
         surveyed = survey(ctx, fleet, layout, [h.name for h in apps])

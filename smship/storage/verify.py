@@ -61,7 +61,7 @@ def probe_command(layout: Layout):
 
 
 def storage_verify(ctx: EnvContext) -> bool:
-    report, layout = ctx.reporter, Layout.of(ctx.app, ctx.env)
+    report, layout = ctx.reporter, ctx.layout
     apps = app_hosts(ctx.env.hosts)
     report.step(f"S3 round trip from {len(apps)} app host(s), each with its own env file")
     with open_fleet(ctx, apps) as fleet:
