@@ -1,0 +1,204 @@
+"""An in-memory fleet for testing orchestration without hosts.
+
+:class:`FakeFleet` is smship's real :class:`~smship.ssh.Fleet` (its ``map``,
+parallelism and result handling are the ones commands use) with the
+transport replaced: agent requests are answered by :class:`FakeHost` objects
+that keep releases, the live one, the deploy lock, units and logs in memory;
+other commands (the virtualenv install, migrations, release commands) are
+recorded and succeed unless a test says otherwise.  Every remote action
+lands in one ordered ``events`` list, so a test can assert what happened
+before what, across hosts.
+
+Only what orchestration depends on is modelled: an agent op it does not know
+fails the test loudly instead of answering something plausible.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from smship.remote import AGENT_SOURCE, agent
+from smship.ssh import Fleet, Result, RsyncResult, SSHOptions
+
+
+@dataclass
+class FakeHost:
+    name: str
+    releases: dict[str, bool] = field(default_factory=dict)       # id -> complete
+    current: str | None = None
+    activations: list[tuple[str, str | None]] = field(default_factory=list)
+    lock: dict | None = None
+    files: dict[str, str] = field(default_factory=dict)             # path -> content (drain flag, ...)
+    audit: list[dict] = field(default_factory=list)
+    python: str = "3.13.5"
+    # Releases whose activation fails its health gate on this host.
+    unhealthy: set[str] = field(default_factory=set)
+    env_file: dict[str, str] = field(default_factory=dict)           # the app's env file
+    units: dict[str, dict[str, str]] = field(default_factory=dict)     # unit -> the environment it started with
+
+    def live(self, release: str | None = None) -> None:
+        release = release or "r0"
+        self.releases[release] = True
+        self.current = release
+        self.activations.append((release, None))
+
+
+class FakeFleet(Fleet):
+    """A :class:`Fleet` whose hosts are :class:`FakeHost` objects.
+
+    ``fail_command(predicate)`` makes matching non-agent commands exit 1 (a
+    ``finish release ID`` command marks the release complete, as the real one
+    does); ``interrupt(predicate)`` makes a matching agent request raise
+    KeyboardInterrupt, as Ctrl-C does in the thread that waits on it.
+    """
+
+    def __init__(self, targets, hosts: dict[str, FakeHost]):
+        super().__init__(targets, SSHOptions(ssh_config=None, parallel=10))
+        self.hosts = hosts
+        self.events: list[tuple] = []
+        self._events_lock = threading.Lock()
+        self._failing: list[Callable[[str, str], bool]] = []
+        self._interrupting: list[Callable[[str, dict], bool]] = []
+
+    # -- test controls -----------------------------------------------------
+
+    def fail_command(self, predicate: Callable[[str, str], bool]) -> None:
+        """Commands whose (host, description) match exit 1."""
+        self._failing.append(predicate)
+
+    def interrupt(self, predicate: Callable[[str, dict], bool]) -> None:
+        self._interrupting.append(predicate)
+
+    def happened(self, kind: str) -> list[tuple]:
+        return [e for e in self.events if e[0] == kind]
+
+    def _event(self, *event) -> None:
+        with self._events_lock:
+            self.events.append(event)
+
+    # -- the transport -----------------------------------------------------
+
+    def connection(self, target):
+        raise AssertionError("a fake fleet never opens an SSH connection")
+
+    def run(self, target, command, *, timeout=None, check=False) -> Result:
+        target = self._target(target)
+        self._count(target.name)
+        host = self.hosts[target.name]
+        argv = tuple(command.argv)
+        if argv[:2] == ("python3", "-c") and argv[2] == AGENT_SOURCE:
+            request = json.loads(command.stdin)
+            if any(p(target.name, request) for p in self._interrupting):
+                raise KeyboardInterrupt
+            answer = getattr(self, "_op_" + request["op"], None)
+            if answer is None:
+                raise AssertionError(f"the fake fleet does not model the agent op {request['op']!r}")
+            return Result(target.name, command.description, 0, stdout=json.dumps(answer(host, request)))
+        described = command.description or " ".join(argv)
+        self._event("command", target.name, described)
+        code = 1 if any(p(target.name, described) for p in self._failing) else 0
+        if code == 0 and described.startswith("finish release "):
+            host.releases[described.removeprefix("finish release ")] = True
+        return Result(target.name, command.description or argv[0], code,
+                      stderr="" if code == 0 else "failed on purpose by the test")
+
+    def rsync(self, target, local_dir, remote_dir, **options) -> RsyncResult:
+        target = self._target(target)
+        self._count(target.name)
+        self._event("rsync", target.name, str(remote_dir))
+        host = self.hosts[target.name]
+        release = str(remote_dir).rstrip("/").rsplit("/", 1)[-1]
+        if "/releases/" in str(remote_dir):
+            host.releases.setdefault(release, False)
+        return RsyncResult(target.name, f"rsync {local_dir} -> {remote_dir}", 0, bytes_sent=1000,
+                           files_transferred=10)
+
+    def put(self, target, data, remote_path, **options) -> Result:
+        target = self._target(target)
+        self.hosts[target.name].files[remote_path] = data.decode()
+        self._event("put", target.name, remote_path)
+        return Result(target.name, f"put {remote_path}", 0)
+
+    # -- agent ops ---------------------------------------------------------
+
+    def _op_inspect(self, host: FakeHost, request: dict) -> dict:
+        answer = {"current": host.current, "exists": True, "free_bytes": 10 ** 10,
+                  "releases": [{"id": r, "complete": done} for r, done in sorted(host.releases.items())],
+                  "lock": host.lock, "activations": [list(pair) for pair in host.activations]}
+        if request.get("python"):
+            answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
+        return answer
+
+    def _op_lock(self, host: FakeHost, request: dict) -> dict:
+        if host.lock is not None:
+            return {"ok": False, "holder": host.lock}
+        host.lock = request["holder"]
+        self._event("lock", host.name)
+        return {"ok": True}
+
+    def _op_unlock(self, host: FakeHost, request: dict) -> dict:
+        if host.lock is not None and host.lock.get("token") == request["token"]:
+            host.lock = None
+            self._event("unlock", host.name)
+            return {"ok": True}
+        return {"ok": False}
+
+    def _op_checkfacts(self, host: FakeHost, request: dict) -> dict:
+        return {}
+
+    def _op_facts(self, host: FakeHost, request: dict) -> dict:
+        return {"paths": {path: {"type": "file" if path in host.files else "absent"}
+                          for path in request.get("paths", {})}}
+
+    def _op_apply(self, host: FakeHost, request: dict) -> dict:
+        for action in request["actions"]:
+            if action["kind"] == "file":
+                host.files[action["path"]] = action.get("content", "")
+                self._event("drain", host.name)
+            elif action["kind"] == "absent":
+                host.files.pop(action["path"], None)
+                self._event("undrain", host.name)
+            else:
+                raise AssertionError(f"the fake fleet does not model the action {action['kind']!r}")
+        return {"ok": True}
+
+    def _op_activate(self, host: FakeHost, request: dict) -> dict:
+        release, previous = request["release"], host.current
+        self._event("activate", host.name, release, tuple(request["restart"]))
+        for unit in request["restart"]:
+            host.units[unit] = dict(host.env_file)
+        if host.releases.get(release) and release not in host.unhealthy:
+            host.current = release
+            host.activations.append((release, previous))
+            return {"ok": True, "release": release, "previous": previous, "status": "healthy"}
+        outcome = {"ok": False, "reason": f"{release} is not healthy", "release": release, "previous": previous}
+        if previous and previous != release:
+            self._event("activate", host.name, previous, tuple(request["restart"]))
+            host.current = previous
+            outcome["reverted"] = True
+        return outcome
+
+    def _op_audit(self, host: FakeHost, request: dict) -> dict:
+        host.audit.append(request["entry"])
+        self._event("audit", host.name, request["entry"]["result"])
+        return {"ok": True}
+
+    def _op_prune(self, host: FakeHost, request: dict) -> dict:
+        return {"removed": []}
+
+    def _op_keystate(self, host: FakeHost, request: dict) -> dict:
+        name = request["name"]
+        units = {u: {"running": u in host.units, "fingerprint": agent.key_fingerprint(name, host.units.get(u, {}).get(name))}
+                 for u in request["units"]}
+        return {"current": host.current, "file": agent.key_fingerprint(name, host.env_file.get(name)), "units": units}
+
+    def _op_setenv(self, host: FakeHost, request: dict) -> dict:
+        name = request["name"]
+        if name not in host.env_file:
+            return {"ok": False, "error": f"{request['env_file']} has no {name} line"}
+        host.env_file[name] = agent._env_line_value(request["line"], name)
+        self._event("setenv", host.name, name)
+        return {"ok": True, "file": agent.key_fingerprint(name, host.env_file[name])}

@@ -1,0 +1,242 @@
+"""Deploy, rollback and rotation orchestration driven against an in-memory fleet (tests/fakefleet.py).
+
+The lab tests prove the same stories on real hosts in minutes; these prove
+the order and the failure paths in seconds: the migration runs once before
+any restart, a failing batch halts the roll and reverts only itself, hosts
+not reached keep the old release, and the lock is released on every exit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smship import secretkey
+from smship.checklist.checks import NAMES
+from smship.context import EnvContext, targets_of
+from smship.deploy import deploy as deploy_command
+from smship.deploy.rollback import _rollback
+from smship.hostroles import app_units, is_app_host
+from smship.release.model import Release
+from smship.rotate import rotate as rotate_command
+from tests.fakefleet import FakeFleet, FakeHost
+
+WEB = ["web1", "web2", "web3"]
+ALL_CHECKS = list(NAMES)
+
+
+OLD_KEY = secretkey.generate()
+
+
+def inventory(tmp_path: Path, *, lb: bool = True, batch_size: int = 1) -> Path:
+    source = tmp_path / "app"
+    source.mkdir()
+    secrets = tmp_path / "prod.env"
+    secrets.write_text(f"SM_SECRET_KEY={OLD_KEY}\nSM_DB_PASSWORD=db-password-1\n")
+    secrets.chmod(0o600)
+    hosts = [{"name": n, "address": f"10.0.0.{i}", "roles": ["web"]} for i, n in enumerate(WEB, 11)]
+    hosts += [{"name": "jobs1", "address": "10.0.0.21", "roles": ["worker", "beat"]},
+              {"name": "db1", "address": "10.0.0.31", "roles": ["db"]}]
+    if lb:
+        hosts.append({"name": "lb1", "address": "10.0.0.41", "roles": ["lb"]})
+    data = {"app": {"name": "shop", "source": str(source)},
+            "environments": {"prod": {
+                "domain": "shop.example.com",
+                "tls": {"source": "files", "certificate": str(tmp_path / "c.pem"), "key": str(tmp_path / "k.pem")},
+                "secrets": {"backend": "file", "path": str(secrets)},
+                "web": {"batch_size": batch_size},
+                "env": {"SM_ENVIRONMENT": "production"},
+                "hosts": hosts}}}
+    path = tmp_path / "smship.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def fleet_of(tmp_path):
+    """(ctx, fleet) for an environment whose app hosts all run release r0."""
+    def make(**options):
+        ctx = EnvContext.open("prod", inventory(tmp_path, **options), output="json")
+        hosts = {h.name: FakeHost(h.name) for h in ctx.env.hosts}
+        for spec in ctx.env.hosts:
+            host = hosts[spec.name]
+            host.live("r0")
+            if is_app_host(spec):
+                host.env_file = {"SM_SECRET_KEY": OLD_KEY}
+                host.units = {unit: dict(host.env_file) for unit in app_units(ctx.layout, spec.roles)}
+        return ctx, FakeFleet(targets_of(ctx), hosts)
+    return make
+
+
+@pytest.fixture
+def release(tmp_path, monkeypatch):
+    """A release r1 on disk, handed to deploy instead of building one."""
+    path = tmp_path / "release"
+    path.mkdir()
+    (path / "main.py").write_text("app = None\n")
+    built = Release("r1", path, {"git_sha": "0" * 40, "dirty": False}, tmp_path / "wheels", "0123456789abcdef", ())
+    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: built)
+    return built
+
+
+def run_deploy(ctx, fleet) -> bool:
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
+    return deploy_command._deploy(ctx, fleet, ctx.layout, chosen, None, "HEAD", False, ALL_CHECKS)
+
+
+def restarts(fleet) -> list[tuple[str, str]]:
+    return [(host, release) for _, host, release, _ in fleet.happened("activate")]
+
+
+def migrations(fleet) -> list[str]:
+    return [host for _, host, what in fleet.happened("command") if what.startswith("alembic upgrade head")]
+
+
+def no_lock_left(fleet) -> bool:
+    return all(h.lock is None for h in fleet.hosts.values()) and \
+        len(fleet.happened("lock")) == len(fleet.happened("unlock")) == len(fleet.hosts)
+
+
+def test_a_deploy_migrates_once_before_the_first_restart_then_rolls_every_host(fleet_of, release):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    assert migrations(fleet) == ["web1"]
+    first_restart = next(i for i, e in enumerate(fleet.events) if e[0] == "activate")
+    migrated = next(i for i, e in enumerate(fleet.events) if e[0] == "command" and e[2].startswith("alembic"))
+    shipped = max(i for i, e in enumerate(fleet.events) if e[0] == "command" and e[2] == "finish release r1")
+    assert shipped < migrated < first_restart   # complete everywhere, then migrated, then restarted
+    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1"), ("web3", "r1"), ("jobs1", "r1")]
+    assert all(fleet.hosts[n].current == "r1" for n in [*WEB, "jobs1"])
+    assert fleet.hosts["db1"].current == "r0"           # not an app host: never switched
+    assert no_lock_left(fleet)
+    assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"ok"}
+
+
+def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_after(fleet_of, release):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    web1 = [e for e in fleet.events if e[1] == "web1" and e[0] in ("drain", "activate", "undrain")]
+    assert [e[0] for e in web1] == ["drain", "activate", "undrain"]
+    assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
+
+
+def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_old_release(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.hosts["web2"].unhealthy.add("r1")
+    assert not run_deploy(ctx, fleet)
+    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1"), ("web2", "r0")]   # web2 switched itself back
+    assert [fleet.hosts[n].current for n in [*WEB, "jobs1"]] == ["r1", "r0", "r0", "r0"]
+    assert migrations(fleet) == ["web1"]
+    assert no_lock_left(fleet)
+    assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"failed: web roll"}
+    assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())  # web2 serves r0 again
+
+
+def test_a_failed_migration_restarts_nothing(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.fail_command(lambda host, what: what.startswith("alembic upgrade head"))
+    assert not run_deploy(ctx, fleet)
+    assert restarts(fleet) == [] and migrations(fleet) == ["web1"]
+    assert all(h.current == "r0" for h in fleet.hosts.values())
+    assert no_lock_left(fleet)
+    assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"failed: migration"}
+
+
+def test_a_failed_install_on_one_host_stops_before_migrating(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.fail_command(lambda host, what: host == "web3" and what == "finish release r1")
+    assert not run_deploy(ctx, fleet)
+    assert migrations(fleet) == [] and restarts(fleet) == []
+    assert no_lock_left(fleet)
+
+
+def test_ctrl_c_during_a_batch_stops_the_roll_and_releases_the_lock(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.interrupt(lambda host, request: request["op"] == "activate" and host == "web2")
+    with pytest.raises(KeyboardInterrupt):
+        run_deploy(ctx, fleet)
+    assert restarts(fleet) == [("web1", "r1")]
+    assert [fleet.hosts[n].current for n in ["web2", "web3", "jobs1"]] == ["r0", "r0", "r0"]
+    assert no_lock_left(fleet)
+    assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
+
+
+def test_a_deploy_is_refused_while_another_holds_the_lock_and_changes_nothing(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.hosts["jobs1"].lock = {"token": "other", "user": "ana", "machine": "elsewhere", "pid": 1,
+                                 "since": 0, "command": "deploy prod"}
+    with pytest.raises(Exception, match="another deploy holds the lock: ana@elsewhere"):
+        run_deploy(ctx, fleet)
+    assert fleet.happened("rsync") == [] and restarts(fleet) == []
+    assert fleet.hosts["jobs1"].lock["token"] == "other"          # the other holder's lock stays
+    assert all(h.lock is None for n, h in fleet.hosts.items() if n != "jobs1")
+
+
+def test_a_rollback_switches_back_without_migrating(fleet_of, release):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
+    assert _rollback(ctx, fleet, ctx.layout, chosen, None, False, 0.0)
+    assert restarts(fleet) == [("web1", "r0"), ("web2", "r0"), ("web3", "r0"), ("jobs1", "r0")]
+    assert migrations(fleet) == []
+    assert not [e for e in fleet.happened("command") if "alembic upgrade" in e[2]]
+    assert no_lock_left(fleet)
+
+
+def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, release):
+    ctx, fleet = fleet_of(batch_size=2, lb=False)
+    fleet.hosts["web1"].unhealthy.add("r1")
+    assert not run_deploy(ctx, fleet)
+    # web1 and web2 were one batch: web2 went live and stays, web1 reverted, web3 was never reached.
+    assert sorted(restarts(fleet)) == [("web1", "r0"), ("web1", "r1"), ("web2", "r1")]
+    assert [fleet.hosts[n].current for n in WEB] == ["r0", "r1", "r0"]
+    assert no_lock_left(fleet)
+
+
+def rotate(ctx, fleet, monkeypatch) -> bool:
+    monkeypatch.setattr(rotate_command, "open_fleet", lambda ctx, hosts=None: fleet)
+    return rotate_command.rotate_secret(ctx)
+
+
+def key_on(fleet, host: str) -> set[str]:
+    """The key values a host's env file and running units hold."""
+    h = fleet.hosts[host]
+    return {h.env_file["SM_SECRET_KEY"], *(env["SM_SECRET_KEY"] for env in h.units.values())}
+
+
+def test_rotate_secret_writes_every_env_file_before_restarting_and_every_unit_ends_on_the_new_key(
+        fleet_of, monkeypatch, tmp_path):
+    ctx, fleet = fleet_of()
+    assert rotate(ctx, fleet, monkeypatch)
+    new = (tmp_path / "prod.env").read_text().split("SM_SECRET_KEY=")[1].split()[0]
+    assert new != OLD_KEY
+    assert all(key_on(fleet, h) == {new} for h in [*WEB, "jobs1"])
+    last_write = max(i for i, e in enumerate(fleet.events) if e[0] == "setenv")
+    assert last_write < min(i for i, e in enumerate(fleet.events) if e[0] == "activate")
+    assert restarts(fleet) == [("web1", "r0"), ("web2", "r0"), ("web3", "r0"), ("jobs1", "r0")]   # same release
+    assert no_lock_left(fleet) and migrations(fleet) == []
+
+
+def test_rotate_secret_that_fails_on_one_host_reports_the_split_and_releases_the_lock(fleet_of, monkeypatch):
+    ctx, fleet = fleet_of()
+    fleet.hosts["web2"].unhealthy.add("r0")      # r0 fails its health gate on web2 once restarted
+    assert not rotate(ctx, fleet, monkeypatch)
+    assert restarts(fleet)[:2] == [("web1", "r0"), ("web2", "r0")]
+    assert ("web3", "r0") not in restarts(fleet)   # the roll halted at web2's batch
+    assert OLD_KEY in key_on(fleet, "web3")
+    assert ctx.reporter.data["generations"]["web1"]["current"] is True
+    assert ctx.reporter.data["generations"]["web3"]["current"] is False
+    assert no_lock_left(fleet)
+
+
+def test_the_fake_refuses_an_agent_op_it_does_not_model(fleet_of):
+    from smship.remote import call_agent
+
+    ctx, fleet = fleet_of()
+    with pytest.raises(AssertionError, match="does not model the agent op 'status'"):
+        call_agent(fleet, fleet.targets["web1"], {"op": "status"})
+    assert json.loads(json.dumps(fleet.hosts["web1"].activations)) == [["r0", None]]
