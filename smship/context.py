@@ -10,6 +10,7 @@ from pathlib import Path
 from smship.inventory import App, Environment, LoadedInventory, load
 from smship.layout import Layout
 from smship.output import Reporter
+from smship.secrets import read_secrets
 from smship.settings import Settings
 
 
@@ -41,6 +42,11 @@ class EnvContext:
     def layout(self) -> Layout:
         """Where everything lives on this environment's hosts (one per command)."""
         return Layout.of(self.app, self.env)
+
+    @cached_property
+    def secrets(self) -> dict[str, str]:
+        """The secrets backend's values (the app's extra secret names included), read once per command."""
+        return read_secrets(self.env.secrets, self.app.settings.backend_names())
 
     @property
     def app_path(self) -> str:

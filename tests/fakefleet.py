@@ -15,6 +15,8 @@ fails the test loudly instead of answering something plausible.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -31,7 +33,8 @@ class FakeHost:
     current: str | None = None
     activations: list[tuple[str, str | None]] = field(default_factory=list)
     lock: dict | None = None
-    files: dict[str, str] = field(default_factory=dict)             # path -> content (drain flag, ...)
+    files: dict[str, bytes] = field(default_factory=dict)           # path -> content (env file, drain flag...)
+    owners: dict[str, tuple[str, str, str]] = field(default_factory=dict)   # path -> owner, group, mode
     audit: list[dict] = field(default_factory=list)
     python: str = "3.13.5"
     # Releases whose activation fails its health gate on this host.
@@ -118,7 +121,7 @@ class FakeFleet(Fleet):
 
     def put(self, target, data, remote_path, **options) -> Result:
         target = self._target(target)
-        self.hosts[target.name].files[remote_path] = data.decode()
+        self.hosts[target.name].files[remote_path] = data
         self._event("put", target.name, remote_path)
         return Result(target.name, f"put {remote_path}", 0)
 
@@ -150,17 +153,25 @@ class FakeFleet(Fleet):
         return {}
 
     def _op_facts(self, host: FakeHost, request: dict) -> dict:
-        return {"paths": {path: {"type": "file" if path in host.files else "absent"}
-                          for path in request.get("paths", {})}}
+        if request.get("packages") or request.get("users") or request.get("services") or request.get("checks"):
+            raise AssertionError("the fake fleet models file facts only")
+        paths = {}
+        for path in request.get("paths", {}):
+            content = host.files.get(path)
+            paths[path] = {"type": "absent"} if content is None else \
+                dict(zip(("owner", "group", "mode"), host.owners.get(path, ("root", "root", "0644"))),
+                     type="file", sha256=hashlib.sha256(content).hexdigest())
+        return {"packages": {}, "users": {}, "paths": paths, "services": {}, "checks": {}}
 
     def _op_apply(self, host: FakeHost, request: dict) -> dict:
         for action in request["actions"]:
             if action["kind"] == "file":
-                host.files[action["path"]] = action.get("content", "")
-                self._event("drain", host.name)
+                host.files[action["path"]] = base64.b64decode(action["content"])
+                host.owners[action["path"]] = (action["owner"], action.get("group") or action["owner"], action["mode"])
+                self._event("file", host.name, action["path"])
             elif action["kind"] == "absent":
                 host.files.pop(action["path"], None)
-                self._event("undrain", host.name)
+                self._event("absent", host.name, action["path"])
             else:
                 raise AssertionError(f"the fake fleet does not model the action {action['kind']!r}")
         return {"ok": True}

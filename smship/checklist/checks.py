@@ -301,8 +301,10 @@ def budget_numbers(facts, inventory_only: bool = False) -> dict:
                     (env.worker.concurrency if "worker" in host.roles else 0) + (1 if "beat" in host.roles else 0)
         answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
         # What runs now (the host's env file) or what the next provision
-        # brings (the inventory): whichever asks more.
-        sources = (inventory,) if inventory_only else (inventory, answer_env.get("values"))
+        # brings (the inventory): whichever asks more; a host whose env file
+        # this command rewrites before restarting runs the inventory's.
+        rewritten = inventory_only or (host.name in facts.rewritten and inventory is not None)
+        sources = (inventory,) if rewritten else (inventory, answer_env.get("values"))
         ceiling = max((_ceiling(v, facts.ctx.app.settings) for v in sources if v is not None),
                       default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))

@@ -26,10 +26,14 @@ def skipped_checks(ctx: EnvContext, cli: list[str] = ()) -> dict[str, str]:
 
 
 def run_checks(ctx: EnvContext, fleet: Fleet, *, skip: list[str] = (), cert_days: int = 14,
-               preflight: bool = False) -> list[Verdict]:
-    """Every check, but those of ``--skip-check`` (``skip``) and of the environment's ``checks.skip``."""
+               preflight: bool = False, rewritten: set[str] = frozenset()) -> list[Verdict]:
+    """Every check, but those of ``--skip-check`` (``skip``) and of the environment's ``checks.skip``.
+
+    ``rewritten``: hosts whose env file the command writes from the inventory before any restart.
+    """
     off = skipped_checks(ctx, list(skip))
     facts = gather(ctx, fleet, preflight=preflight, cert_days=cert_days, skip=tuple(off))
+    facts.rewritten = set(rewritten)
     return [Verdict(c.name, "skip", off[c.name]) if c.name in off else c.judge(facts, preflight)
             for c in CHECKS]
 
@@ -47,11 +51,11 @@ def show(ctx: EnvContext, verdicts: list[Verdict]) -> bool:
     return not counts["fail"]
 
 
-def preflight(ctx: EnvContext, fleet: Fleet, skip: list[str]) -> list[Verdict]:
+def preflight(ctx: EnvContext, fleet: Fleet, skip: list[str], rewritten: set[str] = frozenset()) -> list[Verdict]:
     """Deploy's run of the checklist; raises when a check fails, before anything changes."""
     off = skipped_checks(ctx, skip)
     ctx.reporter.step("preflight: the production checklist" + (f" (skipping {', '.join(off)})" if off else ""))
-    verdicts = run_checks(ctx, fleet, skip=skip, preflight=True)
+    verdicts = run_checks(ctx, fleet, skip=skip, preflight=True, rewritten=rewritten)
     if not show(ctx, verdicts):
         failed = [v.name for v in verdicts if v.status == "fail"]
         raise SmshipError(f"preflight failed, nothing was changed: check(s) {', '.join(failed)} failed; fix them "

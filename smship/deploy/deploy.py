@@ -2,7 +2,8 @@
 
 The order is the safety argument: nothing on a host changes until every
 host answered and the lock is held; no unit restarts until the release is
-complete on every host and the database is migrated; a batch that fails its
+complete on every host, its env file holds the inventory's settings (the
+migration and the restarted units read them) and the database is migrated; a batch that fails its
 health gate is switched back and stops the roll, so hosts not yet reached
 keep serving the old release.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from smship.checklist.run import INVENTORY_SKIP, preflight, skipped_checks
 from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
+from smship.steps.envfile import refresh_settings, settings_files
 from smship.steps.lock import environment_lock
 from smship.steps.migrate import release_steps, run_release_steps
 from smship.steps.record import record
@@ -59,7 +61,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     chosen = app_hosts(select_hosts(ctx, limit))
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
-    require_strong_key(ctx.name, ctx.app, ctx.env)
+    require_strong_key(ctx.name, ctx.app, ctx.env, ctx.secrets)
     with counted_fleet(ctx) as fleet:
         return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks))
 
@@ -75,7 +77,10 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         # Every app host, not only --limit's: the fleet must stay on one Python.
         target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
                                         if is_app_host(h)})
-        preflight(ctx, fleet, skip_checks)
+        # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
+        preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
+        # Rendered before anything changes: a setting the inventory cannot give stops the deploy here.
+        settings = {h.name: settings_files(ctx, h, ctx.secrets) for h in chosen}
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                           warn=report.warn):
         with report.phase("build"):
@@ -131,6 +136,10 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                                   lambda _: ("virtualenv ready, release complete", {}))
         if not installed:
             return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
+
+        with report.phase("settings"):
+            if not refresh_settings(ctx, fleet, targets, settings):
+                return record(ctx, fleet, targets, layout, outcome, "failed: settings", started)
 
         steps = release_steps(ctx.app, layout, release.id)
         if ctx.env.backup is not None and steps:

@@ -147,8 +147,12 @@ def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> 
 
 
 def desired_state(role_names: list[str], variables: dict[str, Any], project_dir: Path | None,
-                  jinja: jinja2.Environment) -> HostState:
-    """The full desired state of a host that plays ``role_names``."""
+                  jinja: jinja2.Environment, *, part: bool = False) -> HostState:
+    """The full desired state of a host that plays ``role_names``.
+
+    ``part``: only some of the host's roles, for a command that writes a few of their files without
+    running handlers (the roles declaring those handlers are not rendered).
+    """
     state = HostState()
     for name in role_order(role_names, project_dir):
         path, data = load_role(name, project_dir)
@@ -158,6 +162,6 @@ def desired_state(role_names: list[str], variables: dict[str, Any], project_dir:
         add_role(state, name, data, r)
     notified = {n for res in (*state.files, *state.links, *state.absent, *state.ensures) for n in res.notify}
     missing = sorted(notified - set(state.handlers))
-    if missing:
+    if missing and not part:
         raise RoleError(f"roles {', '.join(state.roles)} notify handler {missing[0]!r}, which no role declares")
     return state

@@ -11,40 +11,13 @@ from __future__ import annotations
 import time
 
 from smship.context import EnvContext, open_fleet, targets_of
+from smship.steps.envfile import settings_files, write_settings
 from smship.steps.lock import environment_lock
 from smship.steps.survey import survey
 from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
-from smship.inventory import Host
-from smship.engine.plan import apply_request, facts_request, plan
-from smship.engine.resources import HostState
-from smship.engine.roles import desired_state
-from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import app_hosts
-from smship.remote import call_agent
-from smship.secrets import read_secrets
 from smship.storage.bucket import ensure_bucket, s3_client
-from smship.templating import environment
-
-
-def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> HostState:
-    """The part of ``host``'s desired state that carries the storage settings."""
-    layout = ctx.layout
-    project_dir = ctx.inventory.path.parent
-    full = desired_state(roles_of(host), host_variables(ctx, host, secrets), project_dir, environment(project_dir))
-    return HostState(files=[f for f in full.files if f.path in (layout.env_file, layout.storage_ca)])
-
-
-def write_settings(fleet, target, state: HostState) -> list[str]:
-    """Write the files that differ (no handler runs); their paths."""
-    host_plan = plan(state, call_agent(fleet, target, facts_request(state)))
-    if not host_plan.changes:
-        return []
-    host_plan.handlers = []
-    answer = call_agent(fleet, target, apply_request(state, host_plan))
-    if not answer["ok"]:
-        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
-    return [change.target for change in host_plan.changes]
 
 
 def storage_setup(ctx: EnvContext) -> bool:
@@ -52,7 +25,7 @@ def storage_setup(ctx: EnvContext) -> bool:
     if storage is None:
         raise SmshipError(f"{ctx.inventory.path}: environments.{ctx.name}.storage: not set; "
                           "add a storage section (bucket, region, endpoint_url) first")
-    secrets = read_secrets(ctx.env.secrets)
+    secrets = ctx.secrets
     apps = app_hosts(ctx.env.hosts)
     states = {h.name: settings_files(ctx, h, secrets) for h in apps}
 

@@ -40,6 +40,10 @@ def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
 
 def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 1\n"})
+    # A setting changed in the inventory since the last provision: the deploy brings it to the hosts.
+    data = yaml.safe_load(inventory.read_text())
+    data["environments"][ENV].setdefault("env", {})["SM_DEPLOY_NOTE"] = "rolled-by-deploy"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     before = {h: live_release(lab, h) for h in APP_HOSTS}
     lb_workers = nginx_workers(lab, "lab1")
     with ExitStack() as stack:
@@ -57,6 +61,11 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     # Both clients saw the old release, then the new one: the roll happened under load.
     assert {before["lab2"], release} <= clients[1].releases, clients[1].releases
     assert run.output.count("migrating the database once") == 1
+    for host in APP_HOSTS:
+        assert "SM_DEPLOY_NOTE=rolled-by-deploy" in remote(lab, host, "cat /srv/refapp/shared/env")
+        for unit, pid in main_pids(lab, host).items():
+            environ = remote(lab, host, f"tr '\\0' '\\n' < /proc/{pid}/environ")
+            assert "SM_DEPLOY_NOTE=rolled-by-deploy" in environ.splitlines(), (host, unit)
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
         last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/shared/logs/deploys.jsonl"))

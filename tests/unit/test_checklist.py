@@ -333,3 +333,17 @@ def test_a_budget_the_inventory_already_fixed_asks_for_provisioning_not_for_new_
         assert verdict.status == "fail", verdict
         assert "the inventory's pool sizes fit" in verdict.reason and "env files of web2, jobs1" in verdict.reason
         assert "set SM_DB_POOL_SIZE" not in verdict.fix and "smship provision prod" in verdict.fix, verdict.fix
+
+
+def test_a_deploy_that_rewrites_the_stale_env_files_is_judged_on_the_inventorys_pool_sizes():
+    made = facts()
+    made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    for answer in made.hosts.values():
+        answer["env"]["values"].update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
+    made.rewritten = {"web1", "web2", "jobs1"}     # deploy writes their env files before restarting them
+    verdict = judge("connection-budget", made, preflight=True)
+    assert verdict.status == "pass", verdict
+    assert "web1 2x4 + web2 2x4 + jobs1 3x4" in verdict.reason, verdict.reason
+    made.rewritten = {"web1", "web2"}              # --limit web: jobs1 keeps its env file and its pools
+    verdict = judge("connection-budget", made, preflight=True)
+    assert verdict.status == "fail" and "env files of jobs1" in verdict.reason, verdict

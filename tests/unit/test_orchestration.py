@@ -35,7 +35,7 @@ def inventory(tmp_path: Path, *, lb: bool = True, batch_size: int = 1) -> Path:
     source = tmp_path / "app"
     source.mkdir()
     secrets = tmp_path / "prod.env"
-    secrets.write_text(f"SM_SECRET_KEY={OLD_KEY}\nSM_DB_PASSWORD=db-password-1\n")
+    secrets.write_text(f"SM_SECRET_KEY={OLD_KEY}\nSM_DB_PASSWORD=db-password-1\nSM_REDIS_PASSWORD=redis-password-1\n")
     secrets.chmod(0o600)
     hosts = [{"name": n, "address": f"10.0.0.{i}", "roles": ["web"]} for i, n in enumerate(WEB, 11)]
     hosts += [{"name": "jobs1", "address": "10.0.0.21", "roles": ["worker", "beat"]},
@@ -107,7 +107,9 @@ def test_a_deploy_migrates_once_before_the_first_restart_then_rolls_every_host(f
     first_restart = next(i for i, e in enumerate(fleet.events) if e[0] == "activate")
     migrated = next(i for i, e in enumerate(fleet.events) if e[0] == "command" and e[2].startswith("alembic"))
     shipped = max(i for i, e in enumerate(fleet.events) if e[0] == "command" and e[2] == "finish release r1")
-    assert shipped < migrated < first_restart   # complete everywhere, then migrated, then restarted
+    settings = max(i for i, e in enumerate(fleet.events) if e[0] == "file" and e[2] == ctx.layout.env_file)
+    # complete everywhere, env files written, then migrated, then restarted
+    assert shipped < settings < migrated < first_restart
     assert restarts(fleet) == [("web1", "r1"), ("web2", "r1"), ("web3", "r1"), ("jobs1", "r1")]
     assert all(fleet.hosts[n].current == "r1" for n in [*WEB, "jobs1"])
     assert fleet.hosts["db1"].current == "r0"           # not an app host: never switched
@@ -115,11 +117,25 @@ def test_a_deploy_migrates_once_before_the_first_restart_then_rolls_every_host(f
     assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"ok"}
 
 
+def test_a_deploy_brings_the_env_files_of_the_hosts_it_deploys_in_step_with_the_inventory(fleet_of, release):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    env_file = ctx.layout.env_file
+    written = {e[1] for e in fleet.happened("file") if e[2] == env_file}
+    assert written == {*WEB, "jobs1"}
+    assert b"SM_ENVIRONMENT=production" in fleet.hosts["web1"].files[env_file]
+    assert OLD_KEY.encode() in fleet.hosts["web1"].files[env_file]
+    fleet.events.clear()
+    assert run_deploy(ctx, fleet)                      # unchanged: nothing written again
+    assert [e for e in fleet.happened("file") if e[2] == env_file] == []
+
+
 def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_after(fleet_of, release):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
-    web1 = [e for e in fleet.events if e[1] == "web1" and e[0] in ("drain", "activate", "undrain")]
-    assert [e[0] for e in web1] == ["drain", "activate", "undrain"]
+    flag = ctx.layout.drain_flag
+    web1 = [e[0] for e in fleet.events if e[1] == "web1" and (e[0] == "activate" or e[-1] == flag)]
+    assert web1 == ["file", "activate", "absent"]
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
 
 
