@@ -8,7 +8,7 @@ from pathlib import Path
 
 from smship.inventory import App, Environment, LoadedInventory, load
 from smship.output import Reporter
-from smship.settings import Settings
+from smship.settings import Settings, SettingsError, load_settings
 
 
 @dataclass
@@ -23,8 +23,10 @@ class EnvContext:
 
     @classmethod
     def open(cls, name: str, inventory_path: Path | None = None, output: str | None = None) -> "EnvContext":
-        settings = Settings()
+        settings = load_settings()
         if output:
+            if output not in ("text", "json"):
+                raise SettingsError(f"-o/--output {output[:40]!r}: must be 'text' or 'json'")
             settings = settings.model_copy(update={"output": output})
         loaded = load(Path(inventory_path or settings.inventory))
         env = loaded.environment(name)
