@@ -109,11 +109,3 @@ def load_settings() -> Settings:
         shown = str(item.get("input", ""))[:60]
         raise SettingsError(f"{name}={shown!r}: {reason}") from None
 
-
-def describe() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) of every setting, for the README and --help."""
-    rows = []
-    for name, info in Settings.model_fields.items():
-        default = "" if info.default is None else str(info.default)
-        rows.append((variable(name), default, info.description or ""))
-    return rows
