@@ -166,7 +166,7 @@ class _FakeFleet:
         return {t.name: work(t) for t in self.targets}
 
 
-def _provision_with_a_diff(monkeypatch, output: str, shown: list[str]) -> Reporter:
+def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
     from smship.provision import engine
     from smship.provision.plan import Change, Plan
 
@@ -183,21 +183,21 @@ def _provision_with_a_diff(monkeypatch, output: str, shown: list[str]) -> Report
     ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod",
                           env=SimpleNamespace(backup=None, secrets=None),
                           app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ())))
-    assert engine.provision(ctx, check=True, diff=True, show=shown.append)
+    assert engine.provision(ctx, check=True, diff=True, show=show)
     return reporter
 
 
-def test_provision_check_diff_json_keeps_the_diffs_inside_the_document(monkeypatch, capsys):
-    shown: list[str] = []
-    reporter = _provision_with_a_diff(monkeypatch, "json", shown)
-    assert shown == []
+def test_provision_check_diff_json_keeps_stdout_one_document_with_the_diffs(monkeypatch, capsys):
+    reporter = _provision_with_a_diff(monkeypatch, "json")
     reporter.finish("provision prod")
-    document = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
     (host,) = document["hosts"]
     assert host["details"]["diffs"] == ["--- a\n+++ b\n-old\n+new", "--- /srv/app/shared/env: content (secret)"]
+    assert "-old\n+new\n--- /srv/app/shared/env: content (secret)\n" in captured.err
 
 
 def test_provision_check_diff_text_prints_the_diffs(monkeypatch):
     shown: list[str] = []
-    _provision_with_a_diff(monkeypatch, "text", shown)
+    _provision_with_a_diff(monkeypatch, "text", shown.append)
     assert shown == ["--- a\n+++ b\n-old\n+new", "--- /srv/app/shared/env: content (secret)"]
