@@ -11,7 +11,7 @@ from smship.inventory import App, Environment, LoadedInventory, load
 from smship.layout import Layout
 from smship.output import Reporter
 from smship.secrets import read_secrets
-from smship.settings import Settings
+from smship.settings import Settings, SettingsError, load_settings
 
 
 @dataclass
@@ -26,8 +26,10 @@ class EnvContext:
 
     @classmethod
     def open(cls, name: str, inventory_path: Path | None = None, output: str | None = None) -> "EnvContext":
-        settings = Settings()
+        settings = load_settings()
         if output:
+            if output not in ("text", "json"):
+                raise SettingsError(f"-o/--output {output[:40]!r}: must be 'text' or 'json'")
             settings = settings.model_copy(update={"output": output})
         loaded = load(Path(inventory_path or settings.inventory))
         env = loaded.environment(name)

@@ -20,7 +20,10 @@ _IMPORT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VERSION = re.compile(r"3\.\d{1,2}")
 _URL_PATH = re.compile(r"/([A-Za-z0-9._~-]+/)*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls (NEL among them) and the Unicode line and paragraph
+# separators: each can end a line in some file a value is rendered into.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = CONTROL
 
 DATABASE_DRIVERS = ("postgresql+asyncpg", "postgresql+psycopg", "postgresql+psycopg2", "postgresql")
 

@@ -17,18 +17,20 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from smship.contract import AppContract, FieldProblem, env_map, python_version
+from smship.contract import CONTROL, AppContract, FieldProblem, env_map, python_version
+from smship.inputrules import (MAX_FILE_BYTES, check_app_path, check_app_user, check_identifier, check_user_name,
+                               plain_strings, secret_like)
 
 Role = Literal["web", "worker", "beat", "db", "lb"]
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOST_NAME = re.compile(rf"^{_LABEL}$")
-_DNS_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.IGNORECASE)
-_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_HOST_NAME = re.compile(rf"{_LABEL}")
+_DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?", re.IGNORECASE)
+_APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 _ENV_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
-_JUMP = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?$")
-_PERCENT = re.compile(r"^(\d{1,3})%$")
+_JUMP = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?")
+_PERCENT = re.compile(r"(\d{1,3})%")
 
 # Secret values must come from a secrets backend, never from the plain env
 # map that is printed by --check --diff and kept in version control.
@@ -65,8 +67,9 @@ def check_address(value: str) -> str:
         return value
     except ValueError:
         pass
-    if len(value) > 253 or not _DNS_NAME.match(value) or value.replace(".", "").isdigit():
-        raise ValueError(f"{value!r} is not an IP address or host name")
+    if len(value) > 253 or not _DNS_NAME.fullmatch(value) or value.replace(".", "").isdigit():
+        shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+        raise ValueError(f"{shown} is not an IP address or host name")
     return value
 
 
@@ -99,7 +102,7 @@ class App(AppContract):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _APP_NAME.match(value):
+        if not _APP_NAME.fullmatch(value):
             raise ValueError("must be lower case letters, digits and '-', starting with a letter (at most 31)")
         return value
 
@@ -117,6 +120,7 @@ class SSH(_Model):
     parallel: int = Field(default=10, ge=1, le=200)
 
     _paths = field_validator("known_hosts", "config", "identity", mode="before")(_local_path)
+    _user = field_validator("user")(lambda cls, v: v if v is None else check_user_name(v))
 
 
 class TLS(_Model):
@@ -205,7 +209,7 @@ class Web(_Model):
             if value < 1:
                 raise ValueError("must be at least 1")
             return value
-        match = _PERCENT.match(value)
+        match = _PERCENT.fullmatch(value)
         if not match or not 1 <= int(match.group(1)) <= 100:
             raise ValueError("must be a host count or a share from '1%' to '100%'")
         return value
@@ -228,8 +232,9 @@ class Worker(_Model):
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not re.match(r"^[A-Za-z0-9_.-]+$", item):
-                raise ValueError(f"{item!r} is not a plain name")
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", item):
+                raise ValueError(f"{item[:40]!r} is not a plain name (letters, digits, '_', '.', '-'; "
+                                 "not starting with '-' or '.')")
         return value
 
 
@@ -237,8 +242,10 @@ class Db(_Model):
     max_connections: int = Field(default=100, ge=10)
     # None: the major the db host has (its cluster, else what its distribution installs).
     postgres_version: int | None = Field(default=None, ge=10, le=30)
-    name: str | None = None
+    name: str | None = Field(default=None, description="Database and role name (default: the app's name, '-' as '_').")
     port: int = Field(default=5432, ge=1, le=65535)
+
+    _name = field_validator("name")(lambda cls, v: v if v is None else check_identifier(v))
 
 
 class Lb(_Model):
@@ -249,32 +256,32 @@ class Beat(_Model):
     pass
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z0-9-]{2,32}$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION = re.compile(r"[a-z0-9-]{2,32}")
 # systemd OnCalendar expressions ("daily", "Mon *-*-* 03:00:00", "*-*-* 02,14:30"):
 # checked for their characters here, by systemd when the timer loads.
-_ON_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+_ON_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ +-]{1,100}")
 
 
 def _bucket(value: str | None) -> str | None:
-    if value is not None and (not _BUCKET.match(value) or ".." in value or value.replace(".", "").isdigit()):
+    if value is not None and (not _BUCKET.fullmatch(value) or ".." in value or value.replace(".", "").isdigit()):
         raise ValueError(f"{value!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')")
     return value
 
 
-_ENDPOINT = re.compile(r"^(https?)://([^/:?#\s]+)(?::(\d{1,5}))?/?$")
+_ENDPOINT = re.compile(r"(https?)://([^/:?#\s]+)(?::(\d{1,5}))?/?")
 
 
 def split_endpoint(url: str) -> tuple[str, str, int | None]:
     """``https://s3.example.com:9000`` → ``("https", "s3.example.com", 9000)``."""
-    match = _ENDPOINT.match(url)
+    match = _ENDPOINT.fullmatch(url)
     if not match:
         raise ValueError(f"{url!r} is not an http(s)://host[:port] URL")
     return match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None
 
 
 def _region(value: str | None) -> str | None:
-    if value is not None and not _REGION.match(value):
+    if value is not None and not _REGION.fullmatch(value):
         raise ValueError(f"{value!r} is not a region name such as eu-west-1")
     return value
 
@@ -330,7 +337,7 @@ class Backup(_Model):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is not None and (not re.match(r"^/[A-Za-z0-9_./-]*$", value) or ".." in value):
+        if value is not None and (not re.fullmatch(r"/[A-Za-z0-9_./-]*", value) or ".." in value):
             raise ValueError("must be an absolute path of plain characters, such as /pgbackrest/prod")
         return value
 
@@ -339,7 +346,7 @@ class Backup(_Model):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        if not _ON_CALENDAR.match(value):
+        if not _ON_CALENDAR.fullmatch(value):
             raise ValueError(f"{value!r} is not a systemd OnCalendar expression such as 'daily' or '*-*-* 03:00:00'")
         return value
 
@@ -359,10 +366,18 @@ class Secrets(_Model):
 
     _path = field_validator("path", mode="before")(_local_path)
 
+    @field_validator("secret_id")
+    @classmethod
+    def _secret_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9/_+=.@][A-Za-z0-9/_+=.@:-]{0,2047}", value):
+            raise ValueError(f"{value[:40]!r} is not a secret name or ARN (letters, digits and /_+=.@:-, "
+                             "not starting with '-')")
+        return value
+
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^/([A-Za-z0-9_.-]+/)+$", value):
+        if value is not None and not re.fullmatch(r"/([A-Za-z0-9_.-]+/)+", value):
             raise ValueError(f"{value!r} must be a parameter path that starts and ends with '/', such as /shop/prod/")
         return value
 
@@ -394,7 +409,7 @@ class Host(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _HOST_NAME.match(value):
+        if not _HOST_NAME.fullmatch(value):
             raise ValueError(f"{value!r} must be a lower-case host label (letters, digits, '-')")
         return value
 
@@ -403,14 +418,18 @@ class Host(_Model):
     def _address(cls, value: str) -> str:
         return check_address(value)
 
+    _user = field_validator("user")(lambda cls, v: v if v is None else check_user_name(v))
+
     @field_validator("jump")
     @classmethod
     def _jump(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        match = _JUMP.match(value)
+        match = _JUMP.fullmatch(value)
         if not match:
             raise ValueError(f"{value!r} is not [user@]host[:port]")
+        if match.group("user") is not None:
+            check_user_name(match.group("user"))
         check_address(match.group("host"))
         if match.group("port") and not 1 <= int(match.group("port")) <= 65535:
             raise ValueError(f"port in {value!r} is out of range")
@@ -427,6 +446,9 @@ class Host(_Model):
 
 class Environment(_Model):
     domain: str
+    # A throwaway environment on test machines (smship lab writes it): the
+    # only kind allowed weak choices such as self-signed certificates.
+    lab: bool = False
     app_path: str | None = None
     app_user: str | None = None
     keep_releases: int = Field(default=5, ge=2, le=100)
@@ -453,23 +475,29 @@ class Environment(_Model):
             raise ValueError(f"{value!r} is not a fully qualified domain name")
         return value
 
-    @field_validator("app_path")
-    @classmethod
-    def _app_path(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or not re.match(r"^/[A-Za-z0-9_./-]+$", value) or ".." in value):
-            raise ValueError("must be an absolute path of plain characters")
-        return value
-
-    @field_validator("app_user")
-    @classmethod
-    def _app_user(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
-            raise ValueError(f"{value!r} is not a valid user name")
-        return value
+    _app_path = field_validator("app_path")(lambda cls, v: v if v is None else check_app_path(v))
+    _app_user = field_validator("app_user")(lambda cls, v: v if v is None else check_app_user(v))
 
     _env = field_validator("env", mode="before")(lambda cls, v: env_map(
         v, _ENV_KEY, "environment variable names are upper case letters, digits and '_'",
         SECRET_KEYS, "is a secret: keep it in the secrets backend, not in the inventory"))
+
+    @field_validator("env")
+    @classmethod
+    def _no_secret_like(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            why = secret_like(key, item)
+            if why:
+                raise FieldProblem((key,), f"looks like a secret ({why}): keep it in the secrets backend "
+                                           "(secrets: section), not in the plain env map")
+        return value
+
+    @model_validator(mode="after")
+    def _self_signed_only_in_labs(self) -> "Environment":
+        if self.tls.source == "self-signed" and not self.lab:
+            raise FieldProblem(("tls", "source"), "self-signed certificates are for labs only: give certificate "
+                                                  "and key files, or mark a throwaway environment with `lab: true`")
+        return self
 
     @model_validator(mode="after")
     def _fleet_rules(self) -> "Environment":
@@ -549,14 +577,37 @@ class Inventory(_Model):
     app: App
     environments: dict[str, Environment] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_strings(cls, data: Any) -> Any:
+        plain_strings(data)
+        return data
+
     @field_validator("environments", mode="before")
     @classmethod
     def _env_names(cls, value: Any) -> Any:
         if isinstance(value, dict):
             for name in value:
-                if not isinstance(name, str) or not re.match(r"^[a-z][a-z0-9_-]{0,31}$", name):
+                if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
                     raise FieldProblem((str(name),), "environment names are lower case letters, digits, '-' and '_'")
         return value
+
+    @model_validator(mode="after")
+    def _app_user_of_own(self) -> "Inventory":
+        """Without ``app_user``, the app runs as a user named after it: that must not be a system account."""
+        for name, env in self.environments.items():
+            if env.app_user is None:
+                try:
+                    check_app_user(self.app.name)
+                except ValueError as exc:
+                    raise FieldProblem(("app", "name"), f"{exc}; set app_user in environment {name!r}") from None
+            if env.db.name is None:
+                try:
+                    check_identifier(self.app.name.replace("-", "_"))
+                except ValueError as exc:
+                    raise FieldProblem(("app", "name"), f"as the database name: {exc}; set db.name in "
+                                                        f"environment {name!r}") from None
+        return self
 
     @model_validator(mode="after")
     def _no_app_secret_in_env(self) -> "Inventory":
@@ -595,6 +646,8 @@ def field_path(loc: tuple[str | int, ...]) -> str:
     """``("environments", "prod", "hosts", 2, "address")`` → ``environments.prod.hosts[2].address``."""
     text = ""
     for part in loc:
+        if isinstance(part, str) and CONTROL.search(part):
+            part = part.encode("unicode_escape").decode("ascii")  # a message is one line, whatever the key
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
@@ -658,7 +711,15 @@ def parse(text: str, path: Path) -> Inventory:
 def load(path: Path) -> LoadedInventory:
     """Read and validate the inventory file at ``path``."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
+        if len(raw) > MAX_FILE_BYTES:
+            raise InventoryError([f"{path}: is {len(raw)} bytes; an inventory is at most {MAX_FILE_BYTES}"])
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InventoryError([f"{path}:{line}: not UTF-8 text (byte {exc.start + 1}); an inventory is a YAML file"]) from None
+    except IsADirectoryError:
+        raise InventoryError([f"{path}: is a directory, not an inventory file"]) from None
     except FileNotFoundError:
         raise InventoryError([f"{path}: no such inventory file (create one from inventory.example, or pass -i PATH)"]) from None
     except OSError as exc:

@@ -74,11 +74,20 @@ def _checked_text(path: Path) -> str:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise SmshipError(f"{path}: secrets file does not exist") from None
+    except OSError as exc:
+        raise SmshipError(f"{path}: cannot read the secrets file: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise SmshipError(f"{path}: secrets file is not a regular file (a directory?); secrets.path names a file")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SmshipError(f"{path}: secrets file is readable by group or others (mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}")
     if _inside_git_checkout(path):
         raise SmshipError(f"{path}: secrets file is tracked by git; keep it outside the repository")
-    return path.read_text()
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SmshipError(f"{path}: secrets file is not UTF-8 text") from None
+    except OSError as exc:
+        raise SmshipError(f"{path}: cannot read the secrets file: {exc.strerror}") from None
 
 
 def read_file_backend(path: Path) -> dict[str, str]:

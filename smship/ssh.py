@@ -33,6 +33,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from smship.command import Command, script
+from smship.errors import SmshipError
 
 __all__ = [
     "Target",
@@ -249,7 +250,47 @@ def _lookup(ssh_config: paramiko.SSHConfig | None, host: str) -> dict:
 def _load_ssh_config(path: Path | None) -> paramiko.SSHConfig | None:
     if path is None:
         return None
-    return paramiko.SSHConfig.from_path(str(path))
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except UnicodeDecodeError:
+        raise SmshipError(f"{path}: the SSH config is not UTF-8 text") from None
+    except OSError as exc:
+        raise SmshipError(f"{path}: cannot read the SSH config: {exc.strerror}") from None
+
+
+def read_known_hosts(path: Path | None) -> list[paramiko.hostkeys.HostKeyEntry]:
+    """The host keys of a known_hosts file, read once for every connection.
+
+    ``@cert-authority`` lines are skipped: paramiko cannot check host
+    certificates, and leaving out a line only trusts less (a host known only
+    through its CA is then reported as unknown).  ``@revoked`` lines are
+    refused, once, naming the line: smship cannot honour them, and ignoring a
+    revocation would trust a key its owner withdrew.  Lines of key types
+    paramiko does not know are skipped, as OpenSSH skips them.
+    """
+    if path is None or not path.exists():
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SmshipError(f"{path}: the known_hosts file is not UTF-8 text") from None
+    except OSError as exc:
+        raise SmshipError(f"{path}: cannot read the known_hosts file: {exc.strerror}") from None
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line.startswith("@revoked"):
+            raise SmshipError(f"{path}:{number}: @revoked lines are not supported: remove the line together "
+                              "with the revoked key's own lines")
+        if not line or line.startswith(("#", "@")):
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError):
+            continue
+        if entry is not None:
+            entries.append(entry)
+    return entries
 
 
 def resolve(target: Target, options: SSHOptions,
@@ -665,6 +706,7 @@ class Fleet:
         self.targets: dict[str, Target] = {}
         self.round_trips: dict[str, int] = {}
         self._ssh_config = _load_ssh_config(self.options.ssh_config)
+        self._known_hosts = read_known_hosts(self.options.known_hosts)
         self._endpoints: dict[str, Endpoint] = {}
         self._connections: dict[str, Connection] = {}
         self._jump_connections: dict[Endpoint, Connection] = {}
@@ -733,9 +775,11 @@ class Fleet:
             gateway=gateway if gateway is not None else False,
         )
         client = connection.client
-        if self.options.known_hosts and self.options.known_hosts.is_file():
-            # paramiko looks non-22 ports up as "[host]:port", like ssh.
-            client.load_host_keys(str(self.options.known_hosts))
+        # paramiko looks non-22 ports up as "[host]:port", like ssh.
+        keys = client.get_host_keys()
+        for entry in self._known_hosts:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
         if self.options.accept_unknown_hosts:
             client.set_missing_host_key_policy(
                 _AcceptNewPolicy(self.options.known_hosts))

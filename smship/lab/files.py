@@ -43,6 +43,7 @@ def render_inventory(labdir: Path, app_source: Path, hosts: Sequence[tuple[str, 
         "environments": {
             ENVIRONMENT: {
                 "domain": f"{app_name}.lab.test",
+                "lab": True,
                 "ssh": {"user": "deploy", "known_hosts": str(labdir / "known_hosts"),
                         "config": str(labdir / "ssh_config"),
                         "identity": str(labdir / KEY_NAME),

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from smship.lab.system import LabError, run
 
-DEFAULT_CACHE_DIR = Path("/var/cache/smship/lab/images")
 RECIPE_FORMAT = 1  # bump when the way a recipe becomes an image changes
 
 BASE_PACKAGES = (
@@ -248,7 +247,9 @@ class ImageResult:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SMSHIP_LAB_CACHE", DEFAULT_CACHE_DIR))
+    from smship.settings import load_settings
+
+    return load_settings().lab_cache
 
 
 def ensure_image(recipe: Recipe, directory: Path | None = None, log=None) -> ImageResult:

@@ -28,8 +28,8 @@ from typing import Callable, Iterable, Sequence
 from smship.lab import files, host, image, network
 from smship.lab.host import HostSpec
 from smship.lab.system import LabError, require_platform, run
+from smship.settings import SettingsError, load_settings
 
-DEFAULT_DIR = Path("/var/lib/smship/lab")
 STATE_VERSION = 1
 CGROUP_ROOT = "smship-lab"
 
@@ -79,13 +79,16 @@ class Lab:
     def __init__(self, directory: str | os.PathLike | None = None, *,
                  bridge: str | None = None, subnet: str | None = None,
                  reporter: Reporter | None = None) -> None:
-        self.dir = Path(directory or os.environ.get("SMSHIP_LAB_DIR") or DEFAULT_DIR).absolute()
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            raise LabError(str(exc)) from None
+        self.settings = settings
+        self.dir = Path(directory or settings.lab_dir).absolute()
         state = self._read_state()
         # A running lab keeps the network it was created with.
-        bridge = bridge or (state or {}).get("bridge") or os.environ.get(
-            "SMSHIP_LAB_BRIDGE") or network.DEFAULT_BRIDGE
-        subnet = subnet or (state or {}).get("subnet") or os.environ.get(
-            "SMSHIP_LAB_SUBNET") or network.DEFAULT_SUBNET
+        bridge = bridge or (state or {}).get("bridge") or settings.lab_bridge
+        subnet = subnet or (state or {}).get("subnet") or settings.lab_subnet
         self.net = network.NetworkPlan.make(bridge, subnet)
         self.report: Reporter = reporter or _silent
 

@@ -19,7 +19,7 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 FORWARD_LEDGER = Path("/run/smship-lab/ip_forward")
 FIRST_HOST_OFFSET = 11       # hosts at .11, .12, ...
 
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class NetworkPlan:
 
     @classmethod
     def make(cls, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET) -> "NetworkPlan":
-        if not _IFNAME.match(bridge):
+        if not _IFNAME.fullmatch(bridge):
             raise LabError(f"bridge name {bridge!r} is not a valid interface name "
                            "(letters, digits, _.-; at most 15 characters)")
         try:

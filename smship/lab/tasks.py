@@ -10,6 +10,7 @@ from __future__ import annotations
 from invoke import Collection, task
 from invoke.exceptions import Exit
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from smship.lab.image import DEFAULT_DISTRO, DISTROS, IMAGE_NAMES
@@ -35,7 +36,7 @@ def _lab(dir: str | None) -> Lab:
 
 
 def _fail(exc: LabError) -> Exit:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return Exit(code=1)
 
 
@@ -45,14 +46,15 @@ def _fail(exc: LabError) -> Exit:
              "redis-server, pgbackrest baked in; default base)",
     "app": "app source directory written into the inventory (default: current directory)",
     "distro": f"Debian release of the hosts: {' or '.join(DISTROS)} (Debian 13 / 12; default "
-              f"{DEFAULT_DISTRO}), or a comma list naming one per host for a mixed fleet; images "
+              f"{DEFAULT_DISTRO}, or $SMSHIP_LAB_DISTRO), or a comma list naming one per host for a mixed fleet; images "
               "are built from this machine's own apt mirror and cached per release",
     "dir": DIR_HELP,
 })
-def up(c, hosts=3, image="base", app=None, dir=None, distro=DEFAULT_DISTRO):
+def up(c, hosts=3, image="base", app=None, dir=None, distro=None):
     """Boot throwaway Debian hosts and write inventory.yml, ssh_config, known_hosts."""
     try:
         lab = _lab(dir)
+        distro = distro or lab.settings.lab_distro
         result = lab.up(hosts=int(hosts), image_name=image, app=app, distro=distro)
     except LabError as exc:
         raise _fail(exc)

@@ -11,6 +11,7 @@ and service change in order.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -62,13 +63,22 @@ def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutc
     return HostOutcome(host_plan, True)
 
 
+def diff_texts(plan) -> list[str]:
+    """What ``--diff`` shows of a host's plan: unified diffs, and only the summary of secret files."""
+    return [change.diff or f"--- {change.target}: {change.summary}"
+            for change in plan.changes if change.diff or change.kind == "file"]
+
+
 def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit: str | None = None,
-              restart_db: bool = False, show=print) -> bool:
+              restart_db: bool = False, show=None) -> bool:
     hosts: list[Host] = select_hosts(ctx, limit)
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
     secrets = ctx.secrets
     report = ctx.reporter
+    # With -o json stdout is the one JSON document: the diffs go inside it,
+    # and to stderr for whoever watches the run.
+    show = show or (print if report.output != "json" else (lambda text: print(text, file=sys.stderr)))
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
 
     roles = {h.name: h.roles for h in hosts}
@@ -89,14 +99,12 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
             status = "changed" if lines else "ok"
             verb = "would change" if check else "changed"
             message = f"{verb} {len(lines)}: " + "; ".join(lines) if lines else "in desired state"
+            diffs = diff_texts(outcome.plan) if diff else []
+            inside = {"diffs": diffs} if diff and report.output == "json" else {}
             report.host(target.name, status, message, time.monotonic() - started,
-                        changes=lines, round_trips=fleet.round_trips.get(target.name, 0))
-            if diff:
-                for change in outcome.plan.changes:
-                    if change.diff:
-                        show(change.diff)
-                    elif change.kind == "file":
-                        show(f"--- {change.target}: {change.summary}")
+                        changes=lines, round_trips=fleet.round_trips.get(target.name, 0), **inside)
+            for text in diffs:
+                show(text)
             if ctx.env.backup and not check and "db" in roles[target.name]:
                 said = settle_restart(ctx, fleet, target, restart_db, states[target.name].postgres_major)
                 if said:

@@ -15,18 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV_VAR = "SMSHIP_CACHE_DIR"
 STALE_SECONDS = 24 * 3600
 
 
 def cache_dir(explicit: Path | None = None) -> Path:
-    """``explicit``, else ``$SMSHIP_CACHE_DIR``, else ``~/.cache/smship``."""
+    """``explicit``, else ``$SMSHIP_CACHE_DIR``, else ``~/.cache/smship`` (smship.settings)."""
+    from smship.settings import load_settings
+
     if explicit is not None:
         return Path(explicit)
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path("~/.cache/smship").expanduser()
+    return load_settings().cache_dir
 
 
 def fresh_tmp(parent: Path) -> Path:

@@ -28,7 +28,7 @@ from smship.errors import SmshipError
 from smship.release.ids import check_release_id
 
 COMPLETE_MARKER = ".smship-complete"
-DEPS_ID = re.compile(r"^[0-9a-f]{16}$")
+DEPS_ID = re.compile(r"[0-9a-f]{16}")
 
 VENV_SCRIPT = """\
 set -eu
@@ -53,7 +53,7 @@ touch "$venv/$marker"
 
 
 def check_deps_id(deps_id: str) -> str:
-    if not DEPS_ID.match(deps_id or ""):
+    if not DEPS_ID.fullmatch(deps_id or ""):
         raise SmshipError(f"{deps_id!r} is not a dependency set id (16 hex digits)")
     return deps_id
 

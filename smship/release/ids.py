@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from smship.errors import SmshipError
 
-ID_PATTERN = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{7,40})(-dirty)?$")
+ID_PATTERN = re.compile(r"(\d{8}T\d{6}Z)-([0-9a-f]{7,40})(-dirty)?")
 SHORT_SHA = 7
 
 
@@ -20,6 +20,6 @@ def make_release_id(sha: str, *, dirty: bool, now: datetime | None = None) -> st
 
 def check_release_id(release_id: str) -> str:
     """Return ``release_id`` if it is well formed (it becomes a path on hosts), else raise."""
-    if not ID_PATTERN.match(release_id or ""):
+    if not ID_PATTERN.fullmatch(release_id or ""):
         raise SmshipError(f"{release_id!r} is not a release id (expected like 20261125T093000Z-ab12cd3)")
     return release_id

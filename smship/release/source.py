@@ -6,6 +6,7 @@ is exported, with paths relative to it.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import shutil
@@ -84,7 +85,31 @@ def _archive_commit(repo: Path, sha: str, subdir: str, dest: Path) -> None:
         extract_all(tar, dest)
 
 
+# Names of files that hold credentials: a dirty build that picked one up
+# while it sat untracked in the working tree would ship it to every host.
+SECRET_LIKE_FILES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*",
+                     "id_ecdsa*", "id_ed25519*", "id_dsa*", ".netrc", ".pgpass", "*.secrets", "secrets.env",
+                     "credentials", "credentials.json", "service-account*.json")
+# Templates of those files, meant to be shared.
+_TEMPLATES = (".example", ".sample", ".template", ".dist")
+
+
+def secret_like_file(rel: str) -> bool:
+    """Whether the repository path ``rel`` names a file that usually holds a credential."""
+    name = rel.rsplit("/", 1)[-1]
+    if name.endswith(_TEMPLATES):
+        return False
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_LIKE_FILES)
+
+
 def _copy_working_tree(source: Path, dest: Path) -> None:
+    untracked = run(["git", "-C", str(source), "ls-files", "-z", "--others", "--exclude-standard"],
+                    what="git ls-files")
+    risky = sorted(p for p in untracked.stdout.decode().split("\0") if p and secret_like_file(p))
+    if risky:
+        shown = ", ".join(risky[:5]) + (f" and {len(risky) - 5} more" if len(risky) > 5 else "")
+        raise SmshipError(f"a dirty build would ship untracked files that look like secrets: {shown}; "
+                          "add them to .gitignore (or move them out of the repository)")
     done = run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                what="git ls-files")
     dest.mkdir(parents=True, exist_ok=True)

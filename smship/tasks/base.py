@@ -40,8 +40,8 @@ def env_command(help: dict[str, str] | None = None, title: str | None = None, **
         def command(c, env, *args, inventory=None, output=None, **kwargs):
             try:
                 ctx = EnvContext.open(env, Path(inventory) if inventory else None, output)
-            except InventoryError as exc:
-                raise Exit(str(exc), code=2) from None
+            except (InventoryError, SmshipError) as exc:
+                raise Exit(str(exc) if isinstance(exc, InventoryError) else f"error: {exc}", code=2) from None
             try:
                 ok = body(ctx, *args, **kwargs)
             except (SmshipError, InventoryError) as exc:

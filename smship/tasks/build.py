@@ -38,13 +38,13 @@ def build(c, app=None, ref="HEAD", dirty=False, output=None, env=None, domain=No
     deploy that release to that environment only.
     """
     from smship.release import TRIXIE, archive_release, build_release, cache_dir, target_for_version
-    from smship.settings import Settings
+    from smship.settings import load_settings
 
     console = Console(stderr=True, highlight=False)
     try:
         if env and domain:
             raise SmshipError("--env and --domain both name the domain: pass one")
-        path = Path(inventory or Settings().inventory)
+        path = Path(inventory or load_settings().inventory)
         loaded = load(path) if (env or inventory or not app or path.is_file()) else None
         contract = loaded.inventory.app if loaded else None
         source = Path(app) if app else contract.source

@@ -11,6 +11,7 @@ import yaml
 from smship.command import cmd
 from smship.lab import files, host, image, network, system, tasks
 from smship.lab.lab import Lab
+from smship.inventory import load
 from smship.lab.system import LabError
 
 HOSTS3 = [("lab1", "192.168.250.11"), ("lab2", "192.168.250.12"), ("lab3", "192.168.250.13")]
@@ -57,6 +58,10 @@ def test_inventory_is_a_complete_lab_environment(tmp_path):
                           "identity": str(labdir / "id_ed25519"),
                           "accept_unknown_hosts": False}
     assert env["tls"] == {"source": "self-signed"}
+    # Self-signed certificates are allowed only where the environment says it is a lab.
+    assert env["lab"] is True
+    (tmp_path / "inventory.yml").write_text(text)
+    assert load(tmp_path / "inventory.yml").environment("lab").tls.source == "self-signed"
     assert env["secrets"] == {"backend": "file", "path": str(labdir / "secrets.env")}
     assert env["env"] == {"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json",
                           "SM_DB_POOL_SIZE": "3", "SM_DB_MAX_OVERFLOW": "6"}

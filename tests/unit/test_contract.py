@@ -11,7 +11,8 @@ from smship.inventory import InventoryError, load
 
 MINIMAL = {
     "app": {"name": "shop"},
-    "environments": {"prod": {"domain": "shop.example.com", "tls": {"source": "self-signed"},
+    "environments": {"prod": {"domain": "shop.example.com", "lab": True,
+                              "tls": {"source": "self-signed"},
                               "hosts": [{"name": "web1", "address": "10.0.0.1", "roles": ["web"]}]}},
 }
 

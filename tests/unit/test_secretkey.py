@@ -1,3 +1,7 @@
+import math
+import random
+import string
+
 from smship import secretkey
 
 
@@ -18,5 +22,21 @@ def test_missing_default_and_short_keys_are_refused():
 
 def test_entropy_estimate_grows_with_variety_and_length():
     assert secretkey.estimated_bits("aaaa") == 0
-    assert secretkey.estimated_bits("abcd") == 8
-    assert secretkey.estimated_bits("abcdabcd") == 16
+    assert secretkey.estimated_bits("adbc") == 8
+    assert secretkey.estimated_bits("adbcadbc") < secretkey.estimated_bits("adbcfegh")
+
+
+def test_a_run_of_letters_and_digits_is_not_369_bits():
+    # 62 distinct symbols, 369 bits by their frequencies alone; each follows from the one before.
+    alphabet = string.ascii_lowercase + string.ascii_uppercase + string.digits
+    assert secretkey.estimated_bits(alphabet) < 32
+    assert "weak" in secretkey.weakness(alphabet)
+    assert "weak" in secretkey.weakness("Passw0rd" * 8)
+
+
+def test_a_random_key_of_letters_and_digits_is_judged_by_its_classes():
+    rng = random.Random(7)
+    key = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(64))
+    assert secretkey.estimated_bits(key) <= 64 * math.log2(62)
+    assert secretkey.weakness(key) is None
+    assert "weak" in secretkey.weakness(key[:40])
