@@ -111,6 +111,7 @@ def fill_in(text: str, lab_inventory: Path, secrets_file: Path, domain: str, rol
     env["domain"] = domain
     env["ssh"] = fleet_env["ssh"]
     env["tls"] = {"source": "self-signed"}
+    env["lab"] = True          # self-signed certificates are for labs only
     env["secrets"]["path"] = str(secrets_file)
     env["hosts"] = [{"name": name, "address": addresses[name], "roles": host_roles}
                     for name, host_roles in roles.items()]

@@ -167,20 +167,19 @@ class _FakeFleet:
 
 
 def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
-    from smship.provision import engine
-    from smship.provision.plan import Change, Plan
+    from smship.provision import provision as engine
+    from smship.engine.plan import Change, Plan
 
     host = SimpleNamespace(name="web1", roles=["web"])
     plan = Plan(changes=[Change("file", "/etc/nginx/x.conf", "content", diff="--- a\n+++ b\n-old\n+new"),
                          Change("file", "/srv/app/shared/env", "content (secret)")])
     monkeypatch.setattr(engine, "select_hosts", lambda ctx, limit: [host])
-    monkeypatch.setattr(engine, "read_secrets", lambda *a: {})
     monkeypatch.setattr(engine, "environment", lambda d: None)
     monkeypatch.setattr(engine, "open_fleet", lambda ctx, hosts: _FakeFleet([SimpleNamespace(name="web1")]))
     monkeypatch.setattr(engine, "desired_states", lambda *a: {"web1": object()})
     monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check: engine.HostOutcome(plan, False))
     reporter = Reporter(output)
-    ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod",
+    ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod", secrets={},
                           env=SimpleNamespace(backup=None, secrets=None),
                           app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ())))
     assert engine.provision(ctx, check=True, diff=True, show=show)
