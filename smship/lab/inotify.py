@@ -65,19 +65,10 @@ def release(bridge: str, ledger: Path | None = None, proc: Path | None = None,
     """The lab on ``bridge`` is gone. When no other lab runs, put back the values from before
     the first lab (or ``fallback``); returns the values restored, if any changed."""
     ledger, proc = ledger or LEDGER, proc or INOTIFY
-    (ledger / f"lab-{bridge}").unlink(missing_ok=True)
-    if _labs(ledger):
+    original = network.leave_ledger(ledger, bridge)
+    if original is None:
         return None
-    original = ledger / "original"
-    before = json.loads(original.read_text()) if original.is_file() else fallback
-    for stale in (ledger.glob("lab-*") if ledger.is_dir() else []):
-        stale.unlink(missing_ok=True)
-    original.unlink(missing_ok=True)
-    for directory in (ledger, ledger.parent):
-        try:
-            directory.rmdir()
-        except OSError:
-            pass
+    before = json.loads(original) if original else fallback
     if not before:
         return None
     changed = {key: value for key, value in before.items() if read(proc)[key] != value}
