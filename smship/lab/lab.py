@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from smship.lab import files, host, image, network
+from smship.lab import files, host, image, inotify, network
 from smship.lab.host import HostSpec
 from smship.lab.system import LabError, require_platform, run
 from smship.settings import SettingsError, load_settings
@@ -263,6 +263,8 @@ class Lab:
             Path(spec.log).write_text("")
             keys.append((name, address, host.create(spec, client_key, all_hosts)))
             self.report(name, f"created at {address} (Debian {suite})")
+        state["inotify_before"] = inotify.claim(self.net.bridge, len(state["hosts"]))
+        self._write_state(state)
         for spec in specs:
             pid = host.boot(spec)
             self.report(spec.name, f"booting (nspawn pid {pid})")
@@ -321,7 +323,7 @@ class Lab:
     # ------------------------------------------------------------ down
 
     def down(self) -> list[str]:
-        """Remove every host, the bridge, the NAT table; restore ip_forward. Nothing else."""
+        """Remove every host, the bridge, the NAT table; restore ip_forward and the inotify limits. Nothing else."""
         require_platform(tools=False)
         with self._locked():
             return self._teardown()
@@ -360,6 +362,9 @@ class Lab:
         removed += network.down(state.get("bridge", self.net.bridge),
                                 state.get("nft_table", self.net.nft_table),
                                 state.get("ip_forward_before"))
+        restored = inotify.release(state.get("bridge", self.net.bridge), fallback=state.get("inotify_before"))
+        if restored:
+            removed.append("inotify limits restored to " + ", ".join(f"{k}={v}" for k, v in restored.items()))
         self.state_file.unlink(missing_ok=True)
         for item in removed:
             if not item.startswith("host "):

@@ -127,18 +127,16 @@ def claim_forwarding(bridge: str, ledger: Path | None = None) -> str | None:
     return before if before != "1" else None
 
 
-def release_forwarding(bridge: str, ledger: Path | None = None,
-                       fallback: str | None = None) -> str | None:
-    """A lab no longer needs forwarding. When no other running lab does, put back the
-    value from before the first lab (or ``fallback``). Returns the value restored."""
-    ledger = ledger or FORWARD_LEDGER
+def leave_ledger(ledger: Path, bridge: str) -> str | None:
+    """Take the lab on ``bridge`` off a machine-wide ledger (one ``lab-<bridge>`` file per
+    running lab, and ``original``: the machine's value before the first lab). While another
+    lab runs, ``None``; after the last, the ledger is removed and its ``original`` returned
+    (``""`` when it had none)."""
     (ledger / f"lab-{bridge}").unlink(missing_ok=True)
-    users = [p for p in ledger.glob("lab-*") if link_exists(p.name[4:])] \
-        if ledger.is_dir() else []
-    if users:
+    if ledger.is_dir() and any(link_exists(p.name[4:]) for p in ledger.glob("lab-*")):
         return None
     original = ledger / "original"
-    value = original.read_text().strip() if original.is_file() else fallback
+    value = original.read_text().strip() if original.is_file() else ""
     for stale in (ledger.glob("lab-*") if ledger.is_dir() else []):
         stale.unlink(missing_ok=True)
     original.unlink(missing_ok=True)
@@ -147,6 +145,17 @@ def release_forwarding(bridge: str, ledger: Path | None = None,
             directory.rmdir()
         except OSError:
             pass
+    return value
+
+
+def release_forwarding(bridge: str, ledger: Path | None = None,
+                       fallback: str | None = None) -> str | None:
+    """A lab no longer needs forwarding. When no other running lab does, put back the
+    value from before the first lab (or ``fallback``). Returns the value restored."""
+    original = leave_ledger(ledger or FORWARD_LEDGER, bridge)
+    if original is None:
+        return None
+    value = original or fallback
     if value is not None and read_ip_forward() != value:
         write_ip_forward(value)
         return value

@@ -6,6 +6,12 @@ fetches wheels for the hosts' platform (Linux x86_64 and the hosts' CPython:
 ``deps_id`` (the first 16 hex digits of the sha256 of the wheelhouse's
 ``requirements.txt``, whose first line names the target), so a second build
 with the same lock downloads nothing.
+
+The wheelhouse also carries the installer the hosts build the virtualenv
+with: uv's own wheel (:data:`UV_VERSION`, named in ``requirements.txt``'s
+second line, so it is part of ``deps_id``).  The hosts unpack uv from it;
+they never reach an index.  It is fetched once per machine kind into the
+cache's ``installers/`` and linked into each new wheelhouse.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from typing import Callable
 from smship.errors import SmshipError
 from smship.release import cachedir, proc
 from smship.release.files import sha256_bytes
+from smship.release.hostcmds import INSTALLER_LINE
 from smship.release.model import REQUIREMENTS
 
 PARALLEL = 4
+# The uv the hosts install with: tested with smship, changed only with it.
+UV_VERSION = "0.13.9"
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,23 @@ class Wheelhouse:
 
 
 def requirements_text(lines: list[str], target: Target) -> str:
-    return f"# smship wheelhouse for {target.describe()}\n" + "".join(f"{line}\n" for line in lines)
+    return (f"# smship wheelhouse for {target.describe()}\n{INSTALLER_LINE}{UV_VERSION}\n"
+            + "".join(f"{line}\n" for line in lines))
+
+
+def installer_wheel(cache: Path, *, python: str, target: Target) -> Path:
+    """uv's wheel for the hosts' machine, from the cache or downloaded into it once."""
+    entry = cache / "installers" / f"uv-{UV_VERSION}-{target.machine}"
+    found = sorted(entry.glob(f"uv-{UV_VERSION}-*.whl"))
+    if not found:
+        tmp = cachedir.fresh_tmp(entry.parent)
+        proc.run(pip_download_argv(python, [f"uv=={UV_VERSION}"], tmp, target), env={},
+                 what=f"pip download uv {UV_VERSION}")
+        cachedir.publish(tmp, entry)
+        found = sorted(entry.glob(f"uv-{UV_VERSION}-*.whl"))
+    if not found:
+        raise SmshipError(f"pip download of uv {UV_VERSION} left no wheel in {entry}")
+    return found[0]
 
 
 def deps_id_of(text: str) -> str:
@@ -122,8 +147,11 @@ def build_wheelhouse(lines: list[str], cache: Path, *, python: str = sys.executa
         return Wheelhouse(entry, deps_id, downloaded=False)
     wanted = [line for line in lines if applies(line, target)]
     progress(f"dependencies: downloading {len(wanted)} wheels for {target.describe()}")
+    installer = installer_wheel(cache, python=python, target=target)
     tmp = cachedir.fresh_tmp(entry.parent)
     download(wanted, tmp, python=python, target=target)
+    if not (tmp / installer.name).exists():     # the app may itself depend on this uv
+        shutil.copy2(installer, tmp / installer.name)
     (tmp / REQUIREMENTS).write_text(text)
     cachedir.publish(tmp, entry)
     return Wheelhouse(entry, deps_id, downloaded=True)
@@ -146,13 +174,13 @@ def download(requirements: list[str], dest: Path, *, python: str, target: Target
 
     def fetch(chunk: list[str]) -> list[str]:
         try:
-            proc.run(pip_download_argv(python, chunk, dest, target), what="pip download")
+            proc.run(pip_download_argv(python, chunk, dest, target), env={}, what="pip download")
             return []
         except SmshipError:
             missing = []
             for requirement in chunk:      # find which ones have no wheel for the target
                 try:
-                    proc.run(pip_download_argv(python, [requirement], dest, target), what="pip download")
+                    proc.run(pip_download_argv(python, [requirement], dest, target), env={}, what="pip download")
                 except SmshipError:
                     missing.append(requirement)
             return missing
@@ -170,7 +198,8 @@ def build_pure_wheel(requirement: str, dest: Path, *, python: str, target: Targe
     try:
         try:
             proc.run([python, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "--no-deps",
-                      "--no-binary", ":all:", "--wheel-dir", str(work), name], what=f"pip wheel {name}")
+                      "--no-binary", ":all:", "--wheel-dir", str(work), name], env={},
+                     what=f"pip wheel {name}")
         except SmshipError as exc:
             raise SmshipError(f"dependency {name} has no wheel for the hosts and could not be built: {exc}") from None
         built = list(work.glob("*.whl"))

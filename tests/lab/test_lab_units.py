@@ -337,3 +337,52 @@ def test_forwarding_is_restored_only_when_the_last_lab_goes(tmp_path, monkeypatc
     assert network.claim_forwarding("br-a", ledger) is None
     assert network.release_forwarding("br-a", ledger) is None
     assert forward.read_text().strip() == "1"
+
+
+def test_inotify_limits_grow_with_every_running_labs_hosts_and_come_back_after_the_last(tmp_path, monkeypatch):
+    from smship.lab import inotify
+    proc = tmp_path / "inotify"
+    proc.mkdir()
+    (proc / "max_user_instances").write_text("128\n")
+    (proc / "max_user_watches").write_text("500000\n")
+    bridges = {"br-a", "br-b"}
+    monkeypatch.setattr(network, "link_exists", lambda name: name in bridges)
+    ledger = tmp_path / "run" / "inotify"
+
+    # 24 hosts: the 22nd failed at 128 instances.
+    assert inotify.needed({"max_user_instances": 128, "max_user_watches": 8192}, 24) == \
+        {"max_user_instances": 128 + 24 * 16, "max_user_watches": 8192 + 24 * 8192}
+    before = {"max_user_instances": 128, "max_user_watches": 500000}
+    assert inotify.claim("br-a", 24, ledger, proc) == before
+    assert inotify.read(proc) == {"max_user_instances": 512, "max_user_watches": 500000 + 24 * 8192}
+    assert inotify.claim("br-b", 3, ledger, proc) == before        # both labs' hosts, on the machine's values
+    assert inotify.read(proc)["max_user_instances"] == 128 + 27 * 16
+
+    bridges.discard("br-a")
+    assert inotify.release("br-a", ledger, proc) is None           # br-b still runs
+    assert inotify.read(proc)["max_user_instances"] == 128 + 27 * 16
+    bridges.discard("br-b")
+    assert inotify.release("br-b", ledger, proc) == {"max_user_instances": 128, "max_user_watches": 500000}
+    assert inotify.read(proc) == before and not ledger.exists()
+
+    # A lab never lowers a limit someone raised further while it runs.
+    bridges.add("br-a")
+    inotify.claim("br-a", 3, ledger, proc)
+    (proc / "max_user_instances").write_text("100000\n")
+    bridges.add("br-b")
+    inotify.claim("br-b", 3, ledger, proc)
+    assert inotify.read(proc)["max_user_instances"] == 100000
+
+
+def test_inotify_release_falls_back_to_the_labs_own_record(tmp_path, monkeypatch):
+    """After a machine reboot wiped /run, ``lab down`` restores what its state file recorded."""
+    from smship.lab import inotify
+    proc = tmp_path / "inotify"
+    proc.mkdir()
+    (proc / "max_user_instances").write_text("512\n")
+    (proc / "max_user_watches").write_text("700000\n")
+    monkeypatch.setattr(network, "link_exists", lambda name: False)
+    restored = inotify.release("br-a", tmp_path / "gone", proc,
+                               fallback={"max_user_instances": 128, "max_user_watches": 700000})
+    assert restored == {"max_user_instances": 128}
+    assert inotify.read(proc)["max_user_instances"] == 128

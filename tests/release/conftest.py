@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from releasekit import LOG_NAME, DemoRepo, make_demo_repo
+from releasekit import LOG_NAME, DemoRepo, make_demo_repo, make_uv_wheel
 from smship.release import proc
+from smship.release.wheelhouse import UV_VERSION
 
 
 @pytest.fixture
@@ -26,7 +27,13 @@ def fixture_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Path:
+def installer_in_cache(tmp_path: Path) -> None:
+    """uv's wheel already in the test's build cache (``tmp_path/cache``), as after a first build on this machine."""
+    make_uv_wheel(tmp_path / "cache" / "installers" / f"uv-{UV_VERSION}-x86_64")
+
+
+@pytest.fixture
+def cache(tmp_path: Path, installer_in_cache) -> Path:
     return tmp_path / "cache"
 
 

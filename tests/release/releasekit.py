@@ -89,6 +89,18 @@ def make_wheel(directory: Path, name: str, version: str) -> Path:
     return wheel
 
 
+def make_uv_wheel(directory: Path) -> Path:
+    """uv's wheel as the wheelhouse carries it, wrapping this machine's own uv binary (a real installer)."""
+    import uv
+    from smship.release.wheelhouse import UV_VERSION
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / f"uv-{UV_VERSION}-py3-none-manylinux_2_17_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(uv.find_uv_bin(), f"uv-{UV_VERSION}.data/scripts/uv")
+        archive.writestr(f"uv-{UV_VERSION}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: uv\nVersion: {UV_VERSION}\n")
+    return wheel
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout.strip()

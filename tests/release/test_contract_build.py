@@ -12,6 +12,10 @@ from smship.deploy.deploy import require_built_for
 from smship.errors import SmshipError
 from smship.release import build_release
 
+# The builds here use tmp_path/"cache", which holds uv's wheel as after a first build.
+pytestmark = pytest.mark.usefixtures("installer_in_cache")
+
+
 MONOREPO = {"root": "backend", "web": {"app": "shop.web:app"},
             "migrate": {"command": "alembic upgrade head", "cwd": "db"},
             "frontend": {"dir": "../frontend", "output": "../frontend/dist", "url": "/app/", "manifest": None,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from releasekit import APP, git, make_demo_repo, make_wheel
 from smship.errors import SmshipError
 from smship.release import build_release
+from smship.release.wheelhouse import TRIXIE, UV_VERSION, installer_wheel
 from smship.release.files import sha256_file
 
 NOW = datetime(2026, 11, 25, 9, 30, 0, tzinfo=timezone.utc)
@@ -57,7 +59,9 @@ def test_release_tree_manifest_and_id(demo, cache, tmp_path, fixture_log):
     requirements = release.wheels_path / "requirements.txt"
     assert release.wheels_path == tmp_path / "out" / "wheels" / release.deps_id
     assert release.deps_id == m["deps_id"] == hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-    assert m["wheels"] == {"requirements.txt": sha256_file(requirements)}
+    uv_wheel = f"uv-{UV_VERSION}-py3-none-manylinux_2_17_x86_64.whl"     # even with no dependencies: the installer
+    assert m["wheels"] == {"requirements.txt": sha256_file(requirements),
+                           uv_wheel: sha256_file(release.wheels_path / uv_wheel)}
     assert npm_runs(fixture_log) == ["install", "build"]
     assert not any(msg.startswith("warning:") for msg in messages)
 
@@ -161,9 +165,10 @@ def test_wheelhouse_downloads_locked_wheels_once(tmp_path, cache, fixture_log, c
 
     release = build(repo, cache, tmp_path, name="one")
     names = sorted(p.name for p in release.wheels_path.iterdir())
-    assert names == ["requirements.txt", "tinydep-1.0-py3-none-any.whl"]
+    uv_wheel = f"uv-{UV_VERSION}-py3-none-manylinux_2_17_x86_64.whl"      # the hosts' installer travels along
+    assert names == ["requirements.txt", "tinydep-1.0-py3-none-any.whl", uv_wheel]
     requirements = (release.wheels_path / "requirements.txt").read_text()
-    assert requirements.splitlines()[1:] == ["tinydep==1.0"]
+    assert requirements.splitlines()[1:] == [f"# installer: uv=={UV_VERSION}", "tinydep==1.0"]
     assert set(release.manifest["wheels"]) == set(names)
     downloads = [c for c in commands if "download" in c]
     assert downloads and all("--only-binary=:all:" in c and "--no-deps" in c for c in downloads)
@@ -173,6 +178,28 @@ def test_wheelhouse_downloads_locked_wheels_once(tmp_path, cache, fixture_log, c
     again = build(repo, cache, tmp_path, name="two")
     assert again.deps_id == release.deps_id
     assert not [c for c in commands if "download" in c or "wheel" in c]
+
+
+def test_the_installer_is_downloaded_once_per_cache_with_an_allow_listed_environment(tmp_path, commands, monkeypatch):
+    index = tmp_path / "index"
+    make_wheel(index, "uv", UV_VERSION)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("SM_SECRET_KEY", "not-for-pip")
+    seen_env = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: seen_env.append(kw.get("env")) or real_run(*a, **kw))
+    cache = tmp_path / "fresh-cache"
+
+    wheel = installer_wheel(cache, python=sys.executable, target=TRIXIE)
+    assert wheel.name == f"uv-{UV_VERSION}-py3-none-any.whl" and wheel.is_relative_to(cache / "installers")
+    [download] = [c for c in commands if "download" in c]
+    assert f"uv=={UV_VERSION}" in download and "--only-binary=:all:" in download
+    assert seen_env[-1] is not None and "SM_SECRET_KEY" not in seen_env[-1] and seen_env[-1]["PIP_NO_INDEX"] == "1"
+
+    commands.clear()
+    assert installer_wheel(cache, python=sys.executable, target=TRIXIE) == wheel
+    assert not commands
 
 
 def test_local_dependency_is_refused(tmp_path, cache, fixture_log, monkeypatch):
