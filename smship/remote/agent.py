@@ -612,7 +612,10 @@ def prune(request):
 
 def audit(request):
     """One line on root's deploy log (see :func:`_open_record`: never through another user's link)."""
-    _append_record(request["path"], json.dumps(request["entry"], sort_keys=True) + "\n")
+    try:
+        _append_record(request["path"], json.dumps(request["entry"], sort_keys=True) + "\n")
+    except OSError as exc:
+        return {"ok": False, "error": "%s: %s" % (request["path"], exc.strerror or exc)}
     return {"ok": True}
 
 
