@@ -61,7 +61,8 @@ class Layout:
 
     @property
     def audit_log(self) -> str:
-        return f"{self.shared}/logs/deploys.jsonl"
+        # Root appends to it: out of the app user's reach, like the activation log.
+        return f"{self.root}/deploys.jsonl"
 
     @property
     def activation_log(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from smship import scram
 from smship.remote.agent import key_fingerprint
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -39,8 +40,48 @@ def find(kind: str, name: str, project_dir: Path | None) -> Path:
     raise FileNotFoundError(f"no {kind[:-1]} named {name!r} in {', '.join(map(str, search_path(kind, project_dir)))}")
 
 
-def _sql_literal(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+def psql_meta_literal(value: object) -> str:
+    """One argument of a psql meta-command (``\\set name ARG``), single-quoted.
+
+    Inside quotes psql reads ``''`` as a quote and processes backslash
+    escapes, so both are escaped; a line break would end the command.
+    """
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ValueError("a psql argument must not contain control characters")
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class UnrenderableValue(ValueError):
+    """A value a file's format cannot hold; the message names its key, never the value."""
+
+
+def redis_string(value: object, key: str) -> str:
+    """One argument of a redis.conf directive, double-quoted.
+
+    Redis splits a line into words at spaces and reads ``"..."`` with C-like
+    escapes, so a space or ``#`` stays inside the word.  Control characters
+    are refused rather than escaped: they are no one's intended password.
+    """
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise UnrenderableValue(f"{key} has a control character (a line break?), which redis.conf cannot hold")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ini_value(value: object, key: str) -> str:
+    """A value of a ``key=value`` line of pgBackRest's INI file.
+
+    pgBackRest takes the rest of the line, spaces trimmed, with no quoting or
+    escapes: a value that would change there (a line break, leading or
+    trailing space) is refused, naming ``key``.
+    """
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise UnrenderableValue(f"{key} has a control character (a line break?), which pgbackrest.conf cannot hold")
+    if text != text.strip():
+        raise UnrenderableValue(f"{key} starts or ends with a space, which pgbackrest.conf would drop")
+    return text
 
 
 def _env_value(value: object) -> str:
@@ -99,10 +140,23 @@ def environment(project_dir: Path | None) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["sql_literal"] = _sql_literal
+    env.filters["psql_meta_literal"] = psql_meta_literal
+    env.filters["redis_string"] = redis_string
+    env.filters["ini_value"] = ini_value
+    env.filters["scram_verifier"] = lambda value: scram.verifier(str(value))
     env.filters["fingerprint"] = lambda value, name: key_fingerprint(name, str(value))
     env.filters["env_value"] = _env_value
     env.filters["hba_address"] = _hba_address
     env.filters["systemd_command"] = systemd_command
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
     return env
+
+
+def sandbox_properties(project_dir: Path | None = None) -> list[str]:
+    """The app units' sandbox (``hardening.j2``) as ``Key=value`` properties, for ``systemd-run -p``.
+
+    Transient units (migrations, release commands, probes) get exactly the
+    settings the app's own units include, from the same template.
+    """
+    text = environment(project_dir).get_template("hardening.j2").render()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

@@ -57,8 +57,15 @@ def facts_request(state: HostState) -> dict[str, Any]:
         "users": [u.name for u in state.users],
         "paths": paths,
         "services": [s.name for s in state.services],
-        "checks": {e.name: {"argv": list(e.check), "output": e.output} for e in state.ensures},
+        "checks": {e.name: _check(e) for e in state.ensures},
     }
+
+
+def _check(ensure) -> dict[str, Any]:
+    check: dict[str, Any] = {"argv": list(ensure.check), "output": ensure.output}
+    if ensure.check_stdin is not None:
+        check["stdin"] = base64.b64encode(ensure.check_stdin).decode()
+    return check
 
 
 def _ownership(kind_fact: dict[str, Any], owner: str, group: str, mode: str) -> list[str]:

@@ -64,7 +64,9 @@ class Ensure:
     """State only a command can reach: ``check`` says whether it holds.
 
     ``check`` passes when it exits 0 and, if ``output`` is set, prints exactly
-    that.  Otherwise ``apply`` runs, fed ``stdin`` (kept off command lines).
+    that; it is fed ``check_stdin``.  Otherwise ``apply`` runs, fed ``stdin``.
+    What is secret or derived from a secret, and SQL, travel on stdin, never
+    on a command line.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Ensure:
     output: str | None = None
     stdin: bytes | None = field(default=None, repr=False)
     notify: tuple[str, ...] = ()
+    check_stdin: bytes | None = field(default=None, repr=False)
 
 
 @dataclass

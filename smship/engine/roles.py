@@ -19,7 +19,7 @@ import yaml
 from smship.errors import SmshipError
 from smship.engine.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
                                         User)
-from smship.templating import find
+from smship.templating import UnrenderableValue, find
 
 _SECTIONS = {"description", "requires", "when", "packages", "users", "directories", "files", "links",
              "absent", "ensure", "services", "handlers"}
@@ -85,7 +85,7 @@ class Renderer:
             return self.env.get_template(self.text(name)).render(self.vars).encode()
         except jinja2.TemplateNotFound as exc:
             raise RoleError(f"{self.where}: template {exc.name!r} not found") from None
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, UnrenderableValue) as exc:
             raise RoleError(f"{self.where}: template {name!r}: {exc}") from None
 
     def argv(self, items: list[Any]) -> tuple[str, ...]:
@@ -134,9 +134,13 @@ def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> 
     for e in live("absent"):
         state.absent.append(Absent(r.text(e["path"]), r.notify(e)))
     for e in live("ensure"):
-        stdin = r.template(e["stdin_template"]) if "stdin_template" in e else None
+        # stdin: inline (``stdin``, ``check_stdin``) or a template (``stdin_template``).
+        stdin = r.template(e["stdin_template"]) if "stdin_template" in e else \
+            r.text(e["stdin"]).encode() if "stdin" in e else None
+        check_stdin = r.text(e["check_stdin"]).encode() if "check_stdin" in e else None
         state.ensures.append(Ensure(r.text(e["name"]), r.argv(e["check"]), r.argv(e["apply"]),
-                                    r.text(e["output"]) if "output" in e else None, stdin, r.notify(e)))
+                                    r.text(e["output"]) if "output" in e else None, stdin, r.notify(e),
+                                    check_stdin))
     for e in live("services"):
         state.services.append(Service(r.text(e["name"]), e.get("enabled"), e.get("running")))
     # Roles may share a handler name: each adds its commands (once), so

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from smship import hostos
 from smship.steps.dbrestart import settle_restart
+from smship.steps.lock import environment_lock
 from smship.command import Command, script
 from smship.context import EnvContext, open_fleet, select_hosts
 from smship.errors import SmshipError
@@ -112,7 +113,14 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                     report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
             return outcome
 
-        outcomes = fleet.map(work)
+        if check:
+            outcomes = fleet.map(work)
+        else:
+            # Handlers restart app units: never in the middle of a deploy's roll.
+            reachable = [fleet.targets[name] for name, state in states.items()
+                         if not isinstance(state, BaseException)]
+            with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
+                outcomes = fleet.map(work)
     report.data["round_trips"] = dict(fleet.round_trips)
     return all(not isinstance(o, BaseException) for o in outcomes.values())
 

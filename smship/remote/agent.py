@@ -9,7 +9,7 @@ Requests (one per call; the answer is one JSON document on stdout):
   facts     what provisioning compares: packages, users, paths, services, checks
   apply     files, links, directories, commands, in order (see ``apply``)
   inspect   the release layout: live release, releases on disk, free space, lock
-  lock / unlock   the environment's deploy lock (an atomic mkdir)
+  lock / unlock   the environment's deploy lock (a complete directory renamed into place)
   activate  switch ``current``, restart units, wait for health, revert on failure;
             a release that passed its gate is appended to the activation log
   prune     remove old releases
@@ -96,7 +96,7 @@ def facts(request):
             users[name] = None
     checks = {}
     for name, check in request.get("checks", {}).items():
-        code, out, _ = _run(check["argv"])
+        code, out, _ = _run(check["argv"], base64.b64decode(check["stdin"]) if check.get("stdin") else None)
         wanted = check.get("output")
         checks[name] = code == 0 and (wanted is None or out.strip() == wanted)
     release = {}
@@ -292,41 +292,102 @@ def _record_activation(path, release, previous):
     if not path:
         return
     entries = []
-    if not os.path.exists(path) and previous and previous != release:
+    if not os.path.lexists(path) and previous and previous != release:
         entries.append({"release": previous, "recorded": "live before the log began"})
-    elif previous == release and os.path.exists(path):
+    elif previous == release and os.path.lexists(path):
         return  # another tier of the same host: already recorded
     entries.append({"release": release, "previous": previous})
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    for entry in entries:
+        entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _append_record(path, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries))
+
+
+class NotRootsOwn(OSError):
+    pass
+
+
+def _roots_directory(fd, name):
+    """Refuse a directory another user could change: its entries would be theirs to swap."""
+    st = os.fstat(fd)
+    sticky = st.st_mode & stat.S_ISVTX
+    if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not sticky):
+        raise NotRootsOwn("%s is not root's own directory (owner uid %d, mode %04o): "
+                          "refusing to keep a record there" % (name, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
+def _open_record(path, flags, mode=0o640):
+    """Open ``path`` walking down from / without following any link.
+
+    Every directory on the way must be root's (no other user may write it)
+    and the file itself is opened with O_NOFOLLOW, so a link planted by a
+    less trusted user never sends root's write elsewhere.  Missing
+    directories are created, root's and 0755.
+    """
+    parts = [part for part in path.split("/") if part]
+    if not path.startswith("/") or not parts or ".." in parts:
+        raise ValueError("a record's path must be absolute, without '..': %r" % path)
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        walked = ""
+        for part in parts[:-1]:
+            walked += "/" + part
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            _roots_directory(fd, walked)
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _append_record(path, text):
+    fd = _open_record(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     with os.fdopen(fd, "a") as handle:
-        for entry in entries:
-            entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        handle.write(text)
 
 
 def lock(request):
+    """Take the lock: a directory holding its holder, renamed into place complete.
+
+    The holder is written (and synced) in a directory of its own first; only
+    then does one rename make it the lock.  A full disk or a crash leaves no
+    lock at all, never a lock with no holder; of two takers, one rename wins.
+    """
     path = request["path"]
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.isdir(path):
+        return {"ok": False, "holder": _holder(path)}
+    staging = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".%s.new-" % os.path.basename(path))
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        try:
-            with open(os.path.join(path, "holder.json")) as handle:
-                return {"ok": False, "holder": json.load(handle)}
-        except (OSError, ValueError):
-            return {"ok": False, "holder": {}}
-    with open(os.path.join(path, "holder.json"), "w") as handle:
-        json.dump(request["holder"], handle)
+        fd = os.open(os.path.join(staging, "holder.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(request["holder"], handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(staging, path)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.isdir(path):     # another taker's rename won
+            return {"ok": False, "holder": _holder(path)}
+        return {"ok": False, "error": "%s: %s" % (path, exc.strerror or exc)}
     return {"ok": True}
+
+
+def _holder(path):
+    try:
+        with open(os.path.join(path, "holder.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
 
 
 def unlock(request):
     path = request["path"]
-    try:
-        with open(os.path.join(path, "holder.json")) as handle:
-            holder = json.load(handle)
-    except (OSError, ValueError):
-        holder = {}
+    holder = _holder(path)
     if request.get("force") or holder.get("token") == request["token"]:
         shutil.rmtree(path, ignore_errors=True)
         return {"ok": True}
@@ -550,9 +611,11 @@ def prune(request):
 
 
 def audit(request):
-    os.makedirs(os.path.dirname(request["path"]), exist_ok=True)
-    with open(request["path"], "a") as handle:
-        handle.write(json.dumps(request["entry"], sort_keys=True) + "\n")
+    """One line on root's deploy log (see :func:`_open_record`: never through another user's link)."""
+    try:
+        _append_record(request["path"], json.dumps(request["entry"], sort_keys=True) + "\n")
+    except OSError as exc:
+        return {"ok": False, "error": "%s: %s" % (request["path"], exc.strerror or exc)}
     return {"ok": True}
 
 

@@ -1,7 +1,8 @@
 """The environment's deploy lock, held on every host of the environment.
 
-An atomic ``mkdir`` on each host; a second deploy finds it and is refused
-with the holder's name.  The lock is released on every exit path, Ctrl-C
+On each host a directory holding its holder, renamed into place complete
+(see the agent's ``lock``); a second deploy, or a provision, finds it and is
+refused with the holder's name.  The lock is released on every exit path, Ctrl-C
 included, and only by the token that took it.
 """
 
@@ -36,15 +37,35 @@ def holder_text(holder: dict) -> str:
     return f"{holder['user']}@{holder.get('machine')} ({holder.get('command')}, {age}s ago, pid {holder.get('pid')})"
 
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def boot_id() -> str | None:
+    """This machine's boot: a PID names a process only within one boot."""
+    try:
+        with open(BOOT_ID) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def new_holder(command: str) -> dict:
     return {"token": secrets.token_hex(16), "user": getpass.getuser(), "machine": socket.gethostname(),
-            "pid": os.getpid(), "since": time.time(), "command": command}
+            "pid": os.getpid(), "boot_id": boot_id(), "since": time.time(), "command": command}
 
 
 def left_by_a_dead_process(holder: dict) -> bool:
-    """A lock taken on this machine by a process that no longer exists (it was killed, or lost its host)."""
+    """A lock taken on this machine by a process that no longer exists (it was killed, or lost its host).
+
+    Judged by machine, boot and PID: after a reboot the PID may name
+    another process, so a lock from an earlier boot is stale whatever runs
+    under its PID now.
+    """
     if holder.get("machine") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
+    ours = boot_id()
+    if holder.get("boot_id") and ours and holder["boot_id"] != ours:
+        return True
     try:
         os.kill(holder["pid"], 0)
     except ProcessLookupError:
@@ -77,6 +98,8 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
         for name, answer in answers.items():
             if isinstance(answer, BaseException):
                 raise SmshipError(f"could not take the deploy lock on {name}: {answer}")
+            if answer.get("error"):
+                raise SmshipError(f"could not take the deploy lock on {name}: {answer['error']}")
             if not answer.get("ok"):
                 raise LockHeld(f"{name}: another deploy holds the lock: {holder_text(answer['holder'])}; "
                                f"wait for it, or if it died run 'smship unlock ENV'")

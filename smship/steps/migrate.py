@@ -1,7 +1,7 @@
 """Release steps: the migration, then the release commands, once, on one host, before any restart.
 
-Each runs through ``systemd-run`` with the same user and EnvironmentFile as
-the app's units, so it sees exactly the settings the app will, and no
+Each runs through ``systemd-run`` with the same user, EnvironmentFile and
+sandbox as the app's units, so it sees exactly the settings the app will, and no
 secret ever appears on a command line. What runs is the app's declaration
 (``app.migrate``, ``app.release_commands``); the default is smpy's
 ``alembic upgrade head`` in ``host/``.
@@ -19,17 +19,23 @@ from smship.context import EnvContext
 from smship.contract import AppContract
 from smship.errors import SmshipError
 from smship.layout import Layout
+from smship.templating import sandbox_properties
 
 # A command's first word is looked up in the release's virtualenv first
 # ("alembic", "python -m app.seed"), then in the system's directories.
 _SEARCH = "{venv}:/usr/local/bin:/usr/bin:/bin"
 
 
+def transient_unit_properties(layout: Layout, workdir: str) -> list[str]:
+    """What a transient unit of the app is: its user, env file and the app units' sandbox."""
+    return [f"User={layout.user}", f"Group={layout.user}", f"EnvironmentFile={layout.env_file}",
+            f"WorkingDirectory={workdir}", f"ReadWritePaths={layout.uploads} {layout.logs}", *sandbox_properties()]
+
+
 def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "") -> Command:
-    """``argv`` run as the app user with the app's env file, waiting for it to finish."""
-    return cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
-               "-p", f"User={layout.user}", "-p", f"Group={layout.user}",
-               "-p", f"EnvironmentFile={layout.env_file}", "-p", f"WorkingDirectory={workdir}",
+    """``argv`` run as the app user with the app's env file, in the app units' sandbox, waiting for it to finish."""
+    properties = [word for p in transient_unit_properties(layout, workdir) for word in ("-p", p)]
+    return cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec", *properties,
                *argv, sudo=True, description=description or " ".join(argv))
 
 

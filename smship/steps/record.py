@@ -27,7 +27,12 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     """
     entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = [targets[name] for name in outcome["hosts"]]
-    fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}), chosen)
+    written = fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}),
+                        chosen)
+    for name, answer in sorted(written.items()):
+        if isinstance(answer, BaseException) or not answer.get("ok"):
+            ctx.reporter.warn(f"{name}: the audit line was not written: "
+                              f"{answer if isinstance(answer, BaseException) else answer.get('error')}")
     if prune:
         request = {"op": "prune", "root": layout.root, "keep": ctx.env.keep_releases, "protect": [outcome["release"], *protect]}
         pruned = fleet.map(lambda t: call_agent(fleet, t, request), chosen)

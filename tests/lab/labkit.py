@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +124,60 @@ def git(directory: Path, *args: str) -> str:
     proc = subprocess.run(["git", "-c", "user.name=smship tests", "-c", "user.email=tests@smship.invalid",
                            *args], cwd=directory, capture_output=True, text=True, check=True)
     return proc.stdout
+
+
+class CommandLineWatch:
+    """Every process's command line (/proc/*/cmdline) on the hosts and here, sampled while smship runs (bounded)."""
+
+    SCRIPT = 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f" 2>/dev/null; echo; done'
+
+    def __init__(self, lab, max_samples: int = 300, max_seconds: float = 600):
+        self.lab, self.max_samples, self.max_seconds = lab, max_samples, max_seconds
+        self.samples: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, args=(h,), daemon=True) for h in (*APP_HOSTS, None)]
+
+    def _sample(self, host: str | None) -> str:
+        if host is None:
+            lines = []
+            for path in glob.glob("/proc/[0-9]*/cmdline"):
+                try:
+                    lines.append(Path(path).read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+            return "\n".join(lines)
+        proc = self.lab.ssh(host, ["sh", "-c", self.SCRIPT], timeout=30)
+        return proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes) else proc.stdout
+
+    def _watch(self, host: str | None) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_samples):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            self.samples.append(self._sample(host))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "CommandLineWatch":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def shown(self, secrets) -> list[str]:
+        """Names of the secrets (a dict, or (name, value) pairs) whose value or fingerprint some sample shows."""
+        from smship.remote.agent import key_fingerprint
+
+        assert len(self.samples) > len(self._threads), "the watch took no samples"
+        found = []
+        for name, value in (secrets.items() if isinstance(secrets, dict) else secrets):
+            marks = [value, key_fingerprint(name, value)]
+            if any(mark in sample for mark in marks for sample in self.samples):
+                found.append(name)
+        return found
 
 
 class SteadyClient:

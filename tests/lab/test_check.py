@@ -370,7 +370,7 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
     try:
         forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", inventory=inventory, check=True)
         assert forced.document["audit"]["skipped_checks"] == ["log-format"]
-        audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/shared/logs/deploys.jsonl"))
+        audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/deploys.jsonl"))
         assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"
         assert {c["name"]: c["status"] for c in forced.document["checks"]}["log-format"] == "skip"
     finally:

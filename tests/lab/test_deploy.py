@@ -68,7 +68,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
             assert "SM_DEPLOY_NOTE=rolled-by-deploy" in environ.splitlines(), (host, unit)
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
-        last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/shared/logs/deploys.jsonl"))
+        last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/deploys.jsonl"))
         assert (last["release"], last["result"]) == (release, "ok"), last
         assert {"who", "when", "hosts", "seconds"} <= set(last)
     # A small change ships small: the release tree is hard-linked from the previous one.

@@ -53,7 +53,7 @@ def test_provisioning_never_shows_a_secret_and_the_env_file_is_private(lab, prov
     assert len(values) == 3 and all(len(v) >= 24 for v in values)
     assert not any(v in provisioned.output for v in values)
     for host in ("lab2", "lab3"):
-        assert remote(lab, host, "stat -c '%a %U' /srv/refapp/shared/env").split() == ["600", "refapp"]
+        assert remote(lab, host, "stat -c '%a %U' /srv/refapp/shared/env").split() == ["600", "root"]
         env_file = remote(lab, host, "cat /srv/refapp/shared/env")
         assert all(v in env_file for v in values[:1])
 

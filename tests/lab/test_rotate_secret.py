@@ -12,15 +12,13 @@ first and only their outcome is asserted (pytest would print both sides).
 from __future__ import annotations
 
 import shutil
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from labkit import ENV, SteadyClient, lab_env, remote, run_smship, write_inventory
+from labkit import ENV, CommandLineWatch, SteadyClient, lab_env, remote, run_smship, write_inventory
 from motokit import CREDENTIALS, REGION, client, moto_server
 from smship import secretkey
 from smship.rotate.generations import key_fingerprint
@@ -96,40 +94,6 @@ def changed_names(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-class ProcessWatch:
-    """Samples `ps -eo args` on every app host and on this machine while smship runs (bounded)."""
-
-    def __init__(self, lab, max_samples: int = 400, max_seconds: float = 600):
-        self.lab, self.max_samples, self.max_seconds = lab, max_samples, max_seconds
-        self.samples: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, args=(h,), daemon=True) for h in (*APP_HOSTS, None)]
-
-    def _ps(self, host: str | None) -> str:
-        if host is None:
-            return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=30).stdout
-        proc = self.lab.ssh(host, ["ps", "-eo", "args"], timeout=30)
-        return proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout
-
-    def _watch(self, host: str | None) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(self.max_samples):
-            if self._stop.is_set() or time.monotonic() > deadline:
-                return
-            self.samples.append(self._ps(host))
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> "ProcessWatch":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-
 def journal_since(lab, host: str, since: float) -> str:
     return remote(lab, host, f"journalctl --no-pager -o cat --since @{int(since) - 1}", timeout=120)
 
@@ -145,7 +109,7 @@ def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(l
     files_before = {host: env_lines(lab, host) for host in APP_HOSTS}
     started = time.time()
 
-    with ProcessWatch(lab) as watch, SteadyClient(lab.address("lab1")) as client:
+    with CommandLineWatch(lab) as watch, SteadyClient(lab.address("lab1")) as client:
         time.sleep(1)
         run = run_smship("rotate-secret", ENV, inventory=rotation.inventory, check=True)
     # The same batches and health gates as a deploy: through the lb, nothing failed.
@@ -168,12 +132,14 @@ def test_rotation_invalidates_sessions_changes_only_the_key_and_never_shows_it(l
         assert changed_names(files_before[host], after) == ["SM_SECRET_KEY"], host
         holds_new = after["SM_SECRET_KEY"] == new
         assert holds_new, f"{host}: the env file does not hold the new key"
-        assert remote(lab, host, f"stat -c '%a %U' {ENV_FILE}").split() == ["600", "refapp"]
+        assert remote(lab, host, f"stat -c '%a %U' {ENV_FILE}").split() == ["600", "root"]
 
     # Neither value in smship's output, the hosts' journals, or any process list sampled during the run.
     assert len(watch.samples) >= 10, "too few process lists sampled to prove anything"
     assert not shows([run.stdout, run.stderr], old, new), "smship printed a key"
-    assert not shows(watch.samples, old, new), "a key appeared on a command line"
+    # Command lines: neither key nor its fingerprint, nor any other secret of the backend.
+    assert watch.shown([("SM_SECRET_KEY", old), ("SM_SECRET_KEY", new), *values.items()]) == [], \
+        "a secret or its fingerprint appeared on a command line"
     assert not shows([journal_since(lab, host, started) for host in APP_HOSTS], old, new), "a key reached a journal"
     # The env file is written but never shown; provisioning now agrees with the hosts.
     check = run_smship("provision", ENV, "--check", "-o", "json", inventory=rotation.inventory, check=True)

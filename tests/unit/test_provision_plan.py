@@ -98,7 +98,7 @@ def test_web_host_units_and_nginx_follow_the_framework_guide(project):
 def test_env_file_is_secret_and_carries_settings(project):
     state = state_for(project, "web1")
     env_file = next(f for f in state.files if f.path == "/srv/shop/shared/env")
-    assert env_file.secret and env_file.mode == "0600" and env_file.owner == "shop"
+    assert env_file.secret and env_file.mode == "0600" and env_file.owner == "root"
     text = env_file.content.decode()
     assert f"SM_SECRET_KEY={'k' * 64}" in text
     assert "SM_DATABASE_URL=postgresql+asyncpg://shop:db%27pass@db1.internal.example.com:5432/shop" in text
@@ -124,13 +124,19 @@ def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
     assert names.index("postgres role shop") < names.index("postgres role shop has the password SM_DB_PASSWORD") \
         < names.index("postgres database shop")
     password = next(e for e in state.ensures if e.name == "postgres role shop has the password SM_DB_PASSWORD")
-    assert password.stdin == b"ALTER ROLE shop PASSWORD 'db''pass';\n"
+    fingerprint = key_fingerprint("SM_DB_PASSWORD", "db'pass")
+    mark, sql = password.stdin.decode().split("\n", 1)
+    # Postgres is given a SCRAM verifier, never the password; SQL names the role through psql variables.
+    assert mark == fingerprint and "db'pass" not in sql and "db''pass" not in sql
+    assert re.fullmatch(r"\\set verifier 'SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+'\n"
+                        r"ALTER ROLE :\"role\" PASSWORD :'verifier';\n", sql), sql
     for ensure in state.ensures:
-        assert "db'pass" not in " ".join(ensure.apply + ensure.check)
-    # The host compares the fingerprint of the password it last set.
-    mark = "/var/lib/smship/shop-db-password.fingerprint"
-    assert password.check[-2:] == (mark, key_fingerprint("SM_DB_PASSWORD", "db'pass")), password.check
-    assert password.apply[-2:] == password.check[-2:]
+        words = " ".join(ensure.apply + ensure.check)
+        assert "db'pass" not in words and fingerprint not in words, ensure
+    # The host compares the fingerprint of the password it last set, read from stdin.
+    assert password.check[-1] == "/var/lib/smship/shop-db-password.fingerprint", password.check
+    assert password.check_stdin == f"{fingerprint}\n".encode()
+    assert password.apply[-2:] == (password.check[-1], "shop")
     assert next(f for f in state.files if f.path == "/etc/redis/redis.conf").secret
 
 
