@@ -429,8 +429,11 @@ def firewall(facts):
     if not env.firewall.enabled:
         return WARN, "firewall.enabled is false: Postgres and Redis rely on their passwords alone", \
             f"set firewall.enabled: true in the inventory and run 'smship provision {name}'"
-    if not facts.reach:
+    if not env.hosts_with("db"):
         return PASS, "no db host in this fleet", ""
+    if not facts.reach:
+        return WARN, "nothing to try from: this machine is an app host and no lb host is outside the app hosts", \
+            "run 'smship check' from a machine that is not an app host"
     opened = [r for r in facts.reach if r.outcome == OPEN]
     if opened:
         return FAIL, "; ".join(f"{r.target} accepts a connection from {r.source}, which is not an app host"

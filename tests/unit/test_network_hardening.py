@@ -153,6 +153,26 @@ def test_from_here_tells_an_open_port_from_a_refused_one():
     assert from_here("127.0.0.1", port)[0] == CLOSED
 
 
+def test_the_probe_a_host_runs_answers_one_line_per_port_in_order():
+    import subprocess
+    from smship.checklist.firewall import _REMOTE
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = str(server.getsockname()[1])
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            closed = str(unused.getsockname()[1])
+        out = subprocess.run(["sh", "-c", _REMOTE, "smship", "2", "127.0.0.1", closed, "127.0.0.1", port],
+                             capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["closed Connection refused", "open"]
+
+
+def test_check_warns_when_there_is_no_stranger_to_try_from():
+    status, reason, _ = checks.firewall(facts(reach=[]))
+    assert status == "warn" and "this machine is an app host" in reason
+
+
 # ------------------------------------------------------------------ finding 7
 
 
