@@ -6,4 +6,4 @@ smship modules that import the inventory, so the names live apart.
 """
 
 CHECK_NAMES = ("hosts", "hosts-os", "environment", "secret-key", "database-url", "migrations", "frontend", "admin",
-               "proxy-headers", "tls", "log-format", "connection-budget", "beat", "drain", "sm010")
+               "proxy-headers", "tls", "firewall", "log-format", "connection-budget", "beat", "drain", "sm010")

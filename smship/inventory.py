@@ -252,6 +252,21 @@ class Lb(_Model):
     pass
 
 
+class Firewall(_Model):
+    """nftables on every host: SSH always, 80/443 where a site is served, Postgres/Redis to app hosts."""
+    enabled: bool = True
+    # More TCP ports open to every address on every host (a monitoring agent, say).
+    allow_tcp: list[int] = Field(default_factory=list)
+
+    @field_validator("allow_tcp")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range (1-65535)")
+        return value
+
+
 class Beat(_Model):
     pass
 
@@ -461,6 +476,7 @@ class Environment(_Model):
     beat: Beat = Beat()
     db: Db = Db()
     lb: Lb = Lb()
+    firewall: Firewall = Firewall()
     secrets: Secrets = Secrets(backend="env")
     storage: Storage | None = None
     backup: Backup | None = None

@@ -134,3 +134,17 @@ class Layout:
     @property
     def tls_key(self) -> str:
         return f"/etc/ssl/smship/{self.app}.key"
+
+    # lb -> web TLS: a web host's certificate from the environment's CA, and
+    # the CA certificate(s) the lb verifies it with (smship.upstreamtls).
+    @property
+    def upstream_certificate(self) -> str:
+        return f"/etc/ssl/smship/{self.app}-upstream.crt"
+
+    @property
+    def upstream_key(self) -> str:
+        return f"/etc/ssl/smship/{self.app}-upstream.key"
+
+    @property
+    def upstream_ca(self) -> str:
+        return f"/etc/ssl/smship/{self.app}-upstream-ca.crt"

@@ -32,7 +32,9 @@ from smship.inventory import Secrets
 
 # Names the env backend takes from the environment of the machine running smship.
 KNOWN_SECRETS = ("SM_SECRET_KEY", "SM_DB_PASSWORD", "SM_REDIS_PASSWORD", "SM_DATABASE_URL",
-                 "SM_REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                 "SM_REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 # The lb -> web TLS CA of the environment (smship.upstreamtls); never shipped to the app.
+                 "SMSHIP_UPSTREAM_CA_KEY")
 PREVIOUS_SUFFIX = "_PREVIOUS"
 
 

@@ -8,6 +8,7 @@ is tested on facts made by hand.
 from __future__ import annotations
 
 from smship.checklist import tls
+from smship.checklist.firewall import ERROR, OPEN
 from smship.checklist.hostos import hosts_os
 from smship.checklist.model import Check
 from smship.checknames import CHECK_NAMES
@@ -425,6 +426,30 @@ def drain(facts):
     return PASS, f"every web host can be drained without an nginx reload, and none is ({_where(lbs)})", ""
 
 
+def firewall(facts):
+    env, name = facts.env, facts.ctx.name
+    if not env.firewall.enabled:
+        return WARN, "firewall.enabled is false: Postgres and Redis rely on their passwords alone", \
+            f"set firewall.enabled: true in the inventory and run 'smship provision {name}'"
+    if not env.hosts_with("db"):
+        return PASS, "no db host in this fleet", ""
+    if not facts.reach:
+        return WARN, "nothing to try from: this machine is an app host and no lb host is outside the app hosts", \
+            "run 'smship check' from a machine that is not an app host"
+    opened = [r for r in facts.reach if r.outcome == OPEN]
+    if opened:
+        return FAIL, "; ".join(f"{r.target} accepts a connection from {r.source}, which is not an app host"
+                               for r in opened), \
+            f"run 'smship provision {name}' (nftables on the db host admits only the app hosts)"
+    unknown = [r for r in facts.reach if r.outcome == ERROR]
+    if unknown:
+        return WARN, "; ".join(f"{r.source} could not try {r.target}: {r.detail}" for r in unknown), \
+            "see the error above; the connections that could be tried were refused"
+    sources = ", ".join(dict.fromkeys(r.source for r in facts.reach))
+    targets = ", ".join(dict.fromkeys(r.target for r in facts.reach))
+    return PASS, f"{targets} refuse {sources} (not app hosts)", ""
+
+
 def hosts(facts):
     if facts.unreachable:
         return FAIL, "; ".join(facts.unreachable.values()), "bring the hosts back (smship status ENV) and check again"
@@ -442,6 +467,7 @@ CHECKS = [
     Check("admin", "an admin user exists", admin, advisory=True),
     Check("proxy-headers", "uvicorn --proxy-headers; nginx forwards X-Forwarded-Proto/For", proxy_headers),
     Check("tls", "HTTPS answers with a certificate for the domain, not expiring soon", https),
+    Check("firewall", "Postgres and Redis refuse connections from hosts that are not app hosts", firewall),
     Check("log-format", "the app logs JSON (its log format setting is json)", log_format),
     Check("connection-budget", "the fleet's database connections fit max_connections", connection_budget),
     Check("beat", "exactly one Celery beat is active in the fleet", beat),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smship.appenv import app_settings
-from smship.checklist import tls
+from smship.checklist import firewall, tls
 from smship.checklist.checks import DATABASE_CHECKS
 from smship.checklist.dbprobe import parse_probe, probe_command
 from smship.context import EnvContext
@@ -69,6 +69,7 @@ class Facts:
     configured_certificate: str | None = None
     # Hosts whose env file the command (a deploy) rewrites from the inventory before any restart.
     rewritten: set[str] = field(default_factory=set)
+    reach: list[firewall.Reach] = field(default_factory=list)
 
     @property
     def env(self):
@@ -134,6 +135,8 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
             facts.hosts[name] = answer
     if not set(DATABASE_CHECKS) <= set(skip):
         read_database(facts, fleet)
+    if "firewall" not in skip and ctx.env.firewall.enabled:
+        facts.reach = firewall.probe(ctx, fleet, set(facts.hosts))
     if "tls" not in skip:
         edges = [h for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)]
         facts.served = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),

@@ -7,15 +7,17 @@ from typing import Any
 from smship.appenv import app_settings, database_name
 from smship.backuprepo import backup_variables
 from smship.context import EnvContext
+from smship.firewall import RULES_PATH, UNIT, host_firewall
 from smship.hostos import UNKNOWN_OS, HostOS, python_packages
 from smship.hostroles import app_hosts, is_app_host
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.secrets import backend_for
+from smship.upstreamtls import for_host
 
 def roles_of(host: Host) -> list[str]:
     """The roles applied to ``host``: its own, after the shared ones."""
-    shared = ["base"] + (["app"] if is_app_host(host) else [])
+    shared = ["base", "firewall"] + (["app"] if is_app_host(host) else [])
     return shared + list(host.roles)
 
 
@@ -60,4 +62,9 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "lb_hosts": env.hosts_with("lb"),
         "app_hosts": apps,
         "db_host": (env.hosts_with("db") or [None])[0],
+        "firewall": host_firewall(env, host),
+        # lb -> web TLS, verified against the environment's CA (only with an lb).
+        "upstream": for_host(ctx.app.name, ctx.name, host.roles, host.name, secrets) if env.hosts_with("lb") else None,
+        "firewall_rules": RULES_PATH,
+        "firewall_unit": UNIT,
     }

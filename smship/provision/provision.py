@@ -28,6 +28,8 @@ from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import is_app_host
 from smship.remote import call_agent
+from smship import upstreamtls
+from smship.secrets import backend_for
 from smship.ssh import Fleet, Target
 from smship.templating import environment
 
@@ -75,7 +77,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     hosts: list[Host] = select_hosts(ctx, limit)
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
-    secrets = ctx.secrets
+    secrets = upstream_ca_secrets(ctx, ctx.secrets, check)
     report = ctx.reporter
     # With -o json stdout is the one JSON document: the diffs go inside it,
     # and to stderr for whoever watches the run.
@@ -123,6 +125,19 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                 outcomes = fleet.map(work)
     report.data["round_trips"] = dict(fleet.round_trips)
     return all(not isinstance(o, BaseException) for o in outcomes.values())
+
+
+def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -> dict[str, str]:
+    """``secrets`` with the environment's upstream CA key when the fleet has an lb (made once, then kept).
+
+    ``--check`` changes nothing, the secrets backend included: it plans with a
+    key that lives only in memory.
+    """
+    if not ctx.env.hosts_with("lb") or upstreamtls.CA_KEY in secrets:
+        return secrets
+    if check:
+        return {**secrets, upstreamtls.CA_KEY: upstreamtls.new_key()}
+    return upstreamtls.ensure_ca_key(backend_for(ctx.env.secrets, ctx.app.settings.backend_names()), secrets)
 
 
 def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,

@@ -48,9 +48,12 @@ def test_first_run_changes_every_host_and_a_second_run_changes_and_restarts_noth
 
 
 def test_provisioning_never_shows_a_secret_and_the_env_file_is_private(lab, provisioned):
-    values = [line.partition("=")[2] for line in Path(lab.secrets).read_text().splitlines()
-              if "=" in line and not line.startswith("#")]
-    assert len(values) == 3 and all(len(v) >= 24 for v in values)
+    stored = dict(line.split("=", 1) for line in Path(lab.secrets).read_text().splitlines()
+                  if "=" in line and not line.startswith("#"))
+    # The lab's three, and the upstream CA key the first provision of a fleet with an lb stores.
+    assert list(stored) == ["SM_SECRET_KEY", "SM_DB_PASSWORD", "SM_REDIS_PASSWORD", "SMSHIP_UPSTREAM_CA_KEY"]
+    values = list(stored.values())
+    assert all(len(v) >= 24 for v in values)
     assert not any(v in provisioned.output for v in values)
     for host in ("lab2", "lab3"):
         assert remote(lab, host, "stat -c '%a %U' /srv/refapp/shared/env").split() == ["600", "root"]

@@ -21,7 +21,8 @@ from smship.templating import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"SM_SECRET_KEY": "k" * 64, "SM_DB_PASSWORD": "db'pass", "SM_REDIS_PASSWORD": "redispass",
-           "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-example"}
+           "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-example",
+           "SMSHIP_UPSTREAM_CA_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def file_text(state, suffix: str) -> str:
 
 def test_web_host_units_and_nginx_follow_the_framework_guide(project):
     state = state_for(project, "web1")
-    assert state.roles == ["base", "app", "web"]
+    assert state.roles == ["base", "firewall", "app", "web"]
     service = file_text(state, "shop-web.service")
     assert "--fd 3 --workers 2 --proxy-headers --forwarded-allow-ips 127.0.0.1" in service
     assert "ProtectSystem=strict" in service and "NoNewPrivileges=yes" in service
@@ -107,7 +108,7 @@ def test_env_file_is_secret_and_carries_settings(project):
 
 def test_worker_and_beat_units(project):
     state = state_for(project, "jobs1")
-    assert state.roles == ["base", "app", "worker", "beat"]
+    assert state.roles == ["base", "firewall", "app", "worker", "beat"]
     worker = file_text(state, "shop-worker.service")
     assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
     assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker

@@ -1,0 +1,48 @@
+"""What each host's firewall admits, decided from the inventory alone.
+
+Rendered into ``templates/firewall.nft.j2`` by the ``firewall`` role, and read
+by ``smship check`` to know which ports must refuse a stranger.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from smship.hostroles import app_hosts
+from smship.inventory import Environment, Host
+
+RULES_PATH = "/etc/smship/firewall.nft"
+UNIT = "smship-firewall.service"
+REDIS_PORT = 6379
+SITE_ROLES = ("web", "lb")
+
+
+@dataclass(frozen=True)
+class HostFirewall:
+    ssh_ports: tuple[int, ...]
+    serves_site: bool
+    data_ports: tuple[int, ...]       # Postgres and Redis, on a db host
+    app_v4: tuple[str, ...]           # IPv4 addresses and names (nft resolves names when it loads)
+    app_v6: tuple[str, ...]
+
+
+def data_ports(env: Environment) -> tuple[int, ...]:
+    return (env.db.port, REDIS_PORT)
+
+
+def _is_v6(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).version == 6
+    except ValueError:
+        return False
+
+
+def host_firewall(env: Environment, host: Host) -> HostFirewall:
+    apps = [h.address for h in app_hosts(env.hosts)]
+    return HostFirewall(
+        ssh_ports=tuple(sorted({22, host.port or env.ssh.port})),
+        serves_site=bool(set(host.roles) & set(SITE_ROLES)),
+        data_ports=data_ports(env) if "db" in host.roles else (),
+        app_v4=tuple(a for a in apps if not _is_v6(a)),
+        app_v6=tuple(a for a in apps if _is_v6(a)))
