@@ -22,10 +22,11 @@ def roles_of(host: Host) -> list[str]:
 
 
 def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
-                   facts: HostOS | None = None) -> dict[str, Any]:
+                   facts: HostOS | None = None, *, env_file_only: bool = False) -> dict[str, Any]:
     """Role variables; ``facts`` (what the host's distribution has) decide versions and paths.
 
-    Without facts (rendering only the env file) versions stay unknown.
+    Without facts (rendering only the env file) versions stay unknown; ``env_file_only``
+    also leaves out the upstream TLS pair, which costs a key derivation per host.
     """
     env = ctx.env
     layout = Layout.of(ctx.app, env)
@@ -64,7 +65,8 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "db_host": (env.hosts_with("db") or [None])[0],
         "firewall": host_firewall(env, host),
         # lb -> web TLS, verified against the environment's CA (only with an lb).
-        "upstream": for_host(ctx.app.name, ctx.name, host.roles, host.name, secrets) if env.hosts_with("lb") else None,
+        "upstream": for_host(ctx.app.name, ctx.name, host.roles, host.name, secrets)
+        if env.hosts_with("lb") and not env_file_only else None,
         "firewall_rules": RULES_PATH,
         "firewall_unit": UNIT,
     }

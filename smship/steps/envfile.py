@@ -27,7 +27,8 @@ def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> Host
     """
     layout = ctx.layout
     project_dir = ctx.inventory.path.parent
-    app = desired_state(["app"], host_variables(ctx, host, secrets), project_dir, environment(project_dir), part=True)
+    variables = host_variables(ctx, host, secrets, env_file_only=True)
+    app = desired_state(["app"], variables, project_dir, environment(project_dir), part=True)
     return HostState(files=[f for f in app.files if f.path in (layout.env_file, layout.storage_ca)])
 
 

@@ -159,7 +159,7 @@ def redis_words(line: str) -> list[str]:
 @pytest.mark.parametrize("password", ["with space # and hash", 'quote " and \\ back', "plain"])
 def test_redis_reads_back_the_password_it_was_given(password):
     template = environment(None).get_template("redis.conf.j2")
-    text = template.render(secrets={"SM_REDIS_PASSWORD": password})
+    text = template.render(secrets={"SM_REDIS_PASSWORD": password}, host={"address": "10.0.0.31"})
     line = next(l for l in text.splitlines() if l.startswith("requirepass "))
     assert redis_words(line) == ["requirepass", password]
 
@@ -173,7 +173,8 @@ def test_a_value_no_format_can_hold_is_refused_naming_the_key_not_the_value():
     with pytest.raises(ValueError, match="AWS_SECRET_ACCESS_KEY starts or ends with a space"):
         ini_value(" padded", "AWS_SECRET_ACCESS_KEY")
     # In a role, before any host changes: one line naming the role, the template and the key.
-    renderer = Renderer(environment(None), {"secrets": {"SM_REDIS_PASSWORD": secret}}, ROOT / "roles" / "db.yml")
+    renderer = Renderer(environment(None), {"secrets": {"SM_REDIS_PASSWORD": secret}, "host": {"address": "10.0.0.31"}},
+                        ROOT / "roles" / "db.yml")
     with pytest.raises(RoleError, match="redis.conf.j2'?: SM_REDIS_PASSWORD has a control character") as refused:
         renderer.template("redis.conf.j2")
     assert "bind" not in str(refused.value)
