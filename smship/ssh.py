@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
 import paramiko
 from fabric import Config, Connection
@@ -45,6 +45,7 @@ __all__ = [
     "CommandError",
     "SudoPasswordRequired",
     "Fleet",
+    "FleetResult",
     "resolve",
     "parse_jump",
     "remote_line",
@@ -959,17 +960,17 @@ class Fleet:
 
     def map(self, fn: Callable[[Target], T],
             targets: Iterable[Target | str] | None = None,
-            ) -> dict[str, T | BaseException]:
+            ) -> "FleetResult[T]":
         """Call ``fn(target)`` for every target, at most ``parallel`` at once.
 
-        A host whose call raises gets the exception as its value; the other
-        hosts carry on.  Results keep the order targets were given in.
+        A host whose call raises lands in ``failed`` with its exception; the
+        other hosts carry on.  Results keep the order targets were given in.
         """
         chosen = [self._target(t) for t in
                   (self.targets.values() if targets is None else targets)]
         if not chosen:
-            return {}
-        outcomes: dict[str, T | BaseException] = {}
+            return FleetResult({})
+        outcomes: dict[str, T | Exception] = {}
         workers = min(self.options.parallel, len(chosen))
         with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix="smship-ssh") as pool:
@@ -979,7 +980,7 @@ class Fleet:
                     outcomes[name] = future.result()
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
-        return outcomes
+        return FleetResult(outcomes)
 
     def run_all(self, command: Command | str,
                 targets: Iterable[Target | str] | None = None, *,
@@ -987,14 +988,42 @@ class Fleet:
         """Run ``command`` on every target in parallel; never raises."""
         outcomes = self.map(
             lambda t: self.run(t, command, timeout=timeout), targets)
-        results: dict[str, Result] = {}
-        for name, value in outcomes.items():
-            if isinstance(value, Result):
-                results[name] = value
-            else:  # an unexpected bug in one host's run must not hide others
-                results[name] = Result(name, str(command), NO_EXIT,
-                                       error=f"{name}: {value}")
-        return results
+        # An unexpected bug in one host's run must not hide the others.
+        return {name: outcomes.succeeded[name] if name in outcomes.succeeded
+                else Result(name, str(command), NO_EXIT, error=f"{name}: {outcomes.failed[name]}")
+                for name in outcomes}
+
+
+class FleetResult(Mapping[str, "T | Exception"], Generic[T]):
+    """What :meth:`Fleet.map` gave each host, in the order the hosts were given.
+
+    ``succeeded`` maps a host to its value, ``failed`` to the exception its
+    call raised; as a mapping, each host gives whichever it got.
+    """
+
+    def __init__(self, outcomes: Mapping[str, "T | Exception"]) -> None:
+        self._outcomes = dict(outcomes)
+        self.failed: dict[str, Exception] = {name: value for name, value in self._outcomes.items()
+                                             if isinstance(value, BaseException)}
+        self.succeeded: dict[str, T] = {name: value for name, value in self._outcomes.items()
+                                        if name not in self.failed}
+
+    def __getitem__(self, name: str) -> "T | Exception":
+        return self._outcomes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outcomes)
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __repr__(self) -> str:
+        return f"FleetResult(succeeded={sorted(self.succeeded)}, failed={sorted(self.failed)})"
+
+    @property
+    def ok(self) -> bool:
+        """Every host's call returned."""
+        return not self.failed
 
 
 def _ssh_reason(stderr: str) -> str | None:

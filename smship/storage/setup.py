@@ -21,7 +21,7 @@ from smship.engine.resources import HostState
 from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import app_hosts
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.secrets import read_secrets
 from smship.storage.bucket import ensure_bucket, s3_client
 from smship.templating import environment
@@ -37,13 +37,13 @@ def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> Host
 
 def write_settings(fleet, target, state: HostState) -> list[str]:
     """Write the files that differ (no handler runs); their paths."""
-    host_plan = plan(state, call_agent(fleet, target, facts_request(state)))
+    host_plan = plan(state, agent.ask(fleet, target, facts_request(state)))
     if not host_plan.changes:
         return []
     host_plan.handlers = []
-    answer = call_agent(fleet, target, apply_request(state, host_plan))
-    if not answer["ok"]:
-        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
+    answer = agent.ask(fleet, target, apply_request(state, host_plan))
+    if not answer.ok:
+        raise SmshipError(f"{target.name}: {answer.failed}: {answer.error}")
     return [change.target for change in host_plan.changes]
 
 
@@ -83,7 +83,7 @@ def storage_setup(ctx: EnvContext) -> bool:
                 return written
 
             written = fleet.map(write, [targets[h.name] for h in apps])
-            if any(isinstance(w, BaseException) for w in written.values()):
+            if not written.ok:
                 return False
             restart = [h for h in apps if written[h.name] and surveyed[h.name].current]
             if not restart:
