@@ -42,6 +42,13 @@ class EnvContext:
         """Where everything lives on this environment's hosts (one per command)."""
         return Layout.of(self.app, self.env)
 
+    @cached_property
+    def secrets(self) -> dict[str, str]:
+        """The environment's secret values, read from its backend once per command."""
+        from smship.secrets import read_secrets
+
+        return read_secrets(self.env.secrets, self.app.settings.backend_names())
+
     @property
     def app_path(self) -> str:
         return self.env.resolved_app_path(self.app)

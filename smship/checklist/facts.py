@@ -94,11 +94,9 @@ class Facts:
 
 
 def inventory_settings(ctx: EnvContext) -> Settings:
-    from smship.secrets import read_secrets
-
     source = str(ctx.env.secrets.path or "the environment")
     names = ctx.app.settings
-    values = app_settings(ctx.app, ctx.env, read_secrets(ctx.env.secrets, names.backend_names()), source)
+    values = app_settings(ctx.app, ctx.env, ctx.secrets, source)
     url = values.get(names.database_url)
     return Settings({k: values[k] for k in plain_settings(ctx.app) if k in values},
                     url.partition("://")[0] if url else None, weakness(values.get(names.secret_key), names.secret_key))

@@ -59,7 +59,7 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
     chosen = app_hosts(select_hosts(ctx, limit))
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
-    require_strong_key(ctx.name, ctx.app, ctx.env)
+    require_strong_key(ctx.name, ctx.app, ctx.env, ctx.secrets)
     with counted_fleet(ctx) as fleet:
         return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks))
 

@@ -26,7 +26,6 @@ from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import is_app_host
 from smship.remote import client as agent
-from smship.secrets import read_secrets
 from smship.ssh import Fleet, FleetResult, Target
 from smship.templating import environment
 
@@ -68,7 +67,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     hosts: list[Host] = select_hosts(ctx, limit)
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
-    secrets = read_secrets(ctx.env.secrets, ctx.app.settings.backend_names())
+    secrets = ctx.secrets
     report = ctx.reporter
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
 

@@ -114,10 +114,8 @@ def run_release_steps(ctx: EnvContext, fleet, target, steps) -> str | None:
 
 def masking(ctx: EnvContext):
     """A function that replaces every secret value of the environment in a text by '***'."""
-    from smship.secrets import read_secrets
-
     try:
-        values = read_secrets(ctx.env.secrets, ctx.app.settings.backend_names()).values()
+        values = ctx.secrets.values()
     except SmshipError:
         values = []
     return masker(values)
