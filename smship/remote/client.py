@@ -70,7 +70,7 @@ class Inspection:
     exists: bool = True                  # the app's root directory
 
 
-def _inspection(answer: dict[str, Any]) -> Inspection:
+def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
     found = answer.get("interpreter")
     return Inspection(
         current=answer["current"], releases=[r["id"] for r in answer["releases"]],
@@ -88,7 +88,7 @@ def inspect(root: str, lock: str, activation_log: str | None = None, python: str
         fields["activation_log"] = activation_log
     if python is not None:
         fields["python"] = python
-    return Request("inspect", fields, lambda _, a: _inspection(a), timeout)
+    return Request("inspect", fields, _inspection, timeout)
 
 
 @dataclass(frozen=True)
@@ -97,19 +97,19 @@ class LockAnswer:
     holder: dict              # who holds the lock when ``ok`` is false ({} when unreadable)
 
 
-def _lock_answer(answer: dict[str, Any]) -> LockAnswer:
+def _lock_answer(_host: str, answer: dict[str, Any]) -> LockAnswer:
     return LockAnswer(answer["ok"], answer.get("holder") or {})
 
 
 def lock(path: str, holder: dict) -> Request[LockAnswer]:
-    return Request("lock", {"path": path, "holder": holder}, lambda _, a: _lock_answer(a))
+    return Request("lock", {"path": path, "holder": holder}, _lock_answer)
 
 
 def unlock(path: str, token: str | None, force: bool = False) -> Request[LockAnswer]:
     fields: dict[str, Any] = {"path": path, "token": token}
     if force:
         fields["force"] = True
-    return Request("unlock", fields, lambda _, a: _lock_answer(a))
+    return Request("unlock", fields, _lock_answer)
 
 
 def audit(path: str, entry: dict, timeout: float = 900) -> Request[None]:
@@ -139,7 +139,7 @@ class Activation:
     record_error: str | None = None    # the activation log could not be written
 
 
-def _activation(answer: dict[str, Any]) -> Activation:
+def _activation(_host: str, answer: dict[str, Any]) -> Activation:
     return Activation(answer["ok"], answer["release"], answer.get("previous"), answer.get("status"),
                       answer.get("reason"), answer.get("reverted"), answer.get("revert_reason"),
                       answer.get("record_error"))
@@ -149,7 +149,7 @@ def activate(root: str, release: str, units: list[str], health: dict | None, act
              timeout: float = 900) -> Request[Activation]:
     """Switch ``current``, restart ``units``, gate on ``health``; the host reverts itself on failure."""
     return Request("activate", {"root": root, "release": release, "restart": units, "health": health,
-                                "activation_log": activation_log}, lambda _, a: _activation(a), timeout)
+                                "activation_log": activation_log}, _activation, timeout)
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class HostStatus:
     answer: dict = field(repr=False, compare=False)     # as the host said it, for --json output
 
 
-def _host_status(answer: dict[str, Any]) -> HostStatus:
+def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
     units = {name: UnitStatus(u["state"], u["sub"], u["loaded"], u["uptime"]) for name, u in answer["units"].items()}
     return HostStatus(answer["current"], answer["free_bytes"], units, answer["ready"], bool(answer.get("drained")),
                       answer)
@@ -179,7 +179,7 @@ def _host_status(answer: dict[str, Any]) -> HostStatus:
 def status(root: str, lock: str, units: list[str], health: dict | None, drain_flag: str | None,
            timeout: float = 900) -> Request[HostStatus]:
     return Request("status", {"root": root, "lock": lock, "units": units, "health": health,
-                              "drain_flag": drain_flag}, lambda _, a: _host_status(a), timeout)
+                              "drain_flag": drain_flag}, _host_status, timeout)
 
 
 # -- key rotation --------------------------------------------------------------
@@ -253,7 +253,7 @@ class HostFacts:
     pending_handlers: list[str]            # owed by an earlier, interrupted apply
 
 
-def _host_facts(answer: dict[str, Any]) -> HostFacts:
+def _host_facts(_host: str, answer: dict[str, Any]) -> HostFacts:
     return HostFacts(dict(answer["packages"]), dict(answer["users"]),
                      {path: PathFact(**fact) for path, fact in answer["paths"].items()},
                      {name: ServiceFact(s["enabled"], s["active"]) for name, s in answer["services"].items()},
@@ -265,7 +265,7 @@ def facts(paths: dict[str, str | None], packages: list[str] = (), users: list[st
     """What the host has; a path's expected sha256 (None for secrets) brings back its differing old text."""
     return Request("facts", {"packages": list(packages), "users": list(users), "paths": paths,
                              "services": list(services), "checks": checks or {}},
-                   lambda _, a: _host_facts(a), timeout)
+                   _host_facts, timeout)
 
 
 @dataclass(frozen=True)
