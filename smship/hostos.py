@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smship.errors import SmshipError
-from smship.remote import call_agent
 
 # What the lab tests run on; anything else is refused by `smship check`'s hosts-os.
 SUPPORTED = {("debian", "12"): "bookworm", ("debian", "13"): "trixie"}
@@ -49,16 +48,6 @@ class HostOS:
     postgres_installed: tuple[int, ...] = ()
     nginx_installed: str | None = None
     candidates: dict[str, str | None] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def from_answer(cls, host: str, answer: dict[str, Any]) -> "HostOS":
-        return cls(host=host, distro=answer.get("id", ""), version_id=answer.get("version_id", ""),
-                   codename=answer.get("codename", ""), pretty=answer.get("name", ""),
-                   machine=answer.get("machine", "x86_64"), glibc=answer.get("glibc", ""),
-                   python_path=answer["python"]["path"], python_version=answer["python"]["version"],
-                   postgres_clusters=tuple(answer["postgres"]["clusters"]),
-                   postgres_installed=tuple(answer["postgres"]["installed"]),
-                   nginx_installed=answer.get("nginx"), candidates=dict(answer.get("candidates", {})))
 
     @property
     def label(self) -> str:
@@ -110,21 +99,6 @@ def python_packages(app) -> list[str]:
     return [stem, f"{stem}-venv"]
 
 
-def hostos_request(app) -> dict[str, Any]:
-    request: dict[str, Any] = {"op": "hostos", "python": app.interpreter}
-    if requested_python(app):
-        request["packages"] = python_packages(app)
-    return request
-
-
-def gather(fleet, targets, app) -> dict[str, HostOS | BaseException]:
-    """One ``hostos`` round trip per host, in parallel."""
-    request = hostos_request(app)
-    answers = fleet.map(lambda t: call_agent(fleet, t, request, timeout=60), targets)
-    return {name: a if isinstance(a, BaseException) else HostOS.from_answer(name, a)
-            for name, a in answers.items()}
-
-
 def require_python_available(app, facts: dict[str, HostOS]) -> None:
     """Before provisioning: each app host has, or its distribution offers, the interpreter asked for."""
     if not requested_python(app):
@@ -159,16 +133,16 @@ def require_one_python(app, versions: dict[str, str | None]) -> str:
     return distinct[0]
 
 
-def wheel_target(app, interpreters: dict[str, dict | None]):
-    """The wheelhouse target for the app hosts' one interpreter (``inspect``'s answers)."""
+def wheel_target(app, interpreters: dict):
+    """The wheelhouse target for the app hosts' one interpreter (``inspect``'s :class:`Interpreter` or None)."""
     from smship.release.wheelhouse import Target
 
-    full = {h: (i or {}).get("version") for h, i in interpreters.items()}
+    full = {h: i.version if i else None for h, i in interpreters.items()}
     minor = require_one_python(app, {h: ".".join(v.split(".")[:2]) if v else None for h, v in full.items()})
-    lowest = min(debian_version((i or {}).get("glibc")) or (2, 36) for i in interpreters.values())
+    lowest = min(debian_version(i.glibc if i else None) or (2, 36) for i in interpreters.values())
     first = next(i for i in interpreters.values() if i)
     return Target(python_version=minor, python_full_version=min(full.values(), key=debian_version),
-                  machine=first.get("machine") or "x86_64", glibc=(lowest[0], lowest[1] if len(lowest) > 1 else 0))
+                  machine=first.machine or "x86_64", glibc=(lowest[0], lowest[1] if len(lowest) > 1 else 0))
 
 
 def require_release_fits(release, target) -> None:

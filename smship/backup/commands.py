@@ -105,12 +105,13 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
             roles = {h.name: list(h.roles) for h in running}
             stopped = fleet.map(lambda t: fleet.run(t, stop_command(layout, roles[t.name]), timeout=120),
                                 [targets[h.name] for h in running])
-            for name, result in stopped.items():
-                failed = isinstance(result, BaseException) or not result.ok
+            for name in stopped:
+                result = stopped.succeeded.get(name)
+                failed = result is None or not result.ok
                 report.host(name, "failed" if failed else "changed",
-                            str(result) if isinstance(result, BaseException) else
+                            str(stopped.failed[name]) if result is None else
                             (result.summary() if failed else "app units stopped"))
-            if any(isinstance(r, BaseException) or not r.ok for r in stopped.values()):
+            if not stopped.ok or not all(r.ok for r in stopped.succeeded.values()):
                 raise SmshipError("could not stop the app everywhere; the database was not touched")
             report.step(f"restoring Postgres on {db.name} to {goal}")
             began = time.monotonic()

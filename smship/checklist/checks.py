@@ -223,8 +223,8 @@ def _tls_host(facts, name: str) -> tuple[str, str] | None:
     served = facts.served.get(name)
     if served is None:
         return None
-    if isinstance(served, BaseException) or served.error:
-        return FAIL, f"no HTTPS answer: {served if isinstance(served, BaseException) else served.error}"
+    if served.error:
+        return FAIL, f"no HTTPS answer: {served.error}"
     cert = tls.x509.load_der_x509_certificate(served.der)
     domain = facts.env.domain
     names = tls.names_of(cert)

@@ -23,7 +23,7 @@ from smship.inventory import Host
 from smship.layout import Layout
 from smship.hostroles import app_hosts, app_units, is_app_host
 from smship.release.apppaths import output_in_release
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.secretkey import weakness
 from smship.ssh import Fleet
 
@@ -105,16 +105,19 @@ def inventory_settings(ctx: EnvContext) -> Settings:
                     url.partition("://")[0] if url else None, weakness(values.get(names.secret_key), names.secret_key))
 
 
-def host_request(contract: AppContract, layout: Layout, host: Host) -> dict:
+def host_request(contract: AppContract, layout: Layout, host: Host, python: str | None = None):
     units = app_units(layout, host.roles)
     app = is_app_host(host)
     edge = bool({"web", "lb"} & set(host.roles))
-    return {"op": "checkfacts", "root": layout.root, "frontend_manifest": frontend_manifest(contract),
-            "env_file": layout.env_file if app else None, "plain": plain_settings(contract), "key_rule": KEY_RULE,
-            "database_url": contract.settings.database_url, "secret_key": contract.settings.secret_key,
-            "units": units, "beat_unit": layout.beat_service, "nginx": edge,
-            "certificate": layout.tls_certificate if edge else None,
-            "drain_flag": layout.drain_flag if "web" in host.roles else None}
+    fields = {"root": layout.root, "frontend_manifest": frontend_manifest(contract),
+              "env_file": layout.env_file if app else None, "plain": plain_settings(contract), "key_rule": KEY_RULE,
+              "database_url": contract.settings.database_url, "secret_key": contract.settings.secret_key,
+              "units": units, "beat_unit": layout.beat_service, "nginx": edge,
+              "certificate": layout.tls_certificate if edge else None,
+              "drain_flag": layout.drain_flag if "web" in host.roles else None}
+    if python:
+        fields["python"] = python
+    return agent.checkfacts(fields)
 
 
 def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days: int = 14,
@@ -125,22 +128,24 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
         facts.inventory = inventory_settings(ctx)
     except SmshipError as exc:
         facts.inventory_error = str(exc)
-    python = {"python": ctx.app.interpreter}    # the app hosts' interpreter, for hosts-os
-    answers = fleet.map(lambda t: call_agent(fleet, t, {**host_request(ctx.app, layout, facts.host(t.name)), **python},
-                                             timeout=90))
-    for name, answer in answers.items():
-        if isinstance(answer, BaseException):
-            facts.unreachable[name] = str(answer)
+    python = ctx.app.interpreter    # the app hosts' interpreter, for hosts-os
+    answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python))
+    for name in answers:
+        if name in answers.failed:
+            facts.unreachable[name] = str(answers.failed[name])
         else:
-            facts.hosts[name] = answer
+            facts.hosts[name] = answers.succeeded[name]
     if not set(DATABASE_CHECKS) <= set(skip):
         read_database(facts, fleet)
     if "firewall" not in skip and ctx.env.firewall.enabled:
         facts.reach = firewall.probe(ctx, fleet, set(facts.hosts))
     if "tls" not in skip:
         edges = [h for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)]
-        facts.served = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),
-                                 [t for t in fleet.targets.values() if t.name in {h.name for h in edges}])
+        probed = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),
+                           [t for t in fleet.targets.values() if t.name in {h.name for h in edges}])
+        # A probe that raised instead of saying why is reported the same way.
+        facts.served = {name: probed.succeeded.get(name) or tls.Served(error=str(probed.failed[name]))
+                        for name in probed}
         if ctx.env.tls.source == "files" and ctx.env.tls.certificate:
             try:
                 facts.configured_certificate = Path(ctx.env.tls.certificate).read_text()

@@ -110,7 +110,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                     raise
                 message, details = describe(done)
                 report.host(target.name, "changed", message, time.monotonic() - began, **details)
-            return not any(isinstance(v, BaseException) for v in fleet.map(one, app_targets).values())
+            return fleet.map(one, app_targets).ok
 
         short = without_room(release, {h.name: hosts[h.name].free_bytes for h in chosen})
         for name, problem in short.items():

@@ -18,14 +18,15 @@ from smship.secrets import backend_for
 def require_strong_key(env_name: str, app: App, env: Environment, values: dict[str, str] | None = None) -> None:
     """Raise naming the secrets source when a non-development environment has a weak key.
 
-    ``values``: the backend's values when the command read them already.
+    ``values``: the backend's, when the command has read them already.
     """
     mode = app_environment(app, env)
     if mode in DEVELOPMENT_ENVIRONMENTS:
         return
     names = app.settings
     backend = backend_for(env.secrets, names.backend_names())
-    problem = weakness((backend.read() if values is None else values).get(names.secret_key), names.secret_key)
+    values = backend.read() if values is None else values
+    problem = weakness(values.get(names.secret_key), names.secret_key)
     if problem:
         raise SmshipError(f"{backend.description}: {problem}; refusing to deploy {env_name} "
                           f"({names.environment}={mode}; only development and testing may run with such a key)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smship.engine.resources import HostState
+from smship.remote import client as agent
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Plan:
         return lines
 
 
-def facts_request(state: HostState) -> dict[str, Any]:
+def facts_request(state: HostState) -> agent.Request[agent.HostFacts]:
     """What to ask the host so that :func:`plan` can decide everything."""
     paths: dict[str, str | None] = {}
     for f in state.files:
@@ -51,14 +52,8 @@ def facts_request(state: HostState) -> dict[str, Any]:
         paths[f.path] = None if f.secret else hashlib.sha256(f.content).hexdigest()
     for resource in (*state.directories, *state.links, *state.absent):
         paths.setdefault(resource.path, None)
-    return {
-        "op": "facts",
-        "packages": state.packages,
-        "users": [u.name for u in state.users],
-        "paths": paths,
-        "services": [s.name for s in state.services],
-        "checks": {e.name: _check(e) for e in state.ensures},
-    }
+    return agent.facts(paths, state.packages, [u.name for u in state.users], [s.name for s in state.services],
+                       {e.name: _check(e) for e in state.ensures})
 
 
 def _check(ensure) -> dict[str, Any]:
@@ -68,12 +63,12 @@ def _check(ensure) -> dict[str, Any]:
     return check
 
 
-def _ownership(kind_fact: dict[str, Any], owner: str, group: str, mode: str) -> list[str]:
+def _ownership(fact: agent.PathFact, owner: str, group: str, mode: str) -> list[str]:
     wrong = []
-    if kind_fact.get("owner") != owner or kind_fact.get("group") != group:
-        wrong.append(f"owner {kind_fact.get('owner')}:{kind_fact.get('group')} -> {owner}:{group}")
-    if kind_fact.get("mode") != mode.zfill(4):
-        wrong.append(f"mode {kind_fact.get('mode')} -> {mode.zfill(4)}")
+    if fact.owner != owner or fact.group != group:
+        wrong.append(f"owner {fact.owner}:{fact.group} -> {owner}:{group}")
+    if fact.mode != mode.zfill(4):
+        wrong.append(f"mode {fact.mode} -> {mode.zfill(4)}")
     return wrong
 
 
@@ -84,13 +79,13 @@ def _file_diff(path: str, old: str | None, new: bytes) -> str:
                                         tofile=f"{path} (smship)"))
 
 
-def plan(state: HostState, facts: dict[str, Any]) -> Plan:
-    result = Plan(packages=[p for p in state.packages if not facts["packages"].get(p)])
-    paths = facts["paths"]
+def plan(state: HostState, facts: agent.HostFacts) -> Plan:
+    result = Plan(packages=[p for p in state.packages if not facts.packages.get(p)])
+    paths = facts.paths
     add = result.changes.append
 
     for user in state.users:
-        if facts["users"].get(user.name) is None:
+        if facts.users.get(user.name) is None:
             argv = ["useradd", "--home-dir", user.home, "--no-create-home", "--shell", user.shell, "--user-group"]
             argv += ["--system"] if user.system else []
             argv += ["--groups", ",".join(user.groups)] if user.groups else []
@@ -99,8 +94,8 @@ def plan(state: HostState, facts: dict[str, Any]) -> Plan:
 
     for d in state.directories:
         fact = paths[d.path]
-        if fact["type"] != "dir":
-            summary = "create" if fact["type"] == "absent" else f"replace {fact['type']} with a directory"
+        if fact.type != "dir":
+            summary = "create" if fact.type == "absent" else f"replace {fact.type} with a directory"
         else:
             summary = ", ".join(_ownership(fact, d.owner, d.group, d.mode))
         if summary:
@@ -109,11 +104,11 @@ def plan(state: HostState, facts: dict[str, Any]) -> Plan:
 
     for f in state.files:
         fact, sha = paths[f.path], hashlib.sha256(f.content).hexdigest()
-        if fact["type"] == "absent":
+        if fact.type == "absent":
             summary, diff = "create", None if f.secret else _file_diff(f.path, None, f.content)
-        elif fact.get("sha256") != sha:
+        elif fact.sha256 != sha:
             summary = "content (secret: not shown)" if f.secret else "content"
-            diff = None if f.secret else _file_diff(f.path, fact.get("content", ""), f.content)
+            diff = None if f.secret else _file_diff(f.path, fact.content or "", f.content)
         else:
             summary, diff = ", ".join(_ownership(fact, f.owner, f.group, f.mode)), None
         if summary:
@@ -123,16 +118,16 @@ def plan(state: HostState, facts: dict[str, Any]) -> Plan:
 
     for link in state.links:
         fact = paths[link.path]
-        if fact["type"] != "link" or fact.get("target") != link.target:
+        if fact.type != "link" or fact.target != link.target:
             add(Change("link", link.path, f"-> {link.target}",
                        action={"kind": "link", "path": link.path, "target": link.target}, notify=link.notify))
 
     for gone in state.absent:
-        if paths[gone.path]["type"] != "absent":
+        if paths[gone.path].type != "absent":
             add(Change("absent", gone.path, "remove", action={"kind": "absent", "path": gone.path}, notify=gone.notify))
 
     for ensure in state.ensures:
-        if not facts["checks"].get(ensure.name):
+        if not facts.checks.get(ensure.name):
             action = {"kind": "command", "argv": list(ensure.apply), "label": ensure.name}
             if ensure.stdin is not None:
                 action["stdin"] = base64.b64encode(ensure.stdin).decode()
@@ -144,28 +139,28 @@ def plan(state: HostState, facts: dict[str, Any]) -> Plan:
     # A handler that an earlier, interrupted run owed (its files changed,
     # then the run failed before the handler ran) is still owed now.
     notified = {name for change in result.changes for name in change.notify}
-    notified |= set(facts.get("pending_handlers", []))
+    notified |= set(facts.pending_handlers)
     result.handlers = sorted((name for name in state.handlers if name in notified),
                              key=lambda name: name != "daemon-reload")
 
     for service in state.services:
-        fact = facts["services"].get(service.name, {})
+        fact = facts.services.get(service.name)
         verbs = []
-        if service.enabled and fact.get("enabled") != "enabled":
+        if service.enabled and (fact is None or fact.enabled != "enabled"):
             verbs.append("enable")
-        if service.running and fact.get("active") != "active":
+        if service.running and (fact is None or fact.active != "active"):
             verbs.append("start")
         if verbs:
             add(Change("service", service.name, " and ".join(verbs)))
     return result
 
 
-def apply_request(state: HostState, p: Plan) -> dict[str, Any]:
+def apply_request(state: HostState, p: Plan) -> agent.Request[agent.Applied]:
     """The one request that applies everything but packages, in order."""
     actions = [c.action for c in p.changes if c.action]
     for name in p.handlers:
         actions += [{"kind": "command", "argv": list(argv), "label": f"handler {name}"} for argv in state.handlers[name]]
-    return {"op": "apply", "handlers": list(p.handlers), "actions": actions + _service_actions(p)}
+    return agent.apply(actions + _service_actions(p), p.handlers)
 
 
 def _service_actions(p: Plan) -> list[dict[str, Any]]:

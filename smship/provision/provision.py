@@ -27,10 +27,10 @@ from smship.engine.resources import HostState
 from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import is_app_host
-from smship.remote import call_agent
 from smship import upstreamtls
+from smship.remote import client as agent
 from smship.secrets import backend_for
-from smship.ssh import Fleet, Target
+from smship.ssh import Fleet, FleetResult, Target
 from smship.templating import environment
 
 
@@ -48,7 +48,7 @@ class HostOutcome:
 
 
 def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutcome:
-    facts = call_agent(fleet, target, facts_request(state))
+    facts = agent.ask(fleet, target, facts_request(state))
     host_plan = plan(state, facts)
     if check or host_plan.empty:
         return HostOutcome(host_plan, False)
@@ -56,13 +56,13 @@ def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutc
         result = fleet.run(target, install_packages_command(host_plan.packages), timeout=1800)
         if not result.ok:
             raise SmshipError(result.summary())
-        facts = call_agent(fleet, target, facts_request(state))
+        facts = agent.ask(fleet, target, facts_request(state))
         packages = host_plan.packages
         host_plan = plan(state, facts)
         host_plan.packages = packages
-    answer = call_agent(fleet, target, apply_request(state, host_plan))
-    if not answer["ok"]:
-        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
+    answer = agent.ask(fleet, target, apply_request(state, host_plan))
+    if not answer.ok:
+        raise SmshipError(f"{target.name}: {answer.failed}: {answer.error}")
     return HostOutcome(host_plan, True)
 
 
@@ -91,10 +91,9 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
         def work(target: Target) -> HostOutcome:
             started = time.monotonic()
             try:
-                state = states[target.name]
-                if isinstance(state, BaseException):
-                    raise state
-                outcome = provision_host(fleet, target, state, check)
+                if target.name in states.failed:
+                    raise states.failed[target.name]
+                outcome = provision_host(fleet, target, states.succeeded[target.name], check)
             except Exception as exc:
                 report.host(target.name, "failed", str(exc), time.monotonic() - started)
                 raise
@@ -109,7 +108,7 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
             for text in diffs:
                 show(text)
             if ctx.env.backup and not check and "db" in roles[target.name]:
-                said = settle_restart(ctx, fleet, target, restart_db, states[target.name].postgres_major)
+                said = settle_restart(ctx, fleet, target, restart_db, states.succeeded[target.name].postgres_major)
                 if said:
                     (report.info if restart_db else report.warn)(said)
                     report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
@@ -119,12 +118,11 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
             outcomes = fleet.map(work)
         else:
             # Handlers restart app units: never in the middle of a deploy's roll.
-            reachable = [fleet.targets[name] for name, state in states.items()
-                         if not isinstance(state, BaseException)]
+            reachable = [fleet.targets[name] for name in states.succeeded]
             with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
                 outcomes = fleet.map(work)
     report.data["round_trips"] = dict(fleet.round_trips)
-    return all(not isinstance(o, BaseException) for o in outcomes.values())
+    return outcomes.ok
 
 
 def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -> dict[str, str]:
@@ -141,23 +139,23 @@ def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -
 
 
 def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
-                   jinja) -> dict[str, HostState | BaseException]:
+                   jinja) -> FleetResult[HostState]:
     """Each host's desired state, rendered with what its distribution has (one round trip per host).
 
     A fleet whose app hosts would run different Python versions is refused here,
     before any host changes: one release's wheels fit one interpreter.
     """
-    facts = hostos.gather(fleet, None, ctx.app)
-    known = {name: f for name, f in facts.items() if not isinstance(f, BaseException)}
+    facts = agent.ask_all(fleet, agent.hostos(ctx.app))
+    known = facts.succeeded
     app_facts = {h.name: known[h.name] for h in hosts if h.name in known and is_app_host(h)}
     hostos.require_python_available(ctx.app, app_facts)
     hostos.require_one_python(ctx.app, {name: hostos.planned_python(ctx.app, f) for name, f in app_facts.items()})
-    states: dict[str, HostState | BaseException] = {}
+    states: dict[str, HostState | Exception] = {}
     for h in hosts:
         if h.name not in known:          # unreachable: reported with the other hosts' outcomes
-            states[h.name] = facts[h.name]
+            states[h.name] = facts.failed[h.name]
             continue
         variables = host_variables(ctx, h, secrets, known[h.name])
         states[h.name] = desired_state(roles_of(h), variables, project_dir, jinja)
         states[h.name].postgres_major = variables["postgres_major"]
-    return states
+    return FleetResult(states)

@@ -16,6 +16,7 @@ The order is the safety argument:
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from smship.appenv import app_environment
 from smship.context import EnvContext, open_fleet, targets_of
@@ -25,7 +26,7 @@ from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.hostroles import app_hosts
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.rotate.generations import HostKey, Names, key_fingerprint, probe
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS, generate, weakness
 from smship.secrets import backend_for
@@ -68,38 +69,40 @@ def _target_value(ctx: EnvContext, backend, name: str, values: dict[str, str], s
 def _write_env_files(ctx: EnvContext, fleet, targets, layout: Layout, name: str, value: str,
                      hosts: list[str]) -> list[str]:
     """Replace the key's line in each host's env file; the hosts where that worked."""
-    request = {"op": "setenv", "env_file": layout.env_file, "name": name, "line": env_line(name, value)}
-    answers = fleet.map(lambda t: call_agent(fleet, t, request, timeout=60), [targets[h] for h in hosts])
+    request = agent.setenv(layout.env_file, name, env_line(name, value), timeout=60)
+    answers = agent.ask_all(fleet, request, [targets[h] for h in hosts])
     written = []
-    for host, answer in answers.items():
-        if isinstance(answer, BaseException) or not answer.get("ok"):
-            detail = answer if isinstance(answer, BaseException) else answer["error"]
+    for host in answers:
+        answer = answers.succeeded.get(host)
+        if answer is None or not answer.ok:
+            detail = answers.failed[host] if answer is None else answer.error
             ctx.reporter.host(host, "failed", f"env file not written: {detail}")
         else:
             written.append(host)
-            ctx.reporter.host(host, "changed", f"{layout.env_file}: {name} -> {answer['file']}")
+            ctx.reporter.host(host, "changed", f"{layout.env_file}: {name} -> {answer.file}")
     return written
 
 
 def _audit(ctx: EnvContext, fleet, targets, layout: Layout, hosts: list[str], entry: dict) -> None:
-    request = {"op": "audit", "path": layout.audit_log, "entry": entry}
-    fleet.map(lambda t: call_agent(fleet, t, request, timeout=60), [targets[h] for h in hosts])
+    agent.ask_all(fleet, agent.audit(layout.audit_log, entry, timeout=60), [targets[h] for h in hosts])
 
 
-def _conclude(ctx: EnvContext, name: str, names: Names, final: dict[str, HostKey | BaseException]) -> bool:
+def _conclude(ctx: EnvContext, name: str, names: Names, final) -> bool:
     report = ctx.reporter
     report.step("key generation on each host")
     rows, groups = {}, {}
-    for host, state in final.items():
-        if isinstance(state, BaseException):
+    for host in final:
+        if host in final.failed:
             words = "unreachable: its key is unknown"
-            report.host(host, "failed", f"{words} ({state})")
+            report.host(host, "failed", f"{words} ({final.failed[host]})")
             rows[host] = {"reachable": False, "current": False}
         else:
+            state = final.succeeded[host]
             words = names.describe(state)
             on = state.holds(names.current)
             report.host(host, "ok" if on else "failed", words)
-            rows[host] = {"reachable": True, "current": on, "env_file": state.file, "units": state.units}
+            rows[host] = {"reachable": True, "current": on, "env_file": state.file,
+                          "units": {unit: asdict(key) for unit, key in state.units.items()}}
         groups.setdefault(words, []).append(host)
     report.data.update(key={"name": name, "current": names.current, "previous": names.previous}, generations=rows)
     if all(row["current"] for row in rows.values()):
@@ -149,17 +152,15 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
         targets = {t.name: t for t in targets_of(ctx)}
         report.step(f"preflight: {len(hosts)} host(s) of {ctx.name}")
         first = probe(fleet, list(targets.values()), hosts, layout, name)
-        for host, state in first.items():
-            if isinstance(state, BaseException):
-                report.host(host, "failed", f"unreachable, left as it is: {state}")
-        reachable = [h for h, s in first.items() if not isinstance(s, BaseException)]
+        for host, error in first.failed.items():
+            report.host(host, "failed", f"unreachable, left as it is: {error}")
+        reachable = list(first.succeeded)
         if not set(reachable) & set(app_names):
             raise SmshipError("no host that runs the app answered; nothing was changed")
         with environment_lock(fleet, [targets[h] for h in reachable], layout, f"rotate-secret {ctx.name}",
                               warn=report.warn):
             # Asked again under the lock: a deploy may have restarted units since.
-            states = {h: s for h, s in probe(fleet, [targets[h] for h in reachable if h in app_names], hosts,
-                                             layout, name).items() if not isinstance(s, BaseException)}
+            states = probe(fleet, [targets[h] for h in reachable if h in app_names], hosts, layout, name).succeeded
             values = _target_value(ctx, backend, name, values, states, resume, undo)
             names = Names(key_fingerprint(name, values[name]), key_fingerprint(name, backend.previous(name)))
             report.info(f"{backend.description}: {name} is {names.of(names.current)}")
@@ -174,7 +175,7 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
                            "rotate-secret")
             final = probe(fleet, [targets[h] for h in app_names], hosts, layout, name)
             ok = _conclude(ctx, name, names, final)
-            _audit(ctx, fleet, targets, layout, [h for h in app_names if not isinstance(final[h], BaseException)],
+            _audit(ctx, fleet, targets, layout, [h for h in app_names if h in final.succeeded],
                    {**who_and_when(ctx, started),
                     "action": "undo-rotate-secret" if undo else "rotate-secret", "name": name,
                     "key": names.current, "result": "ok" if ok else "split",

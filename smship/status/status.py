@@ -9,9 +9,8 @@ from rich.table import Table
 from smship.context import EnvContext, open_fleet
 from smship.steps.lock import lock_path
 from smship.steps.roll import health_request
-from smship.hostos import HostOS, hostos_request
 from smship.hostroles import units_of
-from smship.remote import call_agent
+from smship.remote import client as agent
 
 
 def _uptime(seconds: float | None) -> str:
@@ -26,43 +25,42 @@ def status(ctx: EnvContext) -> bool:
     layout = ctx.layout
     health = health_request(ctx, layout)
 
-    def ask(target):
+    def ask(target) -> agent.Request[agent.HostStatus]:
         host = next(h for h in ctx.env.hosts if h.name == target.name)
         major = ctx.env.db.postgres_version
         if "db" in host.roles and not major:     # the cluster's unit is named after its major
-            major = HostOS.from_answer(target.name, call_agent(fleet, target, hostos_request(ctx.app),
-                                                               timeout=60)).postgres_major(None)
-        return call_agent(fleet, target, {"op": "status", "root": layout.root, "lock": lock_path(layout),
-                                          "units": units_of(layout, host.roles, postgres_unit=f"postgresql@{major}-main.service",
-                                                           socket=True, nginx_on_web=True),
-                                          "health": health if "web" in host.roles else None,
-                                          "drain_flag": layout.drain_flag if "web" in host.roles else None},
-                          timeout=60)
+            major = agent.ask(fleet, target, agent.hostos(ctx.app)).postgres_major(None)
+        return agent.status(layout.root, lock_path(layout),
+                            units_of(layout, host.roles, postgres_unit=f"postgresql@{major}-main.service",
+                                     socket=True, nginx_on_web=True),
+                            health if "web" in host.roles else None,
+                            layout.drain_flag if "web" in host.roles else None, timeout=60)
 
     with open_fleet(ctx) as fleet:
-        answers = fleet.map(ask)
+        answers = agent.ask_all(fleet, ask)
     table = Table(title=f"{ctx.app.name} / {ctx.name}")
     for column in ("host", "roles", "live release", "unit", "state", "uptime", "ready", "disk free"):
         table.add_column(column, no_wrap=column in ("live release", "unit"))
     ok = True
     for host in ctx.env.hosts:
-        answer = answers[host.name]
-        if isinstance(answer, BaseException):
+        if host.name in answers.failed:
             ok = False
-            table.add_row(host.name, ",".join(host.roles), "[red]unreachable[/]", escape(str(answer)), "", "", "", "")
-            ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {"error": str(answer)}
+            error = str(answers.failed[host.name])
+            table.add_row(host.name, ",".join(host.roles), "[red]unreachable[/]", escape(error), "", "", "", "")
+            ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {"error": error}
             continue
+        answer = answers.succeeded[host.name]
         # One row per unit; the host's own facts only on its first row.
-        first = [host.name, ",".join(host.roles), answer["current"] or "none"]
+        first = [host.name, ",".join(host.roles), answer.current or "none"]
         # A halted deploy leaves a host it could not put back drained from the lb.
-        ready = escape(answer["ready"] or "-") + (", [yellow]drained[/]" if answer.get("drained") else "")
-        last = [ready, f"{answer['free_bytes'] / 2**30:.1f} GiB"]
-        for name, unit in answer["units"].items() or {"-": None}.items():
-            state = "-" if unit is None else unit["state"] if unit["state"] == "active" else f"[red]{unit['state']}[/]"
-            table.add_row(*first, name.removesuffix(".service"), state, "-" if unit is None else _uptime(unit["uptime"]), *last)
+        ready = escape(answer.ready or "-") + (", [yellow]drained[/]" if answer.drained else "")
+        last = [ready, f"{answer.free_bytes / 2**30:.1f} GiB"]
+        for name, unit in answer.units.items() or {"-": None}.items():
+            state = "-" if unit is None else unit.state if unit.state == "active" else f"[red]{unit.state}[/]"
+            table.add_row(*first, name.removesuffix(".service"), state, "-" if unit is None else _uptime(unit.uptime), *last)
             first, last = ["", "", ""], ["", ""]
         table.add_section()
-        ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {**answer, "roles": host.roles}
+        ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {**answer.answer, "roles": host.roles}
     console = ctx.reporter.console
     if not console.is_terminal:
         # A pipe or a file has no width to respect: keep every row on one line.

@@ -7,7 +7,7 @@ from typing import Any
 from smship.backuprepo import cluster, stanza
 from smship.context import EnvContext, targets_of
 from smship.errors import SmshipError
-from smship.remote import PG_AGENT_SOURCE, call_agent
+from smship.remote import client as agent
 
 
 def require_backup(ctx: EnvContext) -> None:
@@ -22,8 +22,4 @@ def db_target(ctx: EnvContext):
 
 def call_db(ctx: EnvContext, fleet, target, op: str, timeout: float = 900, **fields: Any) -> dict[str, Any]:
     """One request to the backup program on ``target``; its answer, or SmshipError naming the host."""
-    request = {"op": op, "stanza": stanza(ctx.app), "cluster": cluster(ctx.app, ctx.env), **fields}
-    answer = call_agent(fleet, target, request, timeout=timeout, source=PG_AGENT_SOURCE)
-    if not answer.get("ok"):
-        raise SmshipError(f"{target.name}: {answer.get('error', 'failed')}")
-    return answer
+    return agent.ask(fleet, target, agent.db(op, stanza(ctx.app), cluster(ctx.app, ctx.env), timeout, **fields))

@@ -15,7 +15,7 @@ from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables
 from smship.errors import SmshipError
 from smship.inventory import Host
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.templating import environment
 
 
@@ -34,13 +34,13 @@ def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> Host
 
 def write_settings(fleet, target, state: HostState) -> list[str]:
     """Write the files that differ (no handler runs); their paths."""
-    host_plan = plan(state, call_agent(fleet, target, facts_request(state)))
+    host_plan = plan(state, agent.ask(fleet, target, facts_request(state)))
     if not host_plan.changes:
         return []
     host_plan.handlers = []
-    answer = call_agent(fleet, target, apply_request(state, host_plan))
-    if not answer["ok"]:
-        raise SmshipError(f"{target.name}: {answer['failed']}: {answer['error']}")
+    answer = agent.ask(fleet, target, apply_request(state, host_plan))
+    if not answer.ok:
+        raise SmshipError(f"{target.name}: {answer.failed}: {answer.error}")
     return [change.target for change in host_plan.changes]
 
 
@@ -50,11 +50,8 @@ def refresh_settings(ctx: EnvContext, fleet, targets: dict, states: dict[str, Ho
     report = ctx.reporter
     report.step(f"settings: the env file of {len(states)} host(s) in step with the inventory")
     outcomes = fleet.map(lambda t: write_settings(fleet, t, states[t.name]), [targets[name] for name in states])
-    failed = False
-    for name, written in outcomes.items():
-        if isinstance(written, BaseException):
-            failed = True
-            report.host(name, "failed", f"env file not written: {written}")
-        else:
-            report.host(name, "changed" if written else "ok", ", ".join(written) if written else "unchanged")
-    return not failed
+    for name, problem in outcomes.failed.items():
+        report.host(name, "failed", f"env file not written: {problem}")
+    for name, written in outcomes.succeeded.items():
+        report.host(name, "changed" if written else "ok", ", ".join(written) if written else "unchanged")
+    return outcomes.ok

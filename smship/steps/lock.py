@@ -18,7 +18,7 @@ from typing import Iterator
 
 from smship.errors import SmshipError
 from smship.layout import Layout
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 
 
@@ -82,32 +82,31 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
     holder = new_holder(command)
     path = lock_path(layout)
 
-    def take(target: Target) -> dict:
-        answer = call_agent(fleet, target, {"op": "lock", "path": path, "holder": holder})
-        if not answer.get("ok") and left_by_a_dead_process(answer.get("holder") or {}):
+    def take(target: Target) -> agent.LockAnswer:
+        answer = agent.ask(fleet, target, agent.lock(path, holder))
+        if not answer.ok and left_by_a_dead_process(answer.holder):
             if warn:
-                warn(f"{target.name}: removing a stale deploy lock: {holder_text(answer['holder'])}, "
+                warn(f"{target.name}: removing a stale deploy lock: {holder_text(answer.holder)}, "
                      "whose process is gone")
-            call_agent(fleet, target, {"op": "unlock", "path": path, "token": answer["holder"].get("token")})
-            answer = call_agent(fleet, target, {"op": "lock", "path": path, "holder": holder})
+            agent.ask(fleet, target, agent.unlock(path, answer.holder.get("token")))
+            answer = agent.ask(fleet, target, agent.lock(path, holder))
         return answer
 
     answers = fleet.map(take, targets)
-    taken = [name for name, answer in answers.items() if isinstance(answer, dict) and answer.get("ok")]
+    taken = [name for name, answer in answers.succeeded.items() if answer.ok]
     try:
-        for name, answer in answers.items():
-            if isinstance(answer, BaseException):
-                raise SmshipError(f"could not take the deploy lock on {name}: {answer}")
-            if answer.get("error"):
-                raise SmshipError(f"could not take the deploy lock on {name}: {answer['error']}")
-            if not answer.get("ok"):
-                raise LockHeld(f"{name}: another deploy holds the lock: {holder_text(answer['holder'])}; "
+        for name in answers:
+            if name in answers.failed:
+                raise SmshipError(f"could not take the deploy lock on {name}: {answers.failed[name]}")
+            if answers.succeeded[name].error:
+                raise SmshipError(f"could not take the deploy lock on {name}: {answers.succeeded[name].error}")
+            if not answers.succeeded[name].ok:
+                raise LockHeld(f"{name}: another deploy holds the lock: {holder_text(answers.succeeded[name].holder)}; "
                                f"wait for it, or if it died run 'smship unlock ENV'")
         yield holder
     finally:
-        release = {"op": "unlock", "path": path, "token": holder["token"]}
-        released = fleet.map(lambda t: call_agent(fleet, t, release), [t for t in targets if t.name in taken])
-        stuck = sorted(name for name, answer in released.items() if isinstance(answer, BaseException))
+        released = agent.ask_all(fleet, agent.unlock(path, holder["token"]), [t for t in targets if t.name in taken])
+        stuck = sorted(released.failed)
         if stuck and warn:
             warn(f"the deploy lock is still held on {', '.join(stuck)} (unreachable): the next deploy from "
                  "this machine removes it, or run 'smship unlock ENV' from another")

@@ -8,7 +8,7 @@ import time
 
 from smship.context import EnvContext
 from smship.layout import Layout
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 
 
@@ -27,16 +27,15 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     """
     entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = [targets[name] for name in outcome["hosts"]]
-    written = fleet.map(lambda t: call_agent(fleet, t, {"op": "audit", "path": layout.audit_log, "entry": entry}),
-                        chosen)
-    for name, answer in sorted(written.items()):
-        if isinstance(answer, BaseException) or not answer.get("ok"):
-            ctx.reporter.warn(f"{name}: the audit line was not written: "
-                              f"{answer if isinstance(answer, BaseException) else answer.get('error')}")
+    written = agent.ask_all(fleet, agent.audit(layout.audit_log, entry), chosen)
+    problems = {**{n: str(e) for n, e in written.failed.items()},
+                **{n: a.error for n, a in written.succeeded.items() if not a.ok}}
+    for name, problem in sorted(problems.items()):
+        ctx.reporter.warn(f"{name}: the audit line was not written: {problem}")
     if prune:
-        request = {"op": "prune", "root": layout.root, "keep": ctx.env.keep_releases, "protect": [outcome["release"], *protect]}
-        pruned = fleet.map(lambda t: call_agent(fleet, t, request), chosen)
-        removed = sorted({r for answer in pruned.values() if isinstance(answer, dict) for r in answer["removed"]})
+        request = agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect])
+        pruned = agent.ask_all(fleet, request, chosen)
+        removed = sorted({r for answer in pruned.succeeded.values() for r in answer.removed})
         if removed:
             ctx.reporter.info(f"pruned old releases: {', '.join(removed)}")
     ctx.reporter.data["audit"] = entry

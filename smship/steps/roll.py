@@ -18,7 +18,7 @@ from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.inventory import Host
 from smship.layout import Layout
-from smship.remote import call_agent
+from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 
 
@@ -99,37 +99,29 @@ class Drainer:
         """Read once per roll: a host a halted deploy left drained is not counted on."""
         if self._out is None:
             asked = [self.targets[n] for n in self.web_hosts if n in self.targets]
-            answers = self.fleet.map(lambda t: call_agent(self.fleet, t, {"op": "facts", "paths": {self.flag: None}},
-                                                          timeout=60), asked)
-            self._out = {n for n, a in answers.items()
-                         if isinstance(a, BaseException) or a["paths"][self.flag]["type"] != "absent"}
+            answers = agent.ask_all(self.fleet, agent.facts({self.flag: None}, timeout=60), asked)
+            self._out = set(answers.failed) | {n for n, a in answers.succeeded.items()
+                                               if a.paths[self.flag].type != "absent"}
         return self._out
 
     def _apply(self, names: list[str], action: dict) -> dict[str, str]:
         """Apply ``action`` on every named host; the ones it failed on, with why."""
-        request = {"op": "apply", "actions": [action]}
-        answers = self.fleet.map(lambda t: call_agent(self.fleet, t, request, timeout=60),
-                                 [self.targets[n] for n in names])
-        return {n: str(a) if isinstance(a, BaseException) else a.get("error", "")
-                for n, a in answers.items() if isinstance(a, BaseException) or not a.get("ok")}
+        answers = agent.ask_all(self.fleet, agent.apply([action], timeout=60), [self.targets[n] for n in names])
+        return {n: str(answers.failed[n]) if n in answers.failed else answers.succeeded[n].error or ""
+                for n in answers if n in answers.failed or not answers.succeeded[n].ok}
 
 
-def _aftermath(answer: dict) -> str:
+def _aftermath(answer: agent.Activation) -> str:
     """What a failed activation left live on the host, in words."""
-    previous = answer.get("previous")
+    previous = answer.previous
     if not previous:
         return "nothing to switch back to"
-    if previous == answer["release"]:
+    if previous == answer.release:
         # A worker on a host whose web tier already switched: current is shared.
         return f"{previous} stays live here, as this host's web tier already runs it"
-    if answer.get("reverted"):
+    if answer.reverted:
         return f"switched back to {previous} and healthy"
-    return f"switched back to {previous} but that failed too: {answer.get('revert_reason')}"
-
-
-def activate_request(layout: Layout, release: str, units: list[str], health: dict | None) -> dict:
-    return {"op": "activate", "root": layout.root, "release": release, "restart": units, "health": health,
-            "activation_log": layout.activation_log}
+    return f"switched back to {previous} but that failed too: {answer.revert_reason}"
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
@@ -147,9 +139,9 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         try:
             if drainer:
                 drainer.drain(names, title)
-            answers = fleet.map(lambda t: call_agent(fleet, t, activate_request(
-                layout, release_for[t.name], units_for(t.name), health), timeout=ctx.env.health.timeout * 2 + 120),
-                [targets[name] for name in names])
+            answers = agent.ask_all(fleet, lambda t: agent.activate(
+                layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
+                timeout=ctx.env.health.timeout * 2 + 120), [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it
@@ -159,29 +151,29 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             if drainer:
                 drainer.undrain(names)
             raise
-        for name, answer in answers.items():
+        for name in answers:
             seconds = time.monotonic() - started
-            if isinstance(answer, BaseException):
-                result.failed[name] = str(answer)
-                report.host(name, "failed", str(answer), seconds)
+            if name in answers.failed:
+                result.failed[name] = str(answers.failed[name])
+                report.host(name, "failed", result.failed[name], seconds)
                 continue
-            if answer.get("record_error"):
-                report.warn(f"{name}: the activation log was not written ({answer['record_error']}); "
+            answer = answers.succeeded[name]
+            if answer.record_error:
+                report.warn(f"{name}: the activation log was not written ({answer.record_error}); "
                             "rollback without --to cannot count this activation")
-            if answer["ok"]:
+            if answer.ok:
                 result.done.append(name)
-                moved = (f"restarted on {answer['release']}" if answer.get("previous") == answer["release"]
-                         else f"{answer.get('previous') or 'nothing'} -> {answer['release']}")
-                report.host(name, "changed", moved + (f" ({answer['status']})" if answer.get("status") else ""),
+                moved = (f"restarted on {answer.release}" if answer.previous == answer.release
+                         else f"{answer.previous or 'nothing'} -> {answer.release}")
+                report.host(name, "changed", moved + (f" ({answer.status})" if answer.status else ""),
                             seconds)
             else:
-                result.failed[name] = f"{answer['reason']}; {_aftermath(answer)}"
+                result.failed[name] = f"{answer.reason}; {_aftermath(answer)}"
                 report.host(name, "failed", result.failed[name], seconds)
         if drainer:
             # Reverted hosts serve the previous release again; the others
             # (unreachable, or whose revert failed) stay drained.
-            drainer.undrain([n for n, a in answers.items()
-                             if not isinstance(a, BaseException) and (a["ok"] or a.get("reverted"))])
+            drainer.undrain([n for n, a in answers.succeeded.items() if a.ok or a.reverted])
         if result.failed:
             break
     return result

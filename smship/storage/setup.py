@@ -56,7 +56,7 @@ def storage_setup(ctx: EnvContext) -> bool:
                 return written
 
             written = fleet.map(write, [targets[h.name] for h in apps])
-            if any(isinstance(w, BaseException) for w in written.values()):
+            if not written.ok:
                 return False
             restart = [h for h in apps if written[h.name] and surveyed[h.name].current]
             if not restart:

@@ -85,4 +85,4 @@ def storage_verify(ctx: EnvContext) -> bool:
             return answer
 
         answers = fleet.map(probe)
-    return all(not isinstance(a, BaseException) for a in answers.values())
+    return answers.ok

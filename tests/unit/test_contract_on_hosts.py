@@ -329,7 +329,7 @@ def test_the_host_request_names_the_apps_settings(tmp_path):
     loaded = load(project(tmp_path, app={"settings": OWN_NAMES, "frontend": False}))
     layout = Layout.of(loaded.app, loaded.environment("prod"))
     web1 = next(h for h in loaded.environment("prod").hosts if h.name == "web1")
-    request = host_request(loaded.app, layout, web1)
+    request = host_request(loaded.app, layout, web1).fields
     assert (request["database_url"], request["secret_key"]) == ("DATABASE_URL", "SECRET_KEY")
     assert request["plain"] == plain_settings(loaded.app) == ["APP_ENV", "POOL"]
     assert request["frontend_manifest"] is None

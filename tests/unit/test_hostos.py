@@ -12,6 +12,7 @@ from smship.errors import SmshipError
 from smship.hostos import HostOS, debian_version, python_packages, require_one_python, \
     require_python_available, require_release_fits, requested_python, wheel_target
 from smship.inventory import App
+from smship.remote.client import Interpreter
 from smship.release.wheelhouse import BOOKWORM, TRIXIE, require_python, target_for_version
 
 DEB12 = HostOS("old1", "debian", "12", "bookworm", "Debian GNU/Linux 12 (bookworm)", glibc="2.36",
@@ -77,13 +78,13 @@ def test_a_fleet_mixing_pythons_is_refused_naming_hosts_and_versions():
 
 
 def test_wheels_target_the_app_hosts_interpreter():
-    target = wheel_target(App(name="a"), {"new1": {"version": "3.13.5", "machine": "x86_64", "glibc": "2.41"},
-                                          "new2": {"version": "3.13.3", "machine": "x86_64", "glibc": "2.40"}})
+    target = wheel_target(App(name="a"), {"new1": Interpreter("3.13.5", "x86_64", "2.41"),
+                                          "new2": Interpreter("3.13.3", "x86_64", "2.40")})
     assert (target.python_version, target.python_full_version, target.glibc) == ("3.13", "3.13.3", (2, 40))
     assert target.abi == "cp313" and "manylinux_2_40_x86_64" in target.platforms()
     with pytest.raises(SmshipError, match="different Python versions"):
-        wheel_target(App(name="a"), {"old1": {"version": "3.11.2", "glibc": "2.36"},
-                                     "new1": {"version": "3.13.5", "glibc": "2.41"}})
+        wheel_target(App(name="a"), {"old1": Interpreter("3.11.2", "x86_64", "2.36"),
+                                     "new1": Interpreter("3.13.5", "x86_64", "2.41")})
 
 
 def test_a_prebuilt_release_for_another_python_is_refused():

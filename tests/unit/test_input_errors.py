@@ -17,7 +17,7 @@ from smship.release.hostcmds import check_deps_id
 from smship.release.source import export, secret_like_file
 from smship.secrets import read_file_backend
 from smship.settings import SettingsError, load_settings
-from smship.ssh import Fleet, SSHOptions, read_known_hosts
+from smship.ssh import Fleet, FleetResult, SSHOptions, read_known_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 # A real ed25519 public key line (any valid key will do).
@@ -163,7 +163,7 @@ class _FakeFleet:
         return False
 
     def map(self, work):
-        return {t.name: work(t) for t in self.targets}
+        return FleetResult({t.name: work(t) for t in self.targets})
 
 
 def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
@@ -176,7 +176,7 @@ def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
     monkeypatch.setattr(engine, "select_hosts", lambda ctx, limit: [host])
     monkeypatch.setattr(engine, "environment", lambda d: None)
     monkeypatch.setattr(engine, "open_fleet", lambda ctx, hosts: _FakeFleet([SimpleNamespace(name="web1")]))
-    monkeypatch.setattr(engine, "desired_states", lambda *a: {"web1": object()})
+    monkeypatch.setattr(engine, "desired_states", lambda *a: FleetResult({"web1": object()}))
     monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check: engine.HostOutcome(plan, False))
     reporter = Reporter(output)
     ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod", secrets={},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,4 +69,26 @@ def test_the_import_graph_has_no_cycle_between_packages():
 def test_only_the_ssh_layer_uses_fabric_or_paramiko():
     users = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "smship").rglob("*.py")
                    if any(word in path.read_text() for word in ("import fabric", "from fabric", "paramiko")))
+    assert all(user.startswith("smship/ssh") for user in users), users
+
+
+def _lines_with(pattern: str) -> list[str]:
+    """``path:line`` of each line of smship/ matching ``pattern``, as `grep -rn` would list them."""
+    found = []
+    for path in sorted((ROOT / "smship").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(ROOT)}:{number}")
+    return found
+
+
+def test_agent_requests_are_built_by_the_typed_client_alone():
+    """`grep -rn '"op":' smship`: the client builds requests; the agents only read them."""
+    builders = {line.rpartition(":")[0] for line in _lines_with(r'"op":')}
+    assert builders == {"smship/remote/client.py"}, builders
+
+
+def test_only_the_fleet_layer_tells_failures_from_answers():
+    """`grep -rn 'isinstance(.*BaseException' smship`: callers read FleetResult.succeeded / .failed."""
+    users = {line.rpartition(":")[0] for line in _lines_with(r"isinstance\(.*BaseException")}
     assert all(user.startswith("smship/ssh") for user in users), users

@@ -20,7 +20,7 @@ from smship.provision.provision import upstream_ca_secrets
 from smship.secrets import FileBackend
 
 from test_checklist import facts
-from test_provision_plan import SECRETS, converged_facts, file_text, plan, project, state_for  # noqa: F401
+from test_provision_plan import SECRETS, converged_facts, file_text, planned, project, state_for  # noqa: F401
 
 CA_SECRET = {upstreamtls.CA_KEY: upstreamtls.new_key()}
 
@@ -93,7 +93,7 @@ def test_the_firewall_replaces_its_own_table_in_one_transaction_and_loads_at_boo
 
 def test_a_second_provision_changes_nothing_on_the_firewall(project):
     state = state_for(project, "db1")
-    assert plan(state, converged_facts(state)).empty
+    assert planned(state, converged_facts(state)).empty
 
 
 def test_ipv6_app_hosts_get_an_ip6_rule(project):
@@ -212,7 +212,7 @@ def test_upstream_material_is_the_same_bytes_on_every_run_so_provision_converges
     first, second = lb_state(lb_project, "web1"), lb_state(lb_project, "web1")
     assert [f.content for f in first.files] == [f.content for f in second.files]
     lb = lb_state(lb_project, "lb1")
-    assert plan(lb, converged_facts(lb)).empty
+    assert planned(lb, converged_facts(lb)).empty
 
 
 def test_the_lb_trusts_the_previous_ca_too_while_a_rotation_rolls_out(lb_project):

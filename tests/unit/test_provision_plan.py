@@ -68,9 +68,14 @@ def converged_facts(state) -> dict:
 
 
 def fresh_facts(state) -> dict:
-    request = facts_request(state)
+    request = facts_request(state).fields
     return {"packages": {}, "users": {}, "paths": {p: {"type": "absent"} for p in request["paths"]},
             "checks": {}, "services": {s: {"enabled": "not-found", "active": "inactive"} for s in request["services"]}}
+
+
+def planned(state, facts: dict):
+    """The plan for ``facts`` written as the agent answers them."""
+    return plan(state, facts_request(state).parse("h", facts))
 
 
 def file_text(state, suffix: str) -> str:
@@ -181,12 +186,12 @@ def test_app_hosts_get_the_s3_settings_in_their_env_file(project):
 
 def test_fresh_host_plans_everything_and_converged_host_nothing(project):
     state = state_for(project, "web1")
-    fresh = plan(state, fresh_facts(state))
+    fresh = planned(state, fresh_facts(state))
     assert fresh.packages == state.packages
     kinds = {c.kind for c in fresh.changes}
     assert {"user", "directory", "file", "link", "service"} <= kinds
     assert fresh.handlers[0] == "daemon-reload"
-    assert plan(state, converged_facts(state)).empty
+    assert planned(state, converged_facts(state)).empty
 
 
 def test_one_changed_template_changes_one_file_and_notifies_its_handlers(project):
@@ -195,11 +200,11 @@ def test_one_changed_template_changes_one_file_and_notifies_its_handlers(project
     site = "/etc/nginx/sites-available/shop.conf"
     old = file_text(state, "sites-available/shop.conf").replace("expires 1y;", "expires 1d;")
     facts["paths"][site].update(sha256="0" * 64, content=old)
-    p = plan(state, facts)
+    p = planned(state, facts)
     assert [c.target for c in p.changes] == [site]
     assert "-        expires 1d;\n+        expires 1y;\n" in p.changes[0].diff
     assert p.handlers == ["reload nginx"]
-    actions = apply_request(state, p)["actions"]
+    actions = apply_request(state, p).fields["actions"]
     assert [a["kind"] for a in actions] == ["file", "command", "command"]
     assert actions[1]["argv"] == ["nginx", "-t", "-q"]
 
@@ -208,10 +213,10 @@ def test_handlers_owed_by_an_interrupted_run_still_run(project):
     state = state_for(project, "web1")
     facts = converged_facts(state)
     facts["pending_handlers"] = ["restart app units", "not a handler of this host"]
-    p = plan(state, facts)
+    p = planned(state, facts)
     assert not p.empty and p.changes == []
     assert p.handlers == ["restart app units"]
-    request = apply_request(state, p)
+    request = apply_request(state, p).fields
     assert request["handlers"] == ["restart app units"]
     # web1 plays web only: the shared handler restarts its unit alone.
     assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web.service"]]
@@ -221,16 +226,16 @@ def test_secret_file_changes_are_never_diffed(project):
     state = state_for(project, "web1")
     facts = converged_facts(state)
     facts["paths"]["/srv/shop/shared/env"]["sha256"] = "0" * 64
-    (change,) = plan(state, facts).changes
+    (change,) = planned(state, facts).changes
     assert change.diff is None and change.summary == "content (secret: not shown)"
-    assert facts_request(state)["paths"]["/srv/shop/shared/env"] is None
+    assert facts_request(state).fields["paths"]["/srv/shop/shared/env"] is None
 
 
 def test_mode_drift_is_repaired(project):
     state = state_for(project, "web1")
     facts = converged_facts(state)
     facts["paths"]["/srv/shop/shared/env"]["mode"] = "0644"
-    (change,) = plan(state, facts).changes
+    (change,) = planned(state, facts).changes
     assert change.summary == "mode 0644 -> 0600"
 
 
@@ -256,7 +261,7 @@ def test_a_host_removes_the_units_of_roles_it_does_not_play(project):
     assert "no web units (not a web host)" not in names
     facts = converged_facts(state)
     facts["checks"]["no beat unit (not the beat host)"] = False       # a beat unit is still there
-    (change,) = plan(state, facts).changes
+    (change,) = planned(state, facts).changes
     assert change.kind == "ensure" and change.target == "no beat unit (not the beat host)"
     assert change.action["argv"][-1] == "shop-beat.service"
 

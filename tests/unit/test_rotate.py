@@ -10,6 +10,7 @@ import pytest
 from smship import secretkey
 from smship.errors import SmshipError
 from smship.remote import agent
+from smship.remote.client import UnitKey
 from smship.rotate.generations import HostKey, Names, key_fingerprint
 from smship.templating import env_line
 
@@ -26,10 +27,9 @@ def test_a_fingerprint_tells_generations_apart_and_reveals_no_part_of_the_key():
 def test_a_host_holds_a_generation_only_when_its_file_and_every_running_unit_have_it():
     fp_old, fp_new = key_fingerprint("K", OLD), key_fingerprint("K", NEW)
     names = Names(fp_new, fp_old)
-    done = HostKey("r1", fp_new, {"web": {"running": True, "fingerprint": fp_new},
-                                  "worker": {"running": False, "fingerprint": None}})
-    pending = HostKey("r1", fp_new, {"web": {"running": True, "fingerprint": fp_old}})
-    untouched = HostKey("r1", fp_old, {"web": {"running": True, "fingerprint": fp_old}})
+    done = HostKey("r1", fp_new, {"web": UnitKey(True, fp_new), "worker": UnitKey(False, None)})
+    pending = HostKey("r1", fp_new, {"web": UnitKey(True, fp_old)})
+    untouched = HostKey("r1", fp_old, {"web": UnitKey(True, fp_old)})
     assert done.holds(fp_new) and not pending.holds(fp_new) and not untouched.holds(fp_new)
     assert names.describe(done) == f"runs {fp_new} (current key)"
     assert names.describe(pending) == f"env file has {fp_new} (current key), but web is still running on {fp_old} (previous key)"

@@ -107,3 +107,22 @@ def test_deploy_refuses_a_weak_key_before_opening_any_connection(tmp_path):
     assert "known default value; refusing to deploy prod" in result.stderr
     assert "preflight:" not in result.stderr  # no host was asked anything
     assert "change-me" not in result.stdout + result.stderr
+
+
+def test_a_command_reads_the_secrets_backend_once(tmp_path):
+    """Deploy's key check, the checklist's settings and the log masking share one read."""
+    from smship.checklist.facts import inventory_settings
+    from smship.context import EnvContext
+    from smship.steps.migrate import masking
+
+    path, _ = environment(tmp_path, STRONG)
+    secrets_file(tmp_path, f"SM_SECRET_KEY={STRONG}\nSM_DB_PASSWORD=db-password-1\nSM_REDIS_PASSWORD=redis-password-1\n"
+                 "AWS_ACCESS_KEY_ID=key-id-1\nAWS_SECRET_ACCESS_KEY=key-secret-1\n")
+    ctx = EnvContext.open("prod", path)
+    require_strong_key("prod", ctx.app, ctx.env, ctx.secrets)
+    secrets_file(tmp_path, "SM_SECRET_KEY=change-me\n")      # the backend changes under the command
+    assert masking(ctx)(f"{STRONG} change-me") == "*** change-me"
+    assert inventory_settings(ctx).secret_key_weakness is None
+    require_strong_key("prod", ctx.app, ctx.env, ctx.secrets)
+    with pytest.raises(SmshipError, match="known default"):
+        require_strong_key("prod", ctx.app, ctx.env)            # read anew: the backend's new value

@@ -1,0 +1,476 @@
+"""The fleet: one long-lived connection per host, parallel calls, and what each host gave back."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+
+from smship.command import Command
+from smship.ssh.argv import _load_ssh_config, put_command, remote_line, resolve, rsync_argv, stream_argv
+from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
+from smship.ssh.rsync import _rsync_error, parse_rsync_stats
+from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult, SSHError,
+                               SSHOptions, SudoPasswordRequired, Target, _last_line)
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------
+# Streams
+# ---------------------------------------------------------------------------
+
+
+class _StdinStream:
+    """Feeds bytes to invoke's stdin pump in large chunks.
+
+    Invoke asks non-terminal streams for one byte at a time, which would
+    turn a file into one SSH packet per byte; returning a whole chunk per
+    read is allowed by its loop and keeps uploads fast.  An empty stream
+    still matters: invoke closes the remote stdin at EOF, so a command that
+    reads stdin never hangs.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = memoryview(data or b"")
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = bytes(self._data[self._pos:self._pos + self.CHUNK])
+        self._pos += len(chunk)
+        return chunk
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("not a real file")
+
+
+# latin-1 maps every byte to one character and back, so binary stdin
+# survives invoke's decode/encode unchanged and output chunks split in the
+# middle of a UTF-8 sequence are not mangled; we decode as UTF-8 at the end.
+_WIRE_ENCODING = "latin-1"
+
+
+def _text(wire: str) -> str:
+    return wire.encode(_WIRE_ENCODING).decode("utf-8", "replace")
+
+
+_SUDO_REFUSALS = ("a password is required", "a terminal is required",
+                  "no askpass program")
+
+
+def _sudo_refused(command: Command, exit_code: int, stderr: str) -> bool:
+    if not (command.sudo or command.user) or exit_code != 1:
+        return False
+    first = stderr.strip().splitlines()[:1]
+    return bool(first) and first[0].startswith("sudo:") and any(
+        marker in first[0] for marker in _SUDO_REFUSALS)
+
+
+# ---------------------------------------------------------------------------
+# Fleet
+# ---------------------------------------------------------------------------
+
+
+class Fleet:
+    """One long-lived SSH connection per host for a whole smship command.
+
+    Connections open lazily on first use and are reused by every later
+    operation on that host; :meth:`close` (or leaving the ``with`` block)
+    closes them all.  ``round_trips`` counts remote exchanges per host:
+    each exec channel, upload and rsync process is one.
+    """
+
+    def __init__(self, targets: Iterable[Target] = (),
+                 options: SSHOptions | None = None) -> None:
+        self.options = options or SSHOptions()
+        self.targets: dict[str, Target] = {}
+        self.round_trips: dict[str, int] = {}
+        self._ssh_config = _load_ssh_config(self.options.ssh_config)
+        self._known_hosts = read_known_hosts(self.options.known_hosts)
+        self._endpoints: dict[str, Endpoint] = {}
+        self._connections: dict[str, Connection] = {}
+        self._jump_connections: dict[Endpoint, Connection] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._jump_lock = threading.Lock()
+        for target in targets:
+            self.add(target)
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def add(self, target: Target) -> Target:
+        """Register a target (idempotent for an identical one)."""
+        with self._lock:
+            known = self.targets.get(target.name)
+            if known is not None and known != target:
+                raise ValueError(f"two different targets named {target.name}")
+            self.targets[target.name] = target
+            self.round_trips.setdefault(target.name, 0)
+            self._host_locks.setdefault(target.name, threading.Lock())
+        return target
+
+    def _target(self, target: Target | str) -> Target:
+        if isinstance(target, Target):
+            return self.add(target)
+        try:
+            return self.targets[target]
+        except KeyError:
+            raise KeyError(f"unknown host {target!r}") from None
+
+    def endpoint(self, target: Target | str) -> Endpoint:
+        """Where ``target`` really is once the SSH config is applied."""
+        target = self._target(target)
+        with self._lock:
+            if target.name not in self._endpoints:
+                self._endpoints[target.name] = resolve(
+                    target, self.options, self._ssh_config)
+            return self._endpoints[target.name]
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.round_trips[name] = self.round_trips.get(name, 0) + 1
+
+    # -- connections -------------------------------------------------------
+
+    def _new_connection(self, endpoint: Endpoint,
+                        gateway: Connection | None) -> Connection:
+        timeout = self.options.connect_timeout
+        connect_kwargs: dict = {
+            # fabric rounds its own connect_timeout to whole seconds; the
+            # paramiko kwargs keep fractions and also bound the banner and
+            # auth phases, where a stuck host would otherwise hang us.
+            "timeout": timeout,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+        }
+        if endpoint.identity is not None:
+            connect_kwargs["key_filename"] = [str(endpoint.identity)]
+        # An empty SSHConfig and lazy config keep fabric from reading
+        # ~/.ssh/config or ~/.fabric.yaml on its own: we already resolved
+        # the endpoint and want the rsync ssh to see the same values.
+        config = Config(ssh_config=paramiko.SSHConfig(), lazy=True)
+        connection = Connection(
+            endpoint.host, user=endpoint.user, port=endpoint.port,
+            config=config, connect_kwargs=connect_kwargs,
+            gateway=gateway if gateway is not None else False,
+        )
+        client = connection.client
+        # paramiko looks non-22 ports up as "[host]:port", like ssh.
+        keys = client.get_host_keys()
+        for entry in self._known_hosts:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+        if self.options.accept_unknown_hosts:
+            client.set_missing_host_key_policy(
+                _AcceptNewPolicy(self.options.known_hosts))
+        else:
+            client.set_missing_host_key_policy(_StrictPolicy())
+        return connection
+
+    def _gateway(self, jumps: tuple[Endpoint, ...]) -> Connection | None:
+        """Chain jump connections, sharing one per bastion."""
+        gateway = None
+        for hop in jumps:
+            key = hop if gateway is None else None
+            if key is not None and key in self._jump_connections:
+                gateway = self._jump_connections[key]
+                continue
+            gateway = self._new_connection(hop, gateway)
+            if key is not None:
+                self._jump_connections[key] = gateway
+        return gateway
+
+    def _open_gateway(self, name: str,
+                      endpoint: Endpoint) -> Connection | None:
+        """Open the jump chain for ``endpoint`` (shared, so serialised)."""
+        if not endpoint.jumps:
+            return None
+        with self._jump_lock:
+            with self._lock:
+                gateway = self._gateway(endpoint.jumps)
+            assert gateway is not None  # jumps is not empty
+            try:
+                # Opening the last hop opens the earlier ones through it.
+                gateway.open()
+            except Exception as exc:  # every failure becomes one line
+                hop = endpoint.jumps[-1]
+                cause = _describe_failure(exc, hop, self.options)
+                raise ConnectError(
+                    name, endpoint, f"jump host {hop}: {cause}") from exc
+        return gateway
+
+    def connection(self, target: Target | str) -> Connection:
+        """The open connection to ``target``; raises :class:`ConnectError`."""
+        target = self._target(target)
+        endpoint = self.endpoint(target)
+        with self._host_locks[target.name]:
+            connection = self._connections.get(target.name)
+            if connection is not None and connection.is_connected:
+                return connection
+            if connection is not None:
+                connection.close()
+            gateway = self._open_gateway(target.name, endpoint)
+            try:
+                connection = self._new_connection(endpoint, gateway)
+                connection.open()
+            except Exception as exc:  # every failure becomes one line
+                cause = _describe_failure(exc, endpoint, self.options)
+                raise ConnectError(target.name, endpoint, cause) from exc
+            self._connections[target.name] = connection
+            return connection
+
+    def close(self) -> None:
+        """Close every connection, jump hosts last."""
+        with self._lock:
+            connections = list(self._connections.values())
+            jumps = list(self._jump_connections.values())
+            self._connections.clear()
+            self._jump_connections.clear()
+        for connection in [*connections, *jumps]:
+            try:
+                connection.close()
+            except Exception:  # closing is best effort; nothing to report
+                pass
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- operations --------------------------------------------------------
+
+    def run(self, target: Target | str, command: Command | str, *,
+            timeout: float | None = None, check: bool = False) -> Result:
+        """Run one command; output is captured, never printed.
+
+        A plain string is accepted for internal helpers only and is sent
+        as-is; everything built from inventory data must be a Command.
+        """
+        target = self._target(target)
+        if isinstance(command, str):
+            command = Command(("sh", "-c", command), description=command)
+        started = time.monotonic()
+        try:
+            connection = self.connection(target)
+        except ConnectError as exc:
+            if check:
+                raise
+            return Result(target.name, str(command), NO_EXIT,
+                          duration=time.monotonic() - started, error=str(exc))
+        self._count(target.name)
+        result = self._exec(connection, target.name, command, timeout,
+                            started)
+        if check and not result.ok:
+            if _sudo_refused(command, result.exit_code, result.stderr):
+                raise SudoPasswordRequired(result)
+            raise CommandError(result)
+        return result
+
+    def _exec(self, connection: Connection, name: str, command: Command,
+              timeout: float | None, started: float) -> Result:
+        described = str(command)
+        try:
+            outcome = connection.run(
+                remote_line(command), hide=True, warn=True, pty=False,
+                in_stream=_StdinStream(command.stdin),
+                encoding=_WIRE_ENCODING, timeout=timeout)
+        except CommandTimedOut as exc:
+            return Result(
+                name, described, NO_EXIT,
+                stdout=_text(exc.result.stdout),
+                stderr=_text(exc.result.stderr),
+                duration=time.monotonic() - started,
+                error=f"{name}: {described}: timed out after {timeout:g}s")
+        except Exception as exc:  # a dropped connection mid-command
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return Result(name, described, NO_EXIT,
+                          duration=time.monotonic() - started,
+                          error=f"{name}: {described}: connection lost: "
+                                f"{first}")
+        result = Result(name, described, outcome.exited,
+                        stdout=_text(outcome.stdout),
+                        stderr=_text(outcome.stderr),
+                        duration=time.monotonic() - started)
+        if _sudo_refused(command, result.exit_code, result.stderr):
+            who = connection.user
+            result.error = (
+                f"{name}: {described}: sudo on this host needs a password "
+                f"for user {who}; smship runs sudo non-interactively, so "
+                f"grant {who} passwordless sudo (NOPASSWD) "
+                f"[{_last_line(result.stderr)}]")
+        return result
+
+    def put(self, target: Target | str, data: bytes, remote_path: str, *,
+            mode: int = 0o644, owner: str | None = None,
+            group: str | None = None, sudo: bool = True) -> Result:
+        """Atomically replace ``remote_path`` with ``data`` (one round trip).
+
+        Raises :class:`SSHError` on any failure: a half-done upload must
+        never look like success to the caller.
+        """
+        command = put_command(data, remote_path, mode=mode, owner=owner,
+                              group=group, sudo=sudo)
+        return self.run(target, command, check=True)
+
+    def rsync(self, target: Target | str, local_dir: str | Path,
+              remote_dir: str, *, link_dest: str | None = None,
+              delete: bool = True, excludes: Iterable[str] = (),
+              sudo: bool = False, checksum: bool = False,
+              chown: str | None = None, check: bool = False,
+              timeout: float | None = None) -> RsyncResult:
+        """Mirror ``local_dir``'s contents into ``remote_dir`` with rsync.
+
+        Unchanged files are hard-linked from ``link_dest`` (a previous
+        release) instead of copied.
+        """
+        target = self._target(target)
+        endpoint = self.endpoint(target)
+        argv = rsync_argv(endpoint, self.options, local_dir, remote_dir,
+                          link_dest=link_dest, delete=delete,
+                          excludes=excludes, sudo=sudo, checksum=checksum,
+                          chown=chown)
+        described = f"rsync {local_dir} -> {remote_dir}"
+        self._count(target.name)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            result = RsyncResult(
+                target.name, described, NO_EXIT,
+                duration=time.monotonic() - started,
+                error=f"{target.name}: {described}: timed out after "
+                      f"{timeout:g}s")
+        except FileNotFoundError:
+            result = RsyncResult(
+                target.name, described, NO_EXIT,
+                error=f"{target.name}: {described}: no local rsync or ssh "
+                      f"binary; install rsync and openssh-client")
+        else:
+            stdout = proc.stdout.decode("utf-8", "replace")
+            stderr = proc.stderr.decode("utf-8", "replace")
+            stats = parse_rsync_stats(stdout)
+            result = RsyncResult(
+                target.name, described, proc.returncode, stdout=stdout,
+                stderr=stderr, duration=time.monotonic() - started,
+                bytes_sent=stats["bytes_sent"],
+                bytes_received=stats["bytes_received"],
+                files_transferred=stats["files_transferred"])
+            result.error = _rsync_error(target.name, endpoint, result)
+        if check and not result.ok:
+            raise CommandError(result)
+        return result
+
+    def stream(self, target: Target | str,
+               command: Command) -> subprocess.Popen:
+        """Start ``command`` on ``target``; read its stdout as it comes.
+
+        For output that has no end of its own (``journalctl -f``): the
+        caller reads ``stdout`` line by line and terminates the process
+        when done.  Its stdin stays open and empty for as long as the
+        process lives, so a remote command can watch it and end with the
+        connection (see :func:`until_disconnected`).
+        """
+        target = self._target(target)
+        self._count(target.name)
+        argv = stream_argv(self.endpoint(target), self.options, command)
+        return subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    # -- many hosts --------------------------------------------------------
+
+    def map(self, fn: Callable[[Target], T],
+            targets: Iterable[Target | str] | None = None,
+            ) -> "FleetResult[T]":
+        """Call ``fn(target)`` for every target, at most ``parallel`` at once.
+
+        A host whose call raises lands in ``failed`` with its exception; the
+        other hosts carry on.  Results keep the order targets were given in.
+        """
+        chosen = [self._target(t) for t in
+                  (self.targets.values() if targets is None else targets)]
+        if not chosen:
+            return FleetResult({})
+        outcomes: dict[str, T | Exception] = {}
+        workers = min(self.options.parallel, len(chosen))
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix="smship-ssh") as pool:
+            futures = [(t.name, pool.submit(fn, t)) for t in chosen]
+            for name, future in futures:
+                try:
+                    outcomes[name] = future.result()
+                except Exception as exc:  # collected, reported per host
+                    outcomes[name] = exc
+        return FleetResult(outcomes)
+
+    def run_all(self, command: Command | str,
+                targets: Iterable[Target | str] | None = None, *,
+                timeout: float | None = None) -> dict[str, Result]:
+        """Run ``command`` on every target in parallel; never raises."""
+        outcomes = self.map(
+            lambda t: self.run(t, command, timeout=timeout), targets)
+        # An unexpected bug in one host's run must not hide the others.
+        return {name: outcomes.succeeded[name] if name in outcomes.succeeded
+                else Result(name, str(command), NO_EXIT, error=f"{name}: {outcomes.failed[name]}")
+                for name in outcomes}
+
+
+class FleetResult(Mapping[str, "T | Exception"], Generic[T]):
+    """What :meth:`Fleet.map` gave each host, in the order the hosts were given.
+
+    ``succeeded`` maps a host to its value, ``failed`` to the exception its
+    call raised; as a mapping, each host gives whichever it got.
+    """
+
+    def __init__(self, outcomes: Mapping[str, "T | Exception"]) -> None:
+        self._outcomes = dict(outcomes)
+        self.failed: dict[str, Exception] = {name: value for name, value in self._outcomes.items()
+                                             if isinstance(value, BaseException)}
+        self.succeeded: dict[str, T] = {name: value for name, value in self._outcomes.items()
+                                        if name not in self.failed}
+
+    def __getitem__(self, name: str) -> "T | Exception":
+        return self._outcomes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outcomes)
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __repr__(self) -> str:
+        return f"FleetResult(succeeded={sorted(self.succeeded)}, failed={sorted(self.failed)})"
+
+    @property
+    def ok(self) -> bool:
+        """Every host's call returned."""
+        return not self.failed
+
+
+def iter_results(outcomes: Mapping[str, object]) -> Iterator[str]:
+    """One summary line per host from :meth:`Fleet.map` or ``run_all``."""
+    for name, value in outcomes.items():
+        if isinstance(value, Result):
+            yield value.summary()
+        elif isinstance(value, BaseException):
+            # Foreign exceptions may span lines; a summary must not.
+            text = " ".join(str(value).split())
+            yield text if isinstance(value, SSHError) else (
+                f"{name}: {type(value).__name__}: {text}")
+        else:
+            yield f"{name}: ok"

@@ -1,0 +1,200 @@
+"""The typed agent client: each op's request as the agent reads it, each answer as the agent writes it.
+
+The answers come from the real agent, run here as a local process in a
+temporary directory (the ops that need neither systemd nor another host);
+only the SSH hop is replaced, by a fleet whose ``run`` executes locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from smship.errors import SmshipError
+from smship.inventory import App
+from smship.remote import client as agent
+from smship.remote.agent import key_fingerprint
+from smship.ssh import Fleet, Result, Target
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the agent runs as root, as on a host")
+
+
+class LocalFleet(Fleet):
+    """A fleet whose hosts are this machine: the agent's command runs as a local process."""
+
+    def __init__(self, names=("h1",), down=()):
+        super().__init__([Target(n, "127.0.0.1") for n in (*names, *down)])
+        self.down = set(down)
+
+    def run(self, target, command, *, timeout=None, check=False):
+        target = self._target(target)
+        if target.name in self.down:
+            return Result(target.name, str(command), -1, error=f"{target.name} (127.0.0.1:22): connection refused")
+        argv = [sys.executable if command.argv[0] == "python3" else command.argv[0], *command.argv[1:]]
+        done = subprocess.run(argv, input=command.stdin, capture_output=True, timeout=timeout)
+        return Result(target.name, str(command), done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+@pytest.fixture
+def fleet():
+    return LocalFleet()
+
+
+def one(fleet, request):
+    return agent.ask(fleet, fleet.targets["h1"], request)
+
+
+def test_each_builder_sends_the_fields_the_agent_reads():
+    assert agent.inspect("/srv/a", "/srv/a/shared/deploy.lock").body() == \
+        {"op": "inspect", "root": "/srv/a", "lock": "/srv/a/shared/deploy.lock"}
+    assert agent.inspect("/srv/a", "/l", "/srv/a/activations", "/usr/bin/python3").body() == \
+        {"op": "inspect", "root": "/srv/a", "lock": "/l", "activation_log": "/srv/a/activations",
+         "python": "/usr/bin/python3"}
+    assert agent.lock("/l", {"token": "t"}).body() == {"op": "lock", "path": "/l", "holder": {"token": "t"}}
+    assert agent.unlock("/l", "t").body() == {"op": "unlock", "path": "/l", "token": "t"}
+    assert agent.unlock("/l", None, force=True).body() == {"op": "unlock", "path": "/l", "token": None, "force": True}
+    assert agent.audit("/a.log", {"who": "me"}).body() == {"op": "audit", "path": "/a.log", "entry": {"who": "me"}}
+    assert agent.prune("/srv/a", 3, ["r1"]).body() == {"op": "prune", "root": "/srv/a", "keep": 3, "protect": ["r1"]}
+    assert agent.activate("/srv/a", "r2", ["web.service"], None, "/log").body() == \
+        {"op": "activate", "root": "/srv/a", "release": "r2", "restart": ["web.service"], "health": None,
+         "activation_log": "/log"}
+    assert agent.status("/srv/a", "/l", ["web.service"], None, None).body() == \
+        {"op": "status", "root": "/srv/a", "lock": "/l", "units": ["web.service"], "health": None, "drain_flag": None}
+    assert agent.keystate("K", "/srv/a", "/env", ["web.service"]).body() == \
+        {"op": "keystate", "name": "K", "root": "/srv/a", "env_file": "/env", "units": ["web.service"]}
+    assert agent.setenv("/env", "K", "K=v").body() == {"op": "setenv", "env_file": "/env", "name": "K", "line": "K=v"}
+    assert agent.facts({"/f": None}).body() == \
+        {"op": "facts", "packages": [], "users": [], "paths": {"/f": None}, "services": [], "checks": {}}
+    assert agent.apply([{"kind": "absent", "path": "/f"}]).body() == \
+        {"op": "apply", "actions": [{"kind": "absent", "path": "/f"}]}
+    assert agent.apply([], ["daemon-reload"]).body() == {"op": "apply", "actions": [], "handlers": ["daemon-reload"]}
+    assert agent.hostos(App(name="a")).body() == {"op": "hostos", "python": "/usr/bin/python3"}
+    assert agent.hostos(App(name="a", python="3.13")).body() == \
+        {"op": "hostos", "python": "/usr/bin/python3.13", "packages": ["python3.13", "python3.13-venv"]}
+    assert agent.db("info", "a", "16/main", timeout=300).body() == {"op": "info", "stanza": "a", "cluster": "16/main"}
+    assert agent.db("info", "a", "16/main").source != agent.inspect("/r", "/l").source
+
+
+def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path):
+    root = tmp_path / "app"
+    for name, complete in (("r1", True), ("r2", False)):
+        (root / "releases" / name).mkdir(parents=True)
+        if complete:
+            (root / "releases" / name / ".smship-complete").touch()
+    os.symlink(root / "releases" / "r1", root / "current")
+    log = tmp_path / "activations"
+    log.write_text(json.dumps({"release": "r1", "previous": None}) + "\n")
+    found = one(fleet, agent.inspect(str(root), str(tmp_path / "lock"), str(log), sys.executable))
+    assert (found.current, found.releases, found.complete, found.lock, found.exists) == \
+        ("r1", ["r1", "r2"], ["r1"], None, True)
+    assert found.activations == [("r1", None)] and found.free_bytes > 0
+    assert found.interpreter.version == "%d.%d.%d" % sys.version_info[:3] and found.interpreter.machine
+
+    bare = one(fleet, agent.inspect(str(tmp_path / "none"), str(tmp_path / "lock")))
+    assert (bare.exists, bare.releases, bare.activations, bare.interpreter) == (False, [], None, None)
+
+
+def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path):
+    path = str(tmp_path / "shared" / "deploy.lock")
+    assert one(fleet, agent.lock(path, {"token": "a", "user": "ann"})) == agent.LockAnswer(True, {})
+    held = one(fleet, agent.lock(path, {"token": "b"}))
+    assert not held.ok and held.holder == {"token": "a", "user": "ann"}
+    assert one(fleet, agent.inspect(str(tmp_path), path)).lock == {"token": "a", "user": "ann"}
+    assert not one(fleet, agent.unlock(path, "b")).ok
+    assert one(fleet, agent.unlock(path, None, force=True)).ok
+    assert one(fleet, agent.inspect(str(tmp_path), path)).lock is None
+
+
+def test_audit_appends_and_prune_keeps_the_newest_and_the_protected(fleet, tmp_path):
+    log = tmp_path / "log" / "audit.log"
+    assert one(fleet, agent.audit(str(log), {"who": "me", "result": "ok"})) == agent.Audited(True)
+    assert json.loads(log.read_text()) == {"who": "me", "result": "ok"}
+    for name in ("r1", "r2", "r3", "r4"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+    assert one(fleet, agent.prune(str(tmp_path), 2, ["r1"])) == agent.Pruned(["r2"])
+
+
+def test_activate_without_units_switches_records_and_reverts(fleet, tmp_path):
+    for name in ("r1", "r2", "r3"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        if name != "r3":
+            (tmp_path / "releases" / name / ".smship-complete").touch()
+    log = str(tmp_path / "activations")
+    first = one(fleet, agent.activate(str(tmp_path), "r1", [], None, log))
+    assert first == agent.Activation(ok=True, release="r1", previous=None)
+    second = one(fleet, agent.activate(str(tmp_path), "r2", [], None, log))
+    assert (second.ok, second.release, second.previous, second.record_error) == (True, "r2", "r1", None)
+    assert one(fleet, agent.inspect(str(tmp_path), "/nonexistent", log)).activations == [("r1", None), ("r2", "r1")]
+    half = one(fleet, agent.activate(str(tmp_path), "r3", [], None, log))
+    assert (half.ok, half.previous, half.reverted) == (False, "r2", True)
+    assert half.reason == "release r3 is not completely shipped to this host"
+
+
+def test_facts_and_apply_read_and_change_paths(fleet, tmp_path):
+    path, link = str(tmp_path / "f"), str(tmp_path / "l")
+    found = one(fleet, agent.facts({path: None, link: None}))
+    assert found.paths[path] == agent.PathFact("absent") and found.packages == {} and found.checks == {}
+    content = "hello\n"
+    done = one(fleet, agent.apply([
+        {"kind": "file", "path": path, "owner": "root", "group": "root", "mode": "0640",
+         "content": __import__("base64").b64encode(content.encode()).decode()},
+        {"kind": "link", "path": link, "target": path}]))
+    assert done == agent.Applied(True, [path, link])
+    found = one(fleet, agent.facts({path: "0" * 64, link: None}))
+    assert found.paths[path].type == "file" and found.paths[path].content == content
+    assert (found.paths[path].owner, found.paths[path].mode) == ("root", "0640")
+    assert found.paths[link] == agent.PathFact("link", "root", "root", "0777", target=path)
+    failed = one(fleet, agent.apply([{"kind": "command", "argv": ["false"], "label": "no"}]))
+    assert (failed.ok, failed.failed) == (False, "no") and failed.error
+
+
+def test_setenv_and_keystate_name_generations_by_fingerprint(fleet, tmp_path):
+    env = tmp_path / "app.env"
+    env.write_text("A=1\nK=old\n")
+    os.chmod(env, 0o640)
+    assert not one(fleet, agent.setenv(str(tmp_path / "missing.env"), "K", "K=new")).ok
+    assert one(fleet, agent.setenv(str(env), "K", "K=new")) == \
+        agent.EnvLineSet(True, None, key_fingerprint("K", "new"))
+    state = one(fleet, agent.keystate("K", str(tmp_path), str(env), []))
+    assert state == agent.KeyState(None, key_fingerprint("K", "new"), {})
+    assert state.holds(key_fingerprint("K", "new")) and not state.holds(key_fingerprint("K", "old"))
+
+
+def test_hostos_reads_this_machine(fleet):
+    found = one(fleet, agent.hostos(App(name="a", python=sys.executable)))
+    assert found.host == "h1" and found.python_path == sys.executable
+    assert found.python_version == "%d.%d.%d" % sys.version_info[:3] and found.machine == os.uname().machine
+
+
+def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):
+    flag = tmp_path / "drained"
+    flag.touch()
+    found = one(fleet, agent.status(str(tmp_path), str(tmp_path / "lock"), [], None, str(flag)))
+    assert (found.current, found.units, found.ready, found.drained) == (None, {}, None, True)
+    assert found.answer["free_bytes"] == found.free_bytes
+
+
+def test_a_refusal_of_the_db_host_names_it():
+    request = agent.db("info", "a", "16/main")
+    assert request.parse("db1", {"ok": True, "info": []}) == {"ok": True, "info": []}
+    with pytest.raises(SmshipError, match="^db1: no stanza$"):
+        request.parse("db1", {"ok": False, "error": "no stanza"})
+
+
+def test_ask_all_gives_each_host_its_answer_or_its_failure(tmp_path):
+    fleet = LocalFleet(("h1", "h2"), down=("h3",))
+    answers = agent.ask_all(fleet, lambda t: agent.audit(str(tmp_path / f"{t.name}.log"), {"host": t.name}))
+    assert list(answers) == ["h1", "h2", "h3"] and not answers.ok
+    assert answers.succeeded == {"h1": agent.Audited(True), "h2": agent.Audited(True)}
+    assert str(answers.failed["h3"]) == "h3 (127.0.0.1:22): connection refused"
+    assert json.loads((tmp_path / "h2.log").read_text()) == {"host": "h2"}
+
+
+def test_an_answer_that_is_not_json_names_the_host(fleet):
+    broken = agent.Request("inspect", {}, lambda _, a: a, source="print('oops')")
+    with pytest.raises(SmshipError, match="^h1: the smship agent answered something that is not JSON"):
+        one(fleet, broken)
