@@ -17,7 +17,7 @@ from labkit import ENV, SmshipRun, Variants, lab_env, remote, run_smship, write_
 # The lab tests share one fleet per session and tell its story in order: the lab
 # itself, a fresh provision, the first deploy and what follows it, drills, then
 # the commands that reconfigure the fleet (secrets, S3, backups) last.
-STORY = ("test_lab", "test_provision", "test_deploy", "test_drills", "test_check", "test_network_hardening",
+STORY = ("test_lab", "test_provision", "test_deploy", "test_drills", "test_check", "test_network_lockdown",
          "test_status_logs", "test_app_contract", "test_hardening", "test_rotate_secret", "test_storage", "test_backup", "test_distro",
          "test_second_app")
 

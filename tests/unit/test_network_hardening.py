@@ -1,6 +1,6 @@
 """Postgres/Redis closed to the network and lb -> web TLS verified: the pure parts.
 
-The lab proves the same on real hosts (tests/lab/test_network_hardening.py).
+The lab proves the same on real hosts (tests/lab/test_network_lockdown.py).
 """
 
 from __future__ import annotations
