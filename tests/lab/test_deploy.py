@@ -66,6 +66,9 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
         for unit, pid in main_pids(lab, host).items():
             environ = remote(lab, host, f"tr '\\0' '\\n' < /proc/{pid}/environ")
             assert "SM_DEPLOY_NOTE=rolled-by-deploy" in environ.splitlines(), (host, unit)
+        # Back to what the lab's own inventory renders, for the tests after this one (the processes
+        # keep the value until their next restart, which is harmless).
+        remote(lab, host, "sed -i '/^SM_DEPLOY_NOTE=/d' /srv/refapp/shared/env")
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
         last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/deploys.jsonl"))
