@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smship.appname import app_name_from
 from smship.init import python_code
 from smship.init.facts import Fact, found, guessed
 from smship.init.python_code import SKIPPED_DIRS, Spot
@@ -150,9 +151,7 @@ def _line_of(path: Path, pattern: str) -> int | None:
 
 def _name(pyproject: dict, path: Path | None, repo: Path, root: Path) -> Fact:
     raw = (pyproject.get("project") or {}).get("name")
-    source = raw or (repo.name if root == repo else root.name)
-    name = re.sub(r"[^a-z0-9-]+", "-", source.lower()).strip("-")
-    name = re.sub(r"^[^a-z]+", "", name)[:31].rstrip("-") or "app"
+    name = app_name_from(raw or (repo.name if root == repo else root.name))
     if raw and path is not None:
         return found(name, path, repo, _line_of(path, r"\s*name\s*="), "the project's name")
     return guessed(name, "the directory's name")

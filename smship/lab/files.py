@@ -10,9 +10,9 @@ from typing import Sequence
 
 import yaml
 
+from smship.appname import name_of_app
 from smship.lab.system import LabError, run
 
-APP_NAME = "refapp"
 ENVIRONMENT = "lab"
 KEY_NAME = "id_ed25519"
 
@@ -32,9 +32,10 @@ def host_names(count: int) -> list[str]:
     return [f"lab{i}" for i in range(1, count + 1)]
 
 
-def render_inventory(labdir: Path, app_source: Path, hosts: Sequence[tuple[str, str]],
-                     app_name: str = APP_NAME) -> str:
-    """The smship inventory (YAML) for hosts given as (name, address) in order."""
+def render_inventory(labdir: Path, app_source: Path, hosts: Sequence[tuple[str, str]]) -> str:
+    """The smship inventory (YAML) for hosts given as (name, address) in order; the app is
+    named as ``smship init`` would name it."""
+    app_name = name_of_app(app_source)
     roles = topology(len(hosts))
     labdir = Path(labdir)
     data = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import shlex
 
 import pytest
@@ -47,12 +48,15 @@ def test_topology_rejects_zero():
 
 def test_inventory_is_a_complete_lab_environment(tmp_path):
     labdir = tmp_path / "lab"
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "pyproject.toml").write_text('[project]\nname = "Shop_API.2"\n')
     text = files.render_inventory(labdir, tmp_path / "app", HOSTS3)
     data = yaml.safe_load(text)
-    assert data["app"] == {"name": "refapp", "source": str((tmp_path / "app").resolve()),
+    # Named as smship init names it: from the project's name.
+    assert data["app"] == {"name": "shop-api-2", "source": str((tmp_path / "app").resolve()),
                            "python": "/usr/bin/python3"}
     env = data["environments"]["lab"]
-    assert env["domain"] == "refapp.lab.test"
+    assert env["domain"] == "shop-api-2.lab.test"
     assert env["ssh"] == {"user": "deploy", "known_hosts": str(labdir / "known_hosts"),
                           "config": str(labdir / "ssh_config"),
                           "identity": str(labdir / "id_ed25519"),
@@ -386,3 +390,15 @@ def test_inotify_release_falls_back_to_the_labs_own_record(tmp_path, monkeypatch
                                fallback={"max_user_instances": 128, "max_user_watches": 700000})
     assert restored == {"max_user_instances": 128}
     assert inotify.read(proc)["max_user_instances"] == 128
+
+
+def test_an_app_without_a_project_name_is_named_after_its_directory(tmp_path):
+    (tmp_path / "9 Billing Service").mkdir()
+    data = yaml.safe_load(files.render_inventory(tmp_path / "lab", tmp_path / "9 Billing Service", HOSTS3))
+    assert data["app"]["name"] == "billing-service"
+    assert data["environments"]["lab"]["domain"] == "billing-service.lab.test"
+
+
+def test_the_example_app_keeps_the_name_the_lab_tests_use():
+    # The lab's inventory for examples/smpy-app, and the one smship init writes for it, name it refapp.
+    assert files.name_of_app(Path(__file__).resolve().parents[2] / "examples" / "smpy-app") == "refapp"

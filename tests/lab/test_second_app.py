@@ -265,9 +265,9 @@ def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fl
     assert "FAIL" not in check.output, check
 
 
-def test_the_reference_app_init_inventory_is_the_one_the_lab_deploys(lab, tmp_path):
-    """smship init on examples/smpy-app, filled in for the session's fleet: the app contract
-    the session's deploys use, and a provisioning plan that reaches every host (provision --check)."""
+def test_the_reference_app_deploys_from_its_init_inventory(lab, tmp_path):
+    """smship init on examples/smpy-app, filled in with only the session fleet's hosts, domain and
+    secrets: the app contract the session's deploys use, and an inventory that provisions and deploys it."""
     from smship.inventory import load
 
     app = _checkout(tmp_path / "smpy-app", SMPY_APP)
@@ -276,13 +276,26 @@ def test_the_reference_app_init_inventory_is_the_one_the_lab_deploys(lab, tmp_pa
     secrets_file = tmp_path / "secrets.env"
     write_secrets(secrets_file, lab.secrets, [data["app"]["settings"]["secret_key"], *data["app"]["settings"]["secrets"],
                                               "SM_DB_PASSWORD", "SM_REDIS_PASSWORD"])
-    lab_roles = {host["name"]: host["roles"] for host in
-                 next(iter(yaml.safe_load(lab.inventory.read_text())["environments"].values()))["hosts"]}
+    lab_env = next(iter(yaml.safe_load(lab.inventory.read_text())["environments"].values()))
+    lab_roles = {host["name"]: host["roles"] for host in lab_env["hosts"]}
     inventory = tmp_path / "smship.yml"
-    inventory.write_text(fill_in(written, lab.inventory, secrets_file, "refapp.lab.test", lab_roles))
-    mine, sessions = load(inventory).app, load(lab.inventory).app
+    inventory.write_text(fill_in(written, lab.inventory, secrets_file, lab_env["domain"], lab_roles))
+    mine, sessions = load(inventory), load(lab.inventory)
+    assert mine.app.name == sessions.app.name
     for field in ("root", "web_app", "worker_app", "beat_app", "migrate", "release_commands", "frontend"):
-        assert getattr(mine, field) == getattr(sessions, field) or field == "frontend" and \
-            mine.frontend.model_copy(update={"install": None}) == sessions.frontend, field
-    assert mine.settings.model_copy(update={"secrets": []}) == sessions.settings
-    run_smship("provision", ENV, "--check", inventory=inventory, check=True)
+        assert getattr(mine.app, field) == getattr(sessions.app, field) or field == "frontend" and \
+            mine.app.frontend.model_copy(update={"install": None}) == sessions.app.frontend, field
+    assert mine.app.settings.model_copy(update={"secrets": []}) == sessions.app.settings
+
+    run_smship("provision", ENV, inventory=inventory, check=True)
+    deployed = run_smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
+    release = deployed.document["audit"]["release"]
+    app_hosts = [name for name, roles in lab_roles.items() if {"web", "worker"} & set(roles)]
+    for host in app_hosts:
+        assert remote(lab, host, f"basename \"$(readlink /srv/{mine.app.name}/current)\"").strip() == release, host
+    with httpx.Client(base_url=f"https://{lab.address('lab1')}", verify=False, timeout=30,
+                      headers={"Host": lab_env["domain"]}) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
+        version = client.get("/version")
+        assert version.status_code == 200 and version.json()["release"] == release, version.text[:300]
