@@ -6,6 +6,7 @@ import copy
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -404,3 +405,54 @@ def fill_releases_volume(lab, host: str) -> None:
 
 def empty_releases_volume(lab, host: str) -> None:
     remote(lab, host, f"rm -f {APP_ROOT}/releases/.drill-fill")
+
+
+# -- an app's inventory as `smship init` writes it, filled in for a lab fleet
+
+INIT_ENV = "prod"  # the environment init writes
+
+
+def checkout_app(directory: Path, source: Path) -> Path:
+    """The app as a git repository of its own (smship builds commits)."""
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns(
+        "node_modules", "dist", ".venv", "__pycache__", ".pytest_cache", "package-lock.json"))
+    git(directory, "init", "-q", "-b", "main")
+    git(directory, "add", "-A")
+    git(directory, "commit", "-q", "-m", "the app")
+    return directory
+
+
+def init_inventory(app: Path, output: Path) -> str:
+    """What ``smship init --app APP`` writes (its text)."""
+    proc = subprocess.run([sys.executable, "-m", "smship", "init", "--app", str(app), "--output", str(output)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return output.read_text()
+
+
+def fill_in(text: str, lab_inventory: Path, secrets_file: Path, domain: str, roles: dict[str, list[str]]) -> str:
+    """Replace init's <FILL IN> parts with the fleet's facts; nothing else is touched."""
+    data = yaml.safe_load(text)
+    fleet_env = next(iter(yaml.safe_load(lab_inventory.read_text())["environments"].values()))
+    addresses = {host["name"]: host["address"] for host in fleet_env["hosts"]}
+    env = data["environments"][INIT_ENV]
+    env["domain"] = domain
+    env["ssh"] = fleet_env["ssh"]
+    env["tls"] = {"source": "self-signed"}
+    env["lab"] = True          # self-signed certificates are for labs only
+    env["secrets"]["path"] = str(secrets_file)
+    env["hosts"] = [{"name": name, "address": addresses[name], "roles": host_roles}
+                    for name, host_roles in roles.items()]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_secrets(path: Path, lab_secrets: Path, names: list[str]) -> None:
+    """The secrets file init asked for: the app's names, new values; smship's db names from the lab."""
+    import secrets
+
+    from smship.secrets import read_file_backend
+
+    lab_values = read_file_backend(lab_secrets)
+    lines = [f"{name}={lab_values.get(name) or secrets.token_urlsafe(48)}" for name in names]
+    path.write_text("".join(line + "\n" for line in lines))
+    path.chmod(0o600)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
-import shutil
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,14 +24,13 @@ import httpx
 import pytest
 import yaml
 
-from labkit import SteadyClient, git, remote, run_smship
+from labkit import SteadyClient, checkout_app, fill_in, git, init_inventory, remote, run_smship, write_secrets
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKBOARD = ROOT / "examples" / "taskboard"
-SMPY_APP = ROOT / "examples" / "smpy-app"
-ENV = "prod"  # the environment init writes
+from labkit import INIT_ENV as ENV  # the environment init writes
 DOMAIN = "taskboard.lab.test"
 ROLES = {"lab1": ["lb"], "lab2": ["web"], "lab3": ["web"], "lab4": ["worker", "beat", "db"]}
 WEB = ("lab2", "lab3")
@@ -78,54 +75,6 @@ def fleet():
     finally:
         second.down()
         assert not second.residue(), second.residue()
-
-
-def _checkout(directory: Path, source: Path) -> Path:
-    """The app as a git repository of its own (smship builds commits)."""
-    shutil.copytree(source, directory, ignore=shutil.ignore_patterns(
-        "node_modules", "dist", ".venv", "__pycache__", ".pytest_cache", "package-lock.json"))
-    git(directory, "init", "-q", "-b", "main")
-    git(directory, "add", "-A")
-    git(directory, "commit", "-q", "-m", "the app")
-    return directory
-
-
-
-
-def init_inventory(app: Path, output: Path) -> str:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "smship", "init", "--app", str(app), "--output", str(output)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return output.read_text()
-
-
-def fill_in(text: str, lab_inventory: Path, secrets_file: Path, domain: str, roles: dict[str, list[str]]) -> str:
-    """Replace init's <FILL IN> parts with the fleet's facts; nothing else is touched."""
-    data = yaml.safe_load(text)
-    fleet_env = next(iter(yaml.safe_load(lab_inventory.read_text())["environments"].values()))
-    addresses = {host["name"]: host["address"] for host in fleet_env["hosts"]}
-    env = data["environments"][ENV]
-    env["domain"] = domain
-    env["ssh"] = fleet_env["ssh"]
-    env["tls"] = {"source": "self-signed"}
-    env["lab"] = True          # self-signed certificates are for labs only
-    env["secrets"]["path"] = str(secrets_file)
-    env["hosts"] = [{"name": name, "address": addresses[name], "roles": host_roles}
-                    for name, host_roles in roles.items()]
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def write_secrets(path: Path, lab_secrets: Path, names: list[str]) -> None:
-    """The secrets file init asked for: the app's names, new values; smship's db names from the lab."""
-    from smship.secrets import read_file_backend
-
-    lab_values = read_file_backend(lab_secrets)
-    lines = [f"{name}={lab_values.get(name) or secrets.token_urlsafe(48)}" for name in names]
-    path.write_text("".join(line + "\n" for line in lines))
-    path.chmod(0o600)
 
 
 class Board:
@@ -176,7 +125,7 @@ def until(predicate, timeout: float, what: str):
 
 
 def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fleet, tmp_path):
-    app = _checkout(tmp_path / "taskboard", TASKBOARD)
+    app = checkout_app(tmp_path / "taskboard", TASKBOARD)
     project = tmp_path / "project"
     project.mkdir()
     written = init_inventory(app, project / "smship.yml")
@@ -263,39 +212,3 @@ def test_the_taskboard_deploys_from_its_init_inventory_with_no_failed_request(fl
 
     check = smship("check", ENV, check=True)
     assert "FAIL" not in check.output, check
-
-
-def test_the_reference_app_deploys_from_its_init_inventory(lab, tmp_path):
-    """smship init on examples/smpy-app, filled in with only the session fleet's hosts, domain and
-    secrets: the app contract the session's deploys use, and an inventory that provisions and deploys it."""
-    from smship.inventory import load
-
-    app = _checkout(tmp_path / "smpy-app", SMPY_APP)
-    written = init_inventory(app, tmp_path / "smship.yml")
-    data = yaml.safe_load(written)
-    secrets_file = tmp_path / "secrets.env"
-    write_secrets(secrets_file, lab.secrets, [data["app"]["settings"]["secret_key"], *data["app"]["settings"]["secrets"],
-                                              "SM_DB_PASSWORD", "SM_REDIS_PASSWORD"])
-    lab_env = next(iter(yaml.safe_load(lab.inventory.read_text())["environments"].values()))
-    lab_roles = {host["name"]: host["roles"] for host in lab_env["hosts"]}
-    inventory = tmp_path / "smship.yml"
-    inventory.write_text(fill_in(written, lab.inventory, secrets_file, lab_env["domain"], lab_roles))
-    mine, sessions = load(inventory), load(lab.inventory)
-    assert mine.app.name == sessions.app.name
-    for field in ("root", "web_app", "worker_app", "beat_app", "migrate", "release_commands", "frontend"):
-        assert getattr(mine.app, field) == getattr(sessions.app, field) or field == "frontend" and \
-            mine.app.frontend.model_copy(update={"install": None}) == sessions.app.frontend, field
-    assert mine.app.settings.model_copy(update={"secrets": []}) == sessions.app.settings
-
-    run_smship("provision", ENV, inventory=inventory, check=True)
-    deployed = run_smship("deploy", ENV, "-o", "json", inventory=inventory, check=True)
-    release = deployed.document["audit"]["release"]
-    app_hosts = [name for name, roles in lab_roles.items() if {"web", "worker"} & set(roles)]
-    for host in app_hosts:
-        assert remote(lab, host, f"basename \"$(readlink /srv/{mine.app.name}/current)\"").strip() == release, host
-    with httpx.Client(base_url=f"https://{lab.address('lab1')}", verify=False, timeout=30,
-                      headers={"Host": lab_env["domain"]}) as client:
-        ready = client.get("/health/ready")
-        assert ready.status_code == 200 and ready.json()["status"] == "healthy", ready.text
-        version = client.get("/version")
-        assert version.status_code == 200 and version.json()["release"] == release, version.text[:300]
