@@ -164,9 +164,9 @@ def admin(facts):
     if count:
         return PASS, f"{count} admin user(s) exist", ""
     return FAIL, "no admin user exists", (
-        f"run the app's admin bootstrap on {facts.db_host} as {facts.layout.user} with {facts.layout.env_file} "
-        "(the reference app: python -m refapp create-admin --email E, password on stdin); an app without "
-        "admin users turns this check off in the inventory (checks: skip: [admin])")
+        f"create an admin user with the app's own bootstrap command, run on {facts.db_host} as "
+        f"{facts.layout.user} with {facts.layout.env_file} (the password on stdin, never as an argument); "
+        "an app without admin users turns this check off in the inventory (checks: skip: [admin])")
 
 
 def frontend(facts):

@@ -105,6 +105,18 @@ def test_an_unreadable_database_fails_its_checks():
     assert "from the inventory's db.max_connections" in fallback.reason
 
 
+def test_no_admin_asks_for_the_apps_own_bootstrap_without_naming_any_app():
+    made = facts()
+    made.db["admins"] = 0
+    verdict = judge("admin", made)
+    assert verdict.status == "fail" and verdict.reason == "no admin user exists"
+    layout = made.layout
+    assert f"on {made.db_host} as {layout.user} with {layout.env_file}" in verdict.fix
+    assert "the password on stdin" in verdict.fix and "checks: skip: [admin]" in verdict.fix
+    # smship knows no example app: the fix names only what the inventory declares.
+    assert "refapp" not in verdict.fix and "reference app" not in verdict.fix
+
+
 def test_budget_formula_and_suggestion():
     made = facts()
     numbers = checks.budget_numbers(made)
