@@ -18,7 +18,7 @@ from smship.command import Command
 from smship.ssh.argv import _load_ssh_config, put_command, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
-from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult, SSHError,
+from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult,
                                SSHOptions, SudoPasswordRequired, Target, _last_line)
 
 T = TypeVar("T")
