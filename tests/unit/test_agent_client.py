@@ -75,8 +75,19 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.hostos(App(name="a")).body() == {"op": "hostos", "python": "/usr/bin/python3"}
     assert agent.hostos(App(name="a", python="3.13")).body() == \
         {"op": "hostos", "python": "/usr/bin/python3.13", "packages": ["python3.13", "python3.13-venv"]}
-    assert agent.db("info", "a", "16/main", timeout=300).body() == {"op": "info", "stanza": "a", "cluster": "16/main"}
-    assert agent.db("info", "a", "16/main").source != agent.inspect("/r", "/l").source
+    cluster = {"version": 16, "name": "main", "port": 5432, "database": "a"}
+    assert agent.info("a", cluster).body() == {"op": "info", "stanza": "a", "cluster": cluster}
+    assert agent.info("a", cluster).source != agent.inspect("/r", "/l").source
+    assert agent.archive_status("a", cluster).body() == {"op": "archive_status", "stanza": "a", "cluster": cluster}
+    assert agent.restore_point("a", cluster, "smship-r1").body() == \
+        {"op": "restore_point", "stanza": "a", "cluster": cluster, "name": "smship-r1"}
+    assert agent.backup("a", cluster, "incr").body() == {"op": "backup", "stanza": "a", "cluster": cluster,
+                                                         "type": "incr"}
+    assert agent.verify("a", cluster).body() == {"op": "verify", "stanza": "a", "cluster": cluster}
+    assert agent.restore("a", cluster, point="smship-r1").body() == \
+        {"op": "restore", "stanza": "a", "cluster": cluster, "point": "smship-r1"}
+    assert agent.restore("a", cluster, time="2026-12-01 10:00:00+00").body() == \
+        {"op": "restore", "stanza": "a", "cluster": cluster, "time": "2026-12-01 10:00:00+00"}
 
 
 def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path):
@@ -179,10 +190,10 @@ def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):
 
 
 def test_a_refusal_of_the_db_host_names_it():
-    request = agent.db("info", "a", "16/main")
-    assert request.parse("db1", {"ok": True, "info": []}) == {"ok": True, "info": []}
+    request = agent.info("a", "16/main")
+    assert request.read("db1", {"ok": True, "info": {}}) == agent.StanzaInfo(None, None, None, [], [])
     with pytest.raises(SmshipError, match="^db1: no stanza$"):
-        request.parse("db1", {"ok": False, "error": "no stanza"})
+        request.read("db1", {"ok": False, "error": "no stanza"})
 
 
 def test_ask_all_gives_each_host_its_answer_or_its_failure(tmp_path):
