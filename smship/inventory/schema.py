@@ -1,84 +1,29 @@
-"""The inventory: one YAML file describing the app and its environments.
+"""The inventory's schema: the app and its environments as pydantic models.
 
-Everything here is checked before smship opens any connection.  Errors name
-the file, the line where it is known, the field path and the reason, one
-problem per line, so a typo costs seconds rather than a half-applied deploy.
+Every model refuses unknown fields and is frozen; a rule that spans fields
+(a fleet's hosts, a backup's repository) is a model validator here, a rule
+for one value is in smship.inventory.rules.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from smship.contract import CONTROL, AppContract, FieldProblem, env_map, python_version
-from smship.inputrules import (MAX_FILE_BYTES, check_app_path, check_app_user, check_identifier, check_user_name,
-                               plain_strings, secret_like)
-
-Role = Literal["web", "worker", "beat", "db", "lb"]
-ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
-
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOST_NAME = re.compile(rf"{_LABEL}")
-_DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?", re.IGNORECASE)
-_APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
-_ENV_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
-_JUMP = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>[^@:\s/]+)(?::(?P<port>\d{1,5}))?")
-_PERCENT = re.compile(r"(\d{1,3})%")
-
-# Secret values must come from a secrets backend, never from the plain env
-# map that is printed by --check --diff and kept in version control.
-SECRET_KEYS = frozenset({"SM_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"})
-
-
-class InventoryError(Exception):
-    """A bad inventory: each entry of ``problems`` is one printable line."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
+from smship.contract import AppContract, FieldProblem, env_map, python_version
+from smship.inputrules import (check_app_path, check_app_user, check_identifier, check_user_name, plain_strings,
+                               secret_like)
+from smship.inventory.rules import (APP_NAME, ENV_KEY, HOST_NAME, JUMP, ON_CALENDAR, PERCENT, SECRET_KEYS, Role,
+                                    check_address, check_bucket, check_endpoint, check_region, is_ip, local_path,
+                                    split_endpoint)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _local_path(value: Any, info: ValidationInfo) -> Any:
-    """Expand ``~`` and make relative paths relative to the inventory file."""
-    if value is None:
-        return None
-    path = Path(str(value)).expanduser()
-    base = (info.context or {}).get("base_dir")
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    return path
-
-
-def check_address(value: str) -> str:
-    """An IP address or a DNS name; anything else is refused."""
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        pass
-    if len(value) > 253 or not _DNS_NAME.fullmatch(value) or value.replace(".", "").isdigit():
-        shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
-        raise ValueError(f"{shown} is not an IP address or host name")
-    return value
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
 
 
 class App(AppContract):
@@ -102,11 +47,11 @@ class App(AppContract):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _APP_NAME.fullmatch(value):
+        if not APP_NAME.fullmatch(value):
             raise ValueError("must be lower case letters, digits and '-', starting with a letter (at most 31)")
         return value
 
-    _source = field_validator("source", mode="before")(_local_path)
+    _source = field_validator("source", mode="before")(local_path)
 
 
 class SSH(_Model):
@@ -119,7 +64,7 @@ class SSH(_Model):
     connect_timeout: float = Field(default=10, gt=0, le=300)
     parallel: int = Field(default=10, ge=1, le=200)
 
-    _paths = field_validator("known_hosts", "config", "identity", mode="before")(_local_path)
+    _paths = field_validator("known_hosts", "config", "identity", mode="before")(local_path)
     _user = field_validator("user")(lambda cls, v: v if v is None else check_user_name(v))
 
 
@@ -128,7 +73,7 @@ class TLS(_Model):
     certificate: Path | None = None
     key: Path | None = None
 
-    _paths = field_validator("certificate", "key", mode="before")(_local_path)
+    _paths = field_validator("certificate", "key", mode="before")(local_path)
 
     @model_validator(mode="after")
     def _files_named(self) -> "TLS":
@@ -209,7 +154,7 @@ class Web(_Model):
             if value < 1:
                 raise ValueError("must be at least 1")
             return value
-        match = _PERCENT.fullmatch(value)
+        match = PERCENT.fullmatch(value)
         if not match or not 1 <= int(match.group(1)) <= 100:
             raise ValueError("must be a host count or a share from '1%' to '100%'")
         return value
@@ -271,46 +216,6 @@ class Beat(_Model):
     pass
 
 
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_REGION = re.compile(r"[a-z0-9-]{2,32}")
-# systemd OnCalendar expressions ("daily", "Mon *-*-* 03:00:00", "*-*-* 02,14:30"):
-# checked for their characters here, by systemd when the timer loads.
-_ON_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ +-]{1,100}")
-
-
-def _bucket(value: str | None) -> str | None:
-    if value is not None and (not _BUCKET.fullmatch(value) or ".." in value or value.replace(".", "").isdigit()):
-        raise ValueError(f"{value!r} is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')")
-    return value
-
-
-_ENDPOINT = re.compile(r"(https?)://([^/:?#\s]+)(?::(\d{1,5}))?/?")
-
-
-def split_endpoint(url: str) -> tuple[str, str, int | None]:
-    """``https://s3.example.com:9000`` → ``("https", "s3.example.com", 9000)``."""
-    match = _ENDPOINT.fullmatch(url)
-    if not match:
-        raise ValueError(f"{url!r} is not an http(s)://host[:port] URL")
-    return match.group(1), match.group(2), int(match.group(3)) if match.group(3) else None
-
-
-def _region(value: str | None) -> str | None:
-    if value is not None and not _REGION.fullmatch(value):
-        raise ValueError(f"{value!r} is not a region name such as eu-west-1")
-    return value
-
-
-def _endpoint(value: str | None) -> str | None:
-    if value is None:
-        return None
-    _, host, port = split_endpoint(value)
-    check_address(host)
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"port in {value!r} is out of range")
-    return value.rstrip("/")
-
-
 class Storage(_Model):
     """The S3 bucket the app keeps uploads in (SM_FILE_STORAGE_BACKEND=s3)."""
 
@@ -322,11 +227,11 @@ class Storage(_Model):
                                         description="Delete versions this many days after they were replaced.")
     ca_file: Path | None = Field(default=None, description="CA certificate of a private endpoint.")
 
-    _bucket = field_validator("bucket")(lambda cls, v: _bucket(v))
-    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
-    _ca = field_validator("ca_file", mode="before")(_local_path)
+    _bucket = field_validator("bucket")(lambda cls, v: check_bucket(v))
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: check_endpoint(v))
+    _ca = field_validator("ca_file", mode="before")(local_path)
 
-    _region = field_validator("region")(lambda cls, v: _region(v))
+    _region = field_validator("region")(lambda cls, v: check_region(v))
 
 
 class Backup(_Model):
@@ -345,9 +250,9 @@ class Backup(_Model):
     retention_full: int = Field(default=2, ge=1, le=100)
     schedule: str = Field(default="daily", description="systemd OnCalendar of the full base backups.")
 
-    _bucket = field_validator("bucket")(lambda cls, v: _bucket(v))
-    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
-    _ca = field_validator("ca_file", mode="before")(_local_path)
+    _bucket = field_validator("bucket")(lambda cls, v: check_bucket(v))
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: check_endpoint(v))
+    _ca = field_validator("ca_file", mode="before")(local_path)
 
     @field_validator("path")
     @classmethod
@@ -356,12 +261,12 @@ class Backup(_Model):
             raise ValueError("must be an absolute path of plain characters, such as /pgbackrest/prod")
         return value
 
-    _region = field_validator("region")(lambda cls, v: _region(v))
+    _region = field_validator("region")(lambda cls, v: check_region(v))
 
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        if not _ON_CALENDAR.fullmatch(value):
+        if not ON_CALENDAR.fullmatch(value):
             raise ValueError(f"{value!r} is not a systemd OnCalendar expression such as 'daily' or '*-*-* 03:00:00'")
         return value
 
@@ -379,7 +284,7 @@ class Secrets(_Model):
     region: str | None = None
     endpoint_url: str | None = None
 
-    _path = field_validator("path", mode="before")(_local_path)
+    _path = field_validator("path", mode="before")(local_path)
 
     @field_validator("secret_id")
     @classmethod
@@ -396,7 +301,7 @@ class Secrets(_Model):
             raise ValueError(f"{value!r} must be a parameter path that starts and ends with '/', such as /shop/prod/")
         return value
 
-    _endpoint = field_validator("endpoint_url")(lambda cls, v: _endpoint(v))
+    _endpoint = field_validator("endpoint_url")(lambda cls, v: check_endpoint(v))
 
     @model_validator(mode="after")
     def _fields_of_backend(self) -> "Secrets":
@@ -424,7 +329,7 @@ class Host(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _HOST_NAME.fullmatch(value):
+        if not HOST_NAME.fullmatch(value):
             raise ValueError(f"{value!r} must be a lower-case host label (letters, digits, '-')")
         return value
 
@@ -440,7 +345,7 @@ class Host(_Model):
     def _jump(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        match = _JUMP.fullmatch(value)
+        match = JUMP.fullmatch(value)
         if not match:
             raise ValueError(f"{value!r} is not [user@]host[:port]")
         if match.group("user") is not None:
@@ -495,7 +400,7 @@ class Environment(_Model):
     _app_user = field_validator("app_user")(lambda cls, v: v if v is None else check_app_user(v))
 
     _env = field_validator("env", mode="before")(lambda cls, v: env_map(
-        v, _ENV_KEY, "environment variable names are upper case letters, digits and '_'",
+        v, ENV_KEY, "environment variable names are upper case letters, digits and '_'",
         SECRET_KEYS, "is a secret: keep it in the secrets backend, not in the inventory"))
 
     @field_validator("env")
@@ -556,7 +461,7 @@ class Environment(_Model):
             field = ("backup", "endpoint_url") if self.backup.endpoint_url else ("storage", "endpoint_url")
             if scheme != "https":
                 raise FieldProblem(field, "pgBackRest reaches S3 only over HTTPS: give an https:// endpoint")
-            if self.backup.verify_tls and _is_ip(host):
+            if self.backup.verify_tls and is_ip(host):
                 raise FieldProblem(field, "pgBackRest checks the certificate's DNS name, not IP addresses: "
                                           "use a host name for the backup endpoint")
 
@@ -636,108 +541,3 @@ class Inventory(_Model):
                                        "is a secret of the app (app.settings): keep it in the secrets backend, "
                                        "not in the inventory")
         return self
-
-
-class LoadedInventory(BaseModel):
-    """An inventory together with where it came from, for messages."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    path: Path
-    inventory: Inventory
-
-    @property
-    def app(self) -> App:
-        return self.inventory.app
-
-    def environment(self, name: str) -> Environment:
-        try:
-            return self.inventory.environments[name]
-        except KeyError:
-            known = ", ".join(sorted(self.inventory.environments))
-            raise InventoryError([f"{self.path}: no environment {name!r} (it has: {known})"]) from None
-
-
-def field_path(loc: tuple[str | int, ...]) -> str:
-    """``("environments", "prod", "hosts", 2, "address")`` → ``environments.prod.hosts[2].address``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, str) and CONTROL.search(part):
-            part = part.encode("unicode_escape").decode("ascii")  # a message is one line, whatever the key
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
-    """The 1-based line of the YAML node at ``loc``, as deep as it exists."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def _problems(error: ValidationError, path: Path, root: yaml.Node | None) -> list[str]:
-    lines = []
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith(("function-", "tagged-union"))))
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblem):
-            loc = loc + cause.subpath
-            message = str(cause)
-        elif item["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif item["type"] == "literal_error" and loc and loc[-2:-1] == ("roles",):
-            message = f"unknown role {item['input']!r} (roles are: {', '.join(ROLES)})"
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-        line = _line_of(root, loc)
-        where = f"{path}:{line}" if line else str(path)
-        lines.append(f"{where}: {field_path(loc) or '(top level)'}: {message}")
-    return lines
-
-
-def parse(text: str, path: Path) -> Inventory:
-    """Validate inventory ``text`` read from ``path`` or raise :class:`InventoryError`."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError([f"{where}: not valid YAML: {reason}"]) from None
-    if not isinstance(data, dict):
-        raise InventoryError([f"{path}: expected a mapping with 'app' and 'environments'"])
-    try:
-        return Inventory.model_validate(data, context={"base_dir": path.parent})
-    except ValidationError as exc:
-        raise InventoryError(_problems(exc, path, root)) from None
-
-
-def load(path: Path) -> LoadedInventory:
-    """Read and validate the inventory file at ``path``."""
-    try:
-        raw = path.read_bytes()
-        if len(raw) > MAX_FILE_BYTES:
-            raise InventoryError([f"{path}: is {len(raw)} bytes; an inventory is at most {MAX_FILE_BYTES}"])
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise InventoryError([f"{path}:{line}: not UTF-8 text (byte {exc.start + 1}); an inventory is a YAML file"]) from None
-    except IsADirectoryError:
-        raise InventoryError([f"{path}: is a directory, not an inventory file"]) from None
-    except FileNotFoundError:
-        raise InventoryError([f"{path}: no such inventory file (create one from inventory.example, or pass -i PATH)"]) from None
-    except OSError as exc:
-        raise InventoryError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return LoadedInventory(path=path, inventory=parse(text, path))
