@@ -42,11 +42,8 @@ def local_path(value: Any, info: ValidationInfo) -> Any:
 
 def check_address(value: str) -> str:
     """An IP address or a DNS name; anything else is refused."""
-    try:
-        ipaddress.ip_address(value)
+    if is_ip(value):
         return value
-    except ValueError:
-        pass
     if len(value) > 253 or not DNS_NAME.fullmatch(value) or value.replace(".", "").isdigit():
         shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
         raise ValueError(f"{shown} is not an IP address or host name")
