@@ -11,7 +11,7 @@ value tests can compare; :func:`ask` runs it on one host and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from smship.errors import SmshipError
@@ -69,6 +69,28 @@ class Interpreter:
 
 
 @dataclass(frozen=True)
+class LockHolder:
+    """Who holds a deploy lock: the record smship wrote into it (smship.steps.lock.new_holder)."""
+    token: str | None = None
+    user: str | None = None
+    machine: str | None = None
+    pid: Any = None                      # an int from smship; anything else names no process
+    boot_id: str | None = None
+    since: float | None = None           # epoch seconds
+    command: str | None = None           # "deploy prod", "provision prod"...
+
+    def record(self) -> dict[str, Any]:
+        """As the lock keeps it on the host."""
+        return asdict(self)
+
+
+def lock_holder(record: dict[str, Any] | None) -> LockHolder:
+    """A holder as the host kept it; a field missing (an unreadable or foreign lock) is None."""
+    record = record or {}
+    return LockHolder(**{name: record.get(name) for name in LockHolder.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class Inspection:
     current: str | None
     releases: list[str]
@@ -78,7 +100,7 @@ class Inspection:
     # here, oldest first; None: no record (only an older smship deployed).
     activations: list[tuple[str, str | None]] | None = None
     interpreter: Interpreter | None = None
-    lock: dict | None = None             # the lock holder's record; {"token": None} for a lock without one
+    lock: LockHolder | None = None       # None: not locked; a lock without a readable holder has no token
     exists: bool = True                  # the app's root directory
 
 
@@ -86,7 +108,8 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
     found = answer.get("interpreter")
     return Inspection(
         current=answer["current"], releases=[r["id"] for r in answer["releases"]],
-        complete=[r["id"] for r in answer["releases"] if r["complete"]], lock=answer["lock"],
+        complete=[r["id"] for r in answer["releases"] if r["complete"]],
+        lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
         free_bytes=answer["free_bytes"], exists=answer["exists"],
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
@@ -106,16 +129,16 @@ def inspect(root: str, lock: str, activation_log: str | None = None, python: str
 @dataclass(frozen=True)
 class LockAnswer:
     ok: bool
-    holder: dict              # who holds the lock when ``ok`` is false ({} when unreadable)
+    holder: LockHolder        # who holds the lock when ``ok`` is false (all None when unreadable)
     error: str = ""           # the lock could not be written at all (a full disk, say)
 
 
 def _lock_answer(_host: str, answer: dict[str, Any]) -> LockAnswer:
-    return LockAnswer(answer["ok"], answer.get("holder") or {}, answer.get("error") or "")
+    return LockAnswer(answer["ok"], lock_holder(answer.get("holder")), answer.get("error") or "")
 
 
-def lock(path: str, holder: dict) -> Request[LockAnswer]:
-    return Request("lock", {"path": path, "holder": holder}, _lock_answer)
+def lock(path: str, holder: LockHolder) -> Request[LockAnswer]:
+    return Request("lock", {"path": path, "holder": holder.record()}, _lock_answer)
 
 
 def unlock(path: str, token: str | None, force: bool = False) -> Request[LockAnswer]:

@@ -54,7 +54,9 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.inspect("/srv/a", "/l", "/srv/a/activations", "/usr/bin/python3").body() == \
         {"op": "inspect", "root": "/srv/a", "lock": "/l", "activation_log": "/srv/a/activations",
          "python": "/usr/bin/python3"}
-    assert agent.lock("/l", {"token": "t"}).body() == {"op": "lock", "path": "/l", "holder": {"token": "t"}}
+    assert agent.lock("/l", agent.LockHolder(token="t", user="ann")).body() == \
+        {"op": "lock", "path": "/l", "holder": {"token": "t", "user": "ann", "machine": None, "pid": None,
+                                                "boot_id": None, "since": None, "command": None}}
     assert agent.unlock("/l", "t").body() == {"op": "unlock", "path": "/l", "token": "t"}
     assert agent.unlock("/l", None, force=True).body() == {"op": "unlock", "path": "/l", "token": None, "force": True}
     assert agent.audit("/a.log", {"who": "me"}).body() == {"op": "audit", "path": "/a.log", "entry": {"who": "me"}}
@@ -111,10 +113,11 @@ def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path
 
 def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path):
     path = str(tmp_path / "shared" / "deploy.lock")
-    assert one(fleet, agent.lock(path, {"token": "a", "user": "ann"})) == agent.LockAnswer(True, {})
-    held = one(fleet, agent.lock(path, {"token": "b"}))
-    assert not held.ok and held.holder == {"token": "a", "user": "ann"}
-    assert one(fleet, agent.inspect(str(tmp_path), path)).lock == {"token": "a", "user": "ann"}
+    ann = agent.LockHolder(token="a", user="ann")
+    assert one(fleet, agent.lock(path, ann)) == agent.LockAnswer(True, agent.LockHolder())
+    held = one(fleet, agent.lock(path, agent.LockHolder(token="b")))
+    assert not held.ok and held.holder == ann
+    assert one(fleet, agent.inspect(str(tmp_path), path)).lock == ann
     assert not one(fleet, agent.unlock(path, "b")).ok
     assert one(fleet, agent.unlock(path, None, force=True)).ok
     assert one(fleet, agent.inspect(str(tmp_path), path)).lock is None
