@@ -33,7 +33,6 @@ class Request(Generic[T]):
     def body(self) -> dict[str, Any]:
         return {"op": self.op, **self.fields}
 
-
     def read(self, host: str, answer: Any) -> T:
         """The parsed answer; one that lacks a field raises :class:`SmshipError` naming the host and op."""
         try:
@@ -42,8 +41,8 @@ class Request(Generic[T]):
             problem = f"has no field {exc}"
         except (TypeError, ValueError, AttributeError) as exc:
             problem = f"has a field of the wrong shape ({exc})"
-        raise SmshipError(f"{host}: the smship agent's {self.op} answer {problem}; "
-                          "is the host's agent from another smship?")
+        # The agent travels with every request, so the two sides cannot differ in version: a bug.
+        raise SmshipError(f"{host}: the smship agent's {self.op} answer {problem}; report this as a bug in smship")
 
 
 def ask(fleet, target, request: Request[T]) -> T:
