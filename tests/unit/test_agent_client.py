@@ -192,6 +192,26 @@ def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):
     assert found.answer["free_bytes"] == found.free_bytes
 
 
+def test_checkfacts_reads_a_release_and_an_env_file(fleet, tmp_path):
+    from smship.checklist.facts import KEY_RULE
+
+    (tmp_path / "releases" / "r1").mkdir(parents=True)
+    (tmp_path / "releases" / "r1" / "release.json").write_text(json.dumps({"alembic_heads": ["0002"]}))
+    os.symlink(tmp_path / "releases" / "r1", tmp_path / "current")
+    env = tmp_path / "env"
+    env.write_text("APP_ENV=production\nDATABASE_URL=postgresql+asyncpg://u:p@db/app\nSECRET_KEY=x\n")
+    found = one(fleet, agent.checkfacts({
+        "root": str(tmp_path), "frontend_manifest": "static/manifest.json", "env_file": str(env),
+        "plain": ["APP_ENV"], "key_rule": KEY_RULE, "database_url": "DATABASE_URL", "secret_key": "SECRET_KEY",
+        "units": [], "beat_unit": "smship-test-no-such-beat.service", "nginx": False, "certificate": None,
+        "drain_flag": None, "python": sys.executable}))
+    assert (found.current, found.alembic_heads, found.frontend, found.units) == ("r1", ["0002"], False, {})
+    assert found.env.values == {"APP_ENV": "production"} and found.env.database_scheme == "postgresql+asyncpg"
+    assert found.env.secret_key_weakness     # "x" is too short: only the verdict comes back
+    assert found.beat != "active" and (found.nginx, found.nginx_error, found.drained) == (None, None, False)
+    assert found.os.python == "%d.%d.%d" % sys.version_info[:3]
+
+
 def test_a_refusal_of_the_db_host_names_it():
     request = agent.info("a", "16/main")
     assert request.read("db1", {"ok": True, "info": {}}) == agent.StanzaInfo(None, None, None, [], [])
