@@ -150,7 +150,9 @@ class FakeFleet(Fleet):
         return {"ok": False}
 
     def _op_checkfacts(self, host: FakeHost, request: dict) -> dict:
-        return {}
+        # A host the checks cannot judge: no release read, nothing running, no env file.
+        return {"current": None, "manifest": None, "frontend": None, "env": None, "units": {}, "beat": "",
+                "nginx": None, "certificate": None, "drained": False, "os": None}
 
     def _op_facts(self, host: FakeHost, request: dict) -> dict:
         if request.get("packages") or request.get("users") or request.get("services") or request.get("checks"):

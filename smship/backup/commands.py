@@ -15,6 +15,7 @@ from smship.hostroles import app_hosts, app_units
 from smship.steps.tiers import roll_tiers
 from smship.errors import SmshipError
 from smship.layout import Layout
+from smship.remote import client as agent
 
 
 def backup_now(ctx: EnvContext, kind: str = "full") -> bool:
@@ -25,10 +26,10 @@ def backup_now(ctx: EnvContext, kind: str = "full") -> bool:
     report.step(f"{kind} backup of Postgres on {target.name}")
     with open_fleet(ctx, ctx.env.hosts_with("db")[:1]) as fleet:
         began = time.monotonic()
-        answer = call_db(ctx, fleet, target, "backup", timeout=7500, type=kind)
-    report.host(target.name, "changed", f"backup {answer['label']} ({answer['type']})", time.monotonic() - began,
-                label=answer["label"])
-    report.data["backup"] = {"label": answer["label"], "type": answer["type"]}
+        taken = call_db(ctx, fleet, target, agent.backup, kind=kind)
+    report.host(target.name, "changed", f"backup {taken.label} ({taken.type})", time.monotonic() - began,
+                label=taken.label)
+    report.data["backup"] = {"label": taken.label, "type": taken.type}
     return True
 
 
@@ -36,7 +37,7 @@ def backup_list(ctx: EnvContext) -> bool:
     require_backup(ctx)
     report, target = ctx.reporter, db_target(ctx)
     with open_fleet(ctx, ctx.env.hosts_with("db")[:1]) as fleet:
-        stanza = call_db(ctx, fleet, target, "info", timeout=300)["info"]
+        stanza = call_db(ctx, fleet, target, agent.info)
     rows, about = backup_rows(stanza), summary(stanza)
     report.data.update(backups=rows, **about)
     report.step(f"stanza {about['stanza']}: {about['status']}")
@@ -54,14 +55,16 @@ def backup_verify(ctx: EnvContext) -> bool:
     report.step(f"restoring the latest backup and all archived WAL into a scratch cluster on {target.name}")
     with open_fleet(ctx, ctx.env.hosts_with("db")[:1]) as fleet:
         began = time.monotonic()
-        answer = call_db(ctx, fleet, target, "verify", timeout=4000)
-    rows = ", ".join(f"{name} {count}" for name, count in sorted(answer["rows"].items())) or "no tables"
-    report.host(target.name, "ok", f"backup {answer['backup']} + WAL to {answer['last_segment']}: "
-                                   f"recovered to {answer['recovered_to'] or 'the backup itself'}",
-                time.monotonic() - began, **{k: answer[k] for k in ("backup", "recovered_to", "rows")})
+        verified = call_db(ctx, fleet, target, agent.verify)
+    rows = ", ".join(f"{name} {count}" for name, count in sorted(verified.rows.items())) or "no tables"
+    report.host(target.name, "ok", f"backup {verified.backup} + WAL to {verified.last_segment}: "
+                                   f"recovered to {verified.recovered_to or 'the backup itself'}",
+                time.monotonic() - began, backup=verified.backup, recovered_to=verified.recovered_to,
+                rows=verified.rows)
     report.info(f"rows in the restored copy: {rows}")
     report.info("the scratch cluster is dropped")
-    report.data["verify"] = {k: answer[k] for k in ("backup", "recovered_to", "rows", "last_segment")}
+    report.data["verify"] = {"backup": verified.backup, "recovered_to": verified.recovered_to,
+                             "rows": verified.rows, "last_segment": verified.last_segment}
     return True
 
 
@@ -116,11 +119,10 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
             report.step(f"restoring Postgres on {db.name} to {goal}")
             began = time.monotonic()
             try:
-                fields = {"point": point} if point else {"time": to}
-                answer = call_db(ctx, fleet, db, "restore", timeout=7500, **fields)
-                report.host(db.name, "changed", f"restored; recovered to {answer['recovered_to']}",
-                            time.monotonic() - began, recovered_to=answer["recovered_to"])
-                report.data["restore"] = {"target": goal, "recovered_to": answer["recovered_to"]}
+                restored = call_db(ctx, fleet, db, agent.restore, point=point, time=to)
+                report.host(db.name, "changed", f"restored; recovered to {restored.recovered_to}",
+                            time.monotonic() - began, recovered_to=restored.recovered_to)
+                report.data["restore"] = {"target": goal, "recovered_to": restored.recovered_to}
             finally:
                 # The app comes back either way: on the restored database, or
                 # on the untouched one if the restore failed before it began.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from smship.remote.client import StanzaInfo
+
 
 def _when(epoch: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch)) if epoch else "-"
@@ -20,23 +22,16 @@ def _size(count: int | None) -> str:
     return str(count)
 
 
-def backup_rows(stanza: dict[str, Any]) -> list[dict[str, Any]]:
+def backup_rows(stanza: StanzaInfo) -> list[dict[str, Any]]:
     """One row per backup in the repository, oldest first."""
-    rows = []
-    for item in stanza.get("backup", []):
-        stamp, info = item.get("timestamp", {}), item.get("info", {})
-        rows.append({"label": item.get("label"), "type": item.get("type"),
-                     "started": _when(stamp.get("start")), "finished": _when(stamp.get("stop")),
-                     "database_size": info.get("size"), "repository_size": (info.get("repository") or {}).get("size"),
-                     "wal_start": (item.get("archive") or {}).get("start"),
-                     "wal_stop": (item.get("archive") or {}).get("stop"), "error": bool(item.get("error"))})
-    return rows
+    return [{"label": b.label, "type": b.type, "started": _when(b.started), "finished": _when(b.stopped),
+             "database_size": b.database_size, "repository_size": b.repository_size,
+             "wal_start": b.wal_start, "wal_stop": b.wal_stop, "error": b.error} for b in stanza.backups]
 
 
-def summary(stanza: dict[str, Any]) -> dict[str, Any]:
-    status = stanza.get("status", {})
-    archive = [{"id": a.get("id"), "min": a.get("min"), "max": a.get("max")} for a in stanza.get("archive", [])]
-    return {"stanza": stanza.get("name"), "status": status.get("message"), "status_code": status.get("code"),
+def summary(stanza: StanzaInfo) -> dict[str, Any]:
+    archive = [{"id": a.id, "min": a.min, "max": a.max} for a in stanza.archives]
+    return {"stanza": stanza.name, "status": stanza.status_message, "status_code": stanza.status_code,
             "archive": archive}
 
 

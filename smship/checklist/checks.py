@@ -136,7 +136,7 @@ def migrations(facts):
         return trouble
     live = facts.live()
     release = live[facts.db_host]
-    heads = set((facts.hosts[facts.db_host].get("manifest") or {}).get("alembic_heads", []))
+    heads = set(facts.hosts[facts.db_host].alembic_heads or [])
     revisions = set(facts.db.get("revisions", []))
     name = facts.ctx.name
     if not heads:
@@ -164,9 +164,9 @@ def admin(facts):
     if count:
         return PASS, f"{count} admin user(s) exist", ""
     return FAIL, "no admin user exists", (
-        f"run the app's admin bootstrap on {facts.db_host} as {facts.layout.user} with {facts.layout.env_file} "
-        "(the reference app: python -m refapp create-admin --email E, password on stdin); an app without "
-        "admin users turns this check off in the inventory (checks: skip: [admin])")
+        f"create an admin user with the app's own bootstrap command, run on {facts.db_host} as "
+        f"{facts.layout.user} with {facts.layout.env_file} (the password on stdin, never as an argument); "
+        "an app without admin users turns this check off in the inventory (checks: skip: [admin])")
 
 
 def frontend(facts):
@@ -180,7 +180,7 @@ def frontend(facts):
     live = facts.live()
     if not any(name in live for name in web):
         return PASS, NO_LIVE, ""
-    missing = [f"{n} ({live[n]})" for n in web if n in live and not facts.hosts[n].get("frontend")]
+    missing = [f"{n} ({live[n]})" for n in web if n in live and not facts.hosts[n].frontend]
     if missing:
         return FAIL, f"{manifest} is missing from the live release on {_where(missing)}", \
             f"build the front end into the release ({' '.join(facts.ctx.app.frontend.build)}; smship build does it) " \
@@ -198,17 +198,17 @@ def proxy_headers(facts):
         if answer is None:
             continue
         if "web" in host.roles:
-            unit = answer["units"].get(web_unit, {})
-            if "--proxy-headers" not in unit.get("exec_start", ""):
+            unit = answer.units.get(web_unit)
+            if unit is None or "--proxy-headers" not in unit.exec_start:
                 problems.append(f"{host.name}: {web_unit} is not configured with --proxy-headers")
-            elif unit.get("cmdline") and "--proxy-headers" not in unit["cmdline"]:
+            elif unit.cmdline and "--proxy-headers" not in unit.cmdline:
                 problems.append(f"{host.name}: the running uvicorn was started without --proxy-headers")
         if {"web", "lb"} & set(host.roles):
-            nginx = answer.get("nginx")
-            if isinstance(nginx, dict) or not nginx:
-                problems.append(f"{host.name}: nginx -T failed: {(nginx or {}).get('error', 'no answer')}")
+            if answer.nginx_error is not None or not answer.nginx:
+                failed = answer.nginx_error if answer.nginx_error is not None else "no answer"
+                problems.append(f"{host.name}: nginx -T failed: {failed}")
                 continue
-            missing = forwards_headers(nginx, facts.env.domain)
+            missing = forwards_headers(answer.nginx, facts.env.domain)
             if missing:
                 problems.append(f"{host.name}: nginx {missing}")
     if problems:
@@ -237,7 +237,8 @@ def _tls_host(facts, name: str) -> tuple[str, str] | None:
     if facts.env.tls.source == "files":
         configured = tls.first_pem(facts.configured_certificate or "")
     else:
-        configured = tls.first_pem((facts.hosts.get(name) or {}).get("certificate") or "")
+        answer = facts.hosts.get(name)
+        configured = tls.first_pem((answer.certificate if answer else None) or "")
     if configured is not None and tls.fingerprint(configured) != tls.fingerprint(cert):
         return FAIL, "it serves a certificate other than the configured one"
     if not served.trusted:
@@ -300,12 +301,12 @@ def budget_numbers(facts, inventory_only: bool = False) -> dict:
     for host in facts.app_hosts():
         processes = (env.web.workers if "web" in host.roles else 0) + \
                     (env.worker.concurrency if "worker" in host.roles else 0) + (1 if "beat" in host.roles else 0)
-        answer_env = (facts.hosts.get(host.name) or {}).get("env") or {}
+        answer = facts.hosts.get(host.name)
         # What runs now (the host's env file) or what the next provision
         # brings (the inventory): whichever asks more; a host whose env file
         # this command rewrites before restarting runs the inventory's.
         rewritten = inventory_only or (host.name in facts.rewritten and inventory is not None)
-        sources = (inventory,) if rewritten else (inventory, answer_env.get("values"))
+        sources = (inventory,) if rewritten else (inventory, answer.env_values() if answer else None)
         ceiling = max((_ceiling(v, facts.ctx.app.settings) for v in sources if v is not None),
                       default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
@@ -359,7 +360,7 @@ def connection_budget(facts):
 
 
 def beat(facts):
-    active = [name for name, answer in facts.hosts.items() if answer.get("beat") in ("active", "activating", "reloading")]
+    active = [name for name, answer in facts.hosts.items() if answer.beat in ("active", "activating", "reloading")]
     unknown = [name for name in facts.unreachable]
     planned = [h.name for h in facts.env.hosts if "beat" in h.roles]
     if not planned and not active:
@@ -387,9 +388,9 @@ def beat(facts):
 def sm010(facts):
     found = []
     for name, answer in facts.hosts.items():
-        for unit, state in answer.get("units", {}).items():
-            if state.get("sm010"):
-                found.append(f"{name} {unit}: {state['sm010']}")
+        for unit, state in answer.units.items():
+            if state.sm010:
+                found.append(f"{name} {unit}: {state.sm010}")
     if found:
         return FAIL, "SM010 (the app's migration check) since the last start: " + "; ".join(found), \
             f"the database is not at the release's head: smship deploy {facts.ctx.name} migrates first"
@@ -407,14 +408,14 @@ def drain(facts):
     stale, left = [], []
     for host in facts.env.hosts:
         answer = facts.hosts.get(host.name)
-        nginx = answer and answer.get("nginx")
-        if not isinstance(nginx, str):
+        nginx = answer.nginx if answer else None
+        if nginx is None:
             continue  # unreachable, or nginx -T failed (proxy-headers names it)
         if "web" in host.roles and flag not in nginx:
             stale.append(f"{host.name}: nginx does not turn the lb's requests away while drained")
         if "lb" in host.roles and "error_page 421" not in nginx:
             stale.append(f"{host.name}: nginx does not send a drained host's requests to another web host")
-        if "web" in host.roles and answer.get("drained"):
+        if "web" in host.roles and answer.drained:
             left.append(host.name)
     if stale:
         return FAIL, "; ".join(stale) + " (provisioned by an older smship)", \

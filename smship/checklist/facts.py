@@ -24,6 +24,7 @@ from smship.layout import Layout
 from smship.hostroles import app_hosts, app_units, is_app_host
 from smship.release.apppaths import output_in_release
 from smship.remote import client as agent
+from smship.remote.client import HostChecks
 from smship.secretkey import weakness
 from smship.ssh import Fleet
 
@@ -61,7 +62,7 @@ class Facts:
     cert_days: int = 14
     inventory: Settings | None = None
     inventory_error: str = ""
-    hosts: dict[str, dict] = field(default_factory=dict)
+    hosts: dict[str, HostChecks] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
     db: dict | None = None
     db_host: str | None = None
@@ -83,16 +84,17 @@ class Facts:
 
     def live(self) -> dict[str, str]:
         """Live release per reachable app host (hosts with none left out)."""
-        return {h.name: self.hosts[h.name]["current"] for h in self.app_hosts()
-                if h.name in self.hosts and self.hosts[h.name].get("current")}
+        return {h.name: self.hosts[h.name].current for h in self.app_hosts()
+                if h.name in self.hosts and self.hosts[h.name].current}
 
     def settings_sources(self) -> list[tuple[str, Settings]]:
         """("inventory", ...) then (host, ...) for each app host whose env file was read."""
         sources = [("inventory", self.inventory)] if self.inventory else []
         for host in self.app_hosts():
-            env = (self.hosts.get(host.name) or {}).get("env")
-            if env and "error" not in env:
-                sources.append((host.name, Settings(env["values"], env["database_scheme"], env["secret_key_weakness"])))
+            answer = self.hosts.get(host.name)
+            env = answer.env if answer else None
+            if env and env.error is None:
+                sources.append((host.name, Settings(env.values, env.database_scheme, env.secret_key_weakness)))
         return sources
 
 

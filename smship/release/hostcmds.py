@@ -29,8 +29,9 @@ import re
 from smship.command import Command, script
 from smship.errors import SmshipError
 from smship.release.ids import check_release_id
+# The agent judges a release whole by this marker: one definition, the shipped agent's.
+from smship.remote.agent import COMPLETE_MARKER
 
-COMPLETE_MARKER = ".smship-complete"
 INSTALLER_LINE = "# installer: uv=="   # requirements.txt's second line (smship.release.wheelhouse)
 # uv's binary from its wheel; zipfile keeps no modes, the script sets them.
 UNPACK_UV = """

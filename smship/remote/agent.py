@@ -233,6 +233,7 @@ def _current(root):
         return None
 
 
+# A release's last file, written once its venv is in place; smship.release.hostcmds reads this name.
 COMPLETE_MARKER = ".smship-complete"
 
 

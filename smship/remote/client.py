@@ -11,7 +11,7 @@ value tests can compare; :func:`ask` runs it on one host and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from smship.errors import SmshipError
@@ -33,11 +33,22 @@ class Request(Generic[T]):
     def body(self) -> dict[str, Any]:
         return {"op": self.op, **self.fields}
 
+    def read(self, host: str, answer: Any) -> T:
+        """The parsed answer; one that lacks a field raises :class:`SmshipError` naming the host and op."""
+        try:
+            return self.parse(host, answer)
+        except KeyError as exc:
+            problem = f"has no field {exc}"
+        except (TypeError, ValueError, AttributeError) as exc:
+            problem = f"has a field of the wrong shape ({exc})"
+        # The agent travels with every request, so the two sides cannot differ in version: a bug.
+        raise SmshipError(f"{host}: the smship agent's {self.op} answer {problem}; report this as a bug in smship")
+
 
 def ask(fleet, target, request: Request[T]) -> T:
     """Run ``request`` on ``target``; its parsed answer, or :class:`SmshipError` naming the host."""
-    return request.parse(target.name, call_agent(fleet, target, request.body(), timeout=request.timeout,
-                                                 source=request.source))
+    return request.read(target.name, call_agent(fleet, target, request.body(), timeout=request.timeout,
+                                                source=request.source))
 
 
 def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: Iterable | None = None):
@@ -57,6 +68,28 @@ class Interpreter:
 
 
 @dataclass(frozen=True)
+class LockHolder:
+    """Who holds a deploy lock: the record smship wrote into it (smship.steps.lock.new_holder)."""
+    token: str | None = None
+    user: str | None = None
+    machine: str | None = None
+    pid: Any = None                      # an int from smship; anything else names no process
+    boot_id: str | None = None
+    since: float | None = None           # epoch seconds
+    command: str | None = None           # "deploy prod", "provision prod"...
+
+    def record(self) -> dict[str, Any]:
+        """As the lock keeps it on the host."""
+        return asdict(self)
+
+
+def lock_holder(record: dict[str, Any] | None) -> LockHolder:
+    """A holder as the host kept it; a field missing (an unreadable or foreign lock) is None."""
+    record = record or {}
+    return LockHolder(**{name: record.get(name) for name in LockHolder.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class Inspection:
     current: str | None
     releases: list[str]
@@ -66,7 +99,7 @@ class Inspection:
     # here, oldest first; None: no record (only an older smship deployed).
     activations: list[tuple[str, str | None]] | None = None
     interpreter: Interpreter | None = None
-    lock: dict | None = None             # the lock holder's record; {"token": None} for a lock without one
+    lock: LockHolder | None = None       # None: not locked; a lock without a readable holder has no token
     exists: bool = True                  # the app's root directory
 
 
@@ -74,7 +107,8 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
     found = answer.get("interpreter")
     return Inspection(
         current=answer["current"], releases=[r["id"] for r in answer["releases"]],
-        complete=[r["id"] for r in answer["releases"] if r["complete"]], lock=answer["lock"],
+        complete=[r["id"] for r in answer["releases"] if r["complete"]],
+        lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
         free_bytes=answer["free_bytes"], exists=answer["exists"],
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
@@ -94,16 +128,16 @@ def inspect(root: str, lock: str, activation_log: str | None = None, python: str
 @dataclass(frozen=True)
 class LockAnswer:
     ok: bool
-    holder: dict              # who holds the lock when ``ok`` is false ({} when unreadable)
+    holder: LockHolder        # who holds the lock when ``ok`` is false (all None when unreadable)
     error: str = ""           # the lock could not be written at all (a full disk, say)
 
 
 def _lock_answer(_host: str, answer: dict[str, Any]) -> LockAnswer:
-    return LockAnswer(answer["ok"], answer.get("holder") or {}, answer.get("error") or "")
+    return LockAnswer(answer["ok"], lock_holder(answer.get("holder")), answer.get("error") or "")
 
 
-def lock(path: str, holder: dict) -> Request[LockAnswer]:
-    return Request("lock", {"path": path, "holder": holder}, _lock_answer)
+def lock(path: str, holder: LockHolder) -> Request[LockAnswer]:
+    return Request("lock", {"path": path, "holder": holder.record()}, _lock_answer)
 
 
 def unlock(path: str, token: str | None, force: bool = False) -> Request[LockAnswer]:
@@ -313,12 +347,84 @@ def hostos(app, timeout: float = 60) -> Request[HostOS]:
     return Request("hostos", fields, _host_os, timeout)
 
 
-def checkfacts(fields: dict[str, Any], timeout: float = 90) -> Request[dict]:
-    """Everything ``smship check`` reads from one host, in one round trip (read by smship.checklist.facts)."""
-    return Request("checkfacts", fields, lambda _, a: a, timeout)
+# -- smship check: one round trip per host -------------------------------------
+
+@dataclass(frozen=True)
+class EnvFileChecks:
+    """A host's env file as the checks judge it: plain settings by value, secrets by verdict only."""
+    values: dict[str, str]
+    database_scheme: str | None            # the database URL's scheme; None when it is not set
+    secret_key_weakness: str | None        # why the signing key is weak; None when it is strong
+    error: str | None = None               # the file could not be read (the other fields are empty)
+
+
+@dataclass(frozen=True)
+class UnitChecks:
+    state: str
+    sub: str
+    loaded: str
+    exec_start: str                        # as systemd has it configured
+    cmdline: list[str] | None              # the running main process's, when there is one
+    sm010: str | None                      # the first SM010 line in its journal since its last start
+
+
+@dataclass(frozen=True)
+class OSRelease:
+    id: str
+    version_id: str
+    name: str
+    python: str | None                     # the app's interpreter's version, when asked and found
+
+
+@dataclass(frozen=True)
+class HostChecks:
+    """Everything ``smship check`` reads from one host."""
+    current: str | None
+    alembic_heads: list[str] | None        # the live release's; None without a readable manifest
+    frontend: bool | None                  # the built front end's manifest is in the live release
+    env: EnvFileChecks | None              # None on hosts without the app's env file
+    units: dict[str, UnitChecks]
+    beat: str                              # the beat unit's systemctl is-active
+    nginx: str | None                      # nginx -T's output
+    nginx_error: str | None                # why nginx -T failed
+    certificate: str | None                # the served certificate's PEM, on web and lb hosts
+    drained: bool
+    os: OSRelease | None
+
+    def env_values(self) -> dict[str, str] | None:
+        """The env file's plain settings; None when there is no env file or it could not be read."""
+        return self.env.values if self.env is not None and self.env.error is None else None
+
+
+def _env_file_checks(answer: dict[str, Any] | None) -> EnvFileChecks | None:
+    if answer is None:
+        return None
+    if "error" in answer:
+        return EnvFileChecks({}, None, None, error=str(answer["error"]))
+    return EnvFileChecks(dict(answer["values"]), answer["database_scheme"], answer["secret_key_weakness"])
+
+
+def _host_checks(_host: str, answer: dict[str, Any]) -> HostChecks:
+    manifest, nginx, found = answer["manifest"], answer["nginx"], answer["os"]
+    return HostChecks(
+        current=answer["current"], alembic_heads=list(manifest["alembic_heads"]) if manifest else None,
+        frontend=answer["frontend"], env=_env_file_checks(answer["env"]),
+        units={name: UnitChecks(u["state"], u["sub"], u["loaded"], u["exec_start"], u["cmdline"], u["sm010"])
+               for name, u in answer["units"].items()},
+        beat=answer["beat"], nginx=nginx if isinstance(nginx, str) else None,
+        nginx_error=nginx["error"] if isinstance(nginx, dict) else None, certificate=answer["certificate"],
+        drained=bool(answer["drained"]),
+        os=OSRelease(found["id"], found["version_id"], found["name"], found["python"]) if found else None)
+
+
+def checkfacts(fields: dict[str, Any], timeout: float = 90) -> Request[HostChecks]:
+    """Everything ``smship check`` reads from one host, in one round trip (fields: smship.checklist.facts)."""
+    return Request("checkfacts", fields, _host_checks, timeout)
 
 
 # -- the db host's backup program ------------------------------------------------
+# One builder per op of smship.remote.pgagent; each takes the stanza and the
+# cluster first (smship.backuprepo), and a refusal raises naming the host.
 
 def _db_answer(host: str, answer: dict[str, Any]) -> dict[str, Any]:
     if not answer.get("ok"):
@@ -326,6 +432,126 @@ def _db_answer(host: str, answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def db(op: str, stanza: str, cluster: str, timeout: float = 900, **fields: Any) -> Request[dict]:
-    """One request to the db host's backup program; a refusal raises naming the host."""
-    return Request(op, {"stanza": stanza, "cluster": cluster, **fields}, _db_answer, timeout, PG_AGENT_SOURCE)
+def _db(op: str, stanza: str, cluster: Any, read: Callable[[dict[str, Any]], T], timeout: float,
+        **fields: Any) -> Request[T]:
+    return Request(op, {"stanza": stanza, "cluster": cluster, **fields}, lambda host, a: read(_db_answer(host, a)),
+                   timeout, PG_AGENT_SOURCE)
+
+
+@dataclass(frozen=True)
+class ArchiveStatus:
+    """WAL archiving on the db host: pg_stat_archiver, archive_mode and ``pgbackrest check``."""
+    archive_mode: str
+    failing: bool = False                  # the last failure is newer than the last success
+    failed_count: int | None = None
+    last_failed_wal: str | None = None
+    last_failed_time: str | None = None
+    last_archived_wal: str | None = None
+    check_ok: bool = False
+    check_output: str = ""
+
+
+def archive_status(stanza: str, cluster: Any, timeout: float = 400) -> Request[ArchiveStatus]:
+    return _db("archive_status", stanza, cluster, lambda a: ArchiveStatus(
+        a["archive_mode"], bool(a["failing"]), a["failed_count"], a["last_failed_wal"], a["last_failed_time"],
+        a["last_archived_wal"], bool(a["check_ok"]), a["check_output"]), timeout)
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    name: str
+    lsn: str
+
+
+def restore_point(stanza: str, cluster: Any, name: str, timeout: float = 120) -> Request[RestorePoint]:
+    return _db("restore_point", stanza, cluster, lambda a: RestorePoint(a["name"], a["lsn"]), timeout, name=name)
+
+
+@dataclass(frozen=True)
+class BackupTaken:
+    label: str | None                      # the newest backup in the repository afterwards
+    type: str | None
+    seconds: float
+
+
+def backup(stanza: str, cluster: Any, kind: str, timeout: float = 7500) -> Request[BackupTaken]:
+    """A ``full``, ``diff`` or ``incr`` backup."""
+    return _db("backup", stanza, cluster, lambda a: BackupTaken(a["label"], a["type"], a["seconds"]), timeout,
+               type=kind)
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """One backup in the repository, as ``pgbackrest info`` lists it."""
+    label: str | None
+    type: str | None
+    started: int | None                    # epoch seconds
+    stopped: int | None
+    database_size: int | None
+    repository_size: int | None
+    wal_start: str | None
+    wal_stop: str | None
+    error: bool
+
+
+@dataclass(frozen=True)
+class WalArchive:
+    id: str | None
+    min: str | None
+    max: str | None
+
+
+@dataclass(frozen=True)
+class StanzaInfo:
+    """``pgbackrest info`` for the stanza; an unknown stanza has no name and no backups."""
+    name: str | None
+    status_message: str | None
+    status_code: int | None
+    archives: list[WalArchive]
+    backups: list[BackupEntry]             # oldest first
+
+
+def _backup_entry(item: dict[str, Any]) -> BackupEntry:
+    stamp, info, archive = item.get("timestamp") or {}, item.get("info") or {}, item.get("archive") or {}
+    return BackupEntry(item.get("label"), item.get("type"), stamp.get("start"), stamp.get("stop"), info.get("size"),
+                       (info.get("repository") or {}).get("size"), archive.get("start"), archive.get("stop"),
+                       bool(item.get("error")))
+
+
+def stanza_info(found: dict[str, Any]) -> StanzaInfo:
+    """pgBackRest's own JSON (one stanza of ``pgbackrest --output=json info``), whose fields are all optional."""
+    status = found.get("status") or {}
+    return StanzaInfo(found.get("name"), status.get("message"), status.get("code"),
+                      [WalArchive(a.get("id"), a.get("min"), a.get("max")) for a in found.get("archive", [])],
+                      [_backup_entry(item) for item in found.get("backup", [])])
+
+
+def info(stanza: str, cluster: Any, timeout: float = 300) -> Request[StanzaInfo]:
+    return _db("info", stanza, cluster, lambda a: stanza_info(a["info"]), timeout)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The latest backup and all archived WAL, restored into a scratch cluster (dropped again)."""
+    backup: str | None
+    recovered_to: str                      # the last replayed commit; "": the backup itself
+    rows: dict[str, int]                   # per table of the app's database
+    last_segment: str
+    seconds: float
+
+
+def verify(stanza: str, cluster: Any, timeout: float = 4000) -> Request[VerifyResult]:
+    return _db("verify", stanza, cluster, lambda a: VerifyResult(
+        a["backup"], a["recovered_to"], dict(a["rows"]), a["last_segment"], a["seconds"]), timeout)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    recovered_to: str
+
+
+def restore(stanza: str, cluster: Any, point: str | None = None, time: str | None = None,
+            timeout: float = 7500) -> Request[RestoreResult]:
+    """Restore the real cluster to the restore point ``point``, or else to ``time``."""
+    fields = {"point": point} if point else {"time": time}
+    return _db("restore", stanza, cluster, lambda a: RestoreResult(a["recovered_to"]), timeout, **fields)

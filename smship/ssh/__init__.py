@@ -21,7 +21,7 @@ the same key checks.
 
 from smship.ssh.argv import (parse_jump, put_command, remote_line, resolve, rsync_argv, ssh_argv, stream_argv,
                              until_disconnected)
-from smship.ssh.fleet import Fleet, FleetResult, iter_results
+from smship.ssh.fleet import Fleet, FleetResult
 from smship.ssh.hostkeys import read_known_hosts
 from smship.ssh.rsync import parse_rsync_stats
 from smship.ssh.values import (NO_EXIT, CommandError, ConnectError, Endpoint, Result, RsyncResult, SSHError,
@@ -49,6 +49,5 @@ __all__ = [
     "until_disconnected",
     "rsync_argv",
     "parse_rsync_stats",
-    "iter_results",
     "read_known_hosts",
 ]

@@ -18,7 +18,7 @@ from smship.command import Command
 from smship.ssh.argv import _load_ssh_config, put_command, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
-from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult, SSHError,
+from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult,
                                SSHOptions, SudoPasswordRequired, Target, _last_line)
 
 T = TypeVar("T")
@@ -460,17 +460,3 @@ class FleetResult(Mapping[str, "T | Exception"], Generic[T]):
     def ok(self) -> bool:
         """Every host's call returned."""
         return not self.failed
-
-
-def iter_results(outcomes: Mapping[str, object]) -> Iterator[str]:
-    """One summary line per host from :meth:`Fleet.map` or ``run_all``."""
-    for name, value in outcomes.items():
-        if isinstance(value, Result):
-            yield value.summary()
-        elif isinstance(value, BaseException):
-            # Foreign exceptions may span lines; a summary must not.
-            text = " ".join(str(value).split())
-            yield text if isinstance(value, SSHError) else (
-                f"{name}: {type(value).__name__}: {text}")
-        else:
-            yield f"{name}: ok"

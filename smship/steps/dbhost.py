@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from smship.backuprepo import cluster, stanza
 from smship.context import EnvContext, targets_of
 from smship.errors import SmshipError
 from smship.remote import client as agent
+
+T = TypeVar("T")
 
 
 def require_backup(ctx: EnvContext) -> None:
@@ -20,6 +22,7 @@ def db_target(ctx: EnvContext):
     return targets_of(ctx, ctx.env.hosts_with("db")[:1])[0]
 
 
-def call_db(ctx: EnvContext, fleet, target, op: str, timeout: float = 900, **fields: Any) -> dict[str, Any]:
-    """One request to the backup program on ``target``; its answer, or SmshipError naming the host."""
-    return agent.ask(fleet, target, agent.db(op, stanza(ctx.app), cluster(ctx.app, ctx.env), timeout, **fields))
+def call_db(ctx: EnvContext, fleet, target, op: Callable[..., agent.Request[T]], **fields: Any) -> T:
+    """``op`` (a builder of smship.remote.client, e.g. ``agent.backup``) for this environment's stanza and
+    cluster on ``target``; its answer, or SmshipError naming the host."""
+    return agent.ask(fleet, target, op(stanza(ctx.app), cluster(ctx.app, ctx.env), **fields))

@@ -19,6 +19,7 @@ from typing import Iterator
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.remote import client as agent
+from smship.remote.client import LockHolder
 from smship.ssh import Fleet, Target
 
 
@@ -30,11 +31,11 @@ def lock_path(layout: Layout) -> str:
     return f"{layout.shared}/deploy.lock"
 
 
-def holder_text(holder: dict) -> str:
-    if not holder.get("user"):
+def holder_text(holder: LockHolder) -> str:
+    if not holder.user:
         return "an unknown holder"
-    age = int(time.time() - holder.get("since", time.time()))
-    return f"{holder['user']}@{holder.get('machine')} ({holder.get('command')}, {age}s ago, pid {holder.get('pid')})"
+    age = int(time.time() - (time.time() if holder.since is None else holder.since))
+    return f"{holder.user}@{holder.machine} ({holder.command}, {age}s ago, pid {holder.pid})"
 
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -49,25 +50,25 @@ def boot_id() -> str | None:
         return None
 
 
-def new_holder(command: str) -> dict:
-    return {"token": secrets.token_hex(16), "user": getpass.getuser(), "machine": socket.gethostname(),
-            "pid": os.getpid(), "boot_id": boot_id(), "since": time.time(), "command": command}
+def new_holder(command: str) -> LockHolder:
+    return LockHolder(token=secrets.token_hex(16), user=getpass.getuser(), machine=socket.gethostname(),
+                      pid=os.getpid(), boot_id=boot_id(), since=time.time(), command=command)
 
 
-def left_by_a_dead_process(holder: dict) -> bool:
+def left_by_a_dead_process(holder: LockHolder) -> bool:
     """A lock taken on this machine by a process that no longer exists (it was killed, or lost its host).
 
     Judged by machine, boot and PID: after a reboot the PID may name
     another process, so a lock from an earlier boot is stale whatever runs
     under its PID now.
     """
-    if holder.get("machine") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+    if holder.machine != socket.gethostname() or not isinstance(holder.pid, int):
         return False
     ours = boot_id()
-    if holder.get("boot_id") and ours and holder["boot_id"] != ours:
+    if holder.boot_id and ours and holder.boot_id != ours:
         return True
     try:
-        os.kill(holder["pid"], 0)
+        os.kill(holder.pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -77,7 +78,7 @@ def left_by_a_dead_process(holder: dict) -> bool:
 
 @contextmanager
 def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, command: str,
-                     warn=None) -> Iterator[dict]:
+                     warn=None) -> Iterator[LockHolder]:
     """Hold the lock on every target for the ``with`` block, or raise :class:`LockHeld`."""
     holder = new_holder(command)
     path = lock_path(layout)
@@ -88,7 +89,7 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
             if warn:
                 warn(f"{target.name}: removing a stale deploy lock: {holder_text(answer.holder)}, "
                      "whose process is gone")
-            agent.ask(fleet, target, agent.unlock(path, answer.holder.get("token")))
+            agent.ask(fleet, target, agent.unlock(path, answer.holder.token))
             answer = agent.ask(fleet, target, agent.lock(path, holder))
         return answer
 
@@ -105,7 +106,7 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
                                f"wait for it, or if it died run 'smship unlock ENV'")
         yield holder
     finally:
-        released = agent.ask_all(fleet, agent.unlock(path, holder["token"]), [t for t in targets if t.name in taken])
+        released = agent.ask_all(fleet, agent.unlock(path, holder.token), [t for t in targets if t.name in taken])
         stuck = sorted(released.failed)
         if stuck and warn:
             warn(f"the deploy lock is still held on {', '.join(stuck)} (unreachable): the next deploy from "

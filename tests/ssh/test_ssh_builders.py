@@ -18,7 +18,7 @@ import pytest
 
 from smship.command import cmd
 from smship.ssh import (ConnectError, Endpoint, Result, SSHOptions, Target,
-                        iter_results, parse_jump, parse_rsync_stats,
+                        parse_jump, parse_rsync_stats,
                         put_command, remote_line, resolve, rsync_argv,
                         ssh_argv)
 
@@ -339,19 +339,6 @@ def test_connect_error_is_one_line_with_name_address_and_cause():
     assert str(error) == "web1 (10.0.0.5:22): connection refused"
     v6 = ConnectError("db", Endpoint("::1", 2200, "u"), "timed out")
     assert str(v6) == "db ([::1]:2200): timed out"
-
-
-def test_iter_results_gives_one_line_per_host():
-    down = ConnectError("db", Endpoint("10.0.0.6", 22, "u"), "refused")
-    lines = list(iter_results({
-        "web1": Result("web1", "true", 0),
-        "db": down,
-        "cache": ValueError("bad\nvalue"),
-        "worker": "whatever fn returned",
-    }))
-    assert lines[1:] == ["db (10.0.0.6:22): refused",
-                         "cache: ValueError: bad value", "worker: ok"]
-    assert lines[0].startswith("web1: true: ok")
 
 
 def test_options_defaults_point_at_the_users_files(monkeypatch, tmp_path):

@@ -54,7 +54,9 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.inspect("/srv/a", "/l", "/srv/a/activations", "/usr/bin/python3").body() == \
         {"op": "inspect", "root": "/srv/a", "lock": "/l", "activation_log": "/srv/a/activations",
          "python": "/usr/bin/python3"}
-    assert agent.lock("/l", {"token": "t"}).body() == {"op": "lock", "path": "/l", "holder": {"token": "t"}}
+    assert agent.lock("/l", agent.LockHolder(token="t", user="ann")).body() == \
+        {"op": "lock", "path": "/l", "holder": {"token": "t", "user": "ann", "machine": None, "pid": None,
+                                                "boot_id": None, "since": None, "command": None}}
     assert agent.unlock("/l", "t").body() == {"op": "unlock", "path": "/l", "token": "t"}
     assert agent.unlock("/l", None, force=True).body() == {"op": "unlock", "path": "/l", "token": None, "force": True}
     assert agent.audit("/a.log", {"who": "me"}).body() == {"op": "audit", "path": "/a.log", "entry": {"who": "me"}}
@@ -75,8 +77,19 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.hostos(App(name="a")).body() == {"op": "hostos", "python": "/usr/bin/python3"}
     assert agent.hostos(App(name="a", python="3.13")).body() == \
         {"op": "hostos", "python": "/usr/bin/python3.13", "packages": ["python3.13", "python3.13-venv"]}
-    assert agent.db("info", "a", "16/main", timeout=300).body() == {"op": "info", "stanza": "a", "cluster": "16/main"}
-    assert agent.db("info", "a", "16/main").source != agent.inspect("/r", "/l").source
+    cluster = {"version": 16, "name": "main", "port": 5432, "database": "a"}
+    assert agent.info("a", cluster).body() == {"op": "info", "stanza": "a", "cluster": cluster}
+    assert agent.info("a", cluster).source != agent.inspect("/r", "/l").source
+    assert agent.archive_status("a", cluster).body() == {"op": "archive_status", "stanza": "a", "cluster": cluster}
+    assert agent.restore_point("a", cluster, "smship-r1").body() == \
+        {"op": "restore_point", "stanza": "a", "cluster": cluster, "name": "smship-r1"}
+    assert agent.backup("a", cluster, "incr").body() == {"op": "backup", "stanza": "a", "cluster": cluster,
+                                                         "type": "incr"}
+    assert agent.verify("a", cluster).body() == {"op": "verify", "stanza": "a", "cluster": cluster}
+    assert agent.restore("a", cluster, point="smship-r1").body() == \
+        {"op": "restore", "stanza": "a", "cluster": cluster, "point": "smship-r1"}
+    assert agent.restore("a", cluster, time="2026-12-01 10:00:00+00").body() == \
+        {"op": "restore", "stanza": "a", "cluster": cluster, "time": "2026-12-01 10:00:00+00"}
 
 
 def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path):
@@ -100,10 +113,11 @@ def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path
 
 def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path):
     path = str(tmp_path / "shared" / "deploy.lock")
-    assert one(fleet, agent.lock(path, {"token": "a", "user": "ann"})) == agent.LockAnswer(True, {})
-    held = one(fleet, agent.lock(path, {"token": "b"}))
-    assert not held.ok and held.holder == {"token": "a", "user": "ann"}
-    assert one(fleet, agent.inspect(str(tmp_path), path)).lock == {"token": "a", "user": "ann"}
+    ann = agent.LockHolder(token="a", user="ann")
+    assert one(fleet, agent.lock(path, ann)) == agent.LockAnswer(True, agent.LockHolder())
+    held = one(fleet, agent.lock(path, agent.LockHolder(token="b")))
+    assert not held.ok and held.holder == ann
+    assert one(fleet, agent.inspect(str(tmp_path), path)).lock == ann
     assert not one(fleet, agent.unlock(path, "b")).ok
     assert one(fleet, agent.unlock(path, None, force=True)).ok
     assert one(fleet, agent.inspect(str(tmp_path), path)).lock is None
@@ -178,11 +192,31 @@ def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):
     assert found.answer["free_bytes"] == found.free_bytes
 
 
+def test_checkfacts_reads_a_release_and_an_env_file(fleet, tmp_path):
+    from smship.checklist.facts import KEY_RULE
+
+    (tmp_path / "releases" / "r1").mkdir(parents=True)
+    (tmp_path / "releases" / "r1" / "release.json").write_text(json.dumps({"alembic_heads": ["0002"]}))
+    os.symlink(tmp_path / "releases" / "r1", tmp_path / "current")
+    env = tmp_path / "env"
+    env.write_text("APP_ENV=production\nDATABASE_URL=postgresql+asyncpg://u:p@db/app\nSECRET_KEY=x\n")
+    found = one(fleet, agent.checkfacts({
+        "root": str(tmp_path), "frontend_manifest": "static/manifest.json", "env_file": str(env),
+        "plain": ["APP_ENV"], "key_rule": KEY_RULE, "database_url": "DATABASE_URL", "secret_key": "SECRET_KEY",
+        "units": [], "beat_unit": "smship-test-no-such-beat.service", "nginx": False, "certificate": None,
+        "drain_flag": None, "python": sys.executable}))
+    assert (found.current, found.alembic_heads, found.frontend, found.units) == ("r1", ["0002"], False, {})
+    assert found.env.values == {"APP_ENV": "production"} and found.env.database_scheme == "postgresql+asyncpg"
+    assert found.env.secret_key_weakness     # "x" is too short: only the verdict comes back
+    assert found.beat != "active" and (found.nginx, found.nginx_error, found.drained) == (None, None, False)
+    assert found.os.python == "%d.%d.%d" % sys.version_info[:3]
+
+
 def test_a_refusal_of_the_db_host_names_it():
-    request = agent.db("info", "a", "16/main")
-    assert request.parse("db1", {"ok": True, "info": []}) == {"ok": True, "info": []}
+    request = agent.info("a", "16/main")
+    assert request.read("db1", {"ok": True, "info": {}}) == agent.StanzaInfo(None, None, None, [], [])
     with pytest.raises(SmshipError, match="^db1: no stanza$"):
-        request.parse("db1", {"ok": False, "error": "no stanza"})
+        request.read("db1", {"ok": False, "error": "no stanza"})
 
 
 def test_ask_all_gives_each_host_its_answer_or_its_failure(tmp_path):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from smship.steps.backupgate import archive_problem, restore_point_name
+from dataclasses import replace
+
 from smship.backup.info import backup_rows, summary, table
+from smship.remote.client import ArchiveStatus, stanza_info
 from smship.storage.bucket import LIFECYCLE_RULE_ID, lifecycle_rules
 
 INFO = {
@@ -26,23 +29,26 @@ def test_lifecycle_keeps_other_rules_and_replaces_its_own():
 
 
 def test_info_becomes_rows_and_a_table():
-    rows = backup_rows(INFO)
+    rows = backup_rows(stanza_info(INFO))
     assert rows == [{"label": "20261129-190001F", "type": "full", "started": "2026-11-29 19:00:01Z",
                      "finished": "2026-11-29 19:00:07Z", "database_size": 31457280, "repository_size": 4194304,
                      "wal_start": "000000010000000000000004", "wal_stop": "000000010000000000000004", "error": False}]
-    assert summary(INFO)["status"] == "ok" and summary(INFO)["archive"][0]["max"] == "00000001000000000000000A"
+    assert summary(stanza_info(INFO)) == {"stanza": "shop", "status": "ok", "status_code": 0, "archive": [
+        {"id": "15-1", "min": "000000010000000000000003", "max": "00000001000000000000000A"}]}
     lines = table(rows)
     assert "30.0 MiB" in lines[1] and "4.0 MiB" in lines[1]
-    assert backup_rows({"name": "shop", "status": {"code": 1, "message": "missing stanza path"}}) == []
+    assert backup_rows(stanza_info({"name": "shop", "status": {"code": 1, "message": "missing stanza path"}})) == []
+    # A stanza pgBackRest does not know yet: info lists nothing at all.
+    assert summary(stanza_info({})) == {"stanza": None, "status": None, "status_code": None, "archive": []}
 
 
 def test_archiver_health_names_what_is_wrong():
-    good = {"archive_mode": "on", "failing": False, "check_ok": True}
+    good = ArchiveStatus("on", failing=False, check_ok=True)
     assert archive_problem(good) is None
-    assert "--restart-db" in archive_problem({**good, "archive_mode": "off"})
-    failing = archive_problem({**good, "failing": True, "failed_count": 3, "last_failed_wal": "0000000100000000000000AB"})
+    assert "--restart-db" in archive_problem(replace(good, archive_mode="off"))
+    failing = archive_problem(replace(good, failing=True, failed_count=3, last_failed_wal="0000000100000000000000AB"))
     assert "3 failure(s)" in failing and "0000000100000000000000AB" in failing
-    assert "pgbackrest check failed: no S3" in archive_problem({**good, "check_ok": False, "check_output": "no S3"})
+    assert "pgbackrest check failed: no S3" in archive_problem(replace(good, check_ok=False, check_output="no S3"))
     assert restore_point_name("20261129T190000Z-abc") == "smship-20261129T190000Z-abc"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,11 +21,27 @@ from smship.checklist.nginx import forwards_headers
 from smship.errors import SmshipError
 from smship.inventory import load
 from smship.layout import Layout
+from smship.remote.client import EnvFileChecks, HostChecks, UnitChecks
 from smship.ssh import Endpoint, SSHOptions, stream_argv
 from smship.hostroles import units_of
 from smship.status.logs import journal_command, prefix, since_argument
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory.example"
+
+
+def answer(**fields) -> HostChecks:
+    """One host's checkfacts answer: nothing deployed, nothing running, unless ``fields`` says otherwise."""
+    empty = dict(current=None, alembic_heads=None, frontend=None, env=None, units={}, beat="inactive", nginx=None,
+                 nginx_error=None, certificate=None, drained=False, os=None)
+    return HostChecks(**{**empty, **fields})
+
+
+def unit(exec_start: str, sm010: str | None = None) -> UnitChecks:
+    return UnitChecks("active", "running", "loaded", exec_start, None, sm010)
+
+
+def change(made: Facts, host: str, **fields) -> None:
+    made.hosts[host] = replace(made.hosts[host], **fields)
 
 
 def facts(**changes) -> Facts:
@@ -35,10 +52,9 @@ def facts(**changes) -> Facts:
     good = Settings({"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json"}, "postgresql+asyncpg", None)
     made.inventory = good
     for host in env.hosts:
-        made.hosts[host.name] = {"current": "r2", "manifest": {"alembic_heads": ["0002"]}, "frontend": True,
-                                 "units": {}, "beat": "active" if "beat" in host.roles else "inactive",
-                                 "env": {"values": dict(good.values), "database_scheme": "postgresql+asyncpg",
-                                         "secret_key_weakness": None}}
+        made.hosts[host.name] = answer(current="r2", alembic_heads=["0002"], frontend=True,
+                                       beat="active" if "beat" in host.roles else "inactive",
+                                       env=EnvFileChecks(dict(good.values), "postgresql+asyncpg", None))
     made.db_host = next(h.name for h in env.hosts if "web" in h.roles)
     made.db = {"max_connections": 100, "reserved_connections": 3, "revisions": ["0002"], "known": ["0002"],
                "admins": 1}
@@ -55,7 +71,7 @@ def judge(name: str, made: Facts, preflight: bool = False):
 def test_settings_checks_name_where_the_bad_value_is():
     made = facts()
     assert judge("log-format", made).status == "pass"
-    made.hosts["web2"]["env"]["values"]["SM_LOG_FORMAT"] = "text"
+    made.hosts["web2"].env.values["SM_LOG_FORMAT"] = "text"
     verdict = judge("log-format", made)
     assert verdict.status == "fail" and verdict.reason == "SM_LOG_FORMAT is 'text' (web2)"
     assert "smship provision prod" in verdict.fix
@@ -65,8 +81,8 @@ def test_settings_checks_name_where_the_bad_value_is():
 
 def test_secret_key_and_database_url_verdicts():
     made = facts()
-    made.hosts["web1"]["env"]["secret_key_weakness"] = "SM_SECRET_KEY is a known default value"
-    made.hosts["web1"]["env"]["database_scheme"] = "sqlite"
+    change(made, "web1", env=replace(made.hosts["web1"].env, secret_key_weakness="SM_SECRET_KEY is a known default value",
+                                     database_scheme="sqlite"))
     assert judge("secret-key", made).reason == "SM_SECRET_KEY is a known default value (web1)"
     assert judge("database-url", made).reason == "SM_DATABASE_URL is sqlite://, not postgresql+asyncpg:// (web1)"
 
@@ -83,8 +99,8 @@ def test_migrations_behind_ahead_and_first_deploy():
     ahead.db["revisions"], ahead.db["known"] = ["0003"], []
     assert judge("migrations", ahead).status == "warn"
     first = facts(db=None)
-    for answer in first.hosts.values():
-        answer["current"] = None
+    for name in first.hosts:
+        change(first, name, current=None)
     for name in ("migrations", "admin", "frontend", "sm010"):
         verdict = judge(name, first)
         assert verdict.status == "pass" and verdict.reason == checks.NO_LIVE, name
@@ -97,12 +113,24 @@ def test_an_unreadable_database_fails_its_checks():
     assert "connection refused" in judge("migrations", made).reason
     # The budget falls back on the inventory's max_connections: over it still fails.
     assert judge("connection-budget", made).status == "fail"
-    for answer in made.hosts.values():
-        answer["env"]["values"].update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    for found in made.hosts.values():
+        found.env.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
     made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
     fallback = judge("connection-budget", made)
     assert fallback.status == "warn" and "cannot read max_connections" in fallback.reason
     assert "from the inventory's db.max_connections" in fallback.reason
+
+
+def test_no_admin_asks_for_the_apps_own_bootstrap_without_naming_any_app():
+    made = facts()
+    made.db["admins"] = 0
+    verdict = judge("admin", made)
+    assert verdict.status == "fail" and verdict.reason == "no admin user exists"
+    layout = made.layout
+    assert f"on {made.db_host} as {layout.user} with {layout.env_file}" in verdict.fix
+    assert "the password on stdin" in verdict.fix and "checks: skip: [admin]" in verdict.fix
+    # smship knows no example app: the fix names only what the inventory declares.
+    assert "refapp" not in verdict.fix and "reference app" not in verdict.fix
 
 
 def test_budget_formula_and_suggestion():
@@ -116,8 +144,8 @@ def test_budget_formula_and_suggestion():
     pool, overflow = checks.suggest_pool(97, numbers["processes"])
     assert (pool + overflow) * numbers["processes"] <= 97 * checks.HEADROOM
     assert f"SM_DB_POOL_SIZE: {pool} and SM_DB_MAX_OVERFLOW: {overflow}" in verdict.fix
-    for answer in made.hosts.values():
-        answer["env"]["values"].update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
+    for found in made.hosts.values():
+        found.env.values.update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
     made.inventory.values.update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
     assert judge("connection-budget", made).status == "pass"
     assert checks.suggest_pool(10, 9) is None
@@ -126,25 +154,24 @@ def test_budget_formula_and_suggestion():
 def test_beat_counts_active_units_on_every_host():
     made = facts()
     assert judge("beat", made).status == "pass"
-    made.hosts["web1"]["beat"] = "active"
+    change(made, "web1", beat="active")
     two = judge("beat", made)
     assert two.status == "fail" and "on web1" in two.fix
-    for answer in made.hosts.values():
-        answer["beat"] = "inactive"
+    for name in made.hosts:
+        change(made, name, beat="inactive")
     assert judge("beat", made).status == "fail"
 
 
 def test_sm010_and_proxy_headers_from_unit_facts():
     made = facts()
-    unit = made.layout.web_service
-    made.hosts["web1"]["units"][unit] = {"exec_start": "uvicorn main:app --fd 3", "cmdline": None,
-                                         "sm010": "SM010 current=0001 head=0002"}
-    assert "web1 " + unit in judge("sm010", made).reason
-    made.hosts["web1"]["nginx"] = SITE
-    made.hosts["web2"]["units"][unit] = {"exec_start": "uvicorn --proxy-headers", "cmdline": None, "sm010": None}
-    made.hosts["web2"]["nginx"] = SITE
+    web = made.layout.web_service
+    made.hosts["web1"].units[web] = unit("uvicorn main:app --fd 3", sm010="SM010 current=0001 head=0002")
+    assert "web1 " + web in judge("sm010", made).reason
+    change(made, "web1", nginx=SITE)
+    made.hosts["web2"].units[web] = unit("uvicorn --proxy-headers")
+    change(made, "web2", nginx=SITE)
     verdict = judge("proxy-headers", made)
-    assert verdict.status == "fail" and "web1: " + unit + " is not configured with --proxy-headers" in verdict.reason
+    assert verdict.status == "fail" and "web1: " + web + " is not configured with --proxy-headers" in verdict.reason
     assert "web2" not in verdict.reason
 
 
@@ -290,9 +317,8 @@ def with_lb_facts(tmp_path: Path) -> Facts:
     made = Facts(SimpleNamespace(env=env, name="prod", app=loaded.app), Layout.of(loaded.app, env))
     site = "location / {\n if ($shop_drained) { return 421; }\n}\nif (!-f /var/www/shop/draining) {}\n"
     for host in env.hosts:
-        made.hosts[host.name] = {"units": {}, "drained": False,
-                                 "nginx": site if "web" in host.roles else "error_page 421 = @shop_next_web_host;"
-                                 if "lb" in host.roles else None}
+        made.hosts[host.name] = answer(nginx=site if "web" in host.roles else "error_page 421 = @shop_next_web_host;"
+                                       if "lb" in host.roles else None)
     return made
 
 
@@ -304,8 +330,8 @@ def test_drain_passes_without_an_lb_and_when_every_nginx_takes_part(tmp_path):
 
 def test_drain_fails_on_an_nginx_provisioned_before_draining_moved_to_the_web_hosts(tmp_path):
     made = with_lb_facts(tmp_path)
-    made.hosts["web2"]["nginx"] = "location / { proxy_pass http://shop_uvicorn; }"
-    made.hosts["lb1"]["nginx"] = "location / { proxy_pass https://shop_fleet; }"
+    change(made, "web2", nginx="location / { proxy_pass http://shop_uvicorn; }")
+    change(made, "lb1", nginx="location / { proxy_pass https://shop_fleet; }")
     verdict = judge("drain", made)
     assert verdict.status == "fail", verdict
     assert "web2: nginx does not turn the lb's requests away" in verdict.reason
@@ -315,7 +341,7 @@ def test_drain_fails_on_an_nginx_provisioned_before_draining_moved_to_the_web_ho
 
 def test_drain_warns_about_a_web_host_left_drained(tmp_path):
     made = with_lb_facts(tmp_path)
-    made.hosts["web1"]["drained"] = True
+    change(made, "web1", drained=True)
     verdict = judge("drain", made)
     assert verdict.status == "warn" and verdict.reason.startswith("web1 drained from the load balancer"), verdict
     assert "/var/www/shop/draining" in verdict.fix
@@ -324,9 +350,9 @@ def test_drain_warns_about_a_web_host_left_drained(tmp_path):
 def test_a_budget_the_inventory_already_fixed_asks_for_provisioning_not_for_new_values():
     made = facts()
     made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
-    for answer in made.hosts.values():
-        answer["env"]["values"].update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
-    made.hosts["web1"]["env"]["values"].update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
+    for found in made.hosts.values():
+        found.env.values.update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
+    made.hosts["web1"].env.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
     for preflight in (False, True):
         verdict = judge("connection-budget", made, preflight=preflight)
         # The app runs on the env files until provisioning rewrites them: still refused, for the right reason.
@@ -338,8 +364,8 @@ def test_a_budget_the_inventory_already_fixed_asks_for_provisioning_not_for_new_
 def test_a_deploy_that_rewrites_the_stale_env_files_is_judged_on_the_inventorys_pool_sizes():
     made = facts()
     made.inventory.values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
-    for answer in made.hosts.values():
-        answer["env"]["values"].update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
+    for found in made.hosts.values():
+        found.env.values.update(SM_DB_POOL_SIZE="50", SM_DB_MAX_OVERFLOW="5")
     made.rewritten = {"web1", "web2", "jobs1"}     # deploy writes their env files before restarting them
     verdict = judge("connection-budget", made, preflight=True)
     assert verdict.status == "pass", verdict

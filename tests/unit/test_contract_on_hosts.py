@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from smship.layout import Layout
 from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import judge_endpoint
+from smship.remote.client import EnvFileChecks, HostChecks
 from smship.secretkey import weakness
 from smship.secrets import EnvBackend
 from smship.templating import environment, systemd_command, systemd_word
@@ -268,10 +270,10 @@ def facts_for(tmp_path: Path, app: dict | None = None, env: dict | None = None, 
     good = Settings(values or {"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json"}, scheme, None)
     made.inventory = good
     for host in prod.hosts:
-        made.hosts[host.name] = {"current": "r2", "manifest": {"alembic_heads": ["0002"]}, "frontend": False,
-                                 "units": {}, "beat": "active" if "beat" in host.roles else "inactive",
-                                 "env": {"values": dict(good.values), "database_scheme": scheme,
-                                         "secret_key_weakness": None}}
+        made.hosts[host.name] = HostChecks(
+            current="r2", alembic_heads=["0002"], frontend=False, units={},
+            beat="active" if "beat" in host.roles else "inactive", nginx=None, nginx_error=None, certificate=None,
+            drained=False, os=None, env=EnvFileChecks(dict(good.values), scheme, None))
     made.db_host = next(h.name for h in prod.hosts if "web" in h.roles)
     made.db = {"max_connections": 100, "reserved_connections": 3, "revisions": ["0001"], "known": ["0001"],
                "admins": 0}
@@ -288,7 +290,8 @@ def test_settings_checks_judge_the_apps_names_and_driver(tmp_path):
     assert verdict("environment", made).reason.startswith("APP_ENV is 'development' (inventory")
     assert verdict("database-url", made).status == "pass"
     assert verdict("log-format", made).status == "pass"  # the app declares no log format setting
-    made.hosts["web1"]["env"]["database_scheme"] = "postgresql+asyncpg"
+    web1 = made.hosts["web1"]
+    made.hosts["web1"] = replace(web1, env=replace(web1.env, database_scheme="postgresql+asyncpg"))
     assert verdict("database-url", made).reason == \
         "DATABASE_URL is postgresql+asyncpg://, not postgresql+psycopg:// (web1)"
 
@@ -319,7 +322,8 @@ def test_the_frontend_manifest_is_looked_for_under_the_declared_output():
 def test_the_connection_budget_reads_the_apps_pool_names(tmp_path):
     made = facts_for(tmp_path, app={"settings": OWN_NAMES}, values={"POOL": "50"})
     for host in made.hosts.values():
-        host["env"]["values"] = {"POOL": "50"}
+        host.env.values.clear()
+        host.env.values["POOL"] = "50"
     numbers = checks.budget_numbers(made)
     # POOL is the app's pool size; it declares no overflow name, so the framework's 20 counts.
     assert {ceiling for _, _, ceiling in numbers["rows"]} == {70}

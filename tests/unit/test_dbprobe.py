@@ -120,7 +120,7 @@ def test_a_release_without_any_driver_says_so_without_blaming_postgres(tmp_path)
     assert verdict.status == "fail" and "no Postgres driver" in verdict.reason
     assert "Postgres runs" not in verdict.fix and "--skip-check migrations,admin,connection-budget" in verdict.fix
     small = facts(db=answer)
-    for values in [small.inventory.values] + [h["env"]["values"] for h in small.hosts.values()]:
+    for values in [small.inventory.values] + [h.env.values for h in small.hosts.values()]:
         values.update(SM_DB_POOL_SIZE="2", SM_DB_MAX_OVERFLOW="2")
     budget = judge("connection-budget", small)
     assert budget.status == "warn" and "no Postgres driver" in budget.reason, budget

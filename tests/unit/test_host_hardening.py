@@ -10,6 +10,7 @@ import json
 import os
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,14 +75,14 @@ def test_a_lock_that_cannot_be_written_leaves_no_lock(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(agent.json, "dump", disk_full)
-    answer = agent.lock({"path": path, "holder": new_holder("deploy prod")})
+    answer = agent.lock({"path": path, "holder": new_holder("deploy prod").record()})
     assert not answer["ok"] and "No space left" in answer["error"]
     assert os.listdir(tmp_path) == []          # neither a lock nor a half-made one
 
 
 def test_the_lock_appears_with_its_holder_and_a_second_taker_is_refused(tmp_path):
     path = str(tmp_path / "deploy.lock")
-    first, second = new_holder("deploy prod"), new_holder("provision prod")
+    first, second = new_holder("deploy prod").record(), new_holder("provision prod").record()
     assert agent.lock({"path": path, "holder": first}) == {"ok": True}
     assert agent.lock({"path": path, "holder": second}) == {"ok": False, "holder": first}
     assert agent.unlock({"path": path, "token": first["token"]}) == {"ok": True}
@@ -89,10 +90,10 @@ def test_the_lock_appears_with_its_holder_and_a_second_taker_is_refused(tmp_path
 
 
 def test_a_lock_from_an_earlier_boot_is_stale_even_if_its_pid_lives():
-    holder = {**new_holder("deploy prod"), "pid": os.getpid(), "boot_id": "0" * 32}
+    holder = replace(new_holder("deploy prod"), pid=os.getpid(), boot_id="0" * 32)
     assert left_by_a_dead_process(holder)
     assert not left_by_a_dead_process(new_holder("deploy prod"))
-    assert not left_by_a_dead_process({**holder, "machine": socket.gethostname() + "-other"})
+    assert not left_by_a_dead_process(replace(holder, machine=socket.gethostname() + "-other"))
 
 
 # Finding: the role password went to Postgres as text and its fingerprint on a command line.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ from smship.errors import SmshipError
 from smship.hostos import HostOS, debian_version, python_packages, require_one_python, \
     require_python_available, require_release_fits, requested_python, wheel_target
 from smship.inventory import App
-from smship.remote.client import Interpreter
+from smship.remote.client import Interpreter, OSRelease
 from smship.release.wheelhouse import BOOKWORM, TRIXIE, require_python, target_for_version
 
 DEB12 = HostOS("old1", "debian", "12", "bookworm", "Debian GNU/Linux 12 (bookworm)", glibc="2.36",
@@ -114,7 +115,7 @@ def test_build_without_hosts_names_the_debian_pythons():
 class Facts:
     """The part of check facts hosts-os reads."""
 
-    def __init__(self, hosts: dict[str, dict], app_hosts: list[str]):
+    def __init__(self, hosts: dict, app_hosts: list[str]):
         self.hosts = hosts
         self._app = app_hosts
 
@@ -122,8 +123,9 @@ class Facts:
         return [type("H", (), {"name": n}) for n in self._app]
 
 
-def os_answer(distro: str, version: str, name: str, python: str | None) -> dict:
-    return {"os": {"id": distro, "version_id": version, "name": name, "python": python}}
+def os_answer(distro: str, version: str, name: str, python: str | None):
+    """The part of a host's checkfacts answer hosts-os reads."""
+    return SimpleNamespace(os=OSRelease(distro, version, name, python))
 
 
 def test_hosts_os_check():
