@@ -426,16 +426,18 @@ def checkfacts(fields: dict[str, Any], timeout: float = 90) -> Request[HostCheck
 # One builder per op of smship.remote.pgagent; each takes the stanza and the
 # cluster first (smship.backuprepo), and a refusal raises naming the host.
 
-def _db_answer(host: str, answer: dict[str, Any]) -> dict[str, Any]:
-    if not answer.get("ok"):
+def _db_answer(host: str, answer: dict[str, Any], verdict: bool = False) -> dict[str, Any]:
+    """The answer, unless the program refused; with ``verdict``, ``ok: false`` without an
+    ``error`` is the op's finding (unhealthy archiving), for the caller to explain."""
+    if "error" in answer or not (answer.get("ok") or verdict):
         raise SmshipError(f"{host}: {answer.get('error', 'failed')}")
     return answer
 
 
 def _db(op: str, stanza: str, cluster: Any, read: Callable[[dict[str, Any]], T], timeout: float,
-        **fields: Any) -> Request[T]:
-    return Request(op, {"stanza": stanza, "cluster": cluster, **fields}, lambda host, a: read(_db_answer(host, a)),
-                   timeout, PG_AGENT_SOURCE)
+        verdict: bool = False, **fields: Any) -> Request[T]:
+    return Request(op, {"stanza": stanza, "cluster": cluster, **fields},
+                   lambda host, a: read(_db_answer(host, a, verdict)), timeout, PG_AGENT_SOURCE)
 
 
 @dataclass(frozen=True)
@@ -454,7 +456,7 @@ class ArchiveStatus:
 def archive_status(stanza: str, cluster: Any, timeout: float = 400) -> Request[ArchiveStatus]:
     return _db("archive_status", stanza, cluster, lambda a: ArchiveStatus(
         a["archive_mode"], bool(a["failing"]), a["failed_count"], a["last_failed_wal"], a["last_failed_time"],
-        a["last_archived_wal"], bool(a["check_ok"]), a["check_output"]), timeout)
+        a["last_archived_wal"], bool(a["check_ok"]), a["check_output"]), timeout, verdict=True)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,8 @@ def test_a_deploy_refuses_to_migrate_when_archiving_is_broken(lab, archiving, ba
     try:
         run = smship("deploy", ENV, inventory=backup_inventory, check=False)
         assert "not migrating without a way back" in run.output, run
+        # The gate's own words for what is broken, not a bare refusal.
+        assert "pgbackrest check failed: " in run.output or "the archiver is failing" in run.output, run
         assert "alembic upgrade head" not in run.output
     finally:
         remote(lab, "lab1", "chmod 640 /etc/pgbackrest/pgbackrest.conf")

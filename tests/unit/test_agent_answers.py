@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from smship.steps.backupgate import archive_problem
+
 from smship.errors import SmshipError
 from smship.remote import client as agent
 
@@ -66,9 +68,14 @@ def test_archive_status_and_a_restore_point():
         "failed_count": 0, "last_failed_wal": None, "last_failed_time": None, "failing": False,
         "check_ok": True, "check_output": ""})
     assert status == agent.ArchiveStatus("on", False, 0, None, None, "000000010000000000000004", True, "")
-    # The program says ok: false for unhealthy archiving, and refuses like any other op.
-    with pytest.raises(SmshipError, match="^db1: failed$"):
-        agent.archive_status("shop", CLUSTER).read("db1", {"ok": False, "archive_mode": "off"})
+    # ok: false is the program's verdict on archiving, read for the gate to explain; an error is a refusal.
+    off = agent.archive_status("shop", CLUSTER).read("db1", {
+        "ok": False, "archive_mode": "off", "wal_level": "replica", "archived_count": 0, "last_archived_wal": None,
+        "last_archived_time": None, "failed_count": 0, "last_failed_wal": None, "last_failed_time": None,
+        "failing": False, "check_ok": False, "check_output": "archive_mode must be enabled"})
+    assert "smship provision ENV --restart-db" in archive_problem(off)
+    with pytest.raises(SmshipError, match="^db1: psql: could not connect$"):
+        agent.archive_status("shop", CLUSTER).read("db1", {"ok": False, "error": "psql: could not connect"})
     point = agent.restore_point("shop", CLUSTER, "smship-r1").read(
         "db1", {"ok": True, "name": "smship-r1", "lsn": "0/3000090"})
     assert point == agent.RestorePoint("smship-r1", "0/3000090")
