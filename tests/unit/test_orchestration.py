@@ -300,6 +300,18 @@ def test_a_deploy_that_changes_anything_on_one_host_deploys_every_host(fleet_of,
     assert {h.audit[-1]["result"] for n, h in fleet.hosts.items() if n in APP_HOSTS} == {"ok"}
 
 
+def test_a_dirty_build_deploys_even_over_the_same_dirty_build(fleet_of, release, rebuilt, tmp_path, monkeypatch):
+    ctx, fleet = fleet_of()
+    (tmp_path / "dirty").mkdir()
+    dirty = make_release(tmp_path / "dirty", "r1", dirty=True)
+    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: dirty)
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    assert rebuilt(dirty=True).content == dirty.content
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+
+
 def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
