@@ -133,7 +133,9 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
             "frontend": None if frontend is None else {"lock_sha256": frontend.lock_sha256,
                                                        "source_sha256": frontend.source_sha256,
                                                        "output": paths.output_in_release,
-                                                       "domain": frontend.domain},
+                                                       "domain": frontend.domain,
+                                                       # where web hosts serve it: a deploy ships it there
+                                                       "url": contract.frontend.url},
             "files": files,
             "symlinks": links,
             "wheels": wheel_hashes,

@@ -53,8 +53,9 @@ class Release:
 
 def content_digest(manifest: dict) -> str:
     """One sha256 over what a host would run: the tree's files and symlinks (but for the two files
-    that name the release), the wheelhouse's ``deps_id``, the Python target, and whether the build
-    was dirty (a deliberate working-tree build is never taken for the commit's).
+    that name the release), the wheelhouse's ``deps_id``, the Python target, the front end's record
+    (the domain it was built for, the URL web hosts serve it at), and whether the build was dirty
+    (a deliberate working-tree build is never taken for the commit's).
 
     Built from the manifest alone, so the same commit built twice, at any time and under any
     release id, gives the same digest, and a loaded release can be checked against its own.
@@ -62,6 +63,7 @@ def content_digest(manifest: dict) -> str:
     files = {rel: sha for rel, sha in manifest["files"].items() if rel not in (RELEASE_ID_FILE, MANIFEST)}
     digest = hashlib.sha256(digest_of(files, manifest.get("symlinks", {})).encode())
     digest.update(f"deps {manifest['deps_id']}\ntarget {manifest.get('target')}\n"
+                  f"frontend {json.dumps(manifest.get('frontend'), sort_keys=True)}\n"
                   f"dirty {bool(manifest['dirty'])}\n".encode())
     return digest.hexdigest()
 
