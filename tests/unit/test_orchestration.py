@@ -321,6 +321,21 @@ def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
     assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
 
 
+def test_a_release_that_went_live_after_the_preflight_is_seen_under_the_lock(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    rebuilt()
+
+    def another_deploy_ends_before_the_lock(host, request):
+        if request["op"] == "lock" and host == "web2":
+            fleet.hosts["web2"].current = "r0"
+        return False
+    fleet.interrupt(another_deploy_ends_before_the_lock)
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+
+
 def test_with_limit_only_the_selected_hosts_are_compared(fleet_of, release, rebuilt):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
