@@ -117,7 +117,7 @@ def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_any
     live = before["lab2"][0]
     began = time.monotonic()
     again = smship("deploy", ENV, "-o", "json", check=True)
-    print(f"no-op deploy: {time.monotonic() - began:.1f}s")
+    print(f"no-op deploy: {time.monotonic() - began:.1f}s, phases {again.document.get('phases')}")
     assert again.document["noop"] is True, again
     assert f"already live: release {live}" in again.output, again
     assert fleet_state(lab) == before, "an unchanged deploy restarted or switched something"
