@@ -109,7 +109,7 @@ def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab
         assert served_release(lab, host) == previous
 
 
-def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_anyway(lab, smship):
+def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_anyway(lab, smship, deployed):
     # The session's own app: live after the rollback above (or the first deploy); deployed here if not.
     smship("deploy", ENV, check=True)
     before = fleet_state(lab)
