@@ -20,6 +20,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from smship.remote import AGENT_SOURCE, agent
@@ -30,6 +31,7 @@ from smship.ssh import Fleet, Result, RsyncResult, SSHOptions
 class FakeHost:
     name: str
     releases: dict[str, bool] = field(default_factory=dict)       # id -> complete
+    contents: dict[str, str] = field(default_factory=dict)        # id -> release.json's content digest
     current: str | None = None
     activations: list[tuple[str, str | None]] = field(default_factory=list)
     lock: dict | None = None
@@ -116,6 +118,9 @@ class FakeFleet(Fleet):
         release = str(remote_dir).rstrip("/").rsplit("/", 1)[-1]
         if "/releases/" in str(remote_dir):
             host.releases.setdefault(release, False)
+            manifest = Path(local_dir) / "release.json"
+            if manifest.is_file():          # the digest travels in the release, as on a host
+                host.contents[release] = json.loads(manifest.read_text()).get("content")
         return RsyncResult(target.name, f"rsync {local_dir} -> {remote_dir}", 0, bytes_sent=1000,
                            files_transferred=10)
 
@@ -131,6 +136,8 @@ class FakeFleet(Fleet):
         answer = {"current": host.current, "exists": True, "free_bytes": 10 ** 10,
                   "releases": [{"id": r, "complete": done} for r, done in sorted(host.releases.items())],
                   "lock": host.lock, "activations": [list(pair) for pair in host.activations]}
+        if request.get("content"):
+            answer["content"] = host.contents.get(host.current) if host.current else None
         if request.get("python"):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer

@@ -5,7 +5,8 @@ host answered and the lock is held; no unit restarts until the release is
 complete on every host, its env file holds the inventory's settings (the
 migration and the restarted units read them) and the database is migrated; a batch that fails its
 health gate is switched back and stops the roll, so hosts not yet reached
-keep serving the old release.
+keep serving the old release.  A build whose content is live already on every
+chosen host (and env files the inventory leaves alone) is a no-op, recorded as one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from smship.deploy.keycheck import require_strong_key
 from smship.steps.envfile import refresh_settings, settings_files
 from smship.steps.lock import environment_lock
 from smship.steps.migrate import release_steps, run_release_steps
-from smship.steps.record import record
+from smship.steps.record import NOOP, record
 from smship.steps.ship import install, transfer, without_room
 from smship.steps.tiers import roll_tiers
 from smship.steps.survey import survey
+from smship.steps.unchanged import already_live
 from smship.errors import SmshipError
 from smship.hostos import require_release_fits, wheel_target
 from smship.layout import Layout
@@ -35,6 +37,16 @@ def require_built_for(release, env_name: str, domain: str) -> None:
     if built_for is not None and built_for != domain:
         raise SmshipError(f"release {release.id}: its front end was built for {built_for}, not {env_name}'s "
                           f"domain {domain}; build it with 'smship build --env {env_name}'")
+
+
+def unchanged(ctx: EnvContext, fleet, targets: dict, layout: Layout, outcome: dict, live: list[str],
+              built: str, started: float) -> bool:
+    """Nothing to deploy: say which release is live, and leave an audit line that says so."""
+    ctx.reporter.info(f"already live: release {', '.join(live)} on {len(outcome['hosts'])} host(s) has the "
+                      f"content of {built}; nothing shipped or restarted (--force deploys anyway)")
+    record(ctx, fleet, targets, layout, {**outcome, "release": ", ".join(live), "built": built, "noop": True},
+           NOOP, started)
+    return True
 
 
 def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
@@ -54,7 +66,7 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
-           limit: str | None = None, skip_checks: list[str] = ()) -> bool:
+           limit: str | None = None, skip_checks: list[str] = (), force: bool = False) -> bool:
     from smship.context import select_hosts
 
     layout = ctx.layout
@@ -63,17 +75,17 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
         raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
     require_strong_key(ctx.name, ctx.app, ctx.env, ctx.secrets)
     with counted_fleet(ctx) as fleet:
-        return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks))
+        return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks), force)
 
 
 def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
-            dirty: bool, skip_checks: list[str]) -> bool:
+            dirty: bool, skip_checks: list[str], force: bool = False) -> bool:
     from smship.release import venv_commands, venv_dir
 
     report, started = ctx.reporter, time.time()
     targets = {t.name: t for t in targets_of(ctx)}
     with report.phase("preflight"):
-        hosts = survey(ctx, fleet, layout, [h.name for h in chosen])
+        hosts = survey(ctx, fleet, layout, [h.name for h in chosen], content=True)
         # Every app host, not only --limit's: the fleet must stay on one Python.
         target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
                                         if is_app_host(h)})
@@ -96,6 +108,11 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             inventory = [name for name, why in off.items() if why == INVENTORY_SKIP]
             if inventory:
                 outcome["skipped_by_inventory"] = inventory
+        live = None if force else already_live(ctx, fleet, targets, release, {h.name: hosts[h.name] for h in chosen},
+                                               settings)
+        report.data["noop"] = live is not None
+        if live is not None:
+            return unchanged(ctx, fleet, targets, layout, outcome, live, release.id, started)
         roles = {h.name: h.roles for h in chosen}
         app_targets = [targets[h.name] for h in chosen]
 

@@ -32,8 +32,8 @@ from smship.release.files import copy_tree, hash_tree, link_escapes, walk
 from smship.release.frontend import build_frontend
 from smship.release.ids import make_release_id
 from smship.release.locks import find_lock, requirement_lines, requires_python
-from smship.release.model import (FORMAT, RELEASE_ID_FILE, WHEELS_DIR, Release, release_from_manifest,
-                                  write_manifest)
+from smship.release.model import (CONTENT, FORMAT, RELEASE_ID_FILE, WHEELS_DIR, Release, content_digest,
+                                  release_from_manifest, write_manifest)
 from smship.release.source import RepoFiles, export, locate
 from smship.release.wheelhouse import TRIXIE, Target, build_wheelhouse, require_python
 
@@ -133,11 +133,14 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
             "frontend": None if frontend is None else {"lock_sha256": frontend.lock_sha256,
                                                        "source_sha256": frontend.source_sha256,
                                                        "output": paths.output_in_release,
-                                                       "domain": frontend.domain},
+                                                       "domain": frontend.domain,
+                                                       # where web hosts serve it: a deploy ships it there
+                                                       "url": contract.frontend.url},
             "files": files,
             "symlinks": links,
             "wheels": wheel_hashes,
         }
+        manifest[CONTENT] = content_digest(manifest)
         write_manifest(tree, manifest)
 
         final = work_dir / release_id

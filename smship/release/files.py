@@ -64,11 +64,15 @@ def hash_tree(root: Path, *, skip: frozenset[str] = frozenset()) -> tuple[dict[s
 
 def tree_digest(root: Path, *, skip: frozenset[str] = frozenset()) -> str:
     """One sha256 over the names, contents and symlinks of a tree."""
-    hashes, links = hash_tree(root, skip=skip)
+    return digest_of(*hash_tree(root, skip=skip))
+
+
+def digest_of(hashes: dict[str, str], links: dict[str, str]) -> str:
+    """One sha256 over what :func:`hash_tree` found: the same tree gives the same digest on any machine."""
     digest = hashlib.sha256()
-    for rel, value in hashes.items():
+    for rel, value in sorted(hashes.items()):
         digest.update(f"f {rel} {value}\n".encode())
-    for rel, target in links.items():
+    for rel, target in sorted(links.items()):
         digest.update(f"l {rel} {target}\n".encode())
     return digest.hexdigest()
 

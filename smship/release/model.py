@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from smship.errors import SmshipError
+from smship.release.files import digest_of
 
 MANIFEST = "release.json"
 RELEASE_ID_FILE = "RELEASE_ID"
 WHEELS_DIR = "wheels"
 REQUIREMENTS = "requirements.txt"
 FORMAT = 1
+# The manifest's digest of what a release is, whatever its id: see content_digest.
+CONTENT = "content"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,28 @@ class Release:
     @property
     def dirty(self) -> bool:
         return bool(self.manifest["dirty"])
+
+    @property
+    def content(self) -> str | None:
+        """The manifest's :func:`content_digest`; None for a release built before it was recorded."""
+        return self.manifest.get(CONTENT)
+
+
+def content_digest(manifest: dict) -> str:
+    """One sha256 over what a host would run: the tree's files and symlinks (but for the two files
+    that name the release), the wheelhouse's ``deps_id``, the Python target, the front end's record
+    (the domain it was built for, the URL web hosts serve it at), and whether the build was dirty
+    (a deliberate working-tree build is never taken for the commit's).
+
+    Built from the manifest alone, so the same commit built twice, at any time and under any
+    release id, gives the same digest, and a loaded release can be checked against its own.
+    """
+    files = {rel: sha for rel, sha in manifest["files"].items() if rel not in (RELEASE_ID_FILE, MANIFEST)}
+    digest = hashlib.sha256(digest_of(files, manifest.get("symlinks", {})).encode())
+    digest.update(f"deps {manifest['deps_id']}\ntarget {manifest.get('target')}\n"
+                  f"frontend {json.dumps(manifest.get('frontend'), sort_keys=True)}\n"
+                  f"dirty {bool(manifest['dirty'])}\n".encode())
+    return digest.hexdigest()
 
 
 def read_manifest(release_path: Path) -> dict:

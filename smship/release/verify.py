@@ -7,7 +7,7 @@ from pathlib import Path
 from smship.errors import SmshipError
 from smship.release.files import link_escapes, sha256_file, walk
 from smship.release.ids import check_release_id
-from smship.release.model import MANIFEST, RELEASE_ID_FILE
+from smship.release.model import CONTENT, MANIFEST, RELEASE_ID_FILE, content_digest
 
 
 def verify_release(release_path: Path, manifest: dict, wheels_path: Path) -> None:
@@ -20,6 +20,9 @@ def verify_release(release_path: Path, manifest: dict, wheels_path: Path) -> Non
     if recorded_id != manifest["id"]:
         raise SmshipError(f"{label}: {RELEASE_ID_FILE} says {recorded_id!r}, the manifest says {manifest['id']!r}")
     _verify_tree(wheels_path, manifest["wheels"], {}, f"{label} wheelhouse {manifest['deps_id']}")
+    # A deploy of this release is skipped when its digest is the live one's: it must be the release's own.
+    if CONTENT in manifest and manifest[CONTENT] != content_digest(manifest):
+        raise SmshipError(f"{label}: its {CONTENT} digest in {MANIFEST} does not match its files (edited?)")
 
 
 def _verify_tree(root: Path, expected: dict[str, str], links: dict[str, str], label: str,

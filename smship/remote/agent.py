@@ -258,11 +258,24 @@ def inspect(request):
     answer = {"current": _current(root), "releases": releases, "lock": lock,
               "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
               "activations": _activations(request.get("activation_log"))}
+    if request.get("content"):      # what deploy compares a new build with
+        manifest = _manifest(root, answer["current"]) if answer["current"] else None
+        answer["content"] = (manifest or {}).get("content")
     if request.get("python"):       # what the release's wheels must fit
         libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
         answer["interpreter"] = {"version": _interpreter_version(request["python"]), "machine": os.uname().machine,
                                  "glibc": libc[-1] if libc else ""}
     return answer
+
+
+def _manifest(root, release):
+    """The release's release.json, or None when it cannot be read."""
+    try:
+        with open(os.path.join(root, "releases", release, "release.json")) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _activations(path):
@@ -799,12 +812,9 @@ def checkfacts(request):
               "certificate": None}
     if current:
         release = os.path.join(root, "releases", current)
-        try:
-            with open(os.path.join(release, "release.json")) as handle:
-                manifest = json.load(handle)
+        manifest = _manifest(root, current)
+        if manifest is not None:
             answer["manifest"] = {"alembic_heads": manifest.get("alembic_heads", [])}
-        except (OSError, ValueError):
-            pass
         if request["frontend_manifest"]:
             answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
     answer["env"] = _env_facts(request) if request.get("env_file") else None

@@ -101,6 +101,9 @@ class Inspection:
     interpreter: Interpreter | None = None
     lock: LockHolder | None = None       # None: not locked; a lock without a readable holder has no token
     exists: bool = True                  # the app's root directory
+    # The live release's content digest (release.json's "content"), asked for with ``content``;
+    # None: not asked, nothing live, or a release built before the digest was recorded.
+    content: str | None = None
 
 
 def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
@@ -109,15 +112,18 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
         current=answer["current"], releases=[r["id"] for r in answer["releases"]],
         complete=[r["id"] for r in answer["releases"] if r["complete"]],
         lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
-        free_bytes=answer["free_bytes"], exists=answer["exists"],
+        free_bytes=answer["free_bytes"], exists=answer["exists"], content=answer.get("content"),
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
 
 
 def inspect(root: str, lock: str, activation_log: str | None = None, python: str | None = None,
-            timeout: float = 900) -> Request[Inspection]:
-    """The releases, the live one, the lock, free space; with ``python``, that interpreter."""
+            timeout: float = 900, content: bool = False) -> Request[Inspection]:
+    """The releases, the live one, the lock, free space; with ``python``, that interpreter; with
+    ``content``, the live release's content digest."""
     fields: dict[str, Any] = {"root": root, "lock": lock}
+    if content:
+        fields["content"] = True
     if activation_log is not None:
         fields["activation_log"] = activation_log
     if python is not None:

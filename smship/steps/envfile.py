@@ -32,9 +32,14 @@ def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> Host
     return HostState(files=[f for f in app.files if f.path in (layout.env_file, layout.storage_ca)])
 
 
+def settings_plan(fleet, target, state: HostState):
+    """What writing ``state`` on ``target`` would change (one round trip)."""
+    return plan(state, agent.ask(fleet, target, facts_request(state)))
+
+
 def write_settings(fleet, target, state: HostState) -> list[str]:
     """Write the files that differ (no handler runs); their paths."""
-    host_plan = plan(state, agent.ask(fleet, target, facts_request(state)))
+    host_plan = settings_plan(fleet, target, state)
     if not host_plan.changes:
         return []
     host_plan.handlers = []

@@ -12,6 +12,10 @@ from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 
 
+# The result of a deploy that found its release live already on every host it was to deploy to.
+NOOP = "no-op: already live"
+
+
 def who_and_when(ctx: EnvContext, started: float) -> dict:
     """The first fields of every audit entry: who acted from where, on which environment, since when."""
     return {"who": f"{getpass.getuser()}@{socket.gethostname()}",

@@ -14,10 +14,13 @@ from smship.ssh import Fleet
 HostSurvey = agent.Inspection
 
 
-def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str]) -> dict[str, HostSurvey]:
-    """One round trip per host; raises naming every host that is not ready."""
+def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
+           content: bool = False) -> dict[str, HostSurvey]:
+    """One round trip per host (with ``content``, the live release's digest too); raises naming every
+    host that is not ready."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
-    request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60)
+    request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60,
+                            content=content)
     answers = agent.ask_all(fleet, request)
     problems, found = [], {}
     for name in answers:

@@ -54,10 +54,12 @@ def env_command(help: dict[str, str] | None = None, title: str | None = None, **
                 raise Exit(code=1)
 
         own = list(inspect.signature(body).parameters.values())[1:]
-        common = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+        # Before the command's own options: invoke gives short flags in this order, and -i / -o
+        # mean --inventory / --output on every command, whatever options a command adds.
+        common = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
                   for n in ("inventory", "output")]
         positional = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("c", "env")]
-        command.__signature__ = inspect.Signature(positional + own + common)
+        command.__signature__ = inspect.Signature(positional + common + own)
         del command.__wrapped__  # invoke must read the signature above, not body's
         return task(command, help={**COMMON_HELP, **(help or {})}, **task_options)
 

@@ -13,8 +13,9 @@ from smship.tasks.base import env_command
     "limit": "Only these hosts or roles, comma separated.",
     "skip-check": "Go ahead although this preflight check fails (a name from 'smship check'; repeatable or a "
                   "comma list). Recorded in the audit log.",
+    "force": "Ship and restart even when the release is live already on every selected host.",
 }, iterable=["skip_check"])
-def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, skip_check=None):
+def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, skip_check=None, force=False):
     """Build a release, ship it, migrate once, and roll the web tier with health gates.
 
     Preflight (every host answers, the checks of 'smship check' pass, among
@@ -27,13 +28,19 @@ def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, s
     health endpoints (env.health) to answer as expected. A failing
     batch is switched back and halts the deploy; workers and beat restart
     last. Every run appends an audit line on the hosts.
+
+    A release whose content (files, dependencies, Python target) is live
+    already on every selected host, whose env files the inventory leaves as
+    they are, is not deployed again: the deploy says "already live", naming
+    the release, restarts nothing and records a no-op (--force deploys
+    anyway). A --dirty build always deploys.
     """
     from smship.checklist.checks import NAMES
     from smship.checklist.model import parse_skips
     from smship.deploy.deploy import deploy as run
 
     return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit,
-               skip_checks=parse_skips(skip_check, NAMES))
+               skip_checks=parse_skips(skip_check, NAMES), force=force)
 
 
 @env_command(help={

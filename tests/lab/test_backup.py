@@ -106,7 +106,7 @@ def test_backup_verify_restores_rows_written_after_the_base_backup(lab, archivin
 
 def test_restore_to_a_release_restore_point_drops_later_rows(lab, archiving, backup_inventory, smship):
     psql(lab, f"INSERT INTO {PROBE_TABLE} (note) VALUES ('before-release')")
-    deploy = smship("deploy", ENV, "-o", "json", inventory=backup_inventory, check=True)
+    deploy = smship("deploy", ENV, "-o", "json", "--force", inventory=backup_inventory, check=True)  # migrates
     point = deploy.document["restore_point"]["name"]
     release = deploy.document["audit"]["release"]
     assert point == f"smship-{release}"
@@ -132,7 +132,7 @@ def test_a_deploy_refuses_to_migrate_when_archiving_is_broken(lab, archiving, ba
     # pgBackRest's configuration unreadable: every archive-push and check fails.
     remote(lab, "lab1", "chmod 000 /etc/pgbackrest/pgbackrest.conf")
     try:
-        run = smship("deploy", ENV, inventory=backup_inventory, check=False)
+        run = smship("deploy", ENV, "--force", inventory=backup_inventory, check=False)
         assert "not migrating without a way back" in run.output, run
         # The gate's own words for what is broken, not a bare refusal.
         assert "pgbackrest check failed: " in run.output or "the archiver is failing" in run.output, run

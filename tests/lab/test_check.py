@@ -368,7 +368,8 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
     assert live_release(lab, "lab2") == before
     # The deploy would not change the hosts' env file (provision does): overriding is safe here.
     try:
-        forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", inventory=inventory, check=True)
+        forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", "--force", inventory=inventory,
+                        check=True)
         assert forced.document["audit"]["skipped_checks"] == ["log-format"]
         audit = json.loads(remote(lab, "lab2", "tail -1 /srv/refapp/deploys.jsonl"))
         assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"

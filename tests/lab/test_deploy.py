@@ -19,8 +19,8 @@ from contextlib import ExitStack
 import pytest
 import yaml
 
-from labkit import (APP_HOSTS, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained, git,
-                    live_release, main_pids, nginx_workers, psql, remote, served_release, start_smship,
+from labkit import (APP_HOSTS, APP_ROOT, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
+                    fleet_state, git, live_release, main_pids, nginx_workers, psql, remote, served_release, start_smship,
                     steady_clients, wait_for_line)
 
 pytestmark = pytest.mark.lab
@@ -109,6 +109,34 @@ def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab
         assert served_release(lab, host) == previous
 
 
+def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_anyway(lab, smship, deployed):
+    # The session's own app: live after the rollback above (or the first deploy); deployed here if not.
+    smship("deploy", ENV, check=True)
+    before = fleet_state(lab)
+    shipped = {h: remote(lab, h, f"ls {APP_ROOT}/releases") for h in APP_HOSTS}
+    live = before["lab2"][0]
+    began = time.monotonic()
+    again = smship("deploy", ENV, "-o", "json", check=True)
+    print(f"no-op deploy: {time.monotonic() - began:.1f}s, phases {again.document.get('phases')}")
+    assert again.document["noop"] is True, again
+    assert f"already live: release {live}" in again.output, again
+    assert fleet_state(lab) == before, "an unchanged deploy restarted or switched something"
+    assert {h: remote(lab, h, f"ls {APP_ROOT}/releases") for h in APP_HOSTS} == shipped, "it shipped a release"
+    for host in APP_HOSTS:
+        last = json.loads(remote(lab, host, f"tail -n1 {APP_ROOT}/deploys.jsonl"))
+        assert (last["result"], last["release"], last["noop"]) == ("no-op: already live", live, True), last
+        assert remote(lab, host, f"test -e {APP_ROOT}/shared/deploy.lock && echo held || echo free").strip() == "free"
+
+    forced = smship("deploy", ENV, "-o", "json", "--force", check=True)
+    assert forced.document["noop"] is False
+    release = forced.document["audit"]["release"]
+    assert release != live
+    for host in APP_HOSTS:
+        assert live_release(lab, host) == release
+        restarted = main_pids(lab, host)
+        assert all(restarted[unit] != pid for unit, pid in before[host][1].items()), (host, before[host], restarted)
+
+
 def test_a_drained_host_gets_none_of_the_lbs_requests_yet_still_serves_direct_ones(lab):
     def access_log_lines(host: str) -> int:
         return int(remote(lab, host, "wc -l < /var/log/nginx/access.log"))
@@ -155,7 +183,7 @@ def test_a_host_a_halted_deploy_left_drained_is_shown_not_counted_on_and_put_bac
     # restarted without a drain, and each host is put back once it is activated.
     for host in WEB:
         remote(lab, host, f"touch {DRAIN_FLAG}")
-    run = smship("deploy", ENV, inventory=inventory, check=True)
+    run = smship("deploy", ENV, "--force", inventory=inventory, check=True)     # the same release, rolled again
     assert "lab2: not drained from the load balancer" in run.output, run
     assert not any(drained(lab, h) for h in WEB), "a deploy left an activated host drained"
 
@@ -230,7 +258,8 @@ def test_a_failing_migration_restarts_nothing_and_rollback_without_to_skips_its_
         assert remote(lab, host, f"test -f /srv/refapp/releases/{never_live}/.smship-complete && echo yes").strip() \
             == "yes"
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 5\n"})
-    smship("deploy", ENV, inventory=inventory, check=True)
+    # Forced: after the tests before this one, MARK = 5 may be live already, and rollback must go back to it.
+    smship("deploy", ENV, "--force", inventory=inventory, check=True)
 
     report = smship("rollback", ENV, "--check", inventory=inventory, check=True)
     assert never_live not in report.output, report

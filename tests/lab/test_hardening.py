@@ -63,7 +63,7 @@ def test_a_linked_deploy_log_changes_nothing_outside_shared_and_deploys_show_no_
         remote(lab, host, f"runuser -u refapp -- ln -sfn {victim} {APP_ROOT}/shared/logs/deploys.jsonl")
     secrets = read_file_backend(lab.secrets)
     with CommandLineWatch(lab) as watch:
-        smship("deploy", ENV, "-o", "json", check=True)
+        smship("deploy", ENV, "-o", "json", "--force", check=True)      # a real roll, live release or not
     for host in WEB:
         assert remote(lab, host, f"cat {victim}") == "root only\n", host
         last = json.loads(remote(lab, host, f"tail -n1 {LAYOUT.audit_log}"))

@@ -108,7 +108,7 @@ def test_an_upload_lands_in_the_bucket_and_survives_a_redeploy(lab, on_s3, s3_se
     for host in ("lab2", "lab3"):
         assert remote(lab, host, f"ls /srv/refapp/shared/uploads/ | grep -c {answer['key']} || true").strip() == "0"
 
-    smship("deploy", ENV, inventory=inventory, check=True)
+    smship("deploy", ENV, "--force", inventory=inventory, check=True)
     for host in APP_HOSTS:
         assert "SM_FILE_STORAGE_BACKEND=s3" in remote(lab, host, "cat /srv/refapp/shared/env")
     response = download(lab, answer["key"])

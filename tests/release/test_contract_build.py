@@ -58,6 +58,15 @@ def test_a_monorepo_member_of_a_uv_workspace_with_a_front_end_beside_it(mono, tm
         require_built_for(release, "staging", "stage.test")
     assert release.manifest["lock"] == "uv.lock"
     assert release.warnings == ()           # shop/web.py is where app.web.app says
+
+    # What the inventory puts into a build makes another release: the domain, the front end's URL.
+    def built(name: str, domain: str, url: str = "/app/"):
+        contract = AppContract.model_validate({**MONOREPO, "frontend": {**MONOREPO["frontend"], "url": url}})
+        return build_release(mono.root, work_dir=tmp_path / name, cache_dir=tmp_path / "cache", contract=contract,
+                             domain=domain)
+    assert built("again", "shop.test").content == release.content
+    assert built("staging", "stage.test").content != release.content
+    assert built("moved", "shop.test", url="/spa/").content != release.content
     assert release.alembic_heads == ("aaa1",)   # read from app.migrate.cwd (db/), not host/
 
     # Only the member's own dependencies, from the workspace's lock.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tarfile
 
@@ -46,6 +47,14 @@ def test_added_missing_and_relabelled_files_are_refused(release, tmp_path):
     (copy / "main.py").unlink()
     with pytest.raises(SmshipError, match="file main.py is missing"):
         load_release(copy)
+
+
+def test_a_content_digest_that_does_not_match_the_files_is_refused(release):
+    manifest = json.loads((release.path / "release.json").read_text())
+    manifest["content"] = "0" * 64            # a release passed off as the live one, so deploy would skip it
+    (release.path / "release.json").write_text(json.dumps(manifest))
+    with pytest.raises(SmshipError, match="content digest in release.json does not match its files"):
+        load_release(release.path)
 
 
 def test_tampered_wheelhouse_is_refused(release):

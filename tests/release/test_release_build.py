@@ -15,7 +15,7 @@ import pytest
 from releasekit import APP, git, make_demo_repo, make_wheel
 from smship.errors import SmshipError
 from smship.release import build_release
-from smship.release.wheelhouse import TRIXIE, UV_VERSION, installer_wheel
+from smship.release.wheelhouse import BOOKWORM, TRIXIE, UV_VERSION, installer_wheel
 from smship.release.files import sha256_file
 
 NOW = datetime(2026, 11, 25, 9, 30, 0, tzinfo=timezone.utc)
@@ -124,6 +124,22 @@ def test_second_build_reuses_front_end_and_wheelhouse(demo, cache, tmp_path, fix
     third = build(demo, cache, tmp_path, name="three")
     assert npm_runs(fixture_log) == ["install", "build", "build"]
     assert "v2" in (third.path / "static/dist/assets/main.js").read_text()
+
+
+def test_the_content_digest_names_what_hosts_run_not_when_it_was_built(demo, cache, tmp_path, fixture_log):
+    first = build(demo, cache, tmp_path, name="one", now=NOW)
+    again = build(demo, cache, tmp_path, name="two", now=datetime(2026, 12, 1, 8, 0, 0, tzinfo=timezone.utc))
+    assert first.id != again.id and first.manifest["built_at"] != again.manifest["built_at"]
+    assert first.content == again.content and re.fullmatch(r"[0-9a-f]{64}", first.content)
+
+    dirty = build(demo, cache, tmp_path, name="dirty", dirty=True)        # the same files, built as a working tree
+    assert dirty.content not in (None, first.content)
+    demo.write("main.py", "changed = True\n")
+    demo.commit("one changed file")
+    changed = build(demo, cache, tmp_path, name="changed")
+    assert changed.content != first.content
+    other_python = build(demo, cache, tmp_path, name="py312", ref=first.git_sha, target=BOOKWORM)
+    assert other_python.content != first.content
 
 
 def test_missing_vite_manifest_fails_clearly(demo, cache, tmp_path, fixture_log):

@@ -54,6 +54,8 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.inspect("/srv/a", "/l", "/srv/a/activations", "/usr/bin/python3").body() == \
         {"op": "inspect", "root": "/srv/a", "lock": "/l", "activation_log": "/srv/a/activations",
          "python": "/usr/bin/python3"}
+    assert agent.inspect("/srv/a", "/l", content=True).body() == \
+        {"op": "inspect", "root": "/srv/a", "lock": "/l", "content": True}
     assert agent.lock("/l", agent.LockHolder(token="t", user="ann")).body() == \
         {"op": "lock", "path": "/l", "holder": {"token": "t", "user": "ann", "machine": None, "pid": None,
                                                 "boot_id": None, "since": None, "command": None}}
@@ -107,8 +109,23 @@ def test_inspect_reads_releases_lock_activations_and_interpreter(fleet, tmp_path
     assert found.activations == [("r1", None)] and found.free_bytes > 0
     assert found.interpreter.version == "%d.%d.%d" % sys.version_info[:3] and found.interpreter.machine
 
-    bare = one(fleet, agent.inspect(str(tmp_path / "none"), str(tmp_path / "lock")))
-    assert (bare.exists, bare.releases, bare.activations, bare.interpreter) == (False, [], None, None)
+    assert found.content is None                         # not asked for
+    bare = one(fleet, agent.inspect(str(tmp_path / "none"), str(tmp_path / "lock"), content=True))
+    assert (bare.exists, bare.releases, bare.activations, bare.interpreter, bare.content) == \
+        (False, [], None, None, None)
+
+
+def test_inspect_reads_the_live_releases_content_digest_when_asked(fleet, tmp_path):
+    root = tmp_path / "app"
+    for name, manifest in (("r1", {"id": "r1"}), ("r2", {"id": "r2", "content": "c2"})):
+        (root / "releases" / name).mkdir(parents=True)
+        (root / "releases" / name / "release.json").write_text(json.dumps(manifest))
+    os.symlink(root / "releases" / "r1", root / "current")
+    assert one(fleet, agent.inspect(str(root), str(tmp_path / "lock"), content=True)).content is None  # before digests
+    os.remove(root / "current")
+    os.symlink(root / "releases" / "r2", root / "current")
+    assert one(fleet, agent.inspect(str(root), str(tmp_path / "lock"), content=True)).content == "c2"
+    assert one(fleet, agent.inspect(str(root), str(tmp_path / "lock"))).content is None
 
 
 def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path):

@@ -20,7 +20,8 @@ from smship.context import EnvContext, targets_of
 from smship.deploy import deploy as deploy_command
 from smship.deploy.rollback import _rollback
 from smship.hostroles import app_units, is_app_host
-from smship.release.model import Release
+from smship.release.files import hash_tree
+from smship.release.model import Release, content_digest
 from smship.rotate import rotate as rotate_command
 from tests.fakefleet import FakeFleet, FakeHost
 
@@ -64,6 +65,7 @@ def fleet_of(tmp_path):
         for spec in ctx.env.hosts:
             host = hosts[spec.name]
             host.live("r0")
+            host.contents["r0"] = "d0" * 32         # a release the hosts run before the test deploys one
             if is_app_host(spec):
                 host.env_file = {"SM_SECRET_KEY": OLD_KEY}
                 host.units = {unit: dict(host.env_file) for unit in app_units(ctx.layout, spec.roles)}
@@ -71,20 +73,32 @@ def fleet_of(tmp_path):
     return make
 
 
+def make_release(where: Path, release_id: str, main: str = "app = None\n", deps_id: str = "0123456789abcdef",
+                 dirty: bool = False) -> Release:
+    """A release tree with its manifest and content digest, as a build leaves it."""
+    path = where / release_id
+    path.mkdir()
+    (path / "main.py").write_text(main)
+    (path / "RELEASE_ID").write_text(release_id + "\n")
+    files, links = hash_tree(path)
+    manifest = {"id": release_id, "git_sha": "0" * 40, "dirty": dirty, "deps_id": deps_id, "files": files,
+                "symlinks": links, "target": "cpython 3.13.5 linux x86_64 glibc 2.41"}
+    manifest["content"] = content_digest(manifest)
+    (path / "release.json").write_text(json.dumps(manifest))
+    return Release(release_id, path, manifest, where / "wheels", deps_id, ())
+
+
 @pytest.fixture
 def release(tmp_path, monkeypatch):
     """A release r1 on disk, handed to deploy instead of building one."""
-    path = tmp_path / "release"
-    path.mkdir()
-    (path / "main.py").write_text("app = None\n")
-    built = Release("r1", path, {"git_sha": "0" * 40, "dirty": False}, tmp_path / "wheels", "0123456789abcdef", ())
+    built = make_release(tmp_path, "r1")
     monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: built)
     return built
 
 
-def run_deploy(ctx, fleet) -> bool:
-    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
-    return deploy_command._deploy(ctx, fleet, ctx.layout, chosen, None, "HEAD", False, ALL_CHECKS)
+def run_deploy(ctx, fleet, force: bool = False, only: list[str] | None = None) -> bool:
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles) and h.name in (only or [h.name])]
+    return deploy_command._deploy(ctx, fleet, ctx.layout, chosen, None, "HEAD", False, ALL_CHECKS, force)
 
 
 def restarts(fleet) -> list[tuple[str, str]]:
@@ -211,6 +225,127 @@ def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, r
     assert sorted(restarts(fleet)) == [("web1", "r0"), ("web1", "r1"), ("web2", "r1")]
     assert [fleet.hosts[n].current for n in WEB] == ["r0", "r1", "r0"]
     assert no_lock_left(fleet)
+
+
+@pytest.fixture
+def rebuilt(release, tmp_path, monkeypatch):
+    """``rebuilt(**changes)``: the next deploy's build, r2, r1 again but for ``changes``."""
+    def build(**changes) -> Release:
+        options = {"main": (release.path / "main.py").read_text(), "deps_id": release.deps_id, **changes}
+        again = make_release(tmp_path, "r2", **options)
+        monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: again)
+        return again
+    return build
+
+
+APP_HOSTS = [*WEB, "jobs1"]
+
+
+def test_deploying_the_live_content_again_restarts_nothing_and_records_a_noop(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    again = rebuilt()
+    assert again.id != release.id and again.content == release.content      # the same commit, built later
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [] and fleet.happened("rsync") == [] and fleet.happened("command") == []
+    assert [e for e in fleet.happened("file")] == []            # env files left alone
+    assert all(fleet.hosts[n].current == "r1" and "r2" not in fleet.hosts[n].releases for n in APP_HOSTS)
+    assert ctx.reporter.data["noop"] is True
+    for name in APP_HOSTS:
+        last = fleet.hosts[name].audit[-1]
+        assert (last["result"], last["release"], last["built"], last["noop"]) == \
+            ("no-op: already live", "r1", "r2", True)
+    assert all(not h.audit for n, h in fleet.hosts.items() if n not in APP_HOSTS)
+    assert no_lock_left(fleet)
+
+
+def changed_file(ctx, fleet, rebuilt):
+    rebuilt(main="app = 'changed'\n")
+
+
+def changed_deps(ctx, fleet, rebuilt):
+    rebuilt(deps_id="fedcba9876543210")
+
+
+def changed_env_file(ctx, fleet, rebuilt):
+    rebuilt()
+    fleet.hosts["jobs1"].files[ctx.layout.env_file] += b"SM_EDITED_BY_HAND=1\n"
+
+
+def another_release_on_one_host(ctx, fleet, rebuilt):
+    rebuilt()
+    fleet.hosts["web2"].current = "r0"
+
+
+def a_host_without_digest(ctx, fleet, rebuilt):
+    rebuilt()
+    del fleet.hosts["web3"].contents["r1"]       # r1 went live there before digests were recorded
+
+
+def a_dirty_build(ctx, fleet, rebuilt):
+    rebuilt(dirty=True)
+
+
+@pytest.mark.parametrize("change", [changed_file, changed_deps, changed_env_file, another_release_on_one_host,
+                                    a_host_without_digest, a_dirty_build])
+def test_a_deploy_that_changes_anything_on_one_host_deploys_every_host(fleet_of, release, rebuilt, change):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    change(ctx, fleet, rebuilt)
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+    assert ctx.reporter.data["noop"] is False
+    assert {h.audit[-1]["result"] for n, h in fleet.hosts.items() if n in APP_HOSTS} == {"ok"}
+
+
+def test_a_dirty_build_deploys_even_over_the_same_dirty_build(fleet_of, release, rebuilt, tmp_path, monkeypatch):
+    ctx, fleet = fleet_of()
+    (tmp_path / "dirty").mkdir()
+    dirty = make_release(tmp_path / "dirty", "r1", dirty=True)
+    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: dirty)
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    assert rebuilt(dirty=True).content == dirty.content
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+
+
+def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    rebuilt()
+    assert run_deploy(ctx, fleet, force=True)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+
+
+def test_a_release_that_went_live_after_the_preflight_is_seen_under_the_lock(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    rebuilt()
+
+    def another_deploy_ends_before_the_lock(host, request):
+        if request["op"] == "lock" and host == "web2":
+            fleet.hosts["web2"].current = "r0"
+        return False
+    fleet.interrupt(another_deploy_ends_before_the_lock)
+    assert run_deploy(ctx, fleet)
+    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+
+
+def test_with_limit_only_the_selected_hosts_are_compared(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    rebuilt()
+    fleet.hosts["web2"].current = "r0"              # outside the limit
+    assert run_deploy(ctx, fleet, only=["web1", "jobs1"])
+    assert restarts(fleet) == [] and ctx.reporter.data["noop"] is True
+    assert run_deploy(ctx, fleet, only=["web1", "web2"])
+    assert restarts(fleet) == [("web1", "r2"), ("web2", "r2")]
 
 
 def rotate(ctx, fleet, monkeypatch) -> bool:

@@ -1,0 +1,62 @@
+"""An unchanged deploy: what was built is what the hosts run already, so nothing is shipped or restarted.
+
+Release ids are build times, so releases are compared by content: the
+manifest's digest of the tree, the wheelhouse's ``deps_id`` and the Python
+target (``smship.release.model.content_digest``), which a host's survey
+reads from its live release.  The env files count too: a deploy rewrites
+them and restarts the units to pick the new values up.  The survey ran
+before the lock was taken: when the release matches, each host is asked
+again under the lock, with its env file (this costs round trips only then).
+"""
+
+from __future__ import annotations
+
+from smship.context import EnvContext
+from smship.engine.resources import HostState
+from smship.layout import Layout
+from smship.remote import client as agent
+from smship.ssh import Fleet, Target
+from smship.steps.envfile import settings_plan
+from smship.steps.lock import lock_path
+from smship.steps.survey import HostSurvey
+
+
+def content_differs(release, surveyed: dict[str, HostSurvey]) -> list[str]:
+    """The hosts whose live release is not ``release``'s content; all of them for a dirty build (a
+    working tree is deployed when asked for) or a release without a digest.
+
+    A host whose live release predates the digest has none, so it differs.
+    """
+    if release.content is None or release.dirty:
+        return sorted(surveyed)
+    return sorted(name for name, host in surveyed.items() if host.content != release.content)
+
+
+def changed_since(fleet: Fleet, targets: dict[str, Target], layout: Layout, surveyed: dict[str, HostSurvey],
+                  states: dict[str, HostState]) -> list[str]:
+    """The hosts that, now the lock is held, run another release than the survey (taken before the
+    lock) found, or whose env file (or storage CA) the deploy would rewrite; a host that could not
+    say, too."""
+    request = agent.inspect(layout.root, lock_path(layout), timeout=60, content=True)
+
+    def changed(target: Target) -> bool:
+        now, then = agent.ask(fleet, target, request), surveyed[target.name]
+        if (now.current, now.content) != (then.current, then.content):
+            return True
+        return bool(settings_plan(fleet, target, states[target.name]).changes)
+
+    found = fleet.map(changed, [targets[name] for name in states])
+    return sorted([*found.failed, *(name for name, differs in found.succeeded.items() if differs)])
+
+
+def already_live(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], release,
+                 surveyed: dict[str, HostSurvey], states: dict[str, HostState]) -> list[str] | None:
+    """The live release ids when deploying ``release`` to the hosts of ``surveyed`` would change nothing
+    there; None when it would (the reporter says where)."""
+    changed = content_differs(release, surveyed)
+    if not changed:
+        changed = changed_since(fleet, targets, ctx.layout, surveyed, states)
+        if changed:
+            ctx.reporter.info(f"release {release.id} is live, but a deploy changes {', '.join(changed)} "
+                              "(another release went live since the preflight, or the env file differs)")
+    return None if changed else sorted({host.current for host in surveyed.values()})
