@@ -331,7 +331,17 @@ def start_smship(*argv: str, inventory: Path, new_session: bool = False) -> subp
     process group, so a test can send it a terminal's Ctrl-C with :func:`interrupt`)."""
     return subprocess.Popen([sys.executable, "-m", "smship", *argv, "-i", str(inventory)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
-                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+                            preexec_fn=_terminal_signals if new_session else None)
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C's default action in the child, as an operator's shell gives it: a test session
+    started in the background by a script inherits SIGINT ignored (POSIX shells do that to
+    background jobs), and smship would never see the test's Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt(proc: subprocess.Popen) -> None:
