@@ -280,6 +280,12 @@ def test_without_an_lb_a_web_host_has_nothing_to_drain(project):
     upstream = site[site.index("upstream shop_uvicorn {"):]
     assert "keepalive" not in upstream[:upstream.index("}")]
     assert 'proxy_set_header Connection "close";' in site and 'proxy_set_header Connection "";' not in site
+    # A GET whose fresh connection a stopping uvicorn closed is tried once more, on the same uvicorn,
+    # which is never marked down; a POST is not (nginx never repeats a non-idempotent request).
+    entries = [line.strip() for line in upstream[:upstream.index("}")].splitlines()[1:] if line.strip()]
+    assert entries == ["server 127.0.0.1:8000 max_fails=0;"] * 2, entries
+    assert "proxy_next_upstream error;" in site and "proxy_next_upstream_tries 2;" in site
+    assert "non_idempotent" not in site
 
 
 def test_a_drained_web_host_turns_the_lbs_requests_away_and_the_lb_tries_another(project):
