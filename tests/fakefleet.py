@@ -32,6 +32,7 @@ class FakeHost:
     name: str
     releases: dict[str, bool] = field(default_factory=dict)       # id -> complete
     contents: dict[str, str] = field(default_factory=dict)        # id -> release.json's content digest
+    commits: dict[str, str | None] = field(default_factory=dict)  # id -> its git commit (None: a working tree's)
     current: str | None = None
     activations: list[tuple[str, str | None]] = field(default_factory=list)
     lock: dict | None = None
@@ -120,7 +121,9 @@ class FakeFleet(Fleet):
             host.releases.setdefault(release, False)
             manifest = Path(local_dir) / "release.json"
             if manifest.is_file():          # the digest travels in the release, as on a host
-                host.contents[release] = json.loads(manifest.read_text()).get("content")
+                built = json.loads(manifest.read_text())
+                host.contents[release] = built.get("content")
+                host.commits[release] = None if built.get("dirty", True) else built.get("git_sha")
         return RsyncResult(target.name, f"rsync {local_dir} -> {remote_dir}", 0, bytes_sent=1000,
                            files_transferred=10)
 
@@ -138,6 +141,7 @@ class FakeFleet(Fleet):
                   "lock": host.lock, "activations": [list(pair) for pair in host.activations]}
         if request.get("content"):
             answer["content"] = host.contents.get(host.current) if host.current else None
+            answer["commit"] = host.commits.get(host.current) if host.current else None
         if request.get("python"):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer

@@ -24,9 +24,10 @@ from smship.steps.record import NOOP, record
 from smship.steps.ship import install, transfer, without_room
 from smship.steps.tiers import roll_tiers
 from smship.steps.survey import survey
-from smship.steps.unchanged import already_live
+from smship.steps.unchanged import already_live, worth_building_first
 from smship.errors import SmshipError
 from smship.hostos import require_release_fits, wheel_target
+from smship.release.source import commit_of
 from smship.layout import Layout
 from smship.hostroles import app_hosts, is_app_host
 
@@ -40,10 +41,13 @@ def require_built_for(release, env_name: str, domain: str) -> None:
 
 
 def unchanged(ctx: EnvContext, fleet, targets: dict, layout: Layout, outcome: dict, live: list[str],
-              built: str, started: float) -> bool:
+              built: str, started: float, checked: bool = True) -> bool:
     """Nothing to deploy: say which release is live, and leave an audit line that says so."""
+    ctx.reporter.data["noop"] = True
     ctx.reporter.info(f"already live: release {', '.join(live)} on {len(outcome['hosts'])} host(s) has the "
                       f"content of {built}; nothing shipped or restarted (--force deploys anyway)")
+    if not checked:
+        ctx.reporter.info(f"the checks were not run, as nothing changes: 'smship check {ctx.name}' runs them")
     record(ctx, fleet, targets, layout, {**outcome, "release": ", ".join(live), "built": built, "noop": True},
            NOOP, started)
     return True
@@ -63,6 +67,15 @@ def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: b
                       f"for CPython {target.python_full_version}")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
                          progress=ctx.reporter.info, target=target, contract=ctx.app, domain=ctx.env.domain)
+
+
+def release_to_ship(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
+    """:func:`obtain_release`, timed as the build phase and named in the report."""
+    with ctx.reporter.phase("build"):
+        release = obtain_release(ctx, release_path, ref, dirty, target)
+    ctx.reporter.info(f"release {release.id}")
+    ctx.reporter.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
+    return release
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -89,16 +102,26 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         # Every app host, not only --limit's: the fleet must stay on one Python.
         target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
                                         if is_app_host(h)})
-        # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
-        preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
         # Rendered before anything changes: a setting the inventory cannot give stops the deploy here.
         settings = {h.name: settings_files(ctx, h, ctx.secrets) for h in chosen}
+    chosen_survey = {h.name: hosts[h.name] for h in chosen}
+    release = None
+    if not force and (release_path or worth_building_first(chosen_survey, None if dirty else
+                                                            commit_of(ctx.app.source, ref))):
+        # The live commit again (or a prebuilt release, free to compare): when its content is live,
+        # nothing will change, and neither the checks nor the lock are needed.
+        release = release_to_ship(ctx, release_path, ref, dirty, target)
+        live = already_live(ctx, fleet, targets, release, chosen_survey, settings, locked=False)
+        if live is not None:
+            return unchanged(ctx, fleet, targets, layout, {"release": release.id, "hosts": list(chosen_survey)},
+                             live, release.id, started, checked=False)
+        force = True  # compared already: under the lock, only the deploy is left
+    with report.phase("preflight"):
+        # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
+        preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                           warn=report.warn):
-        with report.phase("build"):
-            release = obtain_release(ctx, release_path, ref, dirty, target)
-        report.info(f"release {release.id}")
-        report.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
+        release = release or release_to_ship(ctx, release_path, ref, dirty, target)
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
         off = skipped_checks(ctx, skip_checks)
         if off:
@@ -108,9 +131,8 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             inventory = [name for name, why in off.items() if why == INVENTORY_SKIP]
             if inventory:
                 outcome["skipped_by_inventory"] = inventory
-        live = None if force else already_live(ctx, fleet, targets, release, {h.name: hosts[h.name] for h in chosen},
-                                               settings)
-        report.data["noop"] = live is not None
+        live = None if force else already_live(ctx, fleet, targets, release, chosen_survey, settings)
+        report.data["noop"] = False
         if live is not None:
             return unchanged(ctx, fleet, targets, layout, outcome, live, release.id, started)
         roles = {h.name: h.roles for h in chosen}

@@ -55,6 +55,11 @@ def resolve_commit(repo: Path, ref: str) -> str:
         raise SmshipError(f"git ref {ref!r} does not name a commit in {repo}") from None
 
 
+def commit_of(source: Path, ref: str) -> str:
+    """The commit ``ref`` names in the repository that holds the app at ``source``."""
+    return resolve_commit(locate(source)[0], ref)
+
+
 def has_uncommitted(repo: Path, subdir: str) -> bool:
     out = git(repo, "status", "--porcelain", "--untracked-files=normal", "--", subdir or ".")
     return bool(out)

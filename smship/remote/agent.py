@@ -261,6 +261,8 @@ def inspect(request):
     if request.get("content"):      # what deploy compares a new build with
         manifest = _manifest(root, answer["current"]) if answer["current"] else None
         answer["content"] = (manifest or {}).get("content")
+        # The commit it was built from; none for a working tree's build.
+        answer["commit"] = None if (manifest or {}).get("dirty", True) else manifest.get("git_sha")
     if request.get("python"):       # what the release's wheels must fit
         libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
         answer["interpreter"] = {"version": _interpreter_version(request["python"]), "machine": os.uname().machine,

@@ -104,6 +104,9 @@ class Inspection:
     # The live release's content digest (release.json's "content"), asked for with ``content``;
     # None: not asked, nothing live, or a release built before the digest was recorded.
     content: str | None = None
+    # The git commit the live release was built from, asked for with ``content``; None for a
+    # working tree's build (or when not asked, or nothing is live).
+    commit: str | None = None
 
 
 def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
@@ -113,6 +116,7 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
         complete=[r["id"] for r in answer["releases"] if r["complete"]],
         lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
         free_bytes=answer["free_bytes"], exists=answer["exists"], content=answer.get("content"),
+        commit=answer.get("commit"),
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
 
@@ -120,7 +124,7 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
 def inspect(root: str, lock: str, activation_log: str | None = None, python: str | None = None,
             timeout: float = 900, content: bool = False) -> Request[Inspection]:
     """The releases, the live one, the lock, free space; with ``python``, that interpreter; with
-    ``content``, the live release's content digest."""
+    ``content``, the live release's content digest and commit."""
     fields: dict[str, Any] = {"root": root, "lock": lock}
     if content:
         fields["content"] = True

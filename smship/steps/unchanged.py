@@ -4,9 +4,14 @@ Release ids are build times, so releases are compared by content: the
 manifest's digest of the tree, the wheelhouse's ``deps_id`` and the Python
 target (``smship.release.model.content_digest``), which a host's survey
 reads from its live release.  The env files count too: a deploy rewrites
-them and restarts the units to pick the new values up.  The survey ran
-before the lock was taken: when the release matches, each host is asked
-again under the lock, with its env file (this costs round trips only then).
+them and restarts the units to pick the new values up.
+
+When every chosen host runs a release of the very commit being deployed
+(the survey says which), the release is built before the checks and the lock,
+and a match ends the deploy there: nothing changes, so nothing needs guarding,
+and deploying the live commit again costs a survey, a cached build and two
+round trips.  Otherwise the comparison is made under the lock, after the
+checks, with each host asked again (a release may have gone live since).
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ def content_differs(release, surveyed: dict[str, HostSurvey]) -> list[str]:
     return sorted(name for name, host in surveyed.items() if host.content != release.content)
 
 
+def worth_building_first(surveyed: dict[str, HostSurvey], commit: str | None) -> bool:
+    """Whether every host runs a release of ``commit`` (None: a working tree's build, never)."""
+    return commit is not None and all(host.commit == commit for host in surveyed.values())
+
+
+def settings_differ(fleet: Fleet, targets: dict[str, Target], states: dict[str, HostState]) -> list[str]:
+    """The hosts whose env file (or storage CA) the deploy would rewrite; a host that could not say, too."""
+    found = fleet.map(lambda target: bool(settings_plan(fleet, target, states[target.name]).changes),
+                      [targets[name] for name in states])
+    return sorted([*found.failed, *(name for name, differs in found.succeeded.items() if differs)])
+
+
 def changed_since(fleet: Fleet, targets: dict[str, Target], layout: Layout, surveyed: dict[str, HostSurvey],
                   states: dict[str, HostState]) -> list[str]:
     """The hosts that, now the lock is held, run another release than the survey (taken before the
@@ -41,21 +58,23 @@ def changed_since(fleet: Fleet, targets: dict[str, Target], layout: Layout, surv
 
     def changed(target: Target) -> bool:
         now, then = agent.ask(fleet, target, request), surveyed[target.name]
-        if (now.current, now.content) != (then.current, then.content):
-            return True
-        return bool(settings_plan(fleet, target, states[target.name]).changes)
+        return (now.current, now.content) != (then.current, then.content)
 
     found = fleet.map(changed, [targets[name] for name in states])
-    return sorted([*found.failed, *(name for name, differs in found.succeeded.items() if differs)])
+    moved = sorted([*found.failed, *(name for name, differs in found.succeeded.items() if differs)])
+    return moved or settings_differ(fleet, targets, {n: s for n, s in states.items() if n not in moved})
 
 
 def already_live(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], release,
-                 surveyed: dict[str, HostSurvey], states: dict[str, HostState]) -> list[str] | None:
+                 surveyed: dict[str, HostSurvey], states: dict[str, HostState],
+                 locked: bool = True) -> list[str] | None:
     """The live release ids when deploying ``release`` to the hosts of ``surveyed`` would change nothing
-    there; None when it would (the reporter says where)."""
+    there; None when it would (the reporter says where).  Under the lock (``locked``) each host is asked
+    again whether its live release is still the surveyed one; without it, the survey is the answer."""
     changed = content_differs(release, surveyed)
     if not changed:
-        changed = changed_since(fleet, targets, ctx.layout, surveyed, states)
+        changed = (changed_since(fleet, targets, ctx.layout, surveyed, states) if locked
+                   else settings_differ(fleet, targets, states))
         if changed:
             ctx.reporter.info(f"release {release.id} is live, but a deploy changes {', '.join(changed)} "
                               "(another release went live since the preflight, or the env file differs)")

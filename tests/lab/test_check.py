@@ -362,7 +362,8 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
 
     inventory = write_inventory(lab, tmp_path, text_logs)
     before = live_release(lab, "lab2")
-    refused = smship("deploy", ENV, inventory=inventory, check=False)
+    # --force: the live commit again with unchanged settings would be a no-op, which runs no check.
+    refused = smship("deploy", ENV, "--force", inventory=inventory, check=False)
     assert "preflight failed, nothing was changed: check(s) log-format failed" in refused.output, refused
     assert "--skip-check log-format" in refused.output
     assert live_release(lab, "lab2") == before

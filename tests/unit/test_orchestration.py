@@ -74,14 +74,14 @@ def fleet_of(tmp_path):
 
 
 def make_release(where: Path, release_id: str, main: str = "app = None\n", deps_id: str = "0123456789abcdef",
-                 dirty: bool = False) -> Release:
+                 dirty: bool = False, git_sha: str = "0" * 40) -> Release:
     """A release tree with its manifest and content digest, as a build leaves it."""
     path = where / release_id
     path.mkdir()
     (path / "main.py").write_text(main)
     (path / "RELEASE_ID").write_text(release_id + "\n")
     files, links = hash_tree(path)
-    manifest = {"id": release_id, "git_sha": "0" * 40, "dirty": dirty, "deps_id": deps_id, "files": files,
+    manifest = {"id": release_id, "git_sha": git_sha, "dirty": dirty, "deps_id": deps_id, "files": files,
                 "symlinks": links, "target": "cpython 3.13.5 linux x86_64 glibc 2.41"}
     manifest["content"] = content_digest(manifest)
     (path / "release.json").write_text(json.dumps(manifest))
@@ -92,8 +92,14 @@ def make_release(where: Path, release_id: str, main: str = "app = None\n", deps_
 def release(tmp_path, monkeypatch):
     """A release r1 on disk, handed to deploy instead of building one."""
     built = make_release(tmp_path, "r1")
-    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: built)
+    deploys(built, monkeypatch)
     return built
+
+
+def deploys(release: Release, monkeypatch) -> None:
+    """The next deploy builds ``release``, from the commit its manifest names."""
+    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: release)
+    monkeypatch.setattr(deploy_command, "commit_of", lambda *args: release.manifest["git_sha"])
 
 
 def run_deploy(ctx, fleet, force: bool = False, only: list[str] | None = None) -> bool:
@@ -233,7 +239,7 @@ def rebuilt(release, tmp_path, monkeypatch):
     def build(**changes) -> Release:
         options = {"main": (release.path / "main.py").read_text(), "deps_id": release.deps_id, **changes}
         again = make_release(tmp_path, "r2", **options)
-        monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: again)
+        deploys(again, monkeypatch)
         return again
     return build
 
@@ -257,7 +263,7 @@ def test_deploying_the_live_content_again_restarts_nothing_and_records_a_noop(fl
         assert (last["result"], last["release"], last["built"], last["noop"]) == \
             ("no-op: already live", "r1", "r2", True)
     assert all(not h.audit for n, h in fleet.hosts.items() if n not in APP_HOSTS)
-    assert no_lock_left(fleet)
+    assert fleet.happened("lock") == [] and all(h.lock is None for h in fleet.hosts.values())
 
 
 def changed_file(ctx, fleet, rebuilt):
@@ -304,7 +310,7 @@ def test_a_dirty_build_deploys_even_over_the_same_dirty_build(fleet_of, release,
     ctx, fleet = fleet_of()
     (tmp_path / "dirty").mkdir()
     dirty = make_release(tmp_path / "dirty", "r1", dirty=True)
-    monkeypatch.setattr(deploy_command, "obtain_release", lambda *args, **kwargs: dirty)
+    deploys(dirty, monkeypatch)
     assert run_deploy(ctx, fleet)
     fleet.events.clear()
     assert rebuilt(dirty=True).content == dirty.content
@@ -321,11 +327,35 @@ def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
     assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
 
 
+def test_the_live_commit_again_is_compared_before_the_checks_and_the_lock(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    before = dict(fleet.round_trips)
+    rebuilt()
+    assert run_deploy(ctx, fleet)
+    assert ctx.reporter.data["noop"] is True
+    trips = {name: n - before.get(name, 0) for name, n in fleet.round_trips.items()}
+    # Neither the lock nor the checks: a survey, the env files' facts, then only the audit line changes.
+    assert [e[0] for e in fleet.events] == ["audit"] * len(APP_HOSTS), fleet.events
+    assert trips == {h.name: 3 if h.name in APP_HOSTS else 1 for h in ctx.env.hosts}, trips
+
+
+def test_another_commit_with_the_live_content_is_a_noop_found_under_the_lock(fleet_of, release, rebuilt):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    rebuilt(git_sha="1" * 40)       # e.g. a commit that changed only files outside the app's root
+    assert run_deploy(ctx, fleet)
+    assert ctx.reporter.data["noop"] is True and restarts(fleet) == []
+    assert len(fleet.happened("lock")) == len(fleet.hosts) and no_lock_left(fleet)
+
+
 def test_a_release_that_went_live_after_the_preflight_is_seen_under_the_lock(fleet_of, release, rebuilt):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
     fleet.events.clear()
-    rebuilt()
+    rebuilt(git_sha="1" * 40)       # not the live commit: compared under the lock
 
     def another_deploy_ends_before_the_lock(host, request):
         if request["op"] == "lock" and host == "web2":
