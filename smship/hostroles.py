@@ -26,6 +26,16 @@ def background_units(layout: Layout, roles: Iterable[str]) -> list[str]:
     return ([layout.worker_service] if "worker" in roles else []) + ([layout.beat_service] if "beat" in roles else [])
 
 
+def ready_lines(layout: Layout, roles: Iterable[str], host_name: str) -> dict[str, str]:
+    """What each Celery unit logs at INFO once it works: the worker, under the ``--hostname``
+    templates/worker.service.j2 gives it, once connected and consuming; beat once its scheduler
+    starts. The watch after their restart ends a moment after that line instead of after the whole
+    settle time; a unit that never logs it (an app's own logging) is watched the whole time."""
+    roles = set(roles)
+    return ({layout.worker_service: f"{layout.app}@{host_name} ready."} if "worker" in roles else {}) | \
+        ({layout.beat_service: "beat: Starting..."} if "beat" in roles else {})
+
+
 def app_units(layout: Layout, roles: Iterable[str], *, socket: bool = False) -> list[str]:
     """The app's own units on a host with ``roles``; ``socket`` adds the web socket before the service."""
     roles = list(roles)

@@ -546,39 +546,66 @@ def _restarts(unit):
     return out.strip()
 
 
-def _wait_active(unit, settle, restarts_before, since):
-    """A unit without a health URL is good when it stays up for ``settle`` seconds.
+# How long a unit that logged its ready line must then stay up: a crash just after start still shows.
+READY_GRACE = 1.0
+
+
+def _invocation(unit):
+    """The id of the unit's current run: journald tags every line the run logs with it."""
+    _, out, _ = _run(["systemctl", "show", "-p", "InvocationID", "--value", unit])
+    return out.strip()
+
+
+def _logged(invocation, line):
+    """Whether the run ``invocation`` logged ``line`` (within any message: plain or JSON logs)."""
+    if not invocation:
+        return False
+    _, out, _ = _run(["journalctl", "--no-pager", "-o", "cat", "_SYSTEMD_INVOCATION_ID=" + invocation])
+    return any(line in message for message in out.splitlines())
+
+
+def _watch_units(units, settle, ready, restarts_before, invocations, since):
+    """Units without a health URL are good when they stay up ``settle`` seconds after their restart or,
+    for a unit with a ready line (what it logs once it works: Celery's "<hostname> ready."),
+    READY_GRACE seconds after logging it. All are watched at once, from the restart on.
 
     "activating" is not enough: a unit crash-looping under Restart=on-failure
     spends most of its time there, so a restart counted by systemd fails it.
     """
-    deadline = time.monotonic() + settle
+    began, ready_at, pending = time.monotonic(), {}, list(units)
     while True:
-        _, active, _ = _run(["systemctl", "is-active", unit])
-        state = active.strip()
-        if state not in ("active", "activating", "reloading") or _restarts(unit) != restarts_before:
-            return {"ok": False, "reason": "%s crashed after the restart (%s): %s" % (unit, state, _crash_cause(unit, since))}
-        if time.monotonic() >= deadline:
-            if state != "active":
-                return {"ok": False, "reason": "%s is still %s %ss after the restart" % (unit, state, settle)}
+        now = time.monotonic()
+        for unit in list(pending):
+            _, active, _ = _run(["systemctl", "is-active", unit])
+            state = active.strip()
+            if state not in ("active", "activating", "reloading") or _restarts(unit) != restarts_before[unit]:
+                return {"ok": False, "reason": "%s crashed after the restart (%s): %s" % (unit, state, _crash_cause(unit, since))}
+            if state == "active" and unit not in ready_at and ready.get(unit) and \
+                    _logged(invocations.get(unit), ready[unit]):
+                ready_at[unit] = now
+            if state == "active" and unit in ready_at and now - ready_at[unit] >= READY_GRACE:
+                pending.remove(unit)
+            elif now - began >= settle:
+                if state != "active":
+                    return {"ok": False, "reason": "%s is still %s %ss after the restart" % (unit, state, settle)}
+                pending.remove(unit)
+        if not pending:
             return {"ok": True}
-        time.sleep(0.5)
+        time.sleep(0.25)
 
 
 def _start_and_check(request, release):
     since = time.time() - 1
     _switch(request["root"], release)
-    restarts = {}
+    restarts, invocations = {}, {}
     for unit in request["restart"]:
         _systemctl("restart", unit)
         restarts[unit] = _restarts(unit)
+        invocations[unit] = _invocation(unit)
     if request.get("health"):
         return wait_healthy(request["health"], since, restarts.get(request["health"]["unit"]))
-    for unit in request["restart"]:
-        outcome = _wait_active(unit, request.get("settle", 5), restarts[unit], since)
-        if not outcome["ok"]:
-            return outcome
-    return {"ok": True}
+    return _watch_units(request["restart"], request.get("settle", 5), request.get("ready") or {}, restarts,
+                        invocations, since)
 
 
 def activate(request):

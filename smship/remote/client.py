@@ -198,10 +198,14 @@ def _activation(_host: str, answer: dict[str, Any]) -> Activation:
 
 
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,
-             timeout: float = 900) -> Request[Activation]:
-    """Switch ``current``, restart ``units``, gate on ``health``; the host reverts itself on failure."""
-    return Request("activate", {"root": root, "release": release, "restart": units, "health": health,
-                                "activation_log": activation_log}, _activation, timeout)
+             timeout: float = 900, ready: dict[str, str] | None = None) -> Request[Activation]:
+    """Switch ``current``, restart ``units``, gate on ``health`` (or, without it, watch the units stay up;
+    ``ready`` maps a unit to the line it logs once it works, which shortens the watch); the host reverts
+    itself on failure."""
+    fields = {"root": root, "release": release, "restart": units, "health": health, "activation_log": activation_log}
+    if ready:
+        fields["ready"] = ready
+    return Request("activate", fields, _activation, timeout)
 
 
 @dataclass(frozen=True)

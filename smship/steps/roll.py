@@ -125,7 +125,7 @@ def _aftermath(answer: agent.Activation) -> str:
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
-         units_for, health: dict | None, batch_size: int, title: str) -> RollResult:
+         units_for, health: dict | None, batch_size: int, title: str, ready_for=None) -> RollResult:
     """Activate ``release_for[host]`` on ``hosts`` batch by batch; stop at the first failing batch."""
     report = ctx.reporter
     layout = ctx.layout
@@ -141,7 +141,8 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
                 drainer.drain(names, title)
             answers = agent.ask_all(fleet, lambda t: agent.activate(
                 layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
-                timeout=ctx.env.health.timeout * 2 + 120), [targets[name] for name in names])
+                timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None),
+                [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it

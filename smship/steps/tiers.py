@@ -3,14 +3,14 @@
 Deploy, rollback and secret rotation all restart the same way: the web hosts
 in health-gated batches (drained from an lb), and only when every web batch
 is healthy the Celery workers and the one beat, which have no health URL and
-must stay up after their restart.
+must stay up after their restart (until a moment after they log that they work).
 """
 
 from __future__ import annotations
 
 from smship.context import EnvContext
 from smship.steps.roll import health_request, roll
-from smship.hostroles import background_units
+from smship.hostroles import background_units, ready_lines
 from smship.inventory import Host
 from smship.ssh import Fleet, Target
 
@@ -33,7 +33,8 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
     background = [h for h in hosts if background_units(layout, roles[h.name])]
     if background:
         rolled = roll(ctx, fleet, targets, background, release_for,
-                      lambda name: background_units(layout, roles[name]), None, len(background), f"{verb}: workers")
+                      lambda name: background_units(layout, roles[name]), None, len(background), f"{verb}: workers",
+                      ready_for=lambda name: ready_lines(layout, roles[name], name))
         if not rolled.ok:
             report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
             return "workers"

@@ -89,6 +89,27 @@ def test_a_release_that_crashes_on_boot_is_reverted_and_the_message_shows_the_cr
     assert_fleet_sound(lab)
 
 
+def test_a_worker_that_crashes_on_start_halts_the_deploy_with_its_crash(lab, smship, variants):
+    # Only the Celery entry point breaks: the web tier rolls and passes its gate, the worker tier
+    # must not (a worker that never logs "ready." is watched until systemd counts its restart).
+    inventory = variants.inventory(edits={"scripts/run_worker.py": [
+        ("celery = make_celery(Settings.from_env())\n", "raise RuntimeError('the worker refuses to start')\n")]},
+        message="worker crash at import")
+    before = fleet_state(lab)
+    run = smship("deploy", ENV, inventory=inventory, check=False)
+    variants.undo()
+    assert run.returncode != 0, run
+    halted = run.stderr.split("deploy halted")[-1]
+    for host in ("lab2", "lab3"):
+        assert f"{host}: refapp-worker.service crashed after the restart" in halted, run
+    assert "lab1: refapp-beat.service crashed after the restart" in halted, run
+    assert "the worker refuses to start" in halted, run
+    # The beat host went back to the release it ran; the web hosts' tier already runs the new one.
+    assert live_release(lab, "lab1") == before["lab1"][0]
+    assert "switched back to " + before["lab1"][0] in halted, run
+    rerun_completes(lab, smship, inventory)
+
+
 def test_postgres_down_fails_the_migration_restarts_nothing_and_a_rerun_completes(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 'postgres down'\n"})
     before = fleet_state(lab)

@@ -13,6 +13,7 @@ import yaml
 
 from smship.context import EnvContext
 from smship.hostos import HostOS
+from smship.hostroles import ready_lines
 from smship.engine.plan import apply_request, facts_request, plan
 from smship.engine.roles import RoleError, desired_state
 from smship.engine.variables import host_variables, roles_of
@@ -118,6 +119,11 @@ def test_worker_and_beat_units(project):
     assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
     assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker
     assert "celery -A scripts.run_worker:celery beat" in file_text(state, "shop-beat.service")
+    # The line the watch after a restart waits for names the worker as its unit does.
+    layout = EnvContext.open("prod", project / "smship.yml").layout
+    ready = ready_lines(layout, state.roles, "jobs1")
+    assert " --hostname shop@jobs1\n" in worker and ready["shop-worker.service"] == "shop@jobs1 ready."
+    assert ready["shop-beat.service"] == "beat: Starting..." and "--loglevel INFO" in worker
 
 
 def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
