@@ -576,9 +576,12 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
     while True:
         now = time.monotonic()
         for unit in list(pending):
-            _, active, _ = _run(["systemctl", "is-active", unit])
-            state = active.strip()
-            if state not in ("active", "activating", "reloading") or _restarts(unit) != restarts_before[unit]:
+            _, out, _ = _run(["systemctl", "show", "-p", "ActiveState,SubState,NRestarts", unit])
+            shown = dict(line.partition("=")[::2] for line in out.splitlines())
+            state = shown.get("ActiveState", "unknown")
+            # auto-restart: the process died and systemd waits RestartSec to start it again.
+            if state not in ("active", "activating", "reloading") or shown.get("SubState") == "auto-restart" \
+                    or shown.get("NRestarts", "").strip() != restarts_before[unit]:
                 return {"ok": False, "reason": "%s crashed after the restart (%s): %s" % (unit, state, _crash_cause(unit, since))}
             if state == "active" and unit not in ready_at and ready.get(unit) and \
                     _logged(invocations.get(unit), ready[unit]):
