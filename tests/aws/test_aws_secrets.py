@@ -16,7 +16,8 @@ from smship.errors import SmshipError
 from smship.inventory import InventoryError, Secrets, load
 from smship.secrets import backend_for
 
-from motokit import CREDENTIALS, client, free_port, moto_server
+from motokit import CREDENTIALS, client, moto_server
+from netkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD, NEW = secretkey.generate(), secretkey.generate()

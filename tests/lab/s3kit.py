@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from motokit import free_port
+from netkit import free_port
 
 S3_NAME = "s3.lab.test"
 ACCESS_KEY = "smship-lab-key"

@@ -11,11 +11,11 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 
+from netkit import free_port, wait_listening
 from test_provision_plan import file_text, project, state_for  # noqa: F401 (project is a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/setup-deps installs it)")
@@ -48,12 +48,6 @@ class DroppingUpstream:
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_get_survives_a_dropped_connection_and_a_post_is_never_repeated(project, tmp_path):
     site = file_text(state_for(project, "web1"), "sites-available/shop.conf")
     upstream = site[site.index("upstream shop_uvicorn {"):]
@@ -84,14 +78,7 @@ http {{
 """)
     nginx = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")])
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-                time.sleep(0.05)
+        wait_listening(listen, 10, lambda: (tmp_path / "error.log").read_text(), alive=lambda: nginx.poll() is None)
         url = f"http://127.0.0.1:{listen}/"
 
         def sent(drop: str, send) -> int:
