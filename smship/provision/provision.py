@@ -88,12 +88,12 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     with open_fleet(ctx, hosts) as fleet:
         states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja)
 
-        def work(target: Target) -> HostOutcome:
+        def work(target: Target, known: HostOutcome | None = None) -> HostOutcome:
             started = time.monotonic()
             try:
                 if target.name in states.failed:
                     raise states.failed[target.name]
-                outcome = provision_host(fleet, target, states.succeeded[target.name], check)
+                outcome = known or provision_host(fleet, target, states.succeeded[target.name], check)
             except Exception as exc:
                 report.host(target.name, "failed", str(exc), time.monotonic() - started)
                 raise
@@ -117,10 +117,17 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
         if check:
             outcomes = fleet.map(work)
         else:
-            # Handlers restart app units: never in the middle of a deploy's roll.
-            reachable = [fleet.targets[name] for name in states.succeeded]
-            with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
-                outcomes = fleet.map(work)
+            # A look first, without the lock: a fleet already in its desired state needs neither.
+            looked = None if states.failed else fleet.map(
+                lambda t: provision_host(fleet, t, states.succeeded[t.name], check=True))
+            if looked is not None and looked.ok and all(o.plan.empty for o in looked.succeeded.values()):
+                outcomes = fleet.map(lambda t: work(t, looked.succeeded[t.name]))
+            else:
+                # Handlers restart app units: never in the middle of a deploy's roll. The facts are
+                # read again under the lock (a deploy may have written an env file since the look).
+                reachable = [fleet.targets[name] for name in states.succeeded]
+                with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
+                    outcomes = fleet.map(work)
     report.data["round_trips"] = dict(fleet.round_trips)
     return outcomes.ok
 
