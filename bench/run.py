@@ -64,6 +64,7 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     if run.returncode != 0:
         say(f"{case} FAILED:\n{run.stderr[-3000:]}")
     row["phases"] = document.get("phases", {})
+    row["batches"] = document.get("batches", [])
     trips = document.get("round_trips", {})
     row["round_trips"] = (min(trips.values()), max(trips.values())) if trips else None
     shipped = [r["details"]["bytes_sent"] for r in document.get("hosts", []) if "bytes_sent" in r.get("details", {})]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 PHASES = ("build", "ship", "install", "migrate", "roll")
-HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "SSH trips/host", "bytes/host",
-          "floor s", "x floor", "failed/requests", "p99 ms"]
+HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "web batch overhead s", "SSH trips/host",
+          "bytes/host", "floor s", "x floor", "failed/requests", "p99 ms"]
 
 
 def _seconds(value) -> str:
     return "" if value is None else f"{value:.1f}"
+
+
+def _overhead(batches: list[dict]) -> str:
+    """The web batches' mean time beyond their slowest host's own activation (restart and gate)."""
+    extra = [b["seconds"] - b["on_hosts"] for b in batches if ": web" in b["title"] and b.get("on_hosts") is not None]
+    return f"{sum(extra) / len(extra):.2f}" if extra else ""
 
 
 def _row(row: dict) -> list[str]:
@@ -18,7 +24,7 @@ def _row(row: dict) -> list[str]:
     ratio = f"{row['wall'] / floor:.1f}" if floor else ""
     requests = f"{row['failed']}/{row['requests']}" if "requests" in row else ""
     return [str(row["hosts"]), row["case"] + ("" if row.get("ok", True) else " (FAILED)"), _seconds(row["wall"]),
-            *[_seconds(phases.get(p)) for p in PHASES],
+            *[_seconds(phases.get(p)) for p in PHASES], _overhead(row.get("batches") or []),
             "" if not trips else (str(trips[0]) if trips[0] == trips[1] else f"{trips[0]}-{trips[1]}"),
             "" if row.get("bytes_per_host") is None else f"{row['bytes_per_host']:,}",
             _seconds(floor), ratio, requests, "" if row.get("p99_ms") is None else f"{row['p99_ms']:.0f}"]

@@ -190,6 +190,19 @@ class FakeFleet(Fleet):
         return {"ok": True}
 
     def _op_activate(self, host: FakeHost, request: dict) -> dict:
+        drain = request.get("drain")
+        if drain and drain.get("note"):
+            host.files[drain["flag"]] = base64.b64decode(drain["note"])
+            self._event("file", host.name, drain["flag"])
+        outcome = self._activate(host, request)
+        if drain and (outcome["ok"] or outcome.get("reverted")) and drain["flag"] in host.files:
+            del host.files[drain["flag"]]
+            self._event("absent", host.name, drain["flag"])
+        outcome["drained"] = bool(drain) and drain["flag"] in host.files
+        outcome["took"] = 0.25      # as a host says how long its own part took
+        return outcome
+
+    def _activate(self, host: FakeHost, request: dict) -> dict:
         release, previous = request["release"], host.current
         self._event("activate", host.name, release, tuple(request["restart"]))
         for unit in request["restart"]:

@@ -611,9 +611,41 @@ def _start_and_check(request, release):
                         invocations, since)
 
 
+def _drain(drain):
+    """Out of the lb before the restart (see smship.steps.roll.Drainer): the flag this host's nginx reads."""
+    _write_file({"path": drain["flag"], "content": drain["note"], "owner": "root", "group": "root", "mode": "0644"})
+
+
+def _undrain(drain, outcome):
+    """Back in the lb once this host serves a healthy release again, whoever drained it."""
+    if outcome["ok"] or outcome.get("reverted"):
+        try:
+            _absent({"path": drain["flag"]})
+        except OSError as exc:
+            outcome["undrain_error"] = "%s: %s" % (drain["flag"], exc.strerror or exc)
+    outcome["drained"] = os.path.lexists(drain["flag"])
+
+
 def activate(request):
-    """Make ``release`` live; on any failure go back to the previous one."""
-    previous = _current(request["root"])
+    """Make ``release`` live; on any failure go back to the previous one. With ``drain``, the host
+    is out of the lb for the restart (``note``: drain it now) and back in once it serves again."""
+    began = time.monotonic()
+    previous, drain = _current(request["root"]), request.get("drain")
+    if drain and drain.get("note"):
+        try:
+            _drain(drain)
+        except OSError as exc:
+            return {"ok": False, "untouched": True, "previous": previous, "release": request["release"],
+                    "reason": "could not drain it from the load balancer (%s: %s)" % (drain["flag"], exc.strerror or exc),
+                    "drained": os.path.lexists(drain["flag"]), "took": time.monotonic() - began}
+    outcome = _activate(request, previous)
+    if drain:
+        _undrain(drain, outcome)
+    outcome["took"] = time.monotonic() - began
+    return outcome
+
+
+def _activate(request, previous):
     try:
         outcome = _start_and_check(request, request["release"])
     except Exception as exc:

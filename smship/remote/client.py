@@ -11,6 +11,8 @@ value tests can compare; :func:`ask` runs it on one host and
 
 from __future__ import annotations
 
+import base64
+
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
@@ -189,22 +191,32 @@ class Activation:
     reverted: bool | None = None       # whether the previous release is healthy again (failures only)
     revert_reason: str | None = None
     record_error: str | None = None    # the activation log could not be written
+    untouched: bool = False            # failed before anything was switched or restarted
+    drained: bool = False              # out of the lb after it (asked to drain, not back in)
+    undrain_error: str | None = None   # why it could not be put back in
+    took: float | None = None          # seconds on the host, restart and gate included
 
 
 def _activation(_host: str, answer: dict[str, Any]) -> Activation:
     return Activation(answer["ok"], answer["release"], answer.get("previous"), answer.get("status"),
                       answer.get("reason"), answer.get("reverted"), answer.get("revert_reason"),
-                      answer.get("record_error"))
+                      answer.get("record_error"), bool(answer.get("untouched")), bool(answer.get("drained")),
+                      answer.get("undrain_error"), answer.get("took"))
 
 
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,
-             timeout: float = 900, ready: dict[str, str] | None = None) -> Request[Activation]:
+             timeout: float = 900, ready: dict[str, str] | None = None, drain_flag: str | None = None,
+             drain_note: str | None = None) -> Request[Activation]:
     """Switch ``current``, restart ``units``, gate on ``health`` (or, without it, watch the units stay up;
     ``ready`` maps a unit to the line it logs once it works, which shortens the watch); the host reverts
-    itself on failure."""
+    itself on failure. With ``drain_flag`` (a web host behind an lb) the host puts itself back in the lb
+    once it serves a healthy release; with ``drain_note`` too, it drains itself first."""
     fields = {"root": root, "release": release, "restart": units, "health": health, "activation_log": activation_log}
     if ready:
         fields["ready"] = ready
+    if drain_flag:
+        fields["drain"] = {"flag": drain_flag,
+                           "note": base64.b64encode(drain_note.encode()).decode() if drain_note else None}
     return Request("activate", fields, _activation, timeout)
 
 

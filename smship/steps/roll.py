@@ -5,17 +5,16 @@ Each host is activated by the agent in one round trip: it switches
 ready one to answer as ``env.health`` expects (watching the journal for SM010),
 and on failure switches back and restarts the previous release itself, so a
 lost connection cannot leave a host half-switched.  With an ``lb`` host,
-each batch is drained first (see :class:`Drainer`) and put back after.
+each web host drains itself in that same round trip and puts itself back
+once it serves a healthy release (see :class:`Drainer`).
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass, field
 
 from smship.context import EnvContext
-from smship.errors import SmshipError
 from smship.inventory import Host
 from smship.layout import Layout
 from smship.remote import client as agent
@@ -44,12 +43,12 @@ def health_request(ctx: EnvContext, layout: Layout) -> dict:
 
 
 class Drainer:
-    """Drains web hosts from the load balancer (no-op without an lb host).
+    """Which web hosts of a batch leave the load balancer for their restart (none without an lb host).
 
-    Draining writes a flag file on the web host itself; its nginx then
-    answers the lb's requests 421 and the lb retries them on another web
-    host. Neither nginx reloads, so no client's kept-alive connection to the
-    lb is closed under it mid-deploy.
+    A drained web host has a flag file; its nginx then answers the lb's requests
+    421 and the lb retries them on another web host. Neither nginx reloads, so no
+    client's kept-alive connection to the lb is closed under it mid-deploy. The
+    host writes the flag and removes it itself, within its activation.
     """
 
     def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target]):
@@ -60,38 +59,49 @@ class Drainer:
         self.reporter = ctx.reporter
         self._out: set[str] | None = None  # web hosts not serving the lb: drained or unreachable
 
-    def drain(self, names: list[str], why: str) -> None:
-        """Drain ``names`` before their restart.
+    def note_for(self, names: list[str], why: str) -> str | None:
+        """What the batch ``names`` writes in its flag to drain itself; None: not drained.
 
         When no other web host would be left serving, nothing is drained:
         systemd's socket holds the requests while uvicorn restarts, which is
         better than the lb having nowhere to send them.
         """
         if not self.has_lb or not names:
-            return
+            return None
         serving = [n for n in self.web_hosts if n not in names and n not in self._hosts_out()]
         if not serving:
             self.reporter.info(f"{', '.join(names)}: not drained from the load balancer, "
                                "no other web host serves it")
+            return None
+        self._out.update(names)
+        return f"drained by smship: {why}\n"
+
+    def settle(self, names: list[str], answers) -> None:
+        """After the batch: who is back in (each host put itself back once it served again)."""
+        if self._out is None:
             return
-        note = base64.b64encode(f"drained by smship: {why}\n".encode()).decode()
-        self._out.update(names)  # before: a Ctrl-C during the write must still put them back
-        failed = self._apply(names, {"kind": "file", "path": self.flag, "owner": "root", "group": "root",
-                                     "mode": "0644", "content": note})
-        if failed:
-            self.undrain([n for n in names if n not in failed])
-            raise SmshipError("could not drain from the load balancer, nothing was restarted in this batch: "
-                              + "; ".join(f"{n}: {reason}" for n, reason in failed.items()))
+        for name in names:
+            answer = answers.succeeded.get(name)
+            if answer is not None and not answer.drained:
+                self._out.discard(name)
+            elif answer is not None and answer.ok:
+                self.reporter.warn(f"{name}: still drained from the load balancer ({answer.undrain_error}); "
+                                   f"the next deploy puts it back, or remove {self.flag} on it")
 
     def undrain(self, names: list[str]) -> None:
-        """Put back in those of ``names`` that are out, whoever drained them (a halted
-        deploy may have); a host that cannot be put back is named and stays drained."""
+        """Put back in those of ``names`` that are out (after a Ctrl-C: a host that never began its
+        activation may have been drained by a halted deploy); one that cannot be is named and stays out."""
         names = [n for n in names if self._out is not None and n in self._out]
         if not names:
             return
-        failed = self._apply(names, {"kind": "absent", "path": self.flag})
-        self._out.difference_update(n for n in names if n not in failed)
-        for name, why in failed.items():
+        answers = agent.ask_all(self.fleet, agent.apply([{"kind": "absent", "path": self.flag}], timeout=60),
+                                [self.targets[n] for n in names])
+        for name in names:
+            answer = answers.succeeded.get(name)
+            if answer is not None and answer.ok:
+                self._out.discard(name)
+                continue
+            why = str(answers.failed[name]) if name in answers.failed else answer.error
             self.reporter.warn(f"{name}: still drained from the load balancer ({why}); "
                                f"the next deploy puts it back, or remove {self.flag} on it")
 
@@ -104,16 +114,12 @@ class Drainer:
                                                if a.paths[self.flag].type != "absent"}
         return self._out
 
-    def _apply(self, names: list[str], action: dict) -> dict[str, str]:
-        """Apply ``action`` on every named host; the ones it failed on, with why."""
-        answers = agent.ask_all(self.fleet, agent.apply([action], timeout=60), [self.targets[n] for n in names])
-        return {n: str(answers.failed[n]) if n in answers.failed else answers.succeeded[n].error or ""
-                for n in answers if n in answers.failed or not answers.succeeded[n].ok}
-
 
 def _aftermath(answer: agent.Activation) -> str:
     """What a failed activation left live on the host, in words."""
     previous = answer.previous
+    if answer.untouched:
+        return "nothing was switched or restarted there"
     if not previous:
         return "nothing to switch back to"
     if previous == answer.release:
@@ -137,12 +143,12 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
         started = time.monotonic()
         try:
-            if drainer:
-                drainer.drain(names, title)
+            note = drainer.note_for(names, title) if drainer else None
+            flag = layout.drain_flag if drainer and drainer.has_lb else None
             answers = agent.ask_all(fleet, lambda t: agent.activate(
                 layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
-                timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None),
-                [targets[name] for name in names])
+                timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None,
+                drain_flag=flag, drain_note=note), [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it
@@ -152,6 +158,11 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             if drainer:
                 drainer.undrain(names)
             raise
+        took = [a.took for a in answers.succeeded.values() if a.took is not None]
+        # The batch's wall time beside its slowest host's own (restart and gate): the rest is smship's.
+        report.data.setdefault("batches", []).append({
+            "title": title, "hosts": names, "seconds": round(time.monotonic() - started, 3),
+            "on_hosts": round(max(took), 3) if took else None})
         for name in answers:
             seconds = time.monotonic() - started
             if name in answers.failed:
@@ -172,9 +183,9 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
                 result.failed[name] = f"{answer.reason}; {_aftermath(answer)}"
                 report.host(name, "failed", result.failed[name], seconds)
         if drainer:
-            # Reverted hosts serve the previous release again; the others
+            # Reverted hosts serve the previous release again and put themselves back; the others
             # (unreachable, or whose revert failed) stay drained.
-            drainer.undrain([n for n, a in answers.succeeded.items() if a.ok or a.reverted])
+            drainer.settle(names, answers)
         if result.failed:
             break
     return result

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -156,13 +157,43 @@ def test_activate_without_units_switches_records_and_reverts(fleet, tmp_path):
             (tmp_path / "releases" / name / ".smship-complete").touch()
     log = str(tmp_path / "activations")
     first = one(fleet, agent.activate(str(tmp_path), "r1", [], None, log))
-    assert first == agent.Activation(ok=True, release="r1", previous=None)
+    assert first == agent.Activation(ok=True, release="r1", previous=None, took=first.took) and first.took >= 0
     second = one(fleet, agent.activate(str(tmp_path), "r2", [], None, log))
     assert (second.ok, second.release, second.previous, second.record_error) == (True, "r2", "r1", None)
     assert one(fleet, agent.inspect(str(tmp_path), "/nonexistent", log)).activations == [("r1", None), ("r2", "r1")]
     half = one(fleet, agent.activate(str(tmp_path), "r3", [], None, log))
     assert (half.ok, half.previous, half.reverted) == (False, "r2", True)
     assert half.reason == "release r3 is not completely shipped to this host"
+
+
+def test_a_drained_activation_puts_the_host_back_only_when_it_serves(fleet, tmp_path):
+    for name in ("r1", "r2", "r3"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        if name != "r3":
+            (tmp_path / "releases" / name / ".smship-complete").touch()
+    flag = tmp_path / "draining"
+
+    def activate(release: str, note: str | None = "drained by a test\n", where: Path = flag):
+        return one(fleet, agent.activate(str(tmp_path), release, [], None, None, drain_flag=str(where),
+                                         drain_note=note))
+
+    assert activate("r1").drained is False and not flag.exists()
+    # Switched back to r2's predecessor and serving: back in the lb.
+    reverted = activate("r3")
+    assert (reverted.ok, reverted.reverted, reverted.drained, flag.exists()) == (False, True, False, False)
+    # A host a halted deploy left drained, not drained again now: put back once it serves.
+    flag.write_text("left by a halted deploy\n")
+    assert activate("r2", note=None).drained is False and not flag.exists()
+    # Nothing to switch back to: it stays out.
+    (tmp_path / "releases" / "r1" / ".smship-complete").unlink()
+    (tmp_path / "current").unlink()
+    alone = activate("r1")
+    assert (alone.ok, alone.drained, flag.read_text()) == (False, True, "drained by a test\n")
+    flag.unlink()
+    # A flag it cannot write: nothing was switched or restarted.
+    refused = activate("r2", where=tmp_path / "missing" / "draining")
+    assert (refused.ok, refused.untouched, refused.drained) == (False, True, False)
+    assert "could not drain it from the load balancer" in refused.reason and not (tmp_path / "current").exists()
 
 
 def test_facts_and_apply_read_and_change_paths(fleet, tmp_path):

@@ -157,6 +157,11 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
     web1 = [e[0] for e in fleet.events if e[1] == "web1" and (e[0] == "activate" or e[-1] == flag)]
     assert web1 == ["file", "activate", "absent"]
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
+    # Each batch's time beside its hosts' own: what the bench reports as smship's overhead.
+    batches = ctx.reporter.data["batches"]
+    assert [(b["title"], b["hosts"]) for b in batches] == \
+        [("deploy: web", [name]) for name in WEB] + [("deploy: workers", ["jobs1"])]
+    assert all(b["on_hosts"] == 0.25 and b["seconds"] >= 0 for b in batches), batches
 
 
 def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_old_release(fleet_of, release):
