@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import time
@@ -53,10 +54,14 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
         client = stack.enter_context(SteadyClient(client_address(lab))) if loaded else None
         if client:
             time.sleep(1)
-        began = time.monotonic()
+        began, used = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         run = run_smship(*argv, "-o", "json", inventory=inventory, timeout=3600)
-        wall = time.monotonic() - began
-    row = {"case": case, "hosts": len(lab.hosts), "ok": run.returncode == 0, "wall": wall}
+        wall, after = time.monotonic() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
+    # smship is the only child process waited for meanwhile (the steady client is a thread):
+    # its CPU is the difference; the peak memory is the largest child's so far (KiB on Linux).
+    row = {"case": case, "hosts": len(lab.hosts), "ok": run.returncode == 0, "wall": wall,
+           "cpu": (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime),
+           "peak_rss_mb": after.ru_maxrss / 1024}
     try:
         document = run.document
     except (ValueError, IndexError):
@@ -78,7 +83,7 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     return row
 
 
-def bench_fleet(size: int, image: str, distro: str = "trixie") -> list[dict]:
+def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str | None = None) -> list[dict]:
     from smship.lab import Lab
 
     lab = Lab()  # $SMSHIP_LAB_DIR, _BRIDGE and _SUBNET choose which
@@ -88,7 +93,7 @@ def bench_fleet(size: int, image: str, distro: str = "trixie") -> list[dict]:
     try:
         say(f"booting {size} host(s) ({image} image, Debian {distro})")
         lab.up(hosts=size, image_name=image, app=ROOT / "examples" / "smpy-app", distro=distro)
-        inventory = inventory_for(lab, work / "app")
+        inventory = inventory_for(lab, work / "app", batch_size)
         say("first provision (not part of the table)")
         first = run_smship("provision", ENV, inventory=inventory, timeout=3600)
         if first.returncode != 0:
@@ -108,6 +113,7 @@ def bench_fleet(size: int, image: str, distro: str = "trixie") -> list[dict]:
         rows.append(measure("no-op deploy", ["deploy", ENV], inventory, lab, loaded=True))
         rows.append(measure("rollback", ["rollback", ENV], inventory, lab, loaded=True))
         rows.append(measure("rotate-secret", ["rotate-secret", ENV], inventory, lab, loaded=True))
+        rows.append(measure("status", ["status", ENV], inventory, lab))
 
         say("physical floor")
         if release:
@@ -121,13 +127,15 @@ def bench_fleet(size: int, image: str, distro: str = "trixie") -> list[dict]:
     return rows
 
 
-def inventory_for(lab, repo: Path) -> Path:
+def inventory_for(lab, repo: Path, batch_size: str | None = None) -> Path:
     """The lab's inventory, pointing at a scratch git copy of the reference app (so a file can change)."""
     import yaml
 
     app_variant(repo, message="bench base")
     data = yaml.safe_load(Path(lab.inventory).read_text())
     data["app"]["source"] = str(repo)
+    if batch_size:
+        data["environments"][ENV].setdefault("web", {})["batch_size"] = batch_size
     path = repo.parent / "smship.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -139,11 +147,12 @@ def main() -> None:
     parser.add_argument("--image", default="fat", help="lab image (default fat: packages baked in)")
     parser.add_argument("--distro", default="trixie", choices=("trixie", "bookworm"),
                         help="Debian release of the hosts (default trixie, Debian 13)")
+    parser.add_argument("--batch-size", help="the inventory's web.batch_size, e.g. 25%% (default: the lab's)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
     rows: list[dict] = []
     for size in [int(n) for n in args.hosts.split(",")]:
-        rows += bench_fleet(size, args.image, args.distro)
+        rows += bench_fleet(size, args.image, args.distro, args.batch_size)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
     print(render(rows))
