@@ -83,7 +83,8 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     return row
 
 
-def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str | None = None) -> list[dict]:
+def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str | None = None,
+                max_connections: int | None = None) -> list[dict]:
     from smship.lab import Lab
 
     lab = Lab()  # $SMSHIP_LAB_DIR, _BRIDGE and _SUBNET choose which
@@ -93,7 +94,7 @@ def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str |
     try:
         say(f"booting {size} host(s) ({image} image, Debian {distro})")
         lab.up(hosts=size, image_name=image, app=ROOT / "examples" / "smpy-app", distro=distro)
-        inventory = inventory_for(lab, work / "app", batch_size)
+        inventory = inventory_for(lab, work / "app", batch_size, max_connections)
         say("first provision (not part of the table)")
         first = run_smship("provision", ENV, inventory=inventory, timeout=3600)
         if first.returncode != 0:
@@ -127,7 +128,7 @@ def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str |
     return rows
 
 
-def inventory_for(lab, repo: Path, batch_size: str | None = None) -> Path:
+def inventory_for(lab, repo: Path, batch_size: str | None = None, max_connections: int | None = None) -> Path:
     """The lab's inventory, pointing at a scratch git copy of the reference app (so a file can change)."""
     import yaml
 
@@ -136,6 +137,8 @@ def inventory_for(lab, repo: Path, batch_size: str | None = None) -> Path:
     data["app"]["source"] = str(repo)
     if batch_size:
         data["environments"][ENV].setdefault("web", {})["batch_size"] = batch_size
+    if max_connections:
+        data["environments"][ENV].setdefault("db", {})["max_connections"] = max_connections
     path = repo.parent / "smship.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -148,11 +151,13 @@ def main() -> None:
     parser.add_argument("--distro", default="trixie", choices=("trixie", "bookworm"),
                         help="Debian release of the hosts (default trixie, Debian 13)")
     parser.add_argument("--batch-size", help="the inventory's web.batch_size, e.g. 25%% (default: the lab's)")
+    parser.add_argument("--db-max-connections", type=int,
+                        help="the inventory's db.max_connections: a large fleet outgrows Postgres' default 100")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
     rows: list[dict] = []
     for size in [int(n) for n in args.hosts.split(",")]:
-        rows += bench_fleet(size, args.image, args.distro, args.batch_size)
+        rows += bench_fleet(size, args.image, args.distro, args.batch_size, args.db_max_connections)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
     print(render(rows))
