@@ -74,14 +74,24 @@ def test_a_linked_deploy_log_changes_nothing_outside_shared_and_deploys_show_no_
     assert watch.shown(secrets) == []
 
 
-def test_provision_waits_for_the_deploy_lock(lab, smship, deployed):
+def test_provision_waits_for_the_deploy_lock(lab, smship, deployed, tmp_path):
     holder = {"token": "t" * 32, "user": "someone", "machine": "elsewhere.example", "pid": 4242,
               "boot_id": "b" * 32, "since": time.time(), "command": "deploy lab"}
     lock = f"{APP_ROOT}/shared/deploy.lock"
     encoded = base64.b64encode(json.dumps(holder).encode()).decode()
+
+    def one_more_setting(data: dict) -> None:
+        lab_env(data)["env"]["LOCK_TEST_MARK"] = "1"
+
+    changed = write_inventory(lab, tmp_path / "project", one_more_setting)
     remote(lab, "lab3", f"mkdir -m 700 {lock} && echo {encoded} | base64 -d > {lock}/holder.json")
     try:
-        refused = smship("provision", ENV, check=False)
+        # A fleet in its desired state: provision only looks, which needs no lock.
+        looked = smship("provision", ENV, "-o", "json", check=True)
+        assert looked.statuses() == {h.name: ["ok"] for h in lab.hosts}, looked
+        # A change to make (the env files): it waits for the deploy, and changes nothing.
+        refused = smship("provision", ENV, inventory=changed, check=False)
+        assert "LOCK_TEST_MARK" not in remote(lab, "lab2", f"cat {APP_ROOT}/shared/env")
         assert refused.returncode != 0
         assert "lab3: another deploy holds the lock: someone@elsewhere.example (deploy lab" in refused.output, refused
     finally:
