@@ -105,7 +105,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         # Rendered before anything changes: a setting the inventory cannot give stops the deploy here.
         settings = {h.name: settings_files(ctx, h, ctx.secrets) for h in chosen}
     chosen_survey = {h.name: hosts[h.name] for h in chosen}
-    release = None
+    release, compared = None, False
     if not force and (release_path or worth_building_first(chosen_survey, None if dirty else
                                                             commit_of(ctx.app.source, ref))):
         # The live commit again (or a prebuilt release, free to compare): when its content is live,
@@ -115,7 +115,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         if live is not None:
             return unchanged(ctx, fleet, targets, layout, {"release": release.id, "hosts": list(chosen_survey)},
                              live, release.id, started, checked=False)
-        force = True  # compared already: under the lock, only the deploy is left
+        compared = True  # under the lock, only the deploy is left
     with report.phase("preflight"):
         # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
         preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
@@ -131,7 +131,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             inventory = [name for name, why in off.items() if why == INVENTORY_SKIP]
             if inventory:
                 outcome["skipped_by_inventory"] = inventory
-        live = None if force else already_live(ctx, fleet, targets, release, chosen_survey, settings)
+        live = None if force or compared else already_live(ctx, fleet, targets, release, chosen_survey, settings)
         report.data["noop"] = False
         if live is not None:
             return unchanged(ctx, fleet, targets, layout, outcome, live, release.id, started)

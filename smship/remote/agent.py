@@ -550,12 +550,6 @@ def _restarts(unit):
 READY_GRACE = 1.0
 
 
-def _invocation(unit):
-    """The id of the unit's current run: journald tags every line the run logs with it."""
-    _, out, _ = _run(["systemctl", "show", "-p", "InvocationID", "--value", unit])
-    return out.strip()
-
-
 def _logged(invocation, line):
     """Whether the run ``invocation`` logged ``line`` (within any message: plain or JSON logs)."""
     if not invocation:
@@ -576,8 +570,7 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
     while True:
         now = time.monotonic()
         for unit in list(pending):
-            _, out, _ = _run(["systemctl", "show", "-p", "ActiveState,SubState,NRestarts", unit])
-            shown = dict(line.partition("=")[::2] for line in out.splitlines())
+            shown = _unit_show(unit, ["ActiveState", "SubState", "NRestarts"])
             state = shown.get("ActiveState", "unknown")
             # auto-restart: the process died and systemd waits RestartSec to start it again.
             if state not in ("active", "activating", "reloading") or shown.get("SubState") == "auto-restart" \
@@ -603,8 +596,9 @@ def _start_and_check(request, release):
     restarts, invocations = {}, {}
     for unit in request["restart"]:
         _systemctl("restart", unit)
-        restarts[unit] = _restarts(unit)
-        invocations[unit] = _invocation(unit)
+        # The new run's id: journald tags every line that run logs with it.
+        shown = _unit_show(unit, ["NRestarts", "InvocationID"])
+        restarts[unit], invocations[unit] = shown.get("NRestarts", "").strip(), shown.get("InvocationID", "").strip()
     if request.get("health"):
         return wait_healthy(request["health"], since, restarts.get(request["health"]["unit"]))
     return _watch_units(request["restart"], request.get("settle", 5), request.get("ready") or {}, restarts,

@@ -12,7 +12,6 @@ value tests can compare; :func:`ask` runs it on one host and
 from __future__ import annotations
 
 import base64
-
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Generic, Iterable, TypeVar
 

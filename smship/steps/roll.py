@@ -144,7 +144,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         started = time.monotonic()
         try:
             note = drainer.note_for(names, title) if drainer else None
-            flag = layout.drain_flag if drainer and drainer.has_lb else None
+            flag = drainer.flag if drainer and drainer.has_lb else None
             answers = agent.ask_all(fleet, lambda t: agent.activate(
                 layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
                 timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None,
