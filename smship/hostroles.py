@@ -36,22 +36,30 @@ def ready_lines(layout: Layout, roles: Iterable[str], host_name: str) -> dict[st
         ({layout.beat_service: "beat: Starting..."} if "beat" in roles else {})
 
 
-def app_units(layout: Layout, roles: Iterable[str], *, socket: bool = False) -> list[str]:
+def _web_units(layout: Layout, socket: bool, pattern: bool) -> list[str]:
+    """The web slots' units by their template names, which the agent reads as the serving slot's
+    (see smship.remote.agent._units); ``pattern``: both slots', for systemctl stop or journalctl."""
+    if pattern:
+        return ([layout.web_sockets] if socket else []) + [layout.web_units]
+    return ([layout.web_socket] if socket else []) + [layout.web_service]
+
+
+def app_units(layout: Layout, roles: Iterable[str], *, socket: bool = False, pattern: bool = False) -> list[str]:
     """The app's own units on a host with ``roles``; ``socket`` adds the web socket before the service."""
     roles = list(roles)
-    web = ([layout.web_socket] if socket else []) + [layout.web_service]
+    web = _web_units(layout, socket, pattern)
     return (web if "web" in roles else []) + background_units(layout, roles)
 
 
 def units_of(layout: Layout, roles: Iterable[str], *, postgres_unit: str = "postgresql@*",
-             socket: bool = False, nginx_on_web: bool = False) -> list[str]:
+             socket: bool = False, nginx_on_web: bool = False, pattern: bool = False) -> list[str]:
     """Every unit a host with ``roles`` runs, the data services and nginx included, each once.
 
     Debian's postgresql.service is an empty wrapper: the cluster's own unit (``postgresql@17-main``, or a
     pattern for journalctl) is the one that runs.
     """
     roles = list(roles)
-    web = ([layout.web_socket] if socket else []) + [layout.web_service] + ([NGINX_UNIT] if nginx_on_web else [])
+    web = _web_units(layout, socket, pattern) + ([NGINX_UNIT] if nginx_on_web else [])
     by_role = {"web": web, "worker": [layout.worker_service], "beat": [layout.beat_service],
                "db": [postgres_unit, REDIS_UNIT], "lb": [NGINX_UNIT]}
     return list(dict.fromkeys(u for role in roles for u in by_role[role]))

@@ -101,14 +101,63 @@ class Layout:
     def release(self, release_id: str) -> str:
         return f"{self.releases}/{release_id}"
 
-    # systemd units.
+    # The web tier runs in two slots, a and b: a deploy starts the new release in
+    # the slot that is not serving, gates it on its own socket, then points
+    # nginx at it and stops the other (see smship.remote.agent._activate_web).
     @property
     def web_service(self) -> str:
-        return f"{self.app}-web.service"
+        """The web slots' template unit (``APP-web@a.service`` is slot a)."""
+        return f"{self.app}-web@.service"
 
     @property
     def web_socket(self) -> str:
-        return f"{self.app}-web.socket"
+        return f"{self.app}-web@.socket"
+
+    @property
+    def web_units(self) -> str:
+        """Both slots' services, as a pattern systemctl and journalctl match."""
+        return f"{self.app}-web@*.service"
+
+    @property
+    def web_sockets(self) -> str:
+        return f"{self.app}-web@*.socket"
+
+    @property
+    def web_slot_service(self) -> str:
+        """The slot's service with ``%s`` for the slot, as the agent fills it in."""
+        return f"{self.app}-web@%s.service"
+
+    @property
+    def web_slot_socket_unit(self) -> str:
+        return f"{self.app}-web@%s.socket"
+
+    @property
+    def web_socket_dir(self) -> str:
+        """Where systemd creates each slot's listening socket, root's: uvicorn gets it as fd 3."""
+        return f"/run/{self.app}-web"
+
+    @property
+    def web_state(self) -> str:
+        """Root's directory (0755: nginx follows the link in it) naming which slot serves and what each runs."""
+        return f"/var/www/{self.app}/web"
+
+    @property
+    def web_upstream(self) -> str:
+        """The link nginx connects through: to the serving slot's socket, switched atomically."""
+        return f"{self.web_state}/uvicorn.sock"
+
+    @property
+    def web_slot_release(self) -> str:
+        """The slot's link to the release it runs (``%s``: the slot), its working directory."""
+        return f"{self.web_state}/slot-%s"
+
+    def web_slots(self) -> dict[str, str]:
+        """What the agent needs to find and switch the web slots: one dict, built only here."""
+        return {"upstream": self.web_upstream, "release": self.web_slot_release,
+                "service": self.web_slot_service, "socket_unit": self.web_slot_socket_unit,
+                "socket": f"{self.web_socket_dir}/%s.sock", "legacy": [f"{self.app}-web.service", f"{self.app}-web.socket"]}
+
+    # systemd units.
 
     @property
     def worker_service(self) -> str:

@@ -80,8 +80,8 @@ def confirmed(ctx: EnvContext, yes: bool, what: str) -> bool:
 
 
 def stop_command(layout: Layout, roles: list[str]) -> Command:
-    """Stop the app's units a host has; the web socket too, or a request would start uvicorn again."""
-    units = app_units(layout, roles, socket=True)
+    """Stop the app's units a host has (both web slots); the web sockets too, or a request would start uvicorn again."""
+    units = app_units(layout, roles, socket=True, pattern=True)
     return cmd("systemctl", "stop", *units, sudo=True, description="stop the app's units")
 
 

@@ -116,7 +116,8 @@ def host_request(contract: AppContract, layout: Layout, host: Host, python: str 
               "database_url": contract.settings.database_url, "secret_key": contract.settings.secret_key,
               "units": units, "beat_unit": layout.beat_service, "nginx": edge,
               "certificate": layout.tls_certificate if edge else None,
-              "drain_flag": layout.drain_flag if "web" in host.roles else None}
+              "drain_flag": layout.drain_flag if "web" in host.roles else None,
+              "web": layout.web_slots() if "web" in host.roles else None}
     if python:
         fields["python"] = python
     return agent.checkfacts(fields)

@@ -11,7 +11,9 @@ Requests (one per call; the answer is one JSON document on stdout):
   inspect   the release layout: live release, releases on disk, free space, lock
   lock / unlock   the environment's deploy lock (a complete directory renamed into place)
   activate  switch ``current``, restart units, wait for health, revert on failure;
-            a release that passed its gate is appended to the activation log
+            a web tier starts the release in its idle slot and switches to it once
+            healthy (see ``_activate_web``); a release that passed its gate is
+            appended to the activation log
   prune     remove old releases
   audit     append one line to the deploy log
   keystate  which key generation the env file and each running unit hold (fingerprints only)
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import ssl
 import shutil
+import socket
 import tempfile
 import time
 import http.client
@@ -411,10 +414,7 @@ def unlock(request):
 
 
 def _switch(root, release):
-    target = os.path.join(root, "releases", release)
-    if not os.path.exists(os.path.join(target, COMPLETE_MARKER)):
-        raise RuntimeError("release %s is not completely shipped to this host" % release)
-    _link({"path": os.path.join(root, "current"), "target": target})
+    _link({"path": os.path.join(root, "current"), "target": _complete_release(root, release)})
 
 
 def _systemctl(*args):
@@ -431,15 +431,40 @@ def _journal_has(unit, since, needle):
     return None
 
 
-def _get(port, path, host_header):
-    context = ssl.create_default_context()
-    # The check goes to this host's own nginx; the name on its certificate
-    # is the site's, not 127.0.0.1, and the point is the app, not TLS.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+class _SlotConnection(http.client.HTTPConnection):
+    """HTTP over a web slot's own socket: the new uvicorn alone answers it."""
+
+    def __init__(self, path, timeout):
+        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _get(health, path):
+    """GET ``path`` from a slot's socket (``health["socket"]``), else through this host's own nginx."""
+    headers = {"Host": health["host"], "User-Agent": "smship-health"}
+    if health.get("socket"):
+        # As nginx would send it: the app sees the scheme and client it sees in production.
+        headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1"})
+        connection = _SlotConnection(health["socket"], 5)
+    else:
+        context = ssl.create_default_context()
+        # The check goes to this host's own nginx; the name on its certificate
+        # is the site's, not 127.0.0.1, and the point is the app, not TLS.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection("127.0.0.1", health["port"], timeout=5, context=context)
     try:
-        connection.request("GET", path, headers={"Host": host_header, "User-Agent": "smship-health"})
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read()
     finally:
@@ -519,10 +544,10 @@ def wait_healthy(health, since, restarts_before=None):
         live = False
         endpoint = health["live"]
         try:
-            live, said = judge_endpoint(endpoint, "live", *_get(health["port"], endpoint["path"], health["host"]))
+            live, said = judge_endpoint(endpoint, "live", *_get(health, endpoint["path"]))
             if live:
                 endpoint = health["ready"]
-                ready, said = judge_endpoint(endpoint, "ready", *_get(health["port"], endpoint["path"], health["host"]),
+                ready, said = judge_endpoint(endpoint, "ready", *_get(health, endpoint["path"]),
                                              accept_degraded=degraded)
                 if ready:
                     return {"ok": True, "status": said}
@@ -625,6 +650,11 @@ def activate(request):
     is out of the lb for the restart (``note``: drain it now) and back in once it serves again."""
     began = time.monotonic()
     previous, drain = _current(request["root"]), request.get("drain")
+    if request.get("web"):
+        refused = _web_refusal(request["web"])
+        if refused:
+            return {"ok": False, "untouched": True, "previous": previous, "release": request["release"],
+                    "reason": refused, "took": time.monotonic() - began}
     if drain and drain.get("note"):
         try:
             _drain(drain)
@@ -632,7 +662,7 @@ def activate(request):
             return {"ok": False, "untouched": True, "previous": previous, "release": request["release"],
                     "reason": "could not drain it from the load balancer (%s: %s)" % (drain["flag"], exc.strerror or exc),
                     "drained": os.path.lexists(drain["flag"]), "took": time.monotonic() - began}
-    outcome = _activate(request, previous)
+    outcome = _activate_web(request, previous) if request.get("web") else _activate(request, previous)
     if drain:
         _undrain(drain, outcome)
     outcome["took"] = time.monotonic() - began
@@ -659,6 +689,118 @@ def _activate(request, previous):
     except Exception as exc:
         outcome.update(reverted=False, revert_reason=str(exc))
     return outcome
+
+
+# -- web slots -------------------------------------------------------------------
+# ``web`` (smship.layout.Layout.web_slots): the link nginx connects through
+# (``upstream``), and per slot (``%s``: a or b) its release link, service,
+# socket unit and socket. The slot the link points at serves; the other is idle.
+
+def _serving_slot(web):
+    try:
+        target = os.readlink(web["upstream"])
+    except OSError:
+        return None
+    return next((slot for slot in ("a", "b") if target == web["socket"] % slot), None)
+
+
+def _serving_unit(web):
+    """The serving slot's service, or None before the first deploy."""
+    slot = _serving_slot(web)
+    return web["service"] % slot if slot else None
+
+
+def _units(request):
+    """(name asked for, unit) for ``request["units"]``: the web slots' template names (``APP-web@.service``
+    and ``.socket``) stand for the serving slot's units, slot a's before any slot served."""
+    web = request.get("web")
+    slot = (_serving_slot(web) or "a") if web else None
+    named = {web["service"] % "": web["service"] % slot, web["socket_unit"] % "": web["socket_unit"] % slot} if web else {}
+    return [(unit, named.get(unit, unit)) for unit in request["units"]]
+
+
+def _web_refusal(web):
+    """Why this host cannot take a slot activation: it still runs the web unit of an smship before slots."""
+    for unit in web["legacy"]:
+        if os.path.exists(os.path.join("/etc/systemd/system", unit)):
+            return ("this host still runs %s, the web unit of an older smship; run 'smship provision' "
+                    "to hand it over to the web slots" % unit)
+    return None
+
+
+def _activate_web(request, previous):
+    """Start ``release`` in the idle slot, gate it on its own socket, then switch nginx's link to it
+    and stop the other slot: the serving slot keeps serving throughout. A new slot that fails its
+    gate is stopped; nginx never sent it a request, and ``current`` never moved."""
+    web, release = request["web"], request["release"]
+    serving = _serving_slot(web)
+    slot = "b" if serving == "a" else "a"
+    unit = web["service"] % slot
+    outcome = {"previous": previous, "release": release, "slot": slot}
+    try:
+        target = _complete_release(request["root"], release)
+        since = time.time() - 1
+        _link({"path": web["release"] % slot, "target": target})
+        _systemctl("restart", unit)
+        restarts = _unit_show(unit, ["NRestarts"]).get("NRestarts", "").strip()
+        health = dict(request["health"], unit=unit, socket=web["socket"] % slot)
+        outcome.update(wait_healthy(health, since, restarts))
+    except Exception as exc:
+        outcome.update(ok=False, reason=str(exc))
+    if not outcome["ok"]:
+        _stop_slot(web, slot, outcome)
+        serves = bool(serving) and _run(["systemctl", "is-active", web["service"] % serving])[1].strip() == "active"
+        outcome.update(reverted=serves, kept=serves)
+        if not serves:
+            outcome["revert_reason"] = "no web slot was serving before"
+        return outcome
+    try:
+        _switch(request["root"], release)
+        _link({"path": web["upstream"], "target": web["socket"] % slot})
+    except Exception as exc:
+        outcome.update(ok=False, reason="could not switch to slot %s: %s" % (slot, exc))
+        return outcome
+    _record_live(request, outcome, release, previous)
+    # At boot the serving slot starts, not the other.
+    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
+    if serving:
+        _run(["systemctl", "disable", "--quiet", "--no-reload", web["service"] % serving])
+        _await_backlog(web["socket"] % serving)
+        _stop_slot(web, serving, outcome)
+    return outcome
+
+
+def _complete_release(root, release):
+    target = os.path.join(root, "releases", release)
+    if not os.path.exists(os.path.join(target, COMPLETE_MARKER)):
+        raise RuntimeError("release %s is not completely shipped to this host" % release)
+    return target
+
+
+# How long a slot nginx no longer connects to may take to accept what reached it before the switch.
+BACKLOG_WAIT = 2.0
+
+
+def _await_backlog(path):
+    """Until the slot's uvicorn has accepted every connection made before the switch: stopped with one
+    still queued, that request would be lost; accepted, it is served before uvicorn exits."""
+    deadline = time.monotonic() + BACKLOG_WAIT
+    while time.monotonic() < deadline:
+        code, out, _ = _run(["ss", "-xlnH", "src", path])
+        fields = out.split()
+        if code != 0 or path not in fields:
+            return
+        queued = fields[fields.index(path) - 2] if fields.index(path) >= 2 else "0"
+        if queued == "0":
+            return
+        time.sleep(0.01)
+
+
+def _stop_slot(web, slot, outcome):
+    """Stop a slot and its socket (uvicorn finishes the requests it holds); a failure is reported, not fatal."""
+    code, out, err = _run(["systemctl", "stop", web["service"] % slot, web["socket_unit"] % slot])
+    if code != 0:
+        outcome["stop_error"] = "systemctl stop %s: %s" % (web["service"] % slot, (err or out).strip()[-300:])
 
 
 def _record_live(request, outcome, release, previous):
@@ -700,7 +842,7 @@ def status(request):
     """Live release, units with their state and uptime, readiness, drained from the lb, disk."""
     answer = inspect(request)
     units = {}
-    for unit in request["units"]:
+    for _, unit in _units(request):
         _, out, _ = _run(["systemctl", "show", unit, "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic,LoadState"])
         props = dict(line.partition("=")[::2] for line in out.splitlines())
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
@@ -711,8 +853,7 @@ def status(request):
     if request.get("health"):
         health = request["health"]
         try:
-            _, ready = judge_endpoint(health["ready"], "ready", *_get(health["port"], health["ready"]["path"],
-                                                                      health["host"]),
+            _, ready = judge_endpoint(health["ready"], "ready", *_get(health, health["ready"]["path"]),
                                       accept_degraded=health.get("accept_degraded", False))
         except (OSError, http.client.HTTPException) as exc:
             ready = "unreachable: %s" % exc
@@ -780,7 +921,7 @@ def _process_value(unit, name):
 def keystate(request):
     name = request["name"]
     units = {}
-    for unit in request["units"]:
+    for _, unit in _units(request):
         running, value = _process_value(unit, name)
         units[unit] = {"running": running, "fingerprint": key_fingerprint(name, value)}
     return {"current": _current(request["root"]), "file": key_fingerprint(name, _env_file_value(request["env_file"], name)),
@@ -876,8 +1017,8 @@ def checkfacts(request):
         if request["frontend_manifest"]:
             answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
     answer["env"] = _env_facts(request) if request.get("env_file") else None
-    for unit in request["units"]:
-        answer["units"][unit] = _unit_facts(unit)
+    for asked, unit in _units(request):
+        answer["units"][asked] = _unit_facts(unit)
     _, beat, _ = _run(["systemctl", "is-active", request["beat_unit"]])
     answer["beat"] = beat.strip()
     if request.get("nginx"):

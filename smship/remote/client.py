@@ -194,23 +194,31 @@ class Activation:
     drained: bool = False              # out of the lb after it (asked to drain, not back in)
     undrain_error: str | None = None   # why it could not be put back in
     took: float | None = None          # seconds on the host, restart and gate included
+    kept: bool = False                 # a web slot that failed its gate: the serving slot never stopped
+    slot: str | None = None            # the web slot the release started in
+    stop_error: str | None = None      # a web slot that could not be stopped
 
 
 def _activation(_host: str, answer: dict[str, Any]) -> Activation:
     return Activation(answer["ok"], answer["release"], answer.get("previous"), answer.get("status"),
                       answer.get("reason"), answer.get("reverted"), answer.get("revert_reason"),
                       answer.get("record_error"), bool(answer.get("untouched")), bool(answer.get("drained")),
-                      answer.get("undrain_error"), answer.get("took"))
+                      answer.get("undrain_error"), answer.get("took"), bool(answer.get("kept")), answer.get("slot"),
+                      answer.get("stop_error"))
 
 
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,
              timeout: float = 900, ready: dict[str, str] | None = None, drain_flag: str | None = None,
-             drain_note: str | None = None) -> Request[Activation]:
+             drain_note: str | None = None, web: dict | None = None) -> Request[Activation]:
     """Switch ``current``, restart ``units``, gate on ``health`` (or, without it, watch the units stay up;
     ``ready`` maps a unit to the line it logs once it works, which shortens the watch); the host reverts
-    itself on failure. With ``drain_flag`` (a web host behind an lb) the host puts itself back in the lb
-    once it serves a healthy release; with ``drain_note`` too, it drains itself first."""
+    itself on failure. With ``web`` (Layout.web_slots) the release starts in the idle web slot instead,
+    and the serving one stops only once it passed. With ``drain_flag`` (a web host behind an lb) the host
+    puts itself back in the lb once it serves a healthy release; with ``drain_note`` too, it drains itself
+    first."""
     fields = {"root": root, "release": release, "restart": units, "health": health, "activation_log": activation_log}
+    if web:
+        fields["web"] = web
     if ready:
         fields["ready"] = ready
     if drain_flag:
@@ -244,9 +252,10 @@ def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
 
 
 def status(root: str, lock: str, units: list[str], health: dict | None, drain_flag: str | None,
-           timeout: float = 900) -> Request[HostStatus]:
-    return Request("status", {"root": root, "lock": lock, "units": units, "health": health,
-                              "drain_flag": drain_flag}, _host_status, timeout)
+           timeout: float = 900, web: dict | None = None) -> Request[HostStatus]:
+    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's."""
+    fields = {"root": root, "lock": lock, "units": units, "health": health, "drain_flag": drain_flag}
+    return Request("status", fields | ({"web": web} if web else {}), _host_status, timeout)
 
 
 # -- key rotation --------------------------------------------------------------
@@ -271,8 +280,11 @@ class KeyState:
         return self.file == fingerprint and self.running() <= {fingerprint}
 
 
-def keystate(name: str, root: str, env_file: str, units: list[str], timeout: float = 900) -> Request[KeyState]:
-    return Request("keystate", {"name": name, "root": root, "env_file": env_file, "units": units},
+def keystate(name: str, root: str, env_file: str, units: list[str], timeout: float = 900,
+             web: dict | None = None) -> Request[KeyState]:
+    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's."""
+    fields = {"name": name, "root": root, "env_file": env_file, "units": units}
+    return Request("keystate", fields | ({"web": web} if web else {}),
                    lambda _, a: KeyState(a["current"], a["file"],
                                          {u: UnitKey(s["running"], s["fingerprint"]) for u, s in a["units"].items()}),
                    timeout)

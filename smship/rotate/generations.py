@@ -51,5 +51,6 @@ class Names:
 def probe(fleet: Fleet, targets: list[Target], hosts: dict[str, Host], layout: Layout,
           name: str):
     """One round trip per host: a FleetResult of :class:`HostKey`."""
-    return agent.ask_all(fleet, lambda t: agent.keystate(name, layout.root, layout.env_file,
-                                                         app_units(layout, hosts[t.name].roles), timeout=60), targets)
+    return agent.ask_all(fleet, lambda t: agent.keystate(
+        name, layout.root, layout.env_file, app_units(layout, hosts[t.name].roles), timeout=60,
+        web=layout.web_slots() if "web" in hosts[t.name].roles else None), targets)

@@ -50,7 +50,7 @@ def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, fol
     layout = ctx.layout
     if role is not None and role not in ROLES:
         raise SmshipError(f"--role {role!r}: one of {', '.join(ROLES)}")
-    chosen = [(h, units_of(layout, [role] if role else [r for r in h.roles if r in APP_ROLES]))
+    chosen = [(h, units_of(layout, [role] if role else [r for r in h.roles if r in APP_ROLES], pattern=True))
               for h in ctx.env.hosts if (role in h.roles if role else set(h.roles) & {"web", "worker", "beat"})]
     if not chosen:
         raise SmshipError(f"no host of {ctx.name} has the role {role}")

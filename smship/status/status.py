@@ -34,7 +34,8 @@ def status(ctx: EnvContext) -> bool:
                             units_of(layout, host.roles, postgres_unit=f"postgresql@{major}-main.service",
                                      socket=True, nginx_on_web=True),
                             health if "web" in host.roles else None,
-                            layout.drain_flag if "web" in host.roles else None, timeout=60)
+                            layout.drain_flag if "web" in host.roles else None, timeout=60,
+                            web=layout.web_slots() if "web" in host.roles else None)
 
     with open_fleet(ctx) as fleet:
         answers = agent.ask_all(fleet, ask)

@@ -120,6 +120,8 @@ def _aftermath(answer: agent.Activation) -> str:
     previous = answer.previous
     if answer.untouched:
         return "nothing was switched or restarted there"
+    if answer.kept:
+        return f"{previous} kept serving; the new release never took a request"
     if not previous:
         return "nothing to switch back to"
     if previous == answer.release:
@@ -131,7 +133,8 @@ def _aftermath(answer: agent.Activation) -> str:
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
-         units_for, health: dict | None, batch_size: int, title: str, ready_for=None) -> RollResult:
+         units_for, health: dict | None, batch_size: int, title: str, ready_for=None,
+         web_slots: dict | None = None) -> RollResult:
     """Activate ``release_for[host]`` on ``hosts`` batch by batch; stop at the first failing batch."""
     report = ctx.reporter
     layout = ctx.layout
@@ -148,7 +151,7 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             answers = agent.ask_all(fleet, lambda t: agent.activate(
                 layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
                 timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None,
-                drain_flag=flag, drain_note=note), [targets[name] for name in names])
+                drain_flag=flag, drain_note=note, web=web_slots), [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it

@@ -22,7 +22,8 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
     web = [h for h in hosts if "web" in h.roles]
     if web:
         rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
-                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web")
+                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web",
+                      web_slots=layout.web_slots())
         if not rolled.ok:
             untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
             report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))

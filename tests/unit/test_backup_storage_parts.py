@@ -62,11 +62,11 @@ def test_pgbackrest_errors_shrink_to_one_line():
     assert _condense("one\ntwo\nthree\nfour\n") == "two / three / four"
 
 
-def test_a_restore_stops_only_the_units_a_host_has_and_the_web_socket():
+def test_a_restore_stops_only_the_units_a_host_has_and_the_web_sockets():
     from smship.backup.commands import stop_command
     from smship.layout import Layout
 
     layout = Layout(app="shop", user="shop", root="/srv/shop")
     assert stop_command(layout, ["web", "worker"]).argv == (
-        "systemctl", "stop", "shop-web.socket", "shop-web.service", "shop-worker.service")
+        "systemctl", "stop", "shop-web@*.socket", "shop-web@*.service", "shop-worker.service")
     assert stop_command(layout, ["db", "lb", "beat"]).argv == ("systemctl", "stop", "shop-beat.service")

@@ -294,7 +294,8 @@ def test_log_prefix_keeps_the_line_whole():
 
 def test_units_for_roles():
     layout = Layout(app="shop", user="shop", root="/srv/shop")
-    assert units_of(layout, ["web", "worker"]) == ["shop-web.service", "shop-worker.service"]
+    assert units_of(layout, ["web", "worker"]) == ["shop-web@.service", "shop-worker.service"]
+    assert units_of(layout, ["web"], pattern=True, socket=True) == ["shop-web@*.socket", "shop-web@*.service"]
     assert units_of(layout, ["lb"]) == ["nginx.service"]
 
 

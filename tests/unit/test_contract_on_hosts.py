@@ -95,9 +95,9 @@ def test_systemd_command_refuses_control_characters_and_a_plain_string():
 # --- units
 
 def test_default_units_are_the_smpy_ones(tmp_path):
-    web = exec_start(files_of(project(tmp_path), "web1"), "shop-web.service")
+    web = exec_start(files_of(project(tmp_path), "web1"), "shop-web@.service")
     assert web.endswith("/.venv/bin/uvicorn main:app --fd 3 --workers 2 --proxy-headers --forwarded-allow-ips "
-                        "127.0.0.1 --timeout-graceful-shutdown 25")
+                        "* --timeout-graceful-shutdown 25")
     jobs = files_of(project(tmp_path), "jobs1")
     assert " -A scripts.run_worker:celery worker " in exec_start(jobs, "shop-worker.service")
     assert exec_start(jobs, "shop-beat.service").endswith(" -A scripts.run_worker:celery beat --loglevel INFO "
@@ -110,7 +110,7 @@ def test_declared_processes_and_their_arguments_reach_the_units_quoted(tmp_path)
         "worker": {"app": "backend.jobs:celery", "args": ["--pool", "threads"]},
         "beat": {"args": ["--max-interval", "5"]},
     })
-    web = exec_start(files_of(inventory, "web1"), "shop-web.service")
+    web = exec_start(files_of(inventory, "web1"), "shop-web@.service")
     assert "/uvicorn backend.api:app --fd 3 " in web
     assert web.endswith('--timeout-graceful-shutdown 25 --root-path /api --header "x-shop:yes please"')
     jobs = files_of(inventory, "jobs1")
@@ -126,7 +126,7 @@ def test_a_web_tier_without_celery_is_valid_and_renders_no_worker_or_beat(tmp_pa
              {"name": "db1", "address": "10.0.0.21", "roles": ["db"]}]
     inventory = project(tmp_path, hosts=hosts)
     files = files_of(inventory, "web1")
-    assert any(p.endswith("shop-web.service") for p in files)
+    assert any(p.endswith("shop-web@.service") for p in files)
     assert not any(p.endswith(("shop-worker.service", "shop-beat.service")) for p in files)
 
 

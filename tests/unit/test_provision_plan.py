@@ -86,13 +86,17 @@ def file_text(state, suffix: str) -> str:
 def test_web_host_units_and_nginx_follow_the_framework_guide(project):
     state = state_for(project, "web1")
     assert state.roles == ["base", "firewall", "app", "web"]
-    service = file_text(state, "shop-web.service")
-    assert "--fd 3 --workers 2 --proxy-headers --forwarded-allow-ips 127.0.0.1" in service
+    service = file_text(state, "shop-web@.service")
+    # Only root and nginx may connect to a slot's socket: every peer is trusted, and nginx sends one address.
+    assert "--fd 3 --workers 2 --proxy-headers --forwarded-allow-ips * " in service
+    assert "WorkingDirectory=/var/www/shop/web/slot-%i" in service and "Requires=shop-web@%i.socket" in service
     assert "ProtectSystem=strict" in service and "NoNewPrivileges=yes" in service
     assert "ReadWritePaths=/srv/shop/shared/uploads /srv/shop/shared/logs" in service
-    assert "ListenStream=127.0.0.1:8000" in file_text(state, "shop-web.socket")
+    socket = file_text(state, "shop-web@.socket")
+    assert "ListenStream=/run/shop-web/%i.sock" in socket
+    assert "SocketGroup=www-data" in socket and "SocketMode=0660" in socket
     site = file_text(state, "sites-available/shop.conf")
-    for line in ("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    for line in ("proxy_set_header X-Forwarded-For $remote_addr;",
                  "proxy_set_header X-Forwarded-Proto $scheme;", "expires 1y;",
                  'add_header Cache-Control "public, immutable";', "proxy_cookie_flags ~ secure;",
                  "return 301 https://$host$request_uri;", "server_name shop.example.com;"):
@@ -225,7 +229,7 @@ def test_handlers_owed_by_an_interrupted_run_still_run(project):
     request = apply_request(state, p).fields
     assert request["handlers"] == ["restart app units"]
     # web1 plays web only: the shared handler restarts its unit alone.
-    assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web.service"]]
+    assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web@*.service"]]
 
 
 def test_secret_file_changes_are_never_diffed(project):
@@ -289,7 +293,7 @@ def test_without_an_lb_a_web_host_has_nothing_to_drain(project):
     # A GET whose fresh connection a stopping uvicorn closed is tried once more, on the same uvicorn,
     # which is never marked down; a POST is not (nginx never repeats a non-idempotent request).
     entries = [line.strip() for line in upstream[:upstream.index("}")].splitlines()[1:] if line.strip()]
-    assert entries == ["server 127.0.0.1:8000 max_fails=0;"] * 2, entries
+    assert entries == ["server unix:/var/www/shop/web/uvicorn.sock max_fails=0;"] * 2, entries
     assert "proxy_next_upstream error;" in site and "proxy_next_upstream_tries 2;" in site
     assert "non_idempotent" not in site
 

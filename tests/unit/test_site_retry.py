@@ -1,8 +1,8 @@
 """The web host's nginx, with the upstream block smship renders, against an uvicorn that drops fresh connections.
 
-A stopping uvicorn closes a connection it accepted an instant before the request
-arrived. Real nginx, real sockets on loopback: a GET is tried again and answered;
-a POST the upstream read is never sent twice (502).
+A uvicorn restarted in place closes a connection it accepted an instant before the
+request arrived. Real nginx, a real socket reached through a link as on a web host:
+a GET is tried again and answered; a POST the upstream read is never sent twice (502).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ class DroppingUpstream:
     uvicorn closes a connection it just accepted) or after "read"ing the request (a process that dies
     under it). Records every request it read."""
 
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+    def __init__(self, path):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(64)
         self.drops: list[str] = []
         self.received: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
@@ -53,10 +54,14 @@ def test_a_get_survives_a_dropped_connection_and_a_post_is_never_repeated(projec
     upstream = site[site.index("upstream shop_uvicorn {"):]
     upstream = upstream[:upstream.index("}") + 1]
     retry = [line.strip() for line in site.splitlines() if line.strip().startswith("proxy_next_upstream")]
-    backend = DroppingUpstream()
+    backend = DroppingUpstream(tmp_path / "slot.sock")
+    # nginx connects through the link, as on a web host, where it names the serving slot's socket.
+    (tmp_path / "uvicorn.sock").symlink_to(tmp_path / "slot.sock")
     listen = free_port()
     (tmp_path / "nginx.conf").write_text(f"""
 daemon off;
+# The workers must reach the socket in pytest's private directory.
+user root;
 pid {tmp_path}/nginx.pid;
 error_log {tmp_path}/error.log;
 events {{}}
@@ -64,7 +69,7 @@ http {{
     access_log off;
     client_body_temp_path {tmp_path}/body;
     proxy_temp_path {tmp_path}/proxy;
-    {upstream.replace(":8000 ", f":{backend.port} ")}
+    {upstream.replace("/var/www/shop/web/uvicorn.sock", str(tmp_path / "uvicorn.sock"))}
     server {{
         listen 127.0.0.1:{listen};
         location / {{
