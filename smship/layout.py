@@ -151,6 +151,9 @@ class Layout:
         """The slot's link to the release it runs (``%s``: the slot), its working directory."""
         return f"{self.web_state}/slot-%s"
 
+    def is_web_slot(self, unit: str) -> bool:
+        return unit in (self.web_slot_service % "a", self.web_slot_service % "b")
+
     def web_slots(self) -> dict[str, str]:
         """What the agent needs to find and switch the web slots: one dict, built only here."""
         return {"upstream": self.web_upstream, "release": self.web_slot_release,

@@ -192,13 +192,14 @@ def proxy_headers(facts):
     from smship.checklist.nginx import forwards_headers
 
     problems = []
-    web_unit = facts.layout.web_service
     for host in facts.env.hosts:
         answer = facts.hosts.get(host.name)
         if answer is None:
             continue
         if "web" in host.roles:
-            unit = answer.units.get(web_unit)
+            # The serving web slot's unit (slot a's before the first deploy).
+            web_unit, unit = next(((n, u) for n, u in answer.units.items() if facts.layout.is_web_slot(n)),
+                                  (facts.layout.web_slot_service % "a", None))
             if unit is None or "--proxy-headers" not in unit.exec_start:
                 problems.append(f"{host.name}: {web_unit} is not configured with --proxy-headers")
             elif unit.cmdline and "--proxy-headers" not in unit.cmdline:
@@ -291,6 +292,8 @@ def budget_numbers(facts, inventory_only: bool = False) -> dict:
     demand = sum over web hosts of uvicorn workers x (pool + overflow)
            + sum over worker hosts of Celery concurrency x (pool + overflow)
            + the beat x (pool + overflow)
+           + one web batch's uvicorn workers again: while a batch restarts, each of its
+             hosts runs the new web slot beside the serving one
     limit  = max_connections - superuser_reserved_connections
 
     ``inventory_only``: the ceilings the inventory gives, once provisioning has
@@ -310,6 +313,10 @@ def budget_numbers(facts, inventory_only: bool = False) -> dict:
         ceiling = max((_ceiling(v, facts.ctx.app.settings) for v in sources if v is not None),
                       default=DEFAULT_POOL + DEFAULT_OVERFLOW)
         rows.append((host.name, processes, ceiling))
+    web = [row for row, host in zip(rows, facts.app_hosts()) if "web" in host.roles]
+    if web:
+        batch = env.web.batch_count(len(web))
+        rows.append((f"new web slots (batch of {batch})", batch * env.web.workers, max(c for _, _, c in web)))
     db = facts.db if facts.db and not facts.db.get("error") else None
     if db:
         limit, source = db["max_connections"] - db.get("reserved_connections", 3), "read from Postgres"

@@ -711,12 +711,12 @@ def _serving_unit(web):
 
 
 def _units(request):
-    """(name asked for, unit) for ``request["units"]``: the web slots' template names (``APP-web@.service``
-    and ``.socket``) stand for the serving slot's units, slot a's before any slot served."""
+    """``request["units"]``, where the web slots' template names (``APP-web@.service`` and ``.socket``)
+    stand for the serving slot's units (slot a's before any slot served)."""
     web = request.get("web")
     slot = (_serving_slot(web) or "a") if web else None
     named = {web["service"] % "": web["service"] % slot, web["socket_unit"] % "": web["socket_unit"] % slot} if web else {}
-    return [(unit, named.get(unit, unit)) for unit in request["units"]]
+    return [named.get(unit, unit) for unit in request["units"]]
 
 
 def _web_refusal(web):
@@ -842,7 +842,7 @@ def status(request):
     """Live release, units with their state and uptime, readiness, drained from the lb, disk."""
     answer = inspect(request)
     units = {}
-    for _, unit in _units(request):
+    for unit in _units(request):
         _, out, _ = _run(["systemctl", "show", unit, "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic,LoadState"])
         props = dict(line.partition("=")[::2] for line in out.splitlines())
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
@@ -921,7 +921,7 @@ def _process_value(unit, name):
 def keystate(request):
     name = request["name"]
     units = {}
-    for _, unit in _units(request):
+    for unit in _units(request):
         running, value = _process_value(unit, name)
         units[unit] = {"running": running, "fingerprint": key_fingerprint(name, value)}
     return {"current": _current(request["root"]), "file": key_fingerprint(name, _env_file_value(request["env_file"], name)),
@@ -1017,8 +1017,8 @@ def checkfacts(request):
         if request["frontend_manifest"]:
             answer["frontend"] = os.path.isfile(os.path.join(release, request["frontend_manifest"]))
     answer["env"] = _env_facts(request) if request.get("env_file") else None
-    for asked, unit in _units(request):
-        answer["units"][asked] = _unit_facts(unit)
+    for unit in _units(request):
+        answer["units"][unit] = _unit_facts(unit)
     _, beat, _ = _run(["systemctl", "is-active", request["beat_unit"]])
     answer["beat"] = beat.strip()
     if request.get("nginx"):

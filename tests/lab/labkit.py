@@ -201,6 +201,7 @@ class SteadyClient:
         self.failures: list[str] = []
         self.latencies: list[float] = []
         self.releases: set[str] = set()
+        self.served: list[str] = []        # each answered request's release, in order
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -220,8 +221,10 @@ class SteadyClient:
                     response = client.post(self.url, json=self.post) if self.post else client.get(self.url)
                     if response.status_code == 200:
                         self.ok += 1
-                        self.releases.add(response.json().get("release", "?") if "json" in
-                                          response.headers.get("content-type", "") else "?")
+                        release = (response.json().get("release", "?") if "json" in
+                                   response.headers.get("content-type", "") else "?")
+                        self.releases.add(release)
+                        self.served.append(release)
                     else:
                         self.failures.append(f"HTTP {response.status_code}: {response.text[:120]}")
                 except httpx.HTTPError as exc:
@@ -256,8 +259,18 @@ def live_release(lab, host: str) -> str:
     return remote(lab, host, f"basename \"$(readlink {APP_ROOT}/current)\"").strip()
 
 
+# The web slot that serves (nginx's link names its socket), as a shell word for remote commands.
+WEB_UNIT = 'refapp-web@"$(basename "$(readlink /var/www/refapp/web/uvicorn.sock)" .sock)".service'
+
+
+def web_unit(lab, host: str) -> str:
+    """The serving web slot's service on ``host`` (refapp-web@a.service or @b)."""
+    return remote(lab, host, f"echo {WEB_UNIT}").strip()
+
+
 def main_pids(lab, host: str) -> dict[str, str]:
-    units = ["refapp-web.service", "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
+    """The main PID of each app unit: a web slot switch changes the web unit's name and PID."""
+    units = [web_unit(lab, host), "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
     return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
 
 
@@ -301,10 +314,12 @@ class Variants:
 
 
 def steady_clients(lab, stack) -> list[SteadyClient]:
-    """Through the load balancer (lab1) a GET and a POST client, and a GET client straight at lab2's own nginx."""
+    """Through the load balancer (lab1) and straight at lab2's own nginx, a GET and a POST client each."""
     return [stack.enter_context(SteadyClient(lab.address("lab1"))),
             stack.enter_context(SteadyClient(lab.address("lab2"))),
             stack.enter_context(SteadyClient(lab.address("lab1"), path="/session", interval=0.05,
+                                             post={"name": "steady"})),
+            stack.enter_context(SteadyClient(lab.address("lab2"), path="/session", interval=0.05,
                                              post={"name": "steady"}))]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import ENV, lab_env, live_release, remote, run_smship
+from labkit import ENV, WEB_UNIT, lab_env, live_release, remote, run_smship, web_unit
 from smship.rotate.generations import key_fingerprint
 from smship.secrets import read_file_backend
 
@@ -140,8 +140,8 @@ def test_a_declared_contract_runs_on_the_hosts_under_the_apps_names(lab, own_con
         names = env_names(lab, host)
         assert {"APP_ENV", "APP_SECRET", "DATABASE_URL", "REDIS_URL", "UPLOADS_DIR"} <= names, (host, names)
         assert not {"SM_SECRET_KEY", "SM_DATABASE_URL", "SM_REDIS_URL", "SM_ENVIRONMENT"} & names, (host, names)
-    web_unit = remote(lab, "lab2", "systemctl show -p ExecStart refapp-web.service")
-    assert "asgi:app" in web_unit and "main:app" not in web_unit
+    exec_start = remote(lab, "lab2", f"systemctl show -p ExecStart {WEB_UNIT}")
+    assert "asgi:app" in exec_start and "main:app" not in exec_start
     assert "x-contract: yes please" in ping_headers(lab, "lab2")  # the quoted argument reached uvicorn whole
 
     # A failing release command stops the deploy before any restart, named, with the key masked.
@@ -164,7 +164,7 @@ def test_a_declared_contract_runs_on_the_hosts_under_the_apps_names(lab, own_con
     assert remote(lab, "lab2", f"stat -c %U {SEEDED}").strip() == "refapp"
     for host in WEB:
         assert live_release(lab, host) != live[host]
-        names = process_names(lab, host, "refapp-web.service")
+        names = process_names(lab, host, web_unit(lab, host))
         assert "APP_SECRET" in names and "SM_SECRET_KEY" not in names, (host, names)
     assert "APP_SECRET" in process_names(lab, "lab1", "refapp-beat.service")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, lab_env, remote, write_inventory
+from labkit import ENV, lab_env, remote, web_unit, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -169,10 +169,11 @@ def test_a_database_behind_the_live_head_fails_migrations_and_sm010_then_passes(
         assert behind["status"] == "fail", behind
         assert "at 0001_users, behind the head 0002_uploads_beat_ticks" in behind["reason"]
         # A web unit started now meets the app's own check and logs SM010.
-        remote(lab, "lab3", "systemctl restart refapp-web.service || true")
+        unit = web_unit(lab, "lab3")
+        remote(lab, "lab3", f"systemctl restart {unit} || true")
         found = wait_for_status(lab, smship, "sm010", "fail")
         assert found["status"] == "fail", found
-        assert "lab3 refapp-web.service" in found["reason"] and "SM010" in found["reason"]
+        assert f"lab3 {unit}" in found["reason"] and "SM010" in found["reason"]
 
         psql(lab, "update alembic_version set version_num = 'ffff_from_a_newer_release'")
         ahead = status_of(lab, smship, "migrations")
@@ -180,8 +181,8 @@ def test_a_database_behind_the_live_head_fails_migrations_and_sm010_then_passes(
         assert "does not know" in ahead["reason"]
     finally:
         psql(lab, f"update alembic_version set version_num = '{head}'")
-        remote(lab, "lab3", "systemctl reset-failed refapp-web.service; systemctl restart refapp-web.service")
-        wait_active(lab, "lab3", "refapp-web.service")
+        remote(lab, "lab3", f"systemctl reset-failed {unit}; systemctl restart {unit}")
+        wait_active(lab, "lab3", unit)
     assert status_of(lab, smship, "migrations")["status"] == "pass"
     assert wait_for_status(lab, smship, "sm010", "pass")["status"] == "pass"
 
@@ -249,9 +250,11 @@ def test_a_missing_frontend_manifest_fails(lab, smship, deployed):
 
 
 def test_uvicorn_without_proxy_headers_and_nginx_without_forwarded_headers_fail(lab, smship, deployed):
-    dropin = "/etc/systemd/system/refapp-web.service.d"
+    # A drop-in for the slots' template reaches both slots.
+    dropin = "/etc/systemd/system/refapp-web@.service.d"
     site = "/etc/nginx/sites-available/refapp-lb.conf"
-    exec_start = remote(lab, "lab3", "systemctl show -p ExecStart --value refapp-web.service")
+    unit = web_unit(lab, "lab3")
+    exec_start = remote(lab, "lab3", f"systemctl show -p ExecStart --value {unit}")
     assert "--proxy-headers" in exec_start
     try:
         remote(lab, "lab3", f"mkdir -p {dropin} && printf '[Service]\\nExecStart=\\nExecStart=/srv/refapp/current/"
@@ -259,7 +262,7 @@ def test_uvicorn_without_proxy_headers_and_nginx_without_forwarded_headers_fail(
         remote(lab, "lab1", f"cp -p {site} /root/lb.before-test && sed -i '/X-Forwarded-Proto/d' {site}")
         verdict = status_of(lab, smship, "proxy-headers")
         assert verdict["status"] == "fail", verdict
-        assert "lab3: refapp-web.service is not configured with --proxy-headers" in verdict["reason"]
+        assert f"lab3: {unit} is not configured with --proxy-headers" in verdict["reason"]
         assert "lab1: nginx location / does not set X-Forwarded-Proto" in verdict["reason"]
         assert "lab2" not in verdict["reason"]
     finally:
@@ -313,12 +316,14 @@ def test_pools_too_large_for_max_connections_fail_the_budget_with_a_suggestion(l
 
     verdict = status_of(lab, smship, "connection-budget", inventory=write_inventory(lab, tmp_path, big_pools))
     assert verdict["status"] == "fail", verdict
-    # 9 processes: lab1 beat 1, lab2 and lab3 2 uvicorn workers + 2 Celery processes each.
-    assert "504 connections at most (lab1 1x56 + lab2 4x56 + lab3 4x56) for a limit of 97" in verdict["reason"]
+    # 11 processes: lab1 beat 1, lab2 and lab3 2 uvicorn workers + 2 Celery processes each, and the
+    # 2 uvicorn workers of a batch's new web slot, which run beside the serving ones during a roll.
+    assert ("605 connections at most (lab1 1x55 + lab2 4x55 + lab3 4x55 + new web slots (batch of 1) 2x55) "
+            "for a limit of 97") in verdict["reason"]
     assert "read from Postgres" in verdict["reason"]
-    assert "SM_DB_POOL_SIZE: 3 and SM_DB_MAX_OVERFLOW: 6" in verdict["fix"]
+    assert "SM_DB_POOL_SIZE: 2 and SM_DB_MAX_OVERFLOW: 5" in verdict["fix"]
     passed = status_of(lab, smship, "connection-budget")
-    assert passed["status"] == "pass" and "81 connections at most" in passed["reason"], passed
+    assert passed["status"] == "pass" and "77 connections at most" in passed["reason"], passed
 
 
 def test_a_second_beat_or_none_fails(lab, smship, deployed):

@@ -2,8 +2,8 @@
 
 The lab: lab1 = [db, lb, beat], lab2 and lab3 = [web, worker], web batches of one.
 Steady clients run through each roll: a GET and a POST client through the
-load balancer (lab1), and a GET client straight at lab2's own nginx (as on a
-single web host, with no lb to drain it).  All must see zero failed requests,
+load balancer (lab1), and a GET and a POST client straight at lab2's own nginx
+(as on a single web host, with no lb to drain it).  All must see zero failed requests,
 and the lb's nginx is never reloaded (a reload closes idle kept-alive client
 connections, and a request sent on one at that instant fails).
 
@@ -21,7 +21,7 @@ import yaml
 
 from labkit import (APP_HOSTS, APP_ROOT, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
                     fleet_state, git, live_release, main_pids, nginx_workers, psql, remote, served_release, start_smship,
-                    steady_clients, wait_for_line)
+                    steady_clients, wait_for_line, web_unit)
 
 pytestmark = pytest.mark.lab
 
@@ -45,6 +45,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     data["environments"][ENV].setdefault("env", {})["SM_DEPLOY_NOTE"] = "rolled-by-deploy"
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     before = {h: live_release(lab, h) for h in APP_HOSTS}
+    web_before = {h: web_unit(lab, h) for h in WEB}
     lb_workers = nginx_workers(lab, "lab1")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
@@ -60,6 +61,13 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
         assert served_release(lab, host) == release
     # Both clients saw the old release, then the new one: the roll happened under load.
     assert {before["lab2"], release} <= clients[1].releases, clients[1].releases
+    # Straight at lab2's nginx, as on a fleet of one web host: the old uvicorn answered every request
+    # until the new one took over, once, with none failed or lost between (no timing bound).
+    served = clients[1].served
+    switch = served.index(release)
+    assert served[:switch] == [before["lab2"]] * switch and served[switch:] == [release] * (len(served) - switch)
+    assert web_before["lab2"] != web_unit(lab, "lab2"), "lab2 did not start the release in its idle web slot"
+    assert remote(lab, "lab2", f"systemctl is-active {web_before['lab2']} || true").strip() == "inactive"
     assert run.output.count("migrating the database once") == 1
     for host in APP_HOSTS:
         assert "SM_DEPLOY_NOTE=rolled-by-deploy" in remote(lab, host, "cat /srv/refapp/shared/env")
@@ -193,7 +201,7 @@ def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(la
                                                              "        if True:  # a broken release\n")]},
                                    message="sm010")
     before = {h: live_release(lab, h) for h in APP_HOSTS}
-    untouched = main_pids(lab, "lab3")
+    untouched, serving = main_pids(lab, "lab3"), main_pids(lab, "lab2")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
         time.sleep(1)
@@ -201,9 +209,10 @@ def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(la
     variants.undo()
     assert_no_failed_request(clients)
     assert "lab2" in run.output and "SM010" in run.output, run
-    assert "switched back to " + before["lab2"] in run.output, run
+    assert before["lab2"] + " kept serving; the new release never took a request" in run.output, run
     assert {h: live_release(lab, h) for h in APP_HOSTS} == before
     assert main_pids(lab, "lab3") == untouched, "a host after the failing batch was restarted"
+    assert main_pids(lab, "lab2") == serving, "lab2's serving web slot was restarted"
     assert served_release(lab, "lab2") == before["lab2"]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, WEB, lab_env, postgres_unit, remote, write_inventory
+from labkit import ENV, WEB, lab_env, postgres_unit, remote, web_unit, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -24,13 +24,15 @@ DOMAIN = "refapp.lab.test"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SITE = "/etc/nginx/sites-available/refapp.conf"
 # Units whose process must survive a provisioning run that changes nothing.
-WATCHED = ["nginx", "redis-server", "refapp-web.socket", "refapp-web.service",
+WATCHED = ["nginx", "redis-server", '"$web.socket"', '"$web.service"',
            "refapp-worker.service", "refapp-beat.service"]
 
 
 def process_snapshot(lab, host: str) -> str:
     """Each watched unit's main PID and start time, and nginx's workers (a reload replaces them)."""
-    script = ("for u in " + " ".join([postgres_unit(lab), *WATCHED]) + "; do "
+    # The serving web slot (nginx's link names its socket); none on a host without the web role.
+    script = ('web=refapp-web@"$(basename "$(readlink /var/www/refapp/web/uvicorn.sock 2>/dev/null)" .sock)"; '
+              "for u in " + " ".join([postgres_unit(lab), *WATCHED]) + "; do "
               'echo "$u $(systemctl show -p MainPID -p ActiveEnterTimestampMonotonic --value "$u" | tr "\\n" " ")"; '
               "done; echo nginx-workers $(pgrep -P \"$(systemctl show -p MainPID --value nginx)\" | sort)")
     return remote(lab, host, script)
@@ -157,8 +159,8 @@ def test_nginx_serves_https_with_the_configured_certificate(lab, smship, provisi
 
 
 def test_every_app_unit_is_hardened_by_systemd_analyze_security(lab, provisioned):
-    units = {"lab1": ["refapp-beat.service"], "lab2": ["refapp-web.service", "refapp-worker.service"],
-             "lab3": ["refapp-web.service", "refapp-worker.service"]}
+    units = {"lab1": ["refapp-beat.service"], "lab2": [web_unit(lab, "lab2"), "refapp-worker.service"],
+             "lab3": [web_unit(lab, "lab3"), "refapp-worker.service"]}
     for host, names in units.items():
         for unit in names:
             report = remote(lab, host, f"systemd-analyze security --no-pager {unit}")

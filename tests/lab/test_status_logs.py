@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from labkit import ENV, postgres_unit, remote
+from labkit import ENV, postgres_unit, remote, web_unit
 
 pytestmark = pytest.mark.lab
 
@@ -50,14 +50,14 @@ def test_status_shows_release_units_uptime_readiness_and_disk(lab, smship, deplo
     for host in ("lab1", "lab2", "lab3"):
         row = next(line for line in table.stderr.splitlines() if f" {host} " in line)
         assert release in row and "GiB" in row, row
-    assert re.search(r"refapp-web +│ active +│ \d+m\d\ds", table.stderr), table.stderr
+    assert re.search(r"refapp-web@[ab] +│ active +│ \d+m\d\ds", table.stderr), table.stderr
     assert postgres_unit(lab) in table.stderr and "refapp-beat" in table.stderr
 
     document = smship("status", ENV, "-o", "json", check=True).document
     hosts = document["hosts_status"]
     assert set(hosts) == {"lab1", "lab2", "lab3"}
     for name in ("lab2", "lab3"):
-        web = hosts[name]["units"]["refapp-web.service"]
+        web = hosts[name]["units"][web_unit(lab, name)]
         assert web["state"] == "active" and web["uptime"] > 0, web
         assert hosts[name]["ready"] == "healthy"
         assert hosts[name]["current"] == release and hosts[name]["free_bytes"] > 2 ** 20

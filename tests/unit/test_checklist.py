@@ -136,7 +136,10 @@ def test_no_admin_asks_for_the_apps_own_bootstrap_without_naming_any_app():
 def test_budget_formula_and_suggestion():
     made = facts()
     numbers = checks.budget_numbers(made)
-    # web1, web2: 2 uvicorn workers each; jobs1: 2 Celery processes + the beat (inventory.example).
+    # web1, web2: 2 uvicorn workers each; jobs1: 2 Celery processes + the beat (inventory.example);
+    # and while a web batch rolls, its hosts' new slots run beside the serving ones.
+    batch = made.env.web.batch_count(2)
+    assert numbers["rows"][-1] == (f"new web slots (batch of {batch})", batch * made.env.web.workers, 30)
     assert numbers["processes"] == sum(p for _, p, _ in numbers["rows"])
     assert numbers["demand"] == numbers["processes"] * 30 and numbers["limit"] == 97
     verdict = judge("connection-budget", made)
@@ -164,7 +167,7 @@ def test_beat_counts_active_units_on_every_host():
 
 def test_sm010_and_proxy_headers_from_unit_facts():
     made = facts()
-    web = made.layout.web_service
+    web = made.layout.web_slot_service % "b"   # the agent answers for the serving slot's unit
     made.hosts["web1"].units[web] = unit("uvicorn main:app --fd 3", sm010="SM010 current=0001 head=0002")
     assert "web1 " + web in judge("sm010", made).reason
     change(made, "web1", nginx=SITE)
