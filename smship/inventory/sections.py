@@ -113,6 +113,8 @@ class Checks(StrictModel):
 
 class Web(StrictModel):
     workers: int = Field(default=2, ge=1, le=64)
+    # Read by nothing since uvicorn listens on a socket per web slot (/run/APP-web/a.sock);
+    # still accepted so inventories written before keep loading.
     port: int = Field(default=8000, ge=1, le=65535)
     batch_size: int | str = 1
 
