@@ -5,8 +5,12 @@
 
 For each fleet size it boots a lab (where SMSHIP_LAB_DIR, SMSHIP_LAB_BRIDGE and
 SMSHIP_LAB_SUBNET say, as `smship lab up` does), provisions it, then measures: the first
-(full) deploy, a deploy with one changed Python file, a no-op deploy, a
-no-op provision, a rollback, and the physical floor of the same work.
+(full) deploy, a deploy with one changed Python file, a no-op deploy, a deploy
+whose release fails its health gate, a no-op provision, a rollback, a secret
+rotation, status, and the physical floor of the same work. Steady clients (GET
+and POST, through the lb and straight at a web host) run through the restarts;
+with matplotlib installed (pip install -e '.[bench]'), --plots draws their
+latency over time per case, the command's steps marked.
 The lab is torn down after each size, also on failure or Ctrl-C.
 See bench/README.md for the method.
 """
@@ -26,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab"), str(ROOT / "bench")]
 
 from floor import floor_seconds  # noqa: E402
-from labkit import ENV, SteadyClient, app_variant, run_smship  # noqa: E402
+from labkit import ENV, SteadyClient, app_variant, git, run_smship  # noqa: E402
+from plot import draw  # noqa: E402
 from table import render  # noqa: E402
 
 
@@ -34,10 +39,21 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def client_address(lab) -> str:
-    """Where users come in: the load balancer if there is one, else the first web host."""
+def client_addresses(lab) -> dict[str, str]:
+    """Where clients come in: through the load balancer (lab1, from three hosts on) and straight at
+    the first web host (the last host of a smaller lab, which carries every role)."""
     hosts = lab.hosts
-    return hosts[0][1] if len(hosts) >= 3 else hosts[-1][1]
+    return ({"lb": hosts[0][1]} if len(hosts) >= 3 else {}) | {"direct": hosts[1][1] if len(hosts) >= 3 else hosts[-1][1]}
+
+
+def steady_clients(lab, stack: ExitStack) -> dict[str, SteadyClient]:
+    """A GET and a POST client per way in; the POST one is a request no proxy may repeat."""
+    clients = {}
+    for way, address in client_addresses(lab).items():
+        clients[f"{way} GET"] = stack.enter_context(SteadyClient(address))
+        clients[f"{way} POST"] = stack.enter_context(SteadyClient(address, path="/session", interval=0.05,
+                                                                  post={"name": "bench"}))
+    return clients
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -47,27 +63,28 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = False) -> dict:
-    """Run ``smship ARGV -o json`` (with a steady client when ``loaded``) and keep its figures."""
+def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = False, fails: bool = False) -> dict:
+    """Run ``smship ARGV -o json`` (with steady clients when ``loaded``) and keep its figures;
+    ``fails``: the command is meant to fail (a release that fails its gate)."""
     say(f"{len(lab.hosts)} host(s): {case}")
     with ExitStack() as stack:
-        client = stack.enter_context(SteadyClient(client_address(lab))) if loaded else None
-        if client:
+        clients = steady_clients(lab, stack) if loaded else {}
+        if clients:
             time.sleep(1)
-        began, used = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        began, started, used = time.monotonic(), time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         run = run_smship(*argv, "-o", "json", inventory=inventory, timeout=3600)
         wall, after = time.monotonic() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
     # smship is the only child process waited for meanwhile (the steady client is a thread):
     # its CPU is the difference; the peak memory is the largest child's so far (KiB on Linux).
-    row = {"case": case, "hosts": len(lab.hosts), "ok": run.returncode == 0, "wall": wall,
+    row = {"case": case, "hosts": len(lab.hosts), "ok": (run.returncode != 0) == fails, "wall": wall,
            "cpu": (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime),
            "peak_rss_mb": after.ru_maxrss / 1024}
     try:
         document = run.document
     except (ValueError, IndexError):
         document = {}
-    if run.returncode != 0:
-        say(f"{case} FAILED:\n{run.stderr[-3000:]}")
+    if not row["ok"]:
+        say(f"{case} did not go as meant:\n{run.stderr[-3000:]}")
     row["phases"] = document.get("phases", {})
     row["batches"] = document.get("batches", [])
     trips = document.get("round_trips", {})
@@ -75,11 +92,18 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     shipped = [r["details"]["bytes_sent"] for r in document.get("hosts", []) if "bytes_sent" in r.get("details", {})]
     row["bytes_per_host"] = max(shipped) if shipped else None
     row["release"] = document.get("release")
-    if client:
-        row["requests"] = client.total
-        row["failed"] = len(client.failures)
-        row["failures"] = client.failures[:3]
-        row["p99_ms"] = round(1000 * percentile(client.latencies, 0.99), 1) if client.latencies else None
+    if clients:
+        row["requests"] = sum(c.total for c in clients.values())
+        row["failed"] = sum(len(c.failures) for c in clients.values())
+        row["failures"] = [f for c in clients.values() for f in c.failures][:3]
+        latencies = [s for c in clients.values() for s in c.latencies]
+        row["p99_ms"] = round(1000 * percentile(latencies, 0.99), 1) if latencies else None
+        for way in client_addresses(lab):
+            mine = [s for name, c in clients.items() if name.startswith(way) for s in c.latencies]
+            row[f"max_ms_{way}"] = round(1000 * max(mine), 1) if mine else None
+        row["samples"] = {name: c.samples for name, c in clients.items()}
+        row["timeline"] = document.get("timeline", [])
+        row["started"] = started
     return row
 
 
@@ -112,6 +136,11 @@ def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str |
                     message="one changed file")
         rows.append(measure("one changed .py", ["deploy", ENV], inventory, lab, loaded=True))
         rows.append(measure("no-op deploy", ["deploy", ENV], inventory, lab, loaded=True))
+        app_variant(work / "app", edits={"refapp/web.py": [('        return {"status": worst, "checks": results}',
+                                                            '        return {"status": "unhealthy", "checks": results}')]},
+                    message="a release that fails its gate")
+        rows.append(measure("failed deploy", ["deploy", ENV], inventory, lab, loaded=True, fails=True))
+        git(work / "app", "revert", "--no-edit", "HEAD")
         rows.append(measure("rollback", ["rollback", ENV], inventory, lab, loaded=True))
         rows.append(measure("rotate-secret", ["rotate-secret", ENV], inventory, lab, loaded=True))
         rows.append(measure("status", ["status", ENV], inventory, lab))
@@ -154,12 +183,17 @@ def main() -> None:
     parser.add_argument("--db-max-connections", type=int,
                         help="the inventory's db.max_connections: a large fleet outgrows Postgres' default 100")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--plots", type=Path, help="draw each loaded case's client latencies into this directory "
+                                                    "(PNG; needs matplotlib: pip install -e '.[bench]')")
     args = parser.parse_args()
     rows: list[dict] = []
     for size in [int(n) for n in args.hosts.split(",")]:
         rows += bench_fleet(size, args.image, args.distro, args.batch_size, args.db_max_connections)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2, default=str))
+        if args.plots:
+            for path in draw(rows, args.plots, suffix=args.batch_size):
+                say(f"drew {path}")
     print(render(rows))
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 PHASES = ("build", "ship", "install", "migrate", "roll")
 HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "web batch overhead s", "SSH trips/host",
-          "bytes/host", "floor s", "x floor", "failed/requests", "p99 ms", "smship CPU s", "smship peak MB"]
+          "bytes/host", "floor s", "x floor", "failed/requests", "p99 ms", "max ms lb", "max ms direct",
+          "smship CPU s", "smship peak MB"]
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 def _seconds(value) -> str:
@@ -27,7 +32,8 @@ def _row(row: dict) -> list[str]:
             *[_seconds(phases.get(p)) for p in PHASES], _overhead(row.get("batches") or []),
             "" if not trips else (str(trips[0]) if trips[0] == trips[1] else f"{trips[0]}-{trips[1]}"),
             "" if row.get("bytes_per_host") is None else f"{row['bytes_per_host']:,}",
-            _seconds(floor), ratio, requests, "" if row.get("p99_ms") is None else f"{row['p99_ms']:.0f}",
+            _seconds(floor), ratio, requests, _ms(row.get("p99_ms")), _ms(row.get("max_ms_lb")),
+            _ms(row.get("max_ms_direct")),
             "" if row.get("cpu") is None else f"{row['cpu']:.2f}",
             "" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}"]
 

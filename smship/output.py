@@ -40,6 +40,8 @@ class Reporter:
         self._started = time.monotonic()
 
     def step(self, title: str) -> None:
+        # When each step began (wall clock): the bench marks them on its clients' latency plots.
+        self.data.setdefault("timeline", []).append({"at": round(time.time(), 3), "step": title})
         self.console.print(f"[bold]==>[/] {escape(title)}")
 
     def info(self, message: str) -> None:

@@ -202,6 +202,7 @@ class SteadyClient:
         self.latencies: list[float] = []
         self.releases: set[str] = set()
         self.served: list[str] = []        # each answered request's release, in order
+        self.samples: list[tuple[float, float, bool]] = []  # (sent at, wall clock; seconds; answered 200)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -216,11 +217,11 @@ class SteadyClient:
             for _ in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
-                began = time.monotonic()
+                began, sent_at, ok = time.monotonic(), time.time(), False
                 try:
                     response = client.post(self.url, json=self.post) if self.post else client.get(self.url)
                     if response.status_code == 200:
-                        self.ok += 1
+                        self.ok, ok = self.ok + 1, True
                         release = (response.json().get("release", "?") if "json" in
                                    response.headers.get("content-type", "") else "?")
                         self.releases.add(release)
@@ -230,6 +231,7 @@ class SteadyClient:
                 except httpx.HTTPError as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                 self.latencies.append(time.monotonic() - began)
+                self.samples.append((sent_at, self.latencies[-1], ok))
                 self._stop.wait(self.interval)
 
     def __enter__(self) -> "SteadyClient":
