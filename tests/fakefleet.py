@@ -205,14 +205,19 @@ class FakeFleet(Fleet):
     def _activate(self, host: FakeHost, request: dict) -> dict:
         release, previous = request["release"], host.current
         self._event("activate", host.name, release, tuple(request["restart"]))
-        for unit in request["restart"]:
-            host.units[unit] = dict(host.env_file)
-        if host.releases.get(release) and release not in host.unhealthy:
+        healthy = host.releases.get(release) and release not in host.unhealthy
+        # A web tier starts the release in its idle slot: the serving one is replaced only once it passed.
+        if healthy or not request.get("web"):
+            for unit in request["restart"]:
+                host.units[unit] = dict(host.env_file)
+        if healthy:
             host.current = release
             host.activations.append((release, previous))
             return {"ok": True, "release": release, "previous": previous, "status": "healthy"}
         outcome = {"ok": False, "reason": f"{release} is not healthy", "release": release, "previous": previous}
-        if previous and previous != release:
+        if request.get("web"):
+            outcome.update(kept=bool(previous), reverted=bool(previous))
+        elif previous and previous != release:
             self._event("activate", host.name, previous, tuple(request["restart"]))
             host.current = previous
             outcome["reverted"] = True

@@ -167,8 +167,13 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
 def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_old_release(fleet_of, release):
     ctx, fleet = fleet_of()
     fleet.hosts["web2"].unhealthy.add("r1")
+    serving = dict(fleet.hosts["web2"].units)
     assert not run_deploy(ctx, fleet)
-    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1"), ("web2", "r0")]   # web2 switched itself back
+    # web2 started r1 in its idle web slot and stopped it there: r0's slot kept serving, never restarted.
+    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1")]
+    assert fleet.hosts["web2"].units == serving
+    assert [r.message for r in ctx.reporter.reports if r.host == "web2" and r.status == "failed"] == \
+        ["r1 is not healthy; r0 kept serving; the new release never took a request"]
     assert [fleet.hosts[n].current for n in [*WEB, "jobs1"]] == ["r1", "r0", "r0", "r0"]
     assert migrations(fleet) == ["web1"]
     assert no_lock_left(fleet)
@@ -232,8 +237,8 @@ def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, r
     ctx, fleet = fleet_of(batch_size=2, lb=False)
     fleet.hosts["web1"].unhealthy.add("r1")
     assert not run_deploy(ctx, fleet)
-    # web1 and web2 were one batch: web2 went live and stays, web1 reverted, web3 was never reached.
-    assert sorted(restarts(fleet)) == [("web1", "r0"), ("web1", "r1"), ("web2", "r1")]
+    # web1 and web2 were one batch: web2 went live and stays, web1 kept r0 serving, web3 was never reached.
+    assert sorted(restarts(fleet)) == [("web1", "r1"), ("web2", "r1")]
     assert [fleet.hosts[n].current for n in WEB] == ["r0", "r1", "r0"]
     assert no_lock_left(fleet)
 
