@@ -10,6 +10,7 @@ time; they only describe.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,22 @@ class RoleError(SmshipError):
     pass
 
 
+# libyaml's loader where PyYAML has it: a provision reads every role of every host.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: Path, text: str) -> dict[str, Any]:
+    return yaml.load(text, Loader=_YAML_LOADER) or {}
+
+
 def load_role(name: str, project_dir: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The role file and its data, parsed once per content (callers do not change it)."""
     try:
         path = find("roles", f"{name}.yml", project_dir)
     except FileNotFoundError as exc:
         raise RoleError(str(exc)) from None
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _parsed(path, path.read_text())
     unknown = set(data) - _SECTIONS
     if unknown:
         raise RoleError(f"{path}: unknown section {sorted(unknown)[0]!r} (sections: {', '.join(sorted(_SECTIONS))})")
@@ -64,10 +75,22 @@ class Renderer:
 
     def __init__(self, env: jinja2.Environment, variables: dict[str, Any], where: Path):
         self.env, self.vars, self.where = env, variables, where
+        # Every host renders the same role strings: each is compiled once per environment.
+        self._compiled = env.__dict__.setdefault("_smship_compiled", {})
+
+    def _compile(self, kind: str, source: str):
+        key = (kind, source)
+        if key not in self._compiled:
+            self._compiled[key] = (self.env.from_string(source) if kind == "text"
+                                   else self.env.compile_expression(source))
+        return self._compiled[key]
 
     def text(self, value: Any) -> str:
+        source = str(value)
+        if "{" not in source:
+            return source       # no Jinja in it
         try:
-            return self.env.from_string(str(value)).render(self.vars)
+            return self._compile("text", source).render(self.vars)
         except jinja2.TemplateError as exc:
             raise RoleError(f"{self.where}: {value!r}: {exc}") from None
 
@@ -76,7 +99,7 @@ class Renderer:
         if expression is None:
             return True
         try:
-            return bool(self.env.compile_expression(str(expression))(self.vars))
+            return bool(self._compile("expression", str(expression))(self.vars))
         except jinja2.TemplateError as exc:
             raise RoleError(f"{self.where}: when {expression!r}: {exc}") from None
 
