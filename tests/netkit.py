@@ -1,10 +1,39 @@
-"""Loopback helpers for tests that start real servers: a free port, and waiting for one to listen."""
+"""Loopback helpers for tests that start real servers: a free port, waiting for one to listen, and a
+server on a unix socket as a web slot's uvicorn listens."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Callable
+
+
+class UnixServer:
+    """Accepts on a unix socket at ``path`` in a thread and hands each connection to ``handle``."""
+
+    def __init__(self, path, handle: Callable[[socket.socket], None]):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(64)
+        self._handle = handle
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                self._handle(conn)
+
+    def close(self):
+        # shutdown wakes the accept blocked in the thread; a bare close would leave it on a reused fd.
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self._thread.join(5)
 
 
 def free_port(address: str = "127.0.0.1") -> int:

@@ -752,7 +752,8 @@ def _activate_web(request, previous):
         serves = bool(serving) and _run(["systemctl", "is-active", web["service"] % serving])[1].strip() == "active"
         outcome.update(reverted=serves, kept=serves)
         if not serves:
-            outcome["revert_reason"] = "no web slot was serving before"
+            outcome["revert_reason"] = ("slot %s was not running either" % serving) if serving \
+                else "no web slot served before"
         return outcome
     try:
         _switch(request["root"], release)

@@ -173,6 +173,8 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
                 report.host(name, "failed", result.failed[name], seconds)
                 continue
             answer = answers.succeeded[name]
+            if answer.stop_error:
+                report.warn(f"{name}: the web slot it left could not be stopped ({answer.stop_error})")
             if answer.record_error:
                 report.warn(f"{name}: the activation log was not written ({answer.record_error}); "
                             "rollback without --to cannot count this activation")

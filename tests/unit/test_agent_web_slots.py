@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from netkit import UnixServer
 from smship.layout import Layout
 from smship.remote import agent
 
@@ -53,34 +54,18 @@ def test_a_host_still_running_the_pre_slot_web_unit_is_refused_by_name(tmp_path,
     assert agent._web_refusal(web) is None
 
 
-class SlotServer:
-    """An HTTP server on a unix socket, as a slot's uvicorn: records each request's head."""
+class SlotServer(UnixServer):
+    """A slot's uvicorn: answers every request healthy and records each request's head."""
 
     def __init__(self, path):
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(16)
         self.heads: list[bytes] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(path, self._answer)
 
-    def close(self):
-        # shutdown wakes the accept blocked in the thread; a bare close would leave it on a reused fd.
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._thread.join(5)
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                self.heads.append(conn.recv(65536))
-                body = b'{"status": "healthy"}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+    def _answer(self, conn):
+        self.heads.append(conn.recv(65536))
+        body = b'{"status": "healthy"}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (len(body), body))
 
 
 def test_the_gate_asks_the_slot_s_own_socket_as_nginx_would(tmp_path):

@@ -8,45 +8,34 @@ a GET is tried again and answered; a POST the upstream read is never sent twice 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
 
 import httpx
 import pytest
 
-from netkit import free_port, wait_listening
+from netkit import UnixServer, free_port, wait_listening
 from test_provision_plan import file_text, project, state_for  # noqa: F401 (project is a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/setup-deps installs it)")
 
 
-class DroppingUpstream:
+class DroppingUpstream(UnixServer):
     """Answers every connection but the next ones ``drops`` names: closed "unread" (at once, as a stopping
     uvicorn closes a connection it just accepted) or after "read"ing the request (a process that dies
     under it). Records every request it read."""
 
     def __init__(self, path):
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen(64)
         self.drops: list[str] = []
         self.received: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(path, self._answer)
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                drop = self.drops.pop(0) if self.drops else None
-                if drop == "unread":
-                    continue
-                self.received.append(conn.recv(65536).split(b" ", 1)[0])
-                if drop != "read":
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    def _answer(self, conn):
+        drop = self.drops.pop(0) if self.drops else None
+        if drop == "unread":
+            return
+        self.received.append(conn.recv(65536).split(b" ", 1)[0])
+        if drop != "read":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
 def test_a_get_survives_a_dropped_connection_and_a_post_is_never_repeated(project, tmp_path):
@@ -101,4 +90,4 @@ http {{
     finally:
         nginx.terminate()
         nginx.wait(10)
-        backend.listener.close()
+        backend.close()
