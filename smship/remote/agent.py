@@ -739,6 +739,7 @@ def _activate_web(request, previous):
     outcome = {"previous": previous, "release": release, "slot": slot}
     try:
         target = _complete_release(request["root"], release)
+        _await_stopped(unit)
         since = time.time() - 1
         _link({"path": web["release"] % slot, "target": target})
         _systemctl("restart", unit)
@@ -767,7 +768,8 @@ def _activate_web(request, previous):
     if serving:
         _run(["systemctl", "disable", "--quiet", "--no-reload", web["service"] % serving])
         _await_backlog(web["socket"] % serving)
-        _stop_slot(web, serving, outcome)
+        # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
+        _stop_slot(web, serving, outcome, wait=False)
     return outcome
 
 
@@ -797,9 +799,21 @@ def _await_backlog(path):
         time.sleep(0.01)
 
 
-def _stop_slot(web, slot, outcome):
+# A slot stopped without waiting may still finish requests when the next activation wants it.
+STOP_WAIT = 35
+
+
+def _await_stopped(unit):
+    """Until ``unit`` is no longer stopping (uvicorn's graceful shutdown is bounded by TimeoutStopSec)."""
+    deadline = time.monotonic() + STOP_WAIT
+    while _run(["systemctl", "is-active", unit])[1].strip() == "deactivating" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _stop_slot(web, slot, outcome, wait=True):
     """Stop a slot and its socket (uvicorn finishes the requests it holds); a failure is reported, not fatal."""
-    code, out, err = _run(["systemctl", "stop", web["service"] % slot, web["socket_unit"] % slot])
+    code, out, err = _run(["systemctl", "stop"] + ([] if wait else ["--no-block"]) +
+                          [web["service"] % slot, web["socket_unit"] % slot])
     if code != 0:
         outcome["stop_error"] = "systemctl stop %s: %s" % (web["service"] % slot, (err or out).strip()[-300:])
 

@@ -265,6 +265,14 @@ def live_release(lab, host: str) -> str:
 WEB_UNIT = 'refapp-web@"$(basename "$(readlink /var/www/refapp/web/uvicorn.sock)" .sock)".service'
 
 
+def wait_state(lab, host: str, unit: str, state: str, seconds: float = 60) -> None:
+    """Until ``systemctl is-active unit`` says ``state`` on ``host`` (bounded)."""
+    deadline = time.monotonic() + seconds
+    while (now := remote(lab, host, f"systemctl is-active {unit} || true").strip()) != state:
+        assert time.monotonic() < deadline, f"{unit} on {host} is {now}, not {state}, after {seconds}s"
+        time.sleep(0.5)
+
+
 def web_unit(lab, host: str) -> str:
     """The serving web slot's service on ``host`` (refapp-web@a.service or @b)."""
     return remote(lab, host, f"echo {WEB_UNIT}").strip()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import ENV, lab_env, remote, web_unit, write_inventory
+from labkit import ENV, lab_env, remote, wait_state, web_unit, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -76,10 +76,7 @@ def env_line(lab, host: str, key: str, value: str):
 
 
 def wait_active(lab, host: str, unit: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while remote(lab, host, f"systemctl is-active {unit} || true").strip() != "active":
-        assert time.monotonic() < deadline, f"{unit} on {host} did not come back"
-        time.sleep(1)
+    wait_state(lab, host, unit, "active", seconds)
 
 
 def test_a_deployed_lab_passes_every_check_once_an_admin_exists(lab, smship, deployed):
