@@ -760,7 +760,12 @@ def _activate_web(request, previous):
         _switch(request["root"], release)
         _link({"path": web["upstream"], "target": web["socket"] % slot})
     except Exception as exc:
-        outcome.update(ok=False, reason="could not switch to slot %s: %s" % (slot, exc))
+        # nginx still reaches the serving slot: so must ``current`` name its release.
+        if previous:
+            _switch(request["root"], previous)
+        _stop_slot(web, slot, outcome)
+        outcome.update(ok=False, reason="could not switch to slot %s: %s" % (slot, exc), reverted=bool(serving),
+                       kept=bool(serving))
         return outcome
     _record_live(request, outcome, release, previous)
     # At boot the serving slot starts, not the other.
