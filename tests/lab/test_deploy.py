@@ -27,7 +27,7 @@ pytestmark = pytest.mark.lab
 
 def test_first_deploy_migrates_once_and_starts_every_tier(lab, deployed):
     release = deployed.document["audit"]["release"]
-    assert deployed.output.count("migrating the database once") == 1
+    assert deployed.stderr.count("migrating the database once") == 1
     for host in APP_HOSTS:
         assert live_release(lab, host) == release
         assert remote(lab, host, f"test -f /srv/refapp/releases/{release}/.smship-complete && echo yes").strip() == "yes"
@@ -69,7 +69,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     assert web_before["lab2"] != web_unit(lab, "lab2"), "lab2 did not start the release in its idle web slot"
     # The old slot finishes what it holds on its own time, then is stopped for good.
     wait_state(lab, "lab2", web_before["lab2"], "inactive")
-    assert run.output.count("migrating the database once") == 1
+    assert run.stderr.count("migrating the database once") == 1
     for host in APP_HOSTS:
         assert "SM_DEPLOY_NOTE=rolled-by-deploy" in remote(lab, host, "cat /srv/refapp/shared/env")
         for unit, pid in main_pids(lab, host).items():
