@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,29 @@ def test_app_python_version_installs_that_interpreter(project):
     (project / "smship.yml").write_text(text.replace("app:\n", "app:\n  python: '3.13'\n", 1))
     packages = state_for(project, "web1", TRIXIE).packages
     assert {"python3.13", "python3.13-venv"} <= set(packages) and "python3-venv" not in packages
+
+
+def test_the_handover_to_web_slots_waits_in_whole_seconds_and_leaves_a_slot_host_alone(project, tmp_path):
+    text = (project / "smship.yml").read_text().replace("      timeout: 60\n", "      timeout: 45.5\n")
+    (project / "smship.yml").write_text(text)
+    state = state_for(project, "web1")
+    [handover] = state.handlers["hand over to a web slot"]
+    shell, flag, script, name, current, web_state, unit, socket_path, timeout = handover
+    assert (shell, flag, name, unit, timeout) == ("sh", "-c", "sh", "shop-web@a.service", "46")
+    assert (current, web_state, socket_path) == ("/srv/shop/current", "/var/www/shop/web", "/run/shop-web/a.sock")
+
+    def handover_on(current: Path, web: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([shell, flag, script, name, str(current), str(web), unit, socket_path, timeout],
+                              capture_output=True, text=True, timeout=30)
+
+    web = tmp_path / "web"
+    web.mkdir()
+    # Nothing deployed yet: the first deploy starts a slot.
+    nothing = handover_on(tmp_path / "current", web)
+    assert (nothing.returncode, nothing.stderr) == (0, "")
+    # A host that serves from a slot already: nothing to hand over.
+    (tmp_path / "current").symlink_to(tmp_path)
+    (web / "uvicorn.sock").symlink_to("/run/shop-web/b.sock")
+    served = handover_on(tmp_path / "current", web)
+    assert (served.returncode, served.stderr) == (0, "")
+    assert sorted(p.name for p in web.iterdir()) == ["uvicorn.sock"]
