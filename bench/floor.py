@@ -60,7 +60,9 @@ def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
     on_all(names, clean)
 
     def restart_web(name):
-        return lab.ssh(name, ["sudo", "sh", "-c", f"systemctl restart refapp-web.service && {HEALTHY}"], timeout=300)
+        # The serving web slot restarted in place: a new uvicorn's start and readiness, nothing else.
+        serving = 'refapp-web@"$(basename "$(readlink /var/www/refapp/web/uvicorn.sock)" .sock)".service'
+        return lab.ssh(name, ["sudo", "sh", "-c", f"systemctl restart {serving} && {HEALTHY}"], timeout=300)
 
     def restart_background(name):
         units = [u for r, u in (("worker", "refapp-worker.service"), ("beat", "refapp-beat.service"))
