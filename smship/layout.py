@@ -151,6 +151,16 @@ class Layout:
         """The slot's link to the release it runs (``%s``: the slot), its working directory."""
         return f"{self.web_state}/slot-%s"
 
+    @property
+    def web_slot_socket(self) -> str:
+        """The slot's listening socket (``%s``: the slot)."""
+        return f"{self.web_socket_dir}/%s.sock"
+
+    @property
+    def pre_slot_web_units(self) -> tuple[str, str]:
+        """The web service and socket of an smship before web slots (127.0.0.1:web.port)."""
+        return f"{self.app}-web.service", f"{self.app}-web.socket"
+
     def is_web_slot(self, unit: str) -> bool:
         return unit in (self.web_slot_service % "a", self.web_slot_service % "b")
 
@@ -158,7 +168,7 @@ class Layout:
         """What the agent needs to find and switch the web slots: one dict, built only here."""
         return {"upstream": self.web_upstream, "release": self.web_slot_release,
                 "service": self.web_slot_service, "socket_unit": self.web_slot_socket_unit,
-                "socket": f"{self.web_socket_dir}/%s.sock", "legacy": [f"{self.app}-web.service", f"{self.app}-web.socket"]}
+                "socket": self.web_slot_socket, "legacy": list(self.pre_slot_web_units)}
 
     # systemd units.
 

@@ -704,12 +704,6 @@ def _serving_slot(web):
     return next((slot for slot in ("a", "b") if target == web["socket"] % slot), None)
 
 
-def _serving_unit(web):
-    """The serving slot's service, or None before the first deploy."""
-    slot = _serving_slot(web)
-    return web["service"] % slot if slot else None
-
-
 def _units(request):
     """``request["units"]``, where the web slots' template names (``APP-web@.service`` and ``.socket``)
     stand for the serving slot's units (slot a's before any slot served)."""
@@ -736,7 +730,7 @@ def _activate_web(request, previous):
     serving = _serving_slot(web)
     slot = "b" if serving == "a" else "a"
     unit = web["service"] % slot
-    outcome = {"previous": previous, "release": release, "slot": slot}
+    outcome = {"previous": previous, "release": release}
     try:
         target = _complete_release(request["root"], release)
         _await_stopped(unit)
@@ -794,12 +788,10 @@ def _await_backlog(path):
     still queued, that request would be lost; accepted, it is served before uvicorn exits."""
     deadline = time.monotonic() + BACKLOG_WAIT
     while time.monotonic() < deadline:
+        # "u_str LISTEN <queued> <backlog> <path> ...": the accept queue is the third field.
         code, out, _ = _run(["ss", "-xlnH", "src", path])
         fields = out.split()
-        if code != 0 or path not in fields:
-            return
-        queued = fields[fields.index(path) - 2] if fields.index(path) >= 2 else "0"
-        if queued == "0":
+        if code != 0 or len(fields) < 5 or fields[4] != path or fields[2] == "0":
             return
         time.sleep(0.01)
 

@@ -195,7 +195,6 @@ class Activation:
     undrain_error: str | None = None   # why it could not be put back in
     took: float | None = None          # seconds on the host, restart and gate included
     kept: bool = False                 # a web slot that failed its gate: the serving slot never stopped
-    slot: str | None = None            # the web slot the release started in
     stop_error: str | None = None      # a web slot that could not be stopped
 
 
@@ -203,7 +202,7 @@ def _activation(_host: str, answer: dict[str, Any]) -> Activation:
     return Activation(answer["ok"], answer["release"], answer.get("previous"), answer.get("status"),
                       answer.get("reason"), answer.get("reverted"), answer.get("revert_reason"),
                       answer.get("record_error"), bool(answer.get("untouched")), bool(answer.get("drained")),
-                      answer.get("undrain_error"), answer.get("took"), bool(answer.get("kept")), answer.get("slot"),
+                      answer.get("undrain_error"), answer.get("took"), bool(answer.get("kept")),
                       answer.get("stop_error"))
 
 

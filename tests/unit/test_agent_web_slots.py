@@ -32,7 +32,6 @@ def test_the_serving_slot_is_the_one_nginx_s_link_names(tmp_path):
     assert agent._serving_slot(web) is None          # before the first deploy
     (tmp_path / "uvicorn.sock").symlink_to(tmp_path / "b.sock")
     assert agent._serving_slot(web) == "b"
-    assert agent._serving_unit(web) == "shop-web@b.service"
     (tmp_path / "uvicorn.sock").unlink()
     (tmp_path / "uvicorn.sock").symlink_to("/run/elsewhere.sock")
     assert agent._serving_slot(web) is None          # a link smship did not write names no slot
