@@ -98,8 +98,8 @@ def test_the_old_slot_is_stopped_only_once_it_accepted_every_queued_connection(t
                 accepted.append(listener.accept()[0])
 
         accepting = threading.Thread(target=accept_later, daemon=True)
+        began = time.monotonic()        # before the thread's 0.3 s sleep begins
         accepting.start()
-        began = time.monotonic()
         agent._await_backlog(str(path))
         assert time.monotonic() - began >= 0.3       # it waited for the accepts
         accepting.join(5)
