@@ -2,7 +2,7 @@
 
 Plain settings come from the inventory, secrets from the secrets backend,
 and the connection URLs are derived from the ``db`` host when the secrets do
-not name them.  The result is rendered into ``shared/env`` (mode 0600).
+not name them (the app's through PgBouncer when the db section has a pooler).  The result is rendered into ``shared/env`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -27,6 +27,29 @@ def _connection_url(scheme: str, user: str, password: str, host: str, port: int,
     return f"{scheme}://{user}:{quote(password, safe='')}@{host}:{port}/{path}"
 
 
+def _database_url(app: App, env: Environment, password: str, port: int) -> str:
+    name = database_name(app, env)
+    return _connection_url(app.settings.database_driver, name, password, env.hosts_with("db")[0].address, port, name)
+
+
+def served_database_port(env: Environment) -> int:
+    """Where the app's processes connect on the db host: PgBouncer's port with a pooler, else Postgres'."""
+    return env.db.pooler.port if env.db.pooler else env.db.port
+
+
+def direct_settings(app: App, env: Environment, secrets: dict[str, str]) -> dict[str, str]:
+    """With a pooler: the database URL straight to Postgres, for the release steps only.
+
+    Migrations and release commands need a session of their own (advisory
+    locks, SET, DDL in a transaction), which transaction pooling does not
+    keep. Empty without a pooler, or when the secrets backend gives the URL.
+    """
+    names = app.settings
+    if env.db.pooler is None or secrets.get(names.database_url) or not secrets.get("SM_DB_PASSWORD"):
+        return {}
+    return {names.database_url: _database_url(app, env, secrets["SM_DB_PASSWORD"], env.db.port)}
+
+
 def app_settings(app: App, env: Environment, secrets: dict[str, str], source: str) -> dict[str, str]:
     """All values of the env file, under the names the app reads (``app.settings``);
     ``source`` names the secrets backend in errors."""
@@ -41,8 +64,7 @@ def app_settings(app: App, env: Environment, secrets: dict[str, str], source: st
     # A URL in the backend (under the app's name for it) wins over one made for the db host.
     for name, password_name, made in (
         (names.database_url, "SM_DB_PASSWORD",
-         lambda password: _connection_url(names.database_driver, database_name(app, env), password,
-                                          db_host.address, env.db.port, database_name(app, env))),
+         lambda password: _database_url(app, env, password, served_database_port(env))),
         (names.redis_url, "SM_REDIS_PASSWORD",
          lambda password: _connection_url("redis", "", password, db_host.address, 6379, "0")),
     ):

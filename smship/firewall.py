@@ -22,13 +22,14 @@ SITE_ROLES = ("web", "lb")
 class HostFirewall:
     ssh_ports: tuple[int, ...]
     serves_site: bool
-    data_ports: tuple[int, ...]       # Postgres and Redis, on a db host
+    data_ports: tuple[int, ...]       # Postgres, PgBouncer (with a pooler) and Redis, on a db host
     app_v4: tuple[str, ...]           # IPv4 addresses and names (nft resolves names when it loads)
     app_v6: tuple[str, ...]
 
 
 def data_ports(env: Environment) -> tuple[int, ...]:
-    return (env.db.port, REDIS_PORT)
+    pooler = (env.db.pooler.port,) if env.db.pooler else ()
+    return (env.db.port, *pooler, REDIS_PORT)
 
 
 def _is_v6(address: str) -> bool:

@@ -19,6 +19,9 @@ SUPPORTED = {("debian", "12"): "bookworm", ("debian", "13"): "trixie"}
 NGINX_HTTP2_DIRECTIVE = (1, 25, 1)
 # The session cookie's Secure flag (proxy_cookie_flags) needs 1.19.3.
 NGINX_MINIMUM = (1, 19, 3)
+# PgBouncer 1.21 keeps each client's named prepared statements apart across the
+# server connections transaction pooling lends (max_prepared_statements).
+PGBOUNCER_PREPARED_STATEMENTS = (1, 21)
 
 
 def debian_version(text: str | None) -> tuple[int, ...] | None:
@@ -79,6 +82,14 @@ class HostOS:
         """The installed nginx, else the one apt would install."""
         return debian_version(self.nginx_installed) or debian_version(self.candidates.get("nginx"))
 
+    def pgbouncer_version(self) -> tuple[int, ...] | None:
+        """The PgBouncer apt installs or keeps (asked only when the inventory has a pooler)."""
+        return debian_version(self.candidates.get("pgbouncer"))
+
+    def pgbouncer_tracks_prepared_statements(self) -> bool:
+        version = self.pgbouncer_version()
+        return version is not None and version >= PGBOUNCER_PREPARED_STATEMENTS
+
     def nginx_facts(self) -> dict[str, Any]:
         """What templates gate directives on."""
         version = self.nginx_version() or NGINX_HTTP2_DIRECTIVE
@@ -110,6 +121,28 @@ def require_python_available(app, facts: dict[str, HostOS]) -> None:
         raise SmshipError(f"app.python is {app.python!r} but the distribution of {', '.join(lacking)} offers no "
                           f"{package} package; nothing was changed. Choose a version those hosts' distribution "
                           "has (Debian 12: 3.11, Debian 13: 3.13) or move the hosts to a release that has it")
+
+
+def require_pooler_available(env, facts: dict[str, HostOS]) -> None:
+    """Before provisioning: the db host's distribution offers a PgBouncer that can pool the app."""
+    pooler = env.db.pooler
+    if pooler is None:
+        return
+    for host in env.hosts_with("db"):
+        found = facts.get(host.name)
+        if found is None:
+            continue  # unreachable: reported with the other hosts' outcomes
+        version = found.pgbouncer_version()
+        if version is None:
+            raise SmshipError(f"db.pooler asks for PgBouncer, but the distribution of {host.name} ({found.label}) "
+                              "offers no pgbouncer package; nothing was changed (run apt-get update there)")
+        if pooler.pool_mode == "transaction" and not found.pgbouncer_tracks_prepared_statements():
+            raise SmshipError(
+                f"db.pooler.pool_mode is 'transaction', but {host.name} ({found.label}) offers PgBouncer "
+                f"{dotted(version)}, which lets one client's prepared statements collide with another's "
+                f"(asyncpg prepares every statement); {dotted(PGBOUNCER_PREPARED_STATEMENTS)} keeps them apart "
+                "and Debian 13 has it. Nothing was changed: run the db host on Debian 13, or set "
+                "db.pooler.pool_mode: session (which saves no connection while the app's pools hold theirs)")
 
 
 def planned_python(app, facts: HostOS) -> str | None:

@@ -39,6 +39,11 @@ class Layout:
         return f"{self.shared}/env"
 
     @property
+    def direct_env_file(self) -> str:
+        """Settings only the release steps read after the env file: the database URL that bypasses a pooler."""
+        return f"{self.shared}/env.direct"
+
+    @property
     def uploads(self) -> str:
         return f"{self.shared}/uploads"
 

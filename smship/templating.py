@@ -70,17 +70,17 @@ def redis_string(value: object, key: str) -> str:
 
 
 def ini_value(value: object, key: str) -> str:
-    """A value of a ``key=value`` line of pgBackRest's INI file.
+    """A value of a ``key=value`` line of an INI file (pgBackRest's, PgBouncer's).
 
-    pgBackRest takes the rest of the line, spaces trimmed, with no quoting or
+    Both take the rest of the line, spaces trimmed, with no quoting or
     escapes: a value that would change there (a line break, leading or
     trailing space) is refused, naming ``key``.
     """
     text = str(value)
     if re.search(r"[\x00-\x1f\x7f]", text):
-        raise UnrenderableValue(f"{key} has a control character (a line break?), which pgbackrest.conf cannot hold")
+        raise UnrenderableValue(f"{key} has a control character (a line break?), which an INI file cannot hold")
     if text != text.strip():
-        raise UnrenderableValue(f"{key} starts or ends with a space, which pgbackrest.conf would drop")
+        raise UnrenderableValue(f"{key} starts or ends with a space, which an INI file would drop")
     return text
 
 

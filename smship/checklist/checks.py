@@ -12,6 +12,7 @@ from smship.checklist.firewall import ERROR, OPEN
 from smship.checklist.hostos import hosts_os
 from smship.checklist.model import Check
 from smship.checknames import CHECK_NAMES
+from smship.inventory import Pooler
 from smship.secretkey import DEVELOPMENT_ENVIRONMENTS
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -335,9 +336,36 @@ def suggest_pool(limit: int, processes: int) -> tuple[int, int] | None:
     return pool, per - pool
 
 
+def suggest_pooler(limit: int, demand: int) -> tuple[int, int]:
+    """PgBouncer's server pool (what Postgres can spare) and client limit (the fleet's demand, rounded up)."""
+    return max(1, int(limit * HEADROOM)), max(Pooler().max_client_conn, -(-demand // 100) * 100)
+
+
+def pooled_budget(facts, n: dict, detail: str):
+    """With PgBouncer: the app's pools against its client limit, its server pool against Postgres'."""
+    pooler, name = facts.env.db.pooler, facts.ctx.name
+    clients = (f"{n['demand']} client connections at most ({detail}) for PgBouncer's max_client_conn "
+               f"{pooler.max_client_conn}")
+    servers = (f"its pool of {pooler.pool_size} server connections for a limit of {n['limit']} "
+               f"(max_connections less the superuser reserve, {n['source']})")
+    reason = f"{clients}; {servers}"
+    _, enough = suggest_pooler(n["limit"], n["demand"])
+    if n["demand"] > pooler.max_client_conn:
+        return FAIL, reason, (f"raise db.pooler.max_client_conn to {enough} (or lower the app's pool sizes), then "
+                              f"'smship provision {name}'")
+    if pooler.pool_size > n["limit"] * HEADROOM:
+        fits = int(n["limit"] * HEADROOM)
+        return (FAIL if pooler.pool_size > n["limit"] else WARN), reason, (
+            f"lower db.pooler.pool_size to {fits} (migrations, psql and backups need connections of their own) "
+            f"or raise db.max_connections, then 'smship provision {name}'")
+    return PASS, reason, ""
+
+
 def connection_budget(facts):
     n = budget_numbers(facts)
     detail = " + ".join(f"{name} {p}x{c}" for name, p, c in n["rows"])
+    if facts.env.db.pooler is not None:
+        return pooled_budget(facts, n, detail)
     reason = (f"{n['demand']} connections at most ({detail}) for a limit of {n['limit']} "
               f"(max_connections less the superuser reserve, {n['source']})")
     if n["demand"] <= n["limit"] * HEADROOM:
@@ -357,12 +385,15 @@ def connection_budget(facts):
             f"{_where(stale)} still hold larger ones", _provision_fix(facts, stale)
     suggestion = suggest_pool(n["limit"], n["processes"])
     names = facts.ctx.app.settings
+    pool, clients = suggest_pooler(n["limit"], n["demand"])
+    pooler = (f"put PgBouncer in front of Postgres with db.pooler: {{pool_size: {pool}, max_client_conn: {clients}}} "
+              f"(the {n['demand']} client connections then share {pool} of Postgres')")
     if suggestion and names.db_pool_size and names.db_max_overflow:
         fix = (f"set {names.db_pool_size}: {suggestion[0]} and {names.db_max_overflow}: {suggestion[1]} in the "
-               f"environment's env: ({n['processes']} processes), or raise db.max_connections, then provision "
-               "and deploy")
+               f"environment's env: ({n['processes']} processes), or {pooler}, or raise db.max_connections; then "
+               "provision and deploy")
     else:
-        fix = "put PgBouncer in front of Postgres or raise db.max_connections"
+        fix = f"{pooler}, or raise db.max_connections; then provision and deploy"
     return (FAIL if n["demand"] > n["limit"] else WARN), reason, fix
 
 

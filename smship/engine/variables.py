@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from smship.appenv import app_settings, database_name
+from smship.appenv import app_settings, database_name, direct_settings
 from smship.backuprepo import backup_variables
 from smship.context import EnvContext
 from smship.firewall import RULES_PATH, UNIT, host_firewall
@@ -59,6 +59,11 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "tls": env.tls,
         "secrets": secrets,
         "settings": app_settings(ctx.app, env, secrets, source),
+        "direct_settings": direct_settings(ctx.app, env, secrets),
+        "pooler": env.db.pooler,
+        "pooler_prepared_statements": bool(facts and facts.pgbouncer_tracks_prepared_statements()),
+        # Which SM_DB_PASSWORD PgBouncer's auth file was last written for (a fingerprint).
+        "pooler_password_mark": f"/var/lib/smship/{db_name}-pooler-password.fingerprint",
         "web_hosts": env.hosts_with("web"),
         "lb_hosts": env.hosts_with("lb"),
         "app_hosts": apps,

@@ -15,11 +15,11 @@ derived from them, such as the app's path and user) and the inventory,
 from smship.inventory.loading import InventoryError, LoadedInventory, field_path, load, parse
 from smship.inventory.rules import ROLES, SECRET_KEYS, Role, check_address, split_endpoint
 from smship.inventory.schema import App, Environment, Host, Inventory
-from smship.inventory.sections import (SSH, TLS, Backup, Beat, Checks, Db, Endpoint, Firewall, Health, Lb, Secrets,
-                                       Storage, Web, Worker)
+from smship.inventory.sections import (SSH, TLS, Backup, Beat, Checks, Db, Endpoint, Firewall, Health, Lb, Pooler,
+                                       Secrets, Storage, Web, Worker)
 
 __all__ = [
     "App", "Backup", "Beat", "Checks", "Db", "Endpoint", "Environment", "Firewall", "Health", "Host", "Inventory",
-    "InventoryError", "Lb", "LoadedInventory", "ROLES", "Role", "SECRET_KEYS", "SSH", "Secrets", "Storage", "TLS",
+    "InventoryError", "Lb", "LoadedInventory", "Pooler", "ROLES", "Role", "SECRET_KEYS", "SSH", "Secrets", "Storage", "TLS",
     "Web", "Worker", "check_address", "field_path", "load", "parse", "split_endpoint",
 ]

@@ -180,6 +180,8 @@ class Environment(StrictModel):
         if not any(role in host.roles for host in self.hosts for role in ("web", "worker", "beat")):
             raise FieldProblem(("hosts",), "no host runs the app (roles web, worker or beat)")
         self._backup_rules()
+        if self.db.pooler is not None and not self.hosts_with("db"):
+            raise FieldProblem(("db", "pooler"), "runs on the 'db' host, and no host has the 'db' role")
         return self
 
     def _backup_rules(self) -> None:

@@ -1,4 +1,4 @@
-"""The sections of an environment: ssh, tls, health, web, worker, db, lb, firewall, storage, backup, secrets.
+"""The sections of an environment: ssh, tls, health, web, worker, db (and its pooler), lb, firewall, storage, backup, secrets.
 
 Each is a frozen pydantic model that refuses unknown fields; rules that span
 sections are the environment's (smship.inventory.schema).
@@ -154,6 +154,25 @@ class Worker(StrictModel):
         return value
 
 
+class Pooler(StrictModel):
+    """PgBouncer on the db host, between the app and Postgres (migrations still go straight to Postgres).
+
+    ``pool_size`` server connections serve every app process; ``max_client_conn``
+    bounds the app processes' own pools together.
+    """
+
+    tool: Literal["pgbouncer"] = "pgbouncer"
+    port: int = Field(default=6432, ge=1, le=65535)
+    pool_mode: Literal["transaction", "session"] = "transaction"
+    pool_size: int = Field(default=20, ge=1, le=10000)
+    max_client_conn: int = Field(default=1000, ge=10, le=100000)
+
+
+def _pooler_of(value: Any) -> Any:
+    """``pooler: pgbouncer`` is the pooler with every default."""
+    return {"tool": value} if isinstance(value, str) else value
+
+
 class Db(StrictModel):
     max_connections: int = Field(default=100, ge=10)
     # None: the major the db host has (its cluster, else what its distribution installs).
@@ -161,7 +180,16 @@ class Db(StrictModel):
     name: str | None = Field(default=None, description="Database and role name (default: the app's name, '-' as '_').")
     port: int = Field(default=5432, ge=1, le=65535)
 
+    pooler: Pooler | None = None
+
     _name = field_validator("name")(lambda cls, v: v if v is None else check_identifier(v))
+    _pooler = field_validator("pooler", mode="before")(lambda cls, v: _pooler_of(v))
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "Db":
+        if self.pooler is not None and self.pooler.port == self.port:
+            raise FieldProblem(("pooler", "port"), f"is Postgres' own port ({self.port}): give PgBouncer another")
+        return self
 
 
 class Lb(StrictModel):

@@ -152,10 +152,11 @@ def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: di
     A fleet whose app hosts would run different Python versions is refused here,
     before any host changes: one release's wheels fit one interpreter.
     """
-    facts = agent.ask_all(fleet, agent.hostos(ctx.app))
+    facts = agent.ask_all(fleet, agent.hostos(ctx.app, packages=("pgbouncer",) if ctx.env.db.pooler else ()))
     known = facts.succeeded
     app_facts = {h.name: known[h.name] for h in hosts if h.name in known and is_app_host(h)}
     hostos.require_python_available(ctx.app, app_facts)
+    hostos.require_pooler_available(ctx.env, {h.name: known[h.name] for h in hosts if h.name in known})
     hostos.require_one_python(ctx.app, {name: hostos.planned_python(ctx.app, f) for name, f in app_facts.items()})
     states: dict[str, HostState | Exception] = {}
     for h in hosts:

@@ -375,11 +375,13 @@ def _host_os(host: str, answer: dict[str, Any]) -> HostOS:
                   nginx_installed=answer.get("nginx"), candidates=dict(answer.get("candidates", {})))
 
 
-def hostos(app, timeout: float = 60) -> Request[HostOS]:
-    """The distribution, the app's interpreter, Postgres, nginx and what apt offers for them."""
+def hostos(app, timeout: float = 60, packages: tuple[str, ...] = ()) -> Request[HostOS]:
+    """The distribution, the app's interpreter, Postgres, nginx and what apt offers for them
+    (and for ``packages``)."""
     fields: dict[str, Any] = {"python": app.interpreter}
-    if requested_python(app):
-        fields["packages"] = python_packages(app)
+    asked = (python_packages(app) if requested_python(app) else []) + list(packages)
+    if asked:
+        fields["packages"] = asked
     return Request("hostos", fields, _host_os, timeout)
 
 

@@ -1,4 +1,4 @@
-"""The app hosts' env file (and the storage CA it names) brought in step with the inventory.
+"""The app hosts' env files (the release steps' too, and the storage CA they name) brought in step with the inventory.
 
 Only these files are written, with no handler: the processes pick the new
 values up when the command restarts them through the health-gated roll.
@@ -29,7 +29,9 @@ def settings_files(ctx: EnvContext, host: Host, secrets: dict[str, str]) -> Host
     project_dir = ctx.inventory.path.parent
     variables = host_variables(ctx, host, secrets, env_file_only=True)
     app = desired_state(["app"], variables, project_dir, environment(project_dir), part=True)
-    return HostState(files=[f for f in app.files if f.path in (layout.env_file, layout.storage_ca)])
+    settings = (layout.env_file, layout.direct_env_file, layout.storage_ca)
+    return HostState(files=[f for f in app.files if f.path in settings],
+                     absent=[a for a in app.absent if a.path in settings])
 
 
 def settings_plan(fleet, target, state: HostState):

@@ -1,8 +1,9 @@
 """Release steps: the migration, then the release commands, once, on one host, before any restart.
 
 Each runs through ``systemd-run`` with the same user, EnvironmentFile and
-sandbox as the app's units, so it sees exactly the settings the app will, and no
-secret ever appears on a command line. What runs is the app's declaration
+sandbox as the app's units, so it sees exactly the settings the app will (but
+for a database URL past the pooler, when there is one), and no secret ever
+appears on a command line. What runs is the app's declaration
 (``app.migrate``, ``app.release_commands``); the default is smpy's
 ``alembic upgrade head`` in ``host/``.
 """
@@ -26,15 +27,20 @@ from smship.templating import sandbox_properties
 _SEARCH = "{venv}:/usr/local/bin:/usr/bin:/bin"
 
 
-def transient_unit_properties(layout: Layout, workdir: str) -> list[str]:
-    """What a transient unit of the app is: its user, env file and the app units' sandbox."""
-    return [f"User={layout.user}", f"Group={layout.user}", f"EnvironmentFile={layout.env_file}",
+def transient_unit_properties(layout: Layout, workdir: str, direct: bool = False) -> list[str]:
+    """What a transient unit of the app is: its user, env file and the app units' sandbox.
+
+    ``direct``: the release steps' settings follow the env file (when provisioning
+    wrote them: the "-" lets a fleet without a pooler have none).
+    """
+    files = [f"EnvironmentFile={layout.env_file}"] + ([f"EnvironmentFile=-{layout.direct_env_file}"] if direct else [])
+    return [f"User={layout.user}", f"Group={layout.user}", *files,
             f"WorkingDirectory={workdir}", f"ReadWritePaths={layout.uploads} {layout.logs}", *sandbox_properties()]
 
 
-def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "") -> Command:
+def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "", direct: bool = False) -> Command:
     """``argv`` run as the app user with the app's env file, in the app units' sandbox, waiting for it to finish."""
-    properties = [word for p in transient_unit_properties(layout, workdir) for word in ("-p", p)]
+    properties = [word for p in transient_unit_properties(layout, workdir, direct) for word in ("-p", p)]
     return cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec", *properties,
                *argv, sudo=True, description=description or " ".join(argv))
 
@@ -48,7 +54,7 @@ def in_release(layout: Layout, release_id: str, cwd: str, words: list[str], desc
     release = layout.release(release_id)
     workdir = posixpath.normpath(posixpath.join(release, cwd))
     return in_app_environment(layout, workdir, "/usr/bin/env", f"PATH={_SEARCH.format(venv=release + '/.venv/bin')}",
-                              "/bin/sh", "-c", 'exec "$@"', "sh", *words, description=description)
+                              "/bin/sh", "-c", 'exec "$@"', "sh", *words, description=description, direct=True)
 
 
 @dataclass(frozen=True)

@@ -319,6 +319,7 @@ def test_pools_too_large_for_max_connections_fail_the_budget_with_a_suggestion(l
             "for a limit of 97") in verdict["reason"]
     assert "read from Postgres" in verdict["reason"]
     assert "SM_DB_POOL_SIZE: 2 and SM_DB_MAX_OVERFLOW: 5" in verdict["fix"]
+    assert "db.pooler: {pool_size: 87, max_client_conn: 1000}" in verdict["fix"]
     passed = status_of(lab, smship, "connection-budget")
     assert passed["status"] == "pass" and "77 connections at most" in passed["reason"], passed
 

@@ -154,6 +154,44 @@ def test_budget_formula_and_suggestion():
     assert checks.suggest_pool(10, 9) is None
 
 
+def with_pooler(made: Facts, **fields) -> Facts:
+    from smship.inventory import Pooler
+
+    db = made.env.db.model_copy(update={"pooler": Pooler(**fields)})
+    made.ctx.env = made.env.model_copy(update={"db": db})
+    return made
+
+
+def test_budget_with_a_pooler_judges_clients_and_server_pool_apart():
+    made = facts()
+    numbers = checks.budget_numbers(made)
+    assert numbers["demand"] > 97  # fails without the pooler ...
+    plain = judge("connection-budget", made)
+    pool, clients = checks.suggest_pooler(97, numbers["demand"])
+    assert (pool, clients) == (87, 1000)
+    assert "db.pooler: {pool_size: 87, max_client_conn: 1000}" in plain.fix
+    # ... and passes with it, naming both sides' numbers.
+    verdict = judge("connection-budget", with_pooler(made))
+    assert verdict.status == "pass", verdict
+    assert (f"{numbers['demand']} client connections at most" in verdict.reason
+            and "max_client_conn 1000" in verdict.reason and "pool of 20 server connections for a limit of 97" in verdict.reason)
+    # Each side fails on its own, with the number that fits.
+    tight = judge("connection-budget", with_pooler(facts(), max_client_conn=numbers["demand"] - 1))
+    assert tight.status == "fail" and f"raise db.pooler.max_client_conn to {clients}" in tight.fix
+    greedy = judge("connection-budget", with_pooler(facts(), pool_size=95))
+    assert greedy.status == "warn" and "lower db.pooler.pool_size to 87" in greedy.fix
+    assert judge("connection-budget", with_pooler(facts(), pool_size=98)).status == "fail"
+
+
+def test_a_fleet_that_outgrows_postgres_is_told_the_pooler_with_numbers():
+    made = facts()
+    made.db["max_connections"] = 20
+    verdict = judge("connection-budget", made)
+    assert verdict.status == "fail"
+    assert checks.suggest_pool(17, checks.budget_numbers(made)["processes"]) is None
+    assert verdict.fix.startswith("put PgBouncer in front of Postgres with db.pooler: {pool_size: 15, ")
+
+
 def test_beat_counts_active_units_on_every_host():
     made = facts()
     assert judge("beat", made).status == "pass"

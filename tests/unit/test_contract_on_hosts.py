@@ -193,6 +193,8 @@ def test_default_release_step_is_alembic_upgrade_head_in_host(tmp_path):
     assert (step.kind, step.words) == ("migration", ("alembic", "upgrade", "head"))
     assert "WorkingDirectory=/srv/shop/releases/r1/host" in argv and "EnvironmentFile=/srv/shop/shared/env" in argv
     assert "User=shop" in argv and step.command.sudo
+    # The release steps' own settings (a database URL past a pooler) follow the env file, when written.
+    assert argv.index("EnvironmentFile=-/srv/shop/shared/env.direct") > argv.index("EnvironmentFile=/srv/shop/shared/env")
     # The venv's programs first; the words stay arguments of exec, never shell text.
     assert argv[argv.index("/usr/bin/env") + 1] == "PATH=/srv/shop/releases/r1/.venv/bin:/usr/local/bin:/usr/bin:/bin"
     assert argv[-6:] == ("-c", 'exec "$@"', "sh", "alembic", "upgrade", "head")

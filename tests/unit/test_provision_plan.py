@@ -376,3 +376,86 @@ def test_the_handover_to_web_slots_waits_in_whole_seconds_and_leaves_a_slot_host
     served = handover_on(tmp_path / "current", web)
     assert (served.returncode, served.stderr) == (0, "")
     assert sorted(p.name for p in web.iterdir()) == ["uvicorn.sock"]
+
+
+def with_pooler(project: Path, pooler) -> None:
+    data = yaml.safe_load((project / "smship.yml").read_text())
+    data["environments"]["prod"]["db"]["pooler"] = pooler
+    (project / "smship.yml").write_text(yaml.safe_dump(data))
+
+
+TRIXIE_POOLER = dataclasses.replace(TRIXIE, candidates={**TRIXIE.candidates, "pgbouncer": "1.24.1-1+deb13u2"})
+
+
+def test_a_pooler_puts_pgbouncer_between_the_app_and_postgres(project):
+    with_pooler(project, {"pool_size": 30, "max_client_conn": 500})
+    state = state_for(project, "db1", TRIXIE_POOLER)
+    assert "pgbouncer" in state.packages and ("pgbouncer", True, True) in [
+        (s.name, s.enabled, s.running) for s in state.services]
+    ini = next(f for f in state.files if f.path == "/etc/pgbouncer/pgbouncer.ini")
+    # Root's, readable by the postgres user PgBouncer runs as, and never by the app.
+    assert (ini.owner, ini.group, ini.mode) == ("root", "postgres", "0640")
+    text = ini.content.decode()
+    assert "shop = host=/var/run/postgresql port=5432 dbname=shop\n" in text
+    assert "listen_addr = 127.0.0.1,db1.internal.example.com\n" in text and "listen_port = 6432\n" in text
+    assert "pool_mode = transaction\n" in text and "default_pool_size = 30\n" in text
+    assert "max_client_conn = 500\n" in text and "max_prepared_statements = 200\n" in text
+    settings = [line for line in text.splitlines() if not line.startswith(";")]
+    assert "auth_type = hba" in settings and not any("user=" in line or "password" in line for line in settings)
+    hba = file_text(state, "/etc/pgbouncer/pg_hba.conf")
+    assert "host    shop  shop  203.0.113.11/32  scram-sha-256" in hba and "local   pgbouncer  postgres" in hba
+    # Postgres lets the postgres OS user in as the app's role over its socket, and no one else as anyone else.
+    assert "local   shop  shop  peer map=smship-pooler" in file_text(state, "/etc/postgresql/17/main/pg_hba.conf")
+    ident = file_text(state, "/etc/postgresql/17/main/pg_ident.conf")
+    assert "smship-pooler    postgres         shop" in ident
+    assert "LimitNOFILE=658" in file_text(state, "pgbouncer.service.d/smship.conf")
+    # The auth file holds a SCRAM verifier of SM_DB_PASSWORD, written on stdin after its fingerprint.
+    [auth] = [e for e in state.ensures if e.name == "PgBouncer knows the password SM_DB_PASSWORD of shop"]
+    mark, line = auth.stdin.decode().split("\n", 1)
+    assert mark == key_fingerprint("SM_DB_PASSWORD", "db'pass") and "db'pass" not in line
+    assert re.fullmatch(r'"shop" "SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"\n'
+                        r'"postgres" ""\n', line), line
+    assert auth.check[-2:] == ("/var/lib/smship/shop-pooler-password.fingerprint", "/etc/pgbouncer/userlist.txt")
+    names = [e.name for e in state.ensures]
+    assert names.index("postgres role shop has the password SM_DB_PASSWORD") < names.index(auth.name)
+
+
+def test_with_a_pooler_the_app_goes_through_it_and_the_release_steps_do_not(project):
+    with_pooler(project, "pgbouncer")
+    web = state_for(project, "web1", TRIXIE_POOLER)
+    assert "SM_DATABASE_URL=postgresql+asyncpg://shop:db%27pass@db1.internal.example.com:6432/shop\n" in file_text(
+        web, "/srv/shop/shared/env")
+    direct = next(f for f in web.files if f.path == "/srv/shop/shared/env.direct")
+    assert direct.secret and (direct.owner, direct.mode) == ("root", "0600")
+    lines = [line for line in direct.content.decode().splitlines() if not line.startswith("#")]
+    assert lines == ["SM_DATABASE_URL=postgresql+asyncpg://shop:db%27pass@db1.internal.example.com:5432/shop"]
+    assert "/srv/shop/shared/env.direct" not in [a.path for a in web.absent]
+    # The firewall admits the app hosts to PgBouncer's port as to Postgres'.
+    assert "tcp dport { 5432, 6432, 6379 }" in file_text(state_for(project, "db1", TRIXIE_POOLER), "firewall.nft")
+
+
+def test_without_a_pooler_nothing_of_it_is_rendered_and_the_release_steps_file_goes(project):
+    web, db = state_for(project, "web1", TRIXIE), state_for(project, "db1", TRIXIE)
+    assert "@db1.internal.example.com:5432/shop" in file_text(web, "/srv/shop/shared/env")
+    assert "/srv/shop/shared/env.direct" in [a.path for a in web.absent]
+    assert "pgbouncer" not in db.packages and not any("pgbouncer" in f.path or "pg_ident" in f.path for f in db.files)
+    assert "map=smship-pooler" not in file_text(db, "pg_hba.conf")
+
+
+def test_transaction_pooling_needs_a_pgbouncer_that_keeps_prepared_statements_apart(project):
+    from smship import hostos
+    from smship.errors import SmshipError
+
+    with_pooler(project, "pgbouncer")
+    env = EnvContext.open("prod", project / "smship.yml").env
+    old = dataclasses.replace(BOOKWORM, host="db1", candidates={**BOOKWORM.candidates, "pgbouncer": "1.18.0-1+deb12u1"})
+    with pytest.raises(SmshipError, match=r"db1 \(Debian GNU/Linux 12 \(bookworm\)\) offers PgBouncer 1\.18\.0.*"
+                                          r"Nothing was changed.*pool_mode: session"):
+        hostos.require_pooler_available(env, {"db1": old})
+    hostos.require_pooler_available(env, {"db1": dataclasses.replace(TRIXIE_POOLER, host="db1")})
+    with pytest.raises(SmshipError, match="offers no pgbouncer package"):
+        hostos.require_pooler_available(env, {"db1": dataclasses.replace(BOOKWORM, host="db1")})
+    with_pooler(project, {"pool_mode": "session"})
+    env = EnvContext.open("prod", project / "smship.yml").env
+    hostos.require_pooler_available(env, {"db1": old})
+    assert "max_prepared_statements" not in file_text(state_for(project, "db1", old), "pgbouncer.ini")
