@@ -127,9 +127,47 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                 # read again under the lock (a deploy may have written an env file since the look).
                 reachable = [fleet.targets[name] for name in states.succeeded]
                 with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
-                    outcomes = fleet.map(work)
+                    outcomes = in_waves(fleet, work, provision_waves(list(fleet.targets.values()), roles, looked,
+                                                                     ctx.layout.env_file), report)
     report.data["round_trips"] = dict(fleet.round_trips)
     return outcomes.ok
+
+
+def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: FleetResult[HostOutcome] | None,
+                    env_file: str) -> list[list[Target]]:
+    """All hosts at once; or the db hosts first when they change and a running app's env file changes too.
+
+    A new SM_DB_PASSWORD or a pooler reaches the app hosts as an env file whose
+    change restarts their units: they must find the db host (its password,
+    PgBouncer) already there.
+    """
+    if looked is None:
+        return [targets]
+    plans = {name: outcome.plan for name, outcome in looked.succeeded.items()}
+    db = [t for t in targets if "db" in roles[t.name]]
+    rest = [t for t in targets if "db" not in roles[t.name]]
+    db_changes = any(not plans[t.name].empty for t in db if t.name in plans)
+    rewrites = any(change.kind == "file" and change.target == env_file and not change.summary.startswith("create")
+                   for t in rest if t.name in plans for change in plans[t.name].changes)
+    return [db, rest] if db and rest and db_changes and rewrites else [targets]
+
+
+def in_waves(fleet: Fleet, work, waves: list[list[Target]], report) -> FleetResult[HostOutcome]:
+    """``work`` on each wave in turn; a wave with a failed host stops the ones after it."""
+    results: dict[str, HostOutcome | Exception] = {}
+    for index, wave in enumerate(waves):
+        failed = sorted(FleetResult(results).failed)
+        if failed:
+            for target in wave:
+                problem = SmshipError(f"not provisioned: {', '.join(failed)} failed first, and this host's app "
+                                      "would restart on settings that host did not take")
+                report.host(target.name, "failed", str(problem))
+                results[target.name] = problem
+            continue
+        if index:
+            report.info(f"then {len(wave)} host(s) whose app restarts on the db host's new settings")
+        results.update(fleet.map(work, wave))
+    return FleetResult(results)
 
 
 def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -> dict[str, str]:

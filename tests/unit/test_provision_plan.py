@@ -459,3 +459,44 @@ def test_transaction_pooling_needs_a_pgbouncer_that_keeps_prepared_statements_ap
     env = EnvContext.open("prod", project / "smship.yml").env
     hostos.require_pooler_available(env, {"db1": old})
     assert "max_prepared_statements" not in file_text(state_for(project, "db1", old), "pgbouncer.ini")
+
+
+def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
+    from types import SimpleNamespace
+
+    from smship.engine.plan import Change, Plan
+    from smship.provision.provision import HostOutcome, in_waves, provision_waves
+    from smship.ssh import FleetResult
+
+    env_file = "/srv/shop/shared/env"
+    roles = {"db1": ["db"], "web1": ["web"], "jobs1": ["worker", "beat"]}
+    targets = [SimpleNamespace(name=name) for name in roles]
+
+    def looked(**changes: list[Change]) -> FleetResult:
+        return FleetResult({name: HostOutcome(Plan(changes=changes.get(name, [])), False) for name in roles})
+
+    rewritten = Change("file", env_file, "content (secret: not shown)")
+    password = Change("ensure", "postgres role shop has the password SM_DB_PASSWORD", "apply")
+    waves = provision_waves(targets, roles, looked(db1=[password], web1=[rewritten]), env_file)
+    assert [[t.name for t in wave] for wave in waves] == [["db1"], ["web1", "jobs1"]]
+    # A fresh app host (its env file created), a db host with nothing to do, or no env file change: all at once.
+    for plans in ({"db1": [password], "web1": [Change("file", env_file, "create")]}, {"web1": [rewritten]},
+                  {"db1": [password], "jobs1": [Change("file", "/etc/x", "content")]}):
+        assert [[t.name for t in w] for w in provision_waves(targets, roles, looked(**plans), env_file)] == [
+            ["db1", "web1", "jobs1"]]
+    assert provision_waves(targets, roles, None, env_file) == [targets]
+
+    # A failed db host stops the app hosts' wave: they are reported, not provisioned.
+    said = []
+    report = SimpleNamespace(host=lambda name, status, message: said.append((name, status, message)),
+                             info=lambda message: said.append(message))
+    ran = []
+
+    class Fleet:
+        def map(self, work, wave):
+            ran.extend(t.name for t in wave)
+            return FleetResult({t.name: RuntimeError("apt failed") for t in wave})
+
+    outcome = in_waves(Fleet(), None, waves, report)
+    assert ran == ["db1"] and sorted(outcome.failed) == ["db1", "jobs1", "web1"]
+    assert said[0][0:2] == ("web1", "failed") and "db1 failed first" in said[0][2]
