@@ -3,11 +3,12 @@
 Debian's own agents do the work: ``systemd-journal-upload`` on each app host
 sends its journal over HTTPS to ``systemd-journal-remote`` on the collector,
 which keeps one journal file per sender. Both sides prove who they are with a
-certificate from the environment's CA (smship.upstreamtls): the collector
-admits only uploaders the CA signed, and an uploader sends only to a server
-the CA signed. Each uploader's certificate names its inventory host, and the
-collector names its files after that (``remote-CN=<host>*.journal``), so a
-host's lines are found by its inventory name whatever its own hostname says.
+certificate from the environment's CA (smship.upstreamtls): an uploader
+sends only to a server the CA signed. Debian builds journal-remote without
+GnuTLS, so it cannot check the uploaders' certificates in turn (it says
+"Certificate checking disabled"): the collector's firewall admits its port
+from the app hosts alone, and it names each sender's files after the
+address it connected from.
 
 The keys reach the daemons as systemd credentials (``LoadCredential=``): they
 stay root's 0600 on disk, and the uploader's dynamic user still reads its key.
@@ -16,6 +17,7 @@ stay root's 0600 on disk, and the uploader's dynamic user still reads its key.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -31,6 +33,9 @@ REMOTE_DIR = "/var/log/journal/remote"
 UPLOAD_UNIT = "systemd-journal-upload.service"
 COLLECTOR_SOCKET = "systemd-journal-remote.socket"
 COLLECTOR_UNIT = "systemd-journal-remote.service"
+# smship check's marker lines: their syslog tag, and how long the collector is given to receive them.
+CHECK_TAG = "smship-logcheck"
+MARKER_WAIT = 20.0
 # Where systemd hands each daemon its key (LoadCredential=key:...).
 UPLOAD_KEY = f"/run/credentials/{UPLOAD_UNIT}/key"
 COLLECTOR_KEY = f"/run/credentials/{COLLECTOR_UNIT}/key"
@@ -48,9 +53,25 @@ def ships(env: Environment, host: Host) -> bool:
     return env.logs is not None and is_app_host(host)
 
 
-def remote_files(host_name: str) -> str:
-    """The glob of ``host_name``'s journal files on the collector (active and archived)."""
-    return f"{REMOTE_DIR}/remote-CN={host_name}*.journal"
+def markers(env: Environment) -> dict[str, str]:
+    """A marker line, never logged before, for each app host to log and the collector to receive."""
+    run = uuid.uuid4().hex[:12]
+    return {h.name: f"smship check {run} from {h.name}" for h in env.hosts if ships(env, h)}
+
+
+def collector_source(host: Host) -> tuple[str, ...]:
+    """journalctl's arguments that read ``host``'s lines on the collector.
+
+    journal-remote names a sender's files after its address as the collector saw it
+    (``remote-ADDRESS.journal``, then archived ``remote-ADDRESS@...journal``); a host
+    given by name in the inventory is found by its hostname instead, which must then
+    be its inventory name.
+    """
+    try:
+        address = str(ipaddress.ip_address(host.address))
+    except ValueError:
+        return ("--directory", REMOTE_DIR, f"_HOSTNAME={host.name}")
+    return ("--file", f"{REMOTE_DIR}/remote-{address}*.journal")
 
 
 def _address_names(address: str) -> list[x509.GeneralName]:
