@@ -23,6 +23,7 @@ class HostFirewall:
     ssh_ports: tuple[int, ...]
     serves_site: bool
     data_ports: tuple[int, ...]       # Postgres, PgBouncer (with a pooler) and Redis, on a db host
+    log_port: int | None              # the log collector's HTTPS port, on the collector
     app_v4: tuple[str, ...]           # IPv4 addresses and names (nft resolves names when it loads)
     app_v6: tuple[str, ...]
 
@@ -45,5 +46,6 @@ def host_firewall(env: Environment, host: Host) -> HostFirewall:
         ssh_ports=tuple(sorted({22, host.port or env.ssh.port})),
         serves_site=bool(set(host.roles) & set(SITE_ROLES)),
         data_ports=data_ports(env) if "db" in host.roles else (),
+        log_port=env.logs.port if env.logs is not None and env.logs.collector == host.name else None,
         app_v4=tuple(a for a in apps if not _is_v6(a)),
         app_v6=tuple(a for a in apps if _is_v6(a)))

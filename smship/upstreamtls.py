@@ -86,27 +86,34 @@ def ca_certificate(seed: bytes, app_name: str, env_name: str) -> str:
     return _pem(_ca(seed, app_name, env_name)[1])
 
 
-def web_host_pair(seed: bytes, app_name: str, env_name: str, host_name: str) -> tuple[str, str]:
-    """(certificate PEM, key PEM) of one web host, signed by the environment's CA."""
+def issue(seed: bytes, app_name: str, env_name: str, purpose: str, holder: str, common_name: str,
+          names: list[x509.GeneralName], usages: list[x509.ObjectIdentifier]) -> tuple[str, str]:
+    """(certificate PEM, key PEM) signed by the environment's CA. The key is derived from the
+    seed, the purpose and the holder: each holder gets its own per purpose, a second run the same bytes."""
     ca_key, ca = _ca(seed, app_name, env_name)
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=f"smship upstream {host_name}".encode()).derive(seed)
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"smship {purpose} {holder}".encode()).derive(seed)
     key = Ed25519PrivateKey.from_private_bytes(derived)
     public = key.public_key()
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    name = upstream_name(app_name)
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca.subject).public_key(public).serial_number(_serial(raw, host_name))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca.subject).public_key(public).serial_number(_serial(raw, holder))
             .not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, None))
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     return _pem(cert), key_pem
+
+
+def web_host_pair(seed: bytes, app_name: str, env_name: str, host_name: str) -> tuple[str, str]:
+    """(certificate PEM, key PEM) of one web host, signed by the environment's CA."""
+    name = upstream_name(app_name)
+    return issue(seed, app_name, env_name, "upstream", host_name, name, [x509.DNSName(name)],
+                 [ExtendedKeyUsageOID.SERVER_AUTH])
 
 
 @dataclass(frozen=True)

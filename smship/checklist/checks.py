@@ -7,6 +7,8 @@ is tested on facts made by hand.
 
 from __future__ import annotations
 
+from smship import logship
+
 from smship.checklist import tls
 from smship.checklist.firewall import ERROR, OPEN
 from smship.checklist.hostos import hosts_os
@@ -96,12 +98,45 @@ def database_url(facts):
 def log_format(facts):
     name = _names(facts).log_format
     if name is None:
-        return PASS, "not judged: the app declares no log format setting (app.settings.log_format)", ""
+        status, reason, fix = PASS, "not judged: the app declares no log format setting (app.settings.log_format)", ""
+    else:
+        def judge(s):
+            value = s.values.get(name, "text")
+            return f"{name} is {value!r}" if value != "json" else None
+        status, reason, fix = _settings_check(facts, judge, f"{name} is json", f"set {name}: json in the environment's env:")
+    if facts.env.logs is None or status == FAIL:
+        return status, reason, fix
+    shipped, problem, shipping_fix = log_shipping(facts)
+    if not shipped:
+        return FAIL, problem, shipping_fix
+    return status, f"{reason}; {problem}", fix
 
-    def judge(s):
-        value = s.values.get(name, "text")
-        return f"{name} is {value!r}" if value != "json" else None
-    return _settings_check(facts, judge, f"{name} is json", f"set {name}: json in the environment's env:")
+
+def log_shipping(facts) -> tuple[bool, str, str]:
+    """(shipped, reason, fix): whether each app host's marker line reached the collector."""
+    collector = facts.env.logs.collector
+    if not facts.log_markers:
+        return True, "log shipping not judged (no marker was logged)", ""
+    missing: dict[str, str] = {}
+    for name, marker in facts.log_markers.items():
+        answer = facts.hosts.get(name)
+        logged = answer.log_marker if answer else None
+        if answer is None:
+            missing[name] = "not reached"
+        elif logged is None or not logged.logged:
+            missing[name] = f"could not log its marker ({logged.error if logged else 'no answer'})"
+        elif facts.log_received is None:
+            missing[name] = f"the collector could not be read ({facts.log_error or 'not reached'})"
+        elif marker not in facts.log_received:
+            missing[name] = (f"its marker did not reach {collector} in {logship.MARKER_WAIT:g} s "
+                             f"(uploader {logged.uploader})")
+    if missing:
+        reason = "log shipping: " + "; ".join(f"{host}: {why}" for host, why in missing.items())
+        hosts = ", ".join(missing)
+        return False, reason, (f"see `journalctl -u {logship.UPLOAD_UNIT}` on {hosts} and "
+                               f"`journalctl -u {logship.COLLECTOR_UNIT}` on {collector}; `smship provision` "
+                               f"restores the uploaders, the collector and its firewall rule")
+    return True, f"every app host's marker line reached the collector {collector}", ""
 
 
 def _database_problem(facts):

@@ -12,6 +12,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smship import logship
 from smship.appenv import app_settings
 from smship.checklist import firewall, tls
 from smship.checklist.checks import DATABASE_CHECKS
@@ -71,6 +72,10 @@ class Facts:
     # Hosts whose env file the command (a deploy) rewrites from the inventory before any restart.
     rewritten: set[str] = field(default_factory=set)
     reach: list[firewall.Reach] = field(default_factory=list)
+    # Log shipping: the marker each app host logged, and which of them the collector holds.
+    log_markers: dict[str, str] = field(default_factory=dict)
+    log_received: set[str] | None = None
+    log_error: str = ""
 
     @property
     def env(self):
@@ -107,7 +112,8 @@ def inventory_settings(ctx: EnvContext) -> Settings:
                     url.partition("://")[0] if url else None, weakness(values.get(names.secret_key), names.secret_key))
 
 
-def host_request(contract: AppContract, layout: Layout, host: Host, python: str | None = None):
+def host_request(contract: AppContract, layout: Layout, host: Host, python: str | None = None,
+                 log_marker: str | None = None):
     units = app_units(layout, host.roles)
     app = is_app_host(host)
     edge = bool({"web", "lb"} & set(host.roles))
@@ -120,6 +126,8 @@ def host_request(contract: AppContract, layout: Layout, host: Host, python: str 
               "web": layout.web_slots() if "web" in host.roles else None}
     if python:
         fields["python"] = python
+    if log_marker:
+        fields |= {"log_marker": log_marker, "log_tag": logship.CHECK_TAG, "upload_unit": logship.UPLOAD_UNIT}
     return agent.checkfacts(fields)
 
 
@@ -132,12 +140,17 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
     except SmshipError as exc:
         facts.inventory_error = str(exc)
     python = ctx.app.interpreter    # the app hosts' interpreter, for hosts-os
-    answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python))
+    if ctx.env.logs is not None and "log-format" not in skip:
+        facts.log_markers = logship.markers(ctx.env)
+    answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python,
+                                                          facts.log_markers.get(t.name)))
     for name in answers:
         if name in answers.failed:
             facts.unreachable[name] = str(answers.failed[name])
         else:
             facts.hosts[name] = answers.succeeded[name]
+    if facts.log_markers:
+        read_collector(facts, fleet)
     if not set(DATABASE_CHECKS) <= set(skip):
         read_database(facts, fleet)
     if "firewall" not in skip and ctx.env.firewall.enabled:
@@ -156,6 +169,20 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
                 facts.configured_certificate = None
                 facts.inventory_error = facts.inventory_error or f"{ctx.env.tls.certificate}: {exc.strerror}"
     return facts
+
+
+def read_collector(facts: Facts, fleet: Fleet) -> None:
+    """Which markers logged on the app hosts the collector received (it waits a little for them)."""
+    collector = logship.collector_of(facts.env)
+    logged = [m for name, m in facts.log_markers.items()
+              if name in facts.hosts and facts.hosts[name].log_marker and facts.hosts[name].log_marker.logged]
+    if collector is None or not logged or collector.name not in fleet.targets:
+        return
+    try:
+        facts.log_received = agent.ask(fleet, fleet.targets[collector.name], agent.logmarkers(
+            logship.REMOTE_DIR, logship.CHECK_TAG, logged, logship.MARKER_WAIT))
+    except Exception as exc:  # reported by the check, naming the collector
+        facts.log_error = f"{collector.name}: {exc}"
 
 
 def read_database(facts: Facts, fleet: Fleet) -> None:

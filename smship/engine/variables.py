@@ -10,15 +10,20 @@ from smship.context import EnvContext
 from smship.firewall import RULES_PATH, UNIT, host_firewall
 from smship.hostos import UNKNOWN_OS, HostOS, python_packages
 from smship.hostroles import app_hosts, is_app_host
-from smship.inventory import Host
+from smship.inventory import Environment, Host
 from smship.layout import Layout
+from smship.logship import collector_of, ships
+from smship.logship import for_host as log_shipping
 from smship.secrets import backend_for
 from smship.upstreamtls import for_host
 
-def roles_of(host: Host) -> list[str]:
-    """The roles applied to ``host``: its own, after the shared ones."""
+def roles_of(env: Environment, host: Host) -> list[str]:
+    """The roles applied to ``host``: its own, after the shared ones, then log shipping's."""
     shared = ["base", "firewall"] + (["app"] if is_app_host(host) else [])
-    return shared + list(host.roles)
+    collector = collector_of(env)
+    logs = (["logs"] if collector is not None and collector.name == host.name else []) + \
+        (["logship"] if ships(env, host) else [])
+    return shared + list(host.roles) + logs
 
 
 def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
@@ -72,6 +77,8 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         # lb -> web TLS, verified against the environment's CA (only with an lb).
         "upstream": for_host(ctx.app.name, ctx.name, host.roles, host.name, secrets)
         if env.hosts_with("lb") and not env_file_only else None,
+        # Log shipping (the logs section): the collector's and each uploader's certificates.
+        "logship": None if env_file_only else log_shipping(ctx.app.name, ctx.name, env, host, secrets),
         "firewall_rules": RULES_PATH,
         "firewall_unit": UNIT,
     }

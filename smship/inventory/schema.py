@@ -20,8 +20,8 @@ from smship.inputrules import (check_app_path, check_app_user, check_identifier,
                                secret_like)
 from smship.inventory.rules import (APP_NAME, ENV_KEY, HOST_NAME, JUMP, SECRET_KEYS, Role, check_address, is_ip,
                                     local_path, split_endpoint)
-from smship.inventory.sections import (SSH, TLS, Backup, Beat, Checks, Db, Firewall, Health, Lb, Secrets, Storage,
-                                       StrictModel, Web, Worker)
+from smship.inventory.sections import (SSH, TLS, Backup, Beat, Checks, Db, Firewall, Health, Lb, Logs, Secrets,
+                                       Storage, StrictModel, Web, Worker)
 
 
 class App(AppContract):
@@ -116,6 +116,7 @@ class Environment(StrictModel):
     db: Db = Db()
     lb: Lb = Lb()
     firewall: Firewall = Firewall()
+    logs: Logs | None = None
     secrets: Secrets = Secrets(backend="env")
     storage: Storage | None = None
     backup: Backup | None = None
@@ -182,7 +183,22 @@ class Environment(StrictModel):
         self._backup_rules()
         if self.db.pooler is not None and not self.hosts_with("db"):
             raise FieldProblem(("db", "pooler"), "runs on the 'db' host, and no host has the 'db' role")
+        self._logs_rules()
         return self
+
+    def _logs_rules(self) -> None:
+        if self.logs is None:
+            return
+        names = [host.name for host in self.hosts]
+        if self.logs.collector not in names:
+            raise FieldProblem(("logs", "collector"), f"{self.logs.collector!r} is not a host of this environment "
+                                                      f"(hosts: {', '.join(names)})")
+        collector = self.hosts[names.index(self.logs.collector)]
+        ssh_port = collector.port or self.ssh.port
+        if self.logs.port in (22, ssh_port) or ("web" in collector.roles or "lb" in collector.roles) \
+                and self.logs.port in (80, 443):
+            raise FieldProblem(("logs", "port"), f"{self.logs.port} is already taken on the collector "
+                                                 f"{collector.name} (SSH or the site)")
 
     def _backup_rules(self) -> None:
         if self.backup is None:

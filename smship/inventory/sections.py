@@ -1,4 +1,5 @@
-"""The sections of an environment: ssh, tls, health, web, worker, db (and its pooler), lb, firewall, storage, backup, secrets.
+"""The sections of an environment: ssh, tls, health, web, worker, db (and its pooler), lb, firewall, logs, storage,
+backup, secrets.
 
 Each is a frozen pydantic model that refuses unknown fields; rules that span
 sections are the environment's (smship.inventory.schema).
@@ -213,6 +214,13 @@ class Firewall(StrictModel):
 
 class Beat(StrictModel):
     pass
+
+
+class Logs(StrictModel):
+    """Every app host's journal shipped to a collector of the fleet (smship.logship)."""
+
+    collector: str = Field(description="The inventory name of the host that keeps the journals.")
+    port: int = Field(default=19532, ge=1, le=65535, description="The collector's HTTPS port.")
 
 
 class Storage(StrictModel):

@@ -171,12 +171,12 @@ def in_waves(fleet: Fleet, work, waves: list[list[Target]], report) -> FleetResu
 
 
 def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -> dict[str, str]:
-    """``secrets`` with the environment's upstream CA key when the fleet has an lb (made once, then kept).
+    """``secrets`` with the environment's CA key when the fleet has an lb or ships its logs (made once, then kept).
 
     ``--check`` changes nothing, the secrets backend included: it plans with a
     key that lives only in memory.
     """
-    if not ctx.env.hosts_with("lb") or upstreamtls.CA_KEY in secrets:
+    if not (ctx.env.hosts_with("lb") or ctx.env.logs) or upstreamtls.CA_KEY in secrets:
         return secrets
     if check:
         return {**secrets, upstreamtls.CA_KEY: upstreamtls.new_key()}
@@ -202,6 +202,6 @@ def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: di
             states[h.name] = facts.failed[h.name]
             continue
         variables = host_variables(ctx, h, secrets, known[h.name])
-        states[h.name] = desired_state(roles_of(h), variables, project_dir, jinja)
+        states[h.name] = desired_state(roles_of(ctx.env, h), variables, project_dir, jinja)
         states[h.name].postgres_major = variables["postgres_major"]
     return FleetResult(states)

@@ -1047,7 +1047,26 @@ def checkfacts(request):
     answer["os"] = {"id": release.get("ID", ""), "version_id": release.get("VERSION_ID", ""),
                     "name": release.get("PRETTY_NAME", ""),
                     "python": _interpreter_version(request["python"]) if request.get("python") else None}
+    # Log shipping: a line the collector must receive (smship check's log-format).
+    answer["log_marker"] = None
+    if request.get("log_marker"):
+        code, _, err = _run(["logger", "-t", request["log_tag"], request["log_marker"]])
+        answer["log_marker"] = {"logged": code == 0, "error": err.strip()[-300:],
+                                "uploader": _run(["systemctl", "is-active", request["upload_unit"]])[1].strip()}
     return answer
+
+
+def logmarkers(request):
+    """Which of ``markers`` the collector has received, waiting up to ``wait`` seconds for them all."""
+    wanted = set(request["markers"])
+    deadline = time.monotonic() + request["wait"]
+    while True:
+        code, out, err = _run(["journalctl", "--no-pager", "--quiet", "-o", "cat", "--directory",
+                               request["directory"], "-t", request["tag"], "--since", "-1h"])
+        found = wanted & set(out.splitlines())
+        if found == wanted or time.monotonic() >= deadline:
+            return {"found": sorted(found), "error": err.strip()[-300:] if code else ""}
+        time.sleep(0.5)
 
 
 def _os_release():
@@ -1122,7 +1141,7 @@ def hostos(request):
 
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,
        "activate": activate, "prune": prune, "audit": audit, "keystate": keystate, "setenv": setenv,
-       "checkfacts": checkfacts, "hostos": hostos}
+       "checkfacts": checkfacts, "hostos": hostos, "logmarkers": logmarkers}
 
 
 def main():

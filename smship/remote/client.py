@@ -415,6 +415,14 @@ class OSRelease:
 
 
 @dataclass(frozen=True)
+class LogMarker:
+    """The marker line an app host logged for its collector to receive."""
+    logged: bool
+    error: str
+    uploader: str                          # systemctl is-active of the journal uploader
+
+
+@dataclass(frozen=True)
 class HostChecks:
     """Everything ``smship check`` reads from one host."""
     current: str | None
@@ -428,6 +436,7 @@ class HostChecks:
     certificate: str | None                # the served certificate's PEM, on web and lb hosts
     drained: bool
     os: OSRelease | None
+    log_marker: LogMarker | None = None    # with a logs section, on app hosts: the line logged for the collector
 
     def env_values(self) -> dict[str, str] | None:
         """The env file's plain settings; None when there is no env file or it could not be read."""
@@ -452,12 +461,23 @@ def _host_checks(_host: str, answer: dict[str, Any]) -> HostChecks:
         beat=answer["beat"], nginx=nginx if isinstance(nginx, str) else None,
         nginx_error=nginx["error"] if isinstance(nginx, dict) else None, certificate=answer["certificate"],
         drained=bool(answer["drained"]),
-        os=OSRelease(found["id"], found["version_id"], found["name"], found["python"]) if found else None)
+        os=OSRelease(found["id"], found["version_id"], found["name"], found["python"]) if found else None,
+        log_marker=LogMarker(**answer["log_marker"]) if answer.get("log_marker") else None)
 
 
 def checkfacts(fields: dict[str, Any], timeout: float = 90) -> Request[HostChecks]:
     """Everything ``smship check`` reads from one host, in one round trip (fields: smship.checklist.facts)."""
     return Request("checkfacts", fields, _host_checks, timeout)
+
+
+def logmarkers(directory: str, tag: str, markers: list[str], wait: float) -> Request[set[str]]:
+    """Which ``markers`` (lines logged with ``tag`` on the app hosts) the collector holds, waiting up to ``wait`` s."""
+    def parse(host: str, answer: dict[str, Any]) -> set[str]:
+        if answer["error"] and not answer["found"]:
+            raise SmshipError(f"{host}: cannot read the collected journals: {answer['error']}")
+        return set(answer["found"])
+    return Request("logmarkers", {"directory": directory, "tag": tag, "markers": markers, "wait": wait},
+                   parse, timeout=wait + 60)
 
 
 # -- the db host's backup program ------------------------------------------------

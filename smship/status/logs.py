@@ -2,7 +2,10 @@
 
 Each host streams ``journalctl -o cat`` (the message as the app wrote it, so
 a JSON line stays a JSON line) over its own SSH connection; lines are
-printed as they arrive, prefixed with the host's name.
+printed as they arrive, prefixed with the host's name. With a ``logs``
+section the collector keeps a copy of every app host's journal: a host whose
+SSH connection fails is read there instead, and ``--from-collector`` reads
+every host there.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from smship.command import Command
 from smship.context import EnvContext, open_fleet
 from smship.errors import SmshipError
 from smship.hostroles import APP_ROLES, units_of
+from smship.logship import collector_of, collector_source, ships
 from smship.ssh import until_disconnected
 
 ROLES = ("web", "worker", "beat", "db", "lb")
+SSH_FAILED = 255  # ssh's own exit status: the connection, not the remote command, failed
 DEFAULT_LINES = 100
 
 def since_argument(since: str) -> str:
@@ -28,8 +33,10 @@ def since_argument(since: str) -> str:
     return since
 
 
-def journal_command(units: list[str], since: str | None, follow: bool, lines: int | None) -> Command:
-    argv = ["--no-pager", "--quiet", "-o", "cat"]
+def journal_command(units: list[str], since: str | None, follow: bool, lines: int | None,
+                    source: tuple[str, ...] = ()) -> Command:
+    """``source``: where to read instead of the host's own journal (a sender's files on the collector)."""
+    argv = ["--no-pager", "--quiet", "-o", "cat", *source]
     for unit in units:
         argv += ["-u", unit]
     if since:
@@ -46,8 +53,11 @@ def prefix(host: str, width: int, line: str) -> str:
 
 
 def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, follow: bool = False,
-         lines: int | None = None) -> bool:
+         lines: int | None = None, from_collector: bool = False) -> bool:
     layout = ctx.layout
+    collector = collector_of(ctx.env)
+    if from_collector and collector is None:
+        raise SmshipError(f"--from-collector: environment {ctx.name} has no 'logs' section, so no collector")
     if role is not None and role not in ROLES:
         raise SmshipError(f"--role {role!r}: one of {', '.join(ROLES)}")
     chosen = [(h, units_of(layout, [role] if role else [r for r in h.roles if r in APP_ROLES], pattern=True))
@@ -60,16 +70,41 @@ def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, fol
     out_lock = threading.Lock()
     problems: dict[str, str] = {}
 
-    def pump(name: str, process) -> None:
+    def pump(name: str, process) -> int:
+        count = 0
         for raw in process.stdout:
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            count += 1
             with out_lock:
                 sys.stdout.write(prefix(name, width, text) + "\n")
                 sys.stdout.flush()
+        return count
 
-    with open_fleet(ctx, [h for h, _ in chosen]) as fleet:
-        processes = {h.name: fleet.stream(h.name, journal_command(units, since, follow, lines)) for h, units in chosen}
-        threads = [threading.Thread(target=pump, args=(n, p), daemon=True) for n, p in processes.items()]
+    def from_collector_of(host, units):
+        command = journal_command(units, since, follow, lines, collector_source(host))
+        return fleet.stream(collector.name, command)  # type: ignore[union-attr]
+
+    def read(host, units) -> None:
+        if from_collector:
+            processes[host.name] = from_collector_of(host, units)
+            pump(host.name, processes[host.name])
+            return
+        process = processes[host.name] = fleet.stream(host.name, journal_command(units, since, follow, lines))
+        if pump(host.name, process) or collector is None or collector.name == host.name:
+            return
+        process.wait()
+        if process.returncode != SSH_FAILED or not ships(ctx.env, host):
+            return
+        # The host cannot be reached: its lines as the collector received them.
+        ctx.reporter.warn(f"{host.name}: not reached over SSH; its lines from the collector {collector.name}")
+        processes[host.name] = from_collector_of(host, units)
+        pump(host.name, processes[host.name])
+
+    hosts = [h for h, _ in chosen] + ([collector] if collector is not None and collector not in
+                                      [h for h, _ in chosen] else [])
+    with open_fleet(ctx, hosts) as fleet:
+        processes: dict = {}
+        threads = [threading.Thread(target=read, args=(h, units), daemon=True) for h, units in chosen]
         previous = signal.signal(signal.SIGTERM, _interrupt)
         finished = False
         try:
@@ -85,7 +120,7 @@ def logs(ctx: EnvContext, role: str | None = None, since: str | None = None, fol
             finished = False
         finally:
             signal.signal(signal.SIGTERM, previous)
-            for name, process in processes.items():
+            for name, process in list(processes.items()):
                 problem = _end(process, wait=10 if finished else 0)
                 if problem and finished:
                     problems[name] = problem

@@ -39,14 +39,18 @@ def check(ctx: EnvContext, skip_check=None, cert_days=14):
     "follow": "Keep streaming new lines until interrupted (Ctrl-C).",
     "lines": "At most this many lines per host before following (default: 100, or 10 with --follow; "
              "all lines with --since).",
+    "from-collector": "Read every host's lines from the log collector (the logs section) instead of the host; "
+                      "without it, only hosts that SSH cannot reach are read there.",
 })
-def logs(ctx: EnvContext, role=None, since=None, follow=False, lines=None):
+def logs(ctx: EnvContext, role=None, since=None, follow=False, lines=None, from_collector=False):
     """Stream the journals of the app's units from every host, each line prefixed with its host.
 
     Lines are printed as the app wrote them (journalctl -o cat), so JSON log
     lines stay whole JSON after the "HOST | " prefix. Without --follow it
-    exits when every host has sent its lines.
+    exits when every host has sent its lines. With a logs section, a host that
+    cannot be reached is read from the collector.
     """
     from smship.status.logs import logs as run
 
-    return run(ctx, role=role, since=since, follow=follow, lines=int(lines) if lines is not None else None)
+    return run(ctx, role=role, since=since, follow=follow, lines=int(lines) if lines is not None else None,
+               from_collector=from_collector)

@@ -19,7 +19,7 @@ from labkit import ENV, SmshipRun, Variants, lab_env, remote, run_smship, write_
 # the commands that reconfigure the fleet (secrets, S3, backups) last.
 STORY = ("test_lab", "test_provision", "test_deploy", "test_drills", "test_check", "test_network_lockdown",
          "test_status_logs", "test_app_contract", "test_hardening", "test_rotate_secret", "test_storage", "test_backup", "test_distro",
-         "test_init_inventory", "test_pooler", "test_second_app")
+         "test_init_inventory", "test_pooler", "test_log_shipping", "test_second_app")
 
 
 # The story that matters most, run again on Debian 12 hosts (marker debian12; see

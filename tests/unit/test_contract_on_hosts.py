@@ -56,7 +56,7 @@ def project(tmp_path: Path, app: dict | None = None, env: dict | None = None, ho
 def files_of(inventory: Path, host_name: str, secrets: dict = SECRETS) -> dict[str, str]:
     ctx = EnvContext.open("prod", inventory)
     host = next(h for h in ctx.env.hosts if h.name == host_name)
-    state = desired_state(roles_of(host), host_variables(ctx, host, secrets), inventory.parent,
+    state = desired_state(roles_of(ctx.env, host), host_variables(ctx, host, secrets), inventory.parent,
                           environment(inventory.parent))
     return {f.path: f.content.decode() for f in state.files}
 

@@ -180,7 +180,7 @@ def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
     monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check: engine.HostOutcome(plan, False))
     reporter = Reporter(output)
     ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod", secrets={},
-                          env=SimpleNamespace(backup=None, secrets=None, hosts_with=lambda role: []),
+                          env=SimpleNamespace(backup=None, logs=None, secrets=None, hosts_with=lambda role: []),
                           app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ())))
     assert engine.provision(ctx, check=True, diff=True, show=show)
     return reporter

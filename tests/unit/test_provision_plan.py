@@ -49,7 +49,7 @@ TRIXIE = HostOS("h", "debian", "13", "trixie", "Debian GNU/Linux 13 (trixie)", g
 def state_for(project: Path, host_name: str, facts: HostOS = BOOKWORM):
     ctx = EnvContext.open("prod", project / "smship.yml")
     host = next(h for h in ctx.env.hosts if h.name == host_name)
-    return desired_state(roles_of(host), host_variables(ctx, host, SECRETS, facts), project, environment(project))
+    return desired_state(roles_of(ctx.env, host), host_variables(ctx, host, SECRETS, facts), project, environment(project))
 
 
 def converged_facts(state) -> dict:

@@ -1,0 +1,96 @@
+"""Log shipping on the session's deployed fleet: a `logs` section with the collector on lab1.
+
+The lab: lab1 = [db, lb, beat] (the collector, and an app host through beat),
+lab2 and lab3 = [web, worker]. lab3 is killed after logging a marker and
+started again before the module ends.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+
+import pytest
+
+from labkit import ENV, lab_env, remote, write_inventory
+
+pytestmark = pytest.mark.lab
+
+COLLECTOR = "lab1"
+REMOTE_DIR = "/var/log/journal/remote"
+
+
+@pytest.fixture(scope="module")
+def shipping(lab, smship, deployed, tmp_path_factory):
+    """The fleet provisioned with a logs section (its inventory); lab3 running again at the end."""
+    inventory = write_inventory(lab, tmp_path_factory.mktemp("logs"),
+                                lambda data: lab_env(data).update(logs={"collector": COLLECTOR}))
+    first = smship("provision", ENV, "-o", "json", inventory=inventory, check=True)
+    assert set(first.statuses()) == {"lab1", "lab2", "lab3"}
+    # Hosts are provisioned in parallel: an uploader that started before the collector listened
+    # failed, and systemd starts it again 5 s later. Each must settle running.
+    for host in ("lab1", "lab2", "lab3"):
+        remote(lab, host, "for i in $(seq 60); do systemctl is-active -q systemd-journal-upload && exit 0; sleep 0.5; "
+                          "done; journalctl -u systemd-journal-upload -n 20 --no-pager; exit 1")
+    try:
+        yield inventory
+    finally:
+        if not lab.is_running("lab3"):
+            lab.start("lab3")
+
+
+def web_request(lab, host: str, path: str) -> None:
+    """One request to ``host``'s site: the app logs its path (refapp.request)."""
+    subprocess.run(["curl", "-sk", "-o", "/dev/null", "--max-time", "20", "-H", "Host: refapp.lab.test",
+                    f"https://{lab.address(host)}{path}"], timeout=30, check=True)
+
+
+def test_a_second_provision_changes_nothing(smship, shipping):
+    again = smship("provision", ENV, "-o", "json", inventory=shipping, check=True)
+    assert all(s == ["ok"] for s in again.statuses().values()), str(again)
+
+
+def test_the_collector_keeps_its_files_from_the_app_user(lab, shipping):
+    listing = remote(lab, COLLECTOR, f"stat -c '%a %U %G %n' {REMOTE_DIR} {REMOTE_DIR}/*.journal")
+    modes = dict(reversed(line.split(" ", 3)[::3]) for line in listing.splitlines())
+    assert modes[REMOTE_DIR] == "750", listing
+    assert len(modes) >= 4, f"a journal file per app host expected: {listing}"
+    assert all(mode in ("640", "600") for path, mode in modes.items() if path != REMOTE_DIR), listing
+    # lab1 is an app host (beat): its app user exists there and must read none of it.
+    for path in [REMOTE_DIR] + [p for p in modes if p != REMOTE_DIR][:1]:
+        denied = lab.ssh(COLLECTOR, ["sudo", "runuser", "-u", "refapp", "--", "cat" if path != REMOTE_DIR else "ls",
+                                     path], timeout=30)
+        assert denied.returncode != 0 and b"Permission denied" in denied.stderr, (path, denied)
+
+
+def test_check_log_format_verifies_shipping_and_names_a_host_whose_uploader_stopped(lab, smship, shipping):
+    passed = smship("check", ENV, "-o", "json", inventory=shipping)
+    verdict = {c["name"]: c for c in passed.document["checks"]}["log-format"]
+    assert verdict["status"] == "pass" and "reached the collector lab1" in verdict["reason"], verdict
+    remote(lab, "lab2", "systemctl stop systemd-journal-upload")
+    try:
+        failed = smship("check", ENV, "-o", "json", inventory=shipping, check=False)
+        verdict = {c["name"]: c for c in failed.document["checks"]}["log-format"]
+        assert verdict["status"] == "fail", verdict
+        assert "lab2: its marker did not reach lab1" in verdict["reason"], verdict
+        assert "lab3" not in verdict["reason"] and "journalctl -u systemd-journal-upload" in verdict["fix"], verdict
+    finally:
+        remote(lab, "lab2", "systemctl start systemd-journal-upload")
+
+
+def test_a_killed_hosts_lines_are_read_from_the_collector(lab, smship, shipping):
+    marker = f"/smship-shipped-{uuid.uuid4().hex[:12]}"
+    web_request(lab, "lab3", marker)
+    # Shipped as it is written; the collector is given a moment, then lab3 dies at once.
+    remote(lab, COLLECTOR, f"for i in $(seq 50); do journalctl -D {REMOTE_DIR} -o cat | grep -q -- '{marker}' && exit 0; "
+                           "sleep 0.2; done; exit 1")
+    lab.kill("lab3")
+    shown = smship("logs", ENV, "--role", "web", "--since", "10m", inventory=shipping, check=True)
+    lines = [line for line in shown.stdout.splitlines() if marker in line]
+    assert lines and all(re.match(r"^lab3 +\| ", line) for line in lines), shown
+    assert "lab3: not reached over SSH; its lines from the collector lab1" in shown.stderr, shown
+    assert any(line.startswith("lab2 ") for line in shown.stdout.splitlines()), "lab2 is read from itself"
+    every = smship("logs", ENV, "--role", "web", "--since", "10m", "--from-collector", inventory=shipping, check=True)
+    assert any(marker in line and line.startswith("lab3 ") for line in every.stdout.splitlines()), every
+    lab.start("lab3")
