@@ -505,8 +505,8 @@ def firewall(facts):
     if not env.firewall.enabled:
         return WARN, "firewall.enabled is false: Postgres and Redis rely on their passwords alone", \
             f"set firewall.enabled: true in the inventory and run 'smship provision {name}'"
-    if not env.hosts_with("db"):
-        return PASS, "no db host in this fleet", ""
+    if not env.hosts_with("db") and env.logs is None:
+        return PASS, "no db host or log collector in this fleet", ""
     if not facts.reach:
         return WARN, "nothing to try from: this machine is an app host and no lb host is outside the app hosts", \
             "run 'smship check' from a machine that is not an app host"
@@ -514,7 +514,7 @@ def firewall(facts):
     if opened:
         return FAIL, "; ".join(f"{r.target} accepts a connection from {r.source}, which is not an app host"
                                for r in opened), \
-            f"run 'smship provision {name}' (nftables on the db host admits only the app hosts)"
+            f"run 'smship provision {name}' (nftables on the db host and the log collector admits only the app hosts)"
     unknown = [r for r in facts.reach if r.outcome == ERROR]
     if unknown:
         return WARN, "; ".join(f"{r.source} could not try {r.target}: {r.detail}" for r in unknown), \

@@ -1,9 +1,9 @@
-"""Whether Postgres and Redis refuse a stranger, asked from outside the db host.
+"""Whether Postgres, PgBouncer, Redis and the log collector refuse a stranger, asked from outside.
 
 Two vantage points that are not app hosts: the machine running smship, and
 each lb host (inside the fleet's private network, where a cloud's own
 firewall no longer helps). From either, a connection to the db host's
-Postgres or Redis port must not open.
+Postgres, PgBouncer or Redis port, or to the log collector's, must not open.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from smship.command import script
 from smship.firewall import data_ports
 from smship.hostroles import is_app_host
+from smship.inventory import Host
+from smship.logship import collector_of
 from smship.ssh import Fleet
 
 OPEN, CLOSED, ERROR = "open", "closed", "error"
@@ -72,25 +74,34 @@ def source_address(address: str, port: int) -> str | None:
         return None
 
 
+def closed_ports(env) -> list[tuple[Host, int]]:
+    """Each (host, port) only the app hosts may reach: the db host's data ports, the log collector's port."""
+    found = [(db, port) for db in env.hosts_with("db") for port in data_ports(env)]
+    collector = collector_of(env)
+    if collector is not None:
+        found.append((collector, env.logs.port))
+    return found
+
+
 def _attempts(ctx, reachable: set[str]) -> list[tuple[str, str, str, int]]:
-    """(vantage point, target label, address, port) for each db port, from each stranger."""
+    """(vantage point, target label, address, port) for each closed port, from each stranger."""
     env = ctx.env
     apps = {h.address for h in env.hosts if is_app_host(h)}
     found = []
-    for db in env.hosts_with("db"):
-        for port in data_ports(env):
-            # Run from an app host, this machine is no stranger: it is admitted, rightly.
-            if source_address(db.address, port) not in apps:
-                found.append((HERE, f"{db.name}:{port}", db.address, port))
-            found += [(lb.name, f"{db.name}:{port}", db.address, port) for lb in env.hosts_with("lb")
-                      if lb.name in reachable and not is_app_host(lb) and lb.name != db.name]
+    for host, port in closed_ports(env):
+        # Run from an app host, this machine is no stranger: it is admitted, rightly.
+        if source_address(host.address, port) not in apps:
+            found.append((HERE, f"{host.name}:{port}", host.address, port))
+        found += [(lb.name, f"{host.name}:{port}", host.address, port) for lb in env.hosts_with("lb")
+                  if lb.name in reachable and not is_app_host(lb) and lb.name != host.name]
     return found
 
 
 def _from_host(fleet: Fleet, source: str, mine: list[tuple[str, str, int]]) -> list[Reach]:
     """One round trip: ``source`` tries every (target, address, port) of ``mine`` at once."""
     args = [str(TIMEOUT)] + [word for _, address, port in mine for word in (address, str(port))]
-    result = fleet.run(source, script(_REMOTE, args=args, description="connect to the db host's ports"), timeout=30)
+    result = fleet.run(source, script(_REMOTE, args=args, description="connect to the ports only app hosts may reach"),
+                       timeout=30)
     lines = result.stdout.splitlines()
     if not result.ok or len(lines) != len(mine):
         return [Reach(source, target, ERROR, result.summary()) for target, _, _ in mine]

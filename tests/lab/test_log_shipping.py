@@ -68,6 +68,9 @@ def test_check_log_format_verifies_shipping_and_names_a_host_whose_uploader_stop
     passed = smship("check", ENV, "-o", "json", inventory=shipping)
     verdict = {c["name"]: c for c in passed.document["checks"]}["log-format"]
     assert verdict["status"] == "pass" and "reached the collector lab1" in verdict["reason"], verdict
+    # The collector's port refuses this machine (not an app host), as the db host's ports do.
+    firewall = {c["name"]: c for c in passed.document["checks"]}["firewall"]
+    assert firewall["status"] == "pass" and "lab1:19532" in firewall["reason"], firewall
     remote(lab, "lab2", "systemctl stop systemd-journal-upload")
     try:
         failed = smship("check", ENV, "-o", "json", inventory=shipping, check=False)

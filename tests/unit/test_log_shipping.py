@@ -177,3 +177,15 @@ def test_markers_are_new_each_run_and_name_their_host(shipping):
     first, second = logship.markers(env), logship.markers(env)
     assert set(first) == {"web1", "web2", "jobs1"} and first != second
     assert all(marker.endswith(f"from {host}") for host, marker in first.items())
+
+
+def test_the_firewall_check_tries_the_collectors_port_as_it_tries_the_db_hosts(shipping):
+    from smship.checklist.firewall import closed_ports
+    from smship.context import EnvContext
+
+    env = EnvContext.open("prod", shipping / "smship.yml").env
+    assert [(host.name, port) for host, port in closed_ports(env)] == [
+        ("db1", 5432), ("db1", 6379), ("db1", 19532)]
+    with_logs(shipping, {"collector": "jobs1", "port": 19600})
+    env = EnvContext.open("prod", shipping / "smship.yml").env
+    assert ("jobs1", 19600) in [(host.name, port) for host, port in closed_ports(env)]
