@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -28,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "lab"), str(ROOT / "bench")]
+# smship as installed: pip writes bytecode, and so does Python on smship's first run. A shell
+# that turns bytecode off would time the compiling of smship's sources on every command.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from floor import floor_seconds  # noqa: E402
 from labkit import ENV, SteadyClient, app_variant, git, run_smship  # noqa: E402

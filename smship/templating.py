@@ -7,6 +7,7 @@ change an nginx site or a unit without forking smship.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import shlex
@@ -131,6 +132,19 @@ def _hba_address(address: str) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept in smship's cache across runs (every provision renders the same ones);
+    None when the cache directory cannot be made. Entries are checked against their source."""
+    from smship.settings import load_settings
+
+    directory = load_settings().cache_dir / "jinja"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory))
+
+
 def environment(project_dir: Path | None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path("templates", project_dir)]),
@@ -139,6 +153,7 @@ def environment(project_dir: Path | None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["psql_meta_literal"] = psql_meta_literal
     env.filters["redis_string"] = redis_string
@@ -150,6 +165,19 @@ def environment(project_dir: Path | None) -> jinja2.Environment:
     env.filters["systemd_command"] = systemd_command
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
     return env
+
+
+def compiled_string(env: jinja2.Environment, source: str) -> jinja2.Template:
+    """``env.from_string(source)``, through the environment's bytecode cache (one entry per source)."""
+    cache = env.bytecode_cache
+    if cache is None:
+        return env.from_string(source)
+    name = "<string " + hashlib.sha256(source.encode()).hexdigest() + ">"
+    bucket = cache.get_bucket(env, name, None, source)
+    if bucket.code is None:
+        bucket.code = env.compile(source, name)
+        cache.set_bucket(bucket)
+    return env.template_class.from_code(env, bucket.code, env.make_globals(None))
 
 
 def sandbox_properties(project_dir: Path | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from smship.remote import AGENT_SOURCE, agent
+from smship.remote import AGENT_SOURCE, agent, agent_argv
 from smship.ssh import Fleet, Result, RsyncResult, SSHOptions
 
 
@@ -95,7 +95,7 @@ class FakeFleet(Fleet):
         self._count(target.name)
         host = self.hosts[target.name]
         argv = tuple(command.argv)
-        if argv[:2] == ("python3", "-c") and argv[2] == AGENT_SOURCE:
+        if argv == agent_argv(AGENT_SOURCE):
             request = json.loads(command.stdin)
             if any(p(target.name, request) for p in self._interrupting):
                 raise KeyboardInterrupt

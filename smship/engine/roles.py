@@ -20,7 +20,7 @@ import yaml
 from smship.errors import SmshipError
 from smship.engine.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
                                         User)
-from smship.templating import UnrenderableValue, find
+from smship.templating import UnrenderableValue, compiled_string, find
 
 _SECTIONS = {"description", "requires", "when", "packages", "users", "directories", "files", "links",
              "absent", "ensure", "services", "handlers"}
@@ -81,7 +81,7 @@ class Renderer:
     def _compile(self, kind: str, source: str):
         key = (kind, source)
         if key not in self._compiled:
-            self._compiled[key] = (self.env.from_string(source) if kind == "text"
+            self._compiled[key] = (compiled_string(self.env, source) if kind == "text"
                                    else self.env.compile_expression(source))
         return self._compiled[key]
 

@@ -1,12 +1,14 @@
 """Talking to the smship agent: one JSON request in, one JSON answer out.
 
-The agent (:mod:`smship.remote.agent`) is a standard-library program sent as
-``python3 -c`` and run as root; requests travel on stdin so that secrets
-and file contents never reach a command line.
+The agent (:mod:`smship.remote.agent`) is a standard-library program sent
+whole on every call and run as root (``python3 -c``, through a bootstrap that
+reuses its compiled code); requests travel on stdin so that secrets and file
+contents never reach a command line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,58 @@ AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text()
 # The db host's backup program (pgBackRest and Postgres), sent the same way.
 PG_AGENT_SOURCE = Path(__file__).with_name("pgagent.py").read_text()
 
+# Runs first, as root: the program in argv[2] is compiled once per source (argv[1], its SHA-256)
+# and interpreter, and kept where only root can write; a cache that cannot be used is skipped.
+BOOTSTRAP = """\
+import marshal, os, stat, sys, time
+digest, source = sys.argv[1], sys.argv[2]
+home, code, trusted = "/var/cache/smship-agent", None, False
+try:
+    os.makedirs(home, 0o700, exist_ok=True)
+    info = os.lstat(home)
+    trusted = stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o077
+except OSError:
+    pass
+path = os.path.join(home, digest + "." + sys.implementation.cache_tag)
+if trusted:
+    try:
+        with open(path, "rb") as cached:
+            code = marshal.load(cached)
+    except (OSError, EOFError, ValueError, TypeError):
+        code = None
+if code is None:
+    code = compile(source, "<smship agent>", "exec")
+    if trusted:
+        partial = "%s.%d.tmp" % (path, os.getpid())
+        try:
+            with open(partial, "wb") as out:
+                marshal.dump(code, out)
+            os.replace(partial, path)
+            # Another smship's programs: kept a month after they were compiled.
+            for name in os.listdir(home):
+                if os.lstat(os.path.join(home, name)).st_mtime < time.time() - 30 * 86400:
+                    os.unlink(os.path.join(home, name))
+        except OSError:
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+del digest, source, home, trusted, path
+sys.argv[1:] = []
+exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+"""
+_DIGESTS: dict[str, str] = {}
+
+
+def agent_argv(source: str = AGENT_SOURCE) -> tuple[str, ...]:
+    """``python3 -c BOOTSTRAP DIGEST SOURCE``: the program travels whole, its compiled code is reused."""
+    if source not in _DIGESTS:
+        _DIGESTS[source] = hashlib.sha256(source.encode()).hexdigest()
+    return ("python3", "-c", BOOTSTRAP, _DIGESTS[source], source)
+
 
 def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Command:
-    return Command(("python3", "-c", source), sudo=True, stdin=json.dumps(request).encode(),
+    return Command(agent_argv(source), sudo=True, stdin=json.dumps(request).encode(),
                    description=f"smship agent {request['op']}")
 
 

@@ -33,12 +33,10 @@ import re
 import stat
 import subprocess
 import sys
-import ssl
 import shutil
 import socket
 import tempfile
 import time
-import http.client
 
 
 def _run(argv, stdin=None):
@@ -431,32 +429,37 @@ def _journal_has(unit, since, needle):
     return None
 
 
-class _SlotConnection(http.client.HTTPConnection):
+def _slot_connection(http_client, path, timeout):
     """HTTP over a web slot's own socket: the new uvicorn alone answers it."""
 
-    def __init__(self, path, timeout):
-        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self._path = path
+    class SlotConnection(http_client.HTTPConnection):
+        def connect(self):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
 
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    return SlotConnection("localhost", timeout=timeout)
 
 
 def _get(health, path):
-    """GET ``path`` from a slot's socket (``health["socket"]``), else through this host's own nginx."""
+    """GET ``path`` from a slot's socket (``health["socket"]``), else through this host's own nginx;
+    an HTTP protocol error is raised as an OSError, as a refused connection is."""
+    # Imported here: most requests never check health, and these imports cost a call more than its work.
+    import http.client
+
     headers = {"Host": health["host"], "User-Agent": "smship-health"}
     if health.get("socket"):
         # As nginx would send it: the app sees the scheme and client it sees in production.
         headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1"})
-        connection = _SlotConnection(health["socket"], 5)
+        connection = _slot_connection(http.client, health["socket"], 5)
     else:
+        import ssl
+
         context = ssl.create_default_context()
         # The check goes to this host's own nginx; the name on its certificate
         # is the site's, not 127.0.0.1, and the point is the app, not TLS.
@@ -467,6 +470,8 @@ def _get(health, path):
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         body = response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc) or type(exc).__name__) from exc
     finally:
         connection.close()
     return response.status, body
@@ -552,7 +557,7 @@ def wait_healthy(health, since, restarts_before=None):
                 if ready:
                     return {"ok": True, "status": said}
             last = "%s answered %s" % (endpoint["path"], said)
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             last = "%s: %s" % (endpoint["path"], exc)
         found = [] if live else _crash_lines(unit, since)[already:]
         crash = found[-1] if found else None
@@ -867,7 +872,7 @@ def status(request):
         try:
             _, ready = judge_endpoint(health["ready"], "ready", *_get(health, health["ready"]["path"]),
                                       accept_degraded=health.get("accept_degraded", False))
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             ready = "unreachable: %s" % exc
     answer.update(units=units, ready=ready, drained=_drained(request))
     return answer

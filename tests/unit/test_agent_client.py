@@ -280,3 +280,29 @@ def test_an_answer_that_is_not_json_names_the_host(fleet):
     broken = agent.Request("inspect", {}, lambda _, a: a, source="print('oops')")
     with pytest.raises(SmshipError, match="^h1: the smship agent answered something that is not JSON"):
         one(fleet, broken)
+
+
+def test_the_bootstrap_reuses_the_agents_compiled_code_only_from_a_directory_only_its_owner_writes(tmp_path):
+    import subprocess
+    import sys
+
+    from smship.remote import BOOTSTRAP
+
+    home = tmp_path / "agent-cache"
+    bootstrap = BOOTSTRAP.replace('"/var/cache/smship-agent"', repr(str(home)))
+    assert bootstrap != BOOTSTRAP
+
+    def run(source: str, digest: str = "d1") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", bootstrap, digest, source], input="in", capture_output=True,
+                              text=True, timeout=30)
+
+    first = run("import sys\nprint('hello', sys.stdin.read(), len(sys.argv))")
+    assert first.stdout == "hello in 1\n", first.stderr
+    assert oct(home.stat().st_mode & 0o777) == "0o700" and len(list(home.iterdir())) == 1
+    # The same digest runs the cached code: this source is never compiled.
+    assert run("def (").stdout == "hello in 1\n"
+    # A directory others may write is not trusted: the source given is compiled.
+    home.chmod(0o770)
+    assert "SyntaxError" in run("def (").stderr
+    home.chmod(0o700)
+    assert run("print('other')", "d2").stdout == "other\n" and len(list(home.iterdir())) == 2

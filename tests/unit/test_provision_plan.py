@@ -500,3 +500,25 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     outcome = in_waves(Fleet(), None, waves, report)
     assert ran == ["db1"] and sorted(outcome.failed) == ["db1", "jobs1", "web1"]
     assert said[0][0:2] == ("web1", "failed") and "db1 failed first" in said[0][2]
+
+
+def test_compiled_templates_and_role_strings_are_kept_across_runs_and_checked_against_their_source(
+        tmp_path, monkeypatch):
+    from smship.templating import compiled_string
+
+    monkeypatch.setenv("SMSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    first = environment(None)
+    assert compiled_string(first, "{{ a }}-x").render(a=1) == "1-x"
+    first.get_template("hardening.j2")
+    cached = list((tmp_path / "cache" / "jinja").iterdir())
+    assert len(cached) == 2 and oct((tmp_path / "cache" / "jinja").stat().st_mode & 0o777) == "0o700"
+
+    # A later run compiles neither again ...
+    later = environment(None)
+    monkeypatch.setattr(later, "compile", lambda *a, **k: pytest.fail("compiled again"))
+    assert compiled_string(later, "{{ a }}-x").render(a=2) == "2-x"
+    later.get_template("hardening.j2")
+    # ... but a changed source is compiled, never served stale.
+    monkeypatch.undo()
+    monkeypatch.setenv("SMSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    assert compiled_string(environment(None), "{{ a }}-y").render(a=3) == "3-y"
