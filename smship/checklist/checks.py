@@ -8,7 +8,6 @@ is tested on facts made by hand.
 from __future__ import annotations
 
 from smship import logship
-
 from smship.checklist import tls
 from smship.checklist.firewall import ERROR, OPEN
 from smship.checklist.hostos import hosts_os

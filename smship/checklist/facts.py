@@ -140,7 +140,9 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
     except SmshipError as exc:
         facts.inventory_error = str(exc)
     python = ctx.app.interpreter    # the app hosts' interpreter, for hosts-os
-    if ctx.env.logs is not None and "log-format" not in skip:
+    # Only `smship check` proves delivery: a deploy or rollback must not wait on, or be refused for,
+    # the log collector (the host it would be most needed from may be the one that is down).
+    if ctx.env.logs is not None and not preflight and "log-format" not in skip:
         facts.log_markers = logship.markers(ctx.env)
     answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python,
                                                           facts.log_markers.get(t.name)))
