@@ -3,6 +3,10 @@
 * bytes: the release tree and its wheelhouse copied with one plain ``rsync``
   per host (all hosts at once) into an empty directory, or one small file
   for the incremental case;
+* the virtualenv (full deploy only): on every host the app runs on, at once,
+  uv unpacked from the wheelhouse's own wheel, ``uv venv`` and ``uv pip
+  install`` of the wheelhouse's requirements, offline and byte-compiled, as a
+  deploy builds it (without its ``uv pip check``);
 * restarts: per web batch, one ``systemctl restart`` and a poll of
   ``/health/ready`` until it says healthy, batch after batch; then the
   worker and beat units restarted on all their hosts at once;
@@ -21,6 +25,20 @@ from pathlib import Path
 from smship.lab.files import topology
 
 SCRATCH = "/tmp/smship-floor"
+# uv's binary out of its wheel, then the venv from the wheelhouse: what any tool installing
+# this wheelhouse offline must do at least.
+VENV = """set -eu
+wheels=$1
+cd /tmp/smship-floor
+python3 -c 'import sys, zipfile
+w = zipfile.ZipFile(sys.argv[1])
+[n] = [n for n in w.namelist() if n.endswith(".data/scripts/uv")]
+open("uv", "wb").write(w.read(n))' "$(ls "$wheels"/uv-*.whl)"
+chmod 755 uv
+./uv venv --no-config --no-cache --offline --quiet --python /usr/bin/python3 venv
+./uv pip install --no-config --no-cache --offline --quiet --python venv/bin/python --no-index \
+    --find-links "$wheels" --compile-bytecode --link-mode copy -r "$wheels/requirements.txt"
+"""
 HEALTHY = ("until curl -sk -m 2 -H 'Host: refapp.lab.test' https://127.0.0.1/health/ready "
            "| grep -q '\"status\": *\"healthy\"'; do sleep 0.1; done")
 
@@ -49,12 +67,15 @@ def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
     roles = dict(zip(names, topology(len(names))))
     web = [n for n in names if "web" in roles[n]]
     background = [n for n in names if {"worker", "beat"} & set(roles[n])]
+    app = [n for n in names if {"web", "worker", "beat"} & set(roles[n])]
 
     def clean(name):
         return lab.ssh(name, ["rm", "-rf", SCRATCH], timeout=120)
 
     on_all(names, clean)
     full = timed(lambda: on_all(names, lambda n: rsync(lab, n, [Path(release_path), Path(wheels_path)])))
+    wheels = f"{SCRATCH}/{Path(wheels_path).name}"
+    venv = timed(lambda: on_all(app, lambda n: lab.ssh(n, ["sh", "-c", VENV, "venv", wheels], timeout=1800)))
     one_file = Path(release_path) / "RELEASE_ID"
     small = timed(lambda: on_all(names, lambda n: rsync(lab, n, [one_file])))
     on_all(names, clean)
@@ -72,5 +93,5 @@ def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
     restarts = sum(timed(lambda: on_all([n], restart_web)) for n in web)
     restarts += timed(lambda: on_all(background, restart_background))
     noop = timed(lambda: on_all(names, lambda n: lab.ssh(n, ["true"])))
-    return {"full deploy": full + restarts, "one changed .py": small + restarts, "no-op deploy": restarts,
+    return {"full deploy": full + venv + restarts, "one changed .py": small + restarts, "no-op deploy": restarts,
             "rollback": restarts, "rotate-secret": restarts, "no-op provision": noop}

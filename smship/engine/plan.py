@@ -43,8 +43,8 @@ class Plan:
         return lines
 
 
-def facts_request(state: HostState) -> agent.Request[agent.HostFacts]:
-    """What to ask the host so that :func:`plan` can decide everything."""
+def facts_request(state: HostState, hostos: agent.Request | None = None) -> agent.Request[agent.HostFacts]:
+    """What to ask the host so that :func:`plan` can decide everything (and ``hostos`` beside it)."""
     paths: dict[str, str | None] = {}
     for f in state.files:
         # Non-secret files name the hash we want, so the host sends back the
@@ -53,7 +53,7 @@ def facts_request(state: HostState) -> agent.Request[agent.HostFacts]:
     for resource in (*state.directories, *state.links, *state.absent):
         paths.setdefault(resource.path, None)
     return agent.facts(paths, state.packages, [u.name for u in state.users], [s.name for s in state.services],
-                       {e.name: _check(e) for e in state.ensures})
+                       {e.name: _check(e) for e in state.ensures}, hostos=hostos)
 
 
 def _check(ensure) -> dict[str, Any]:
@@ -155,12 +155,12 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
     return result
 
 
-def apply_request(state: HostState, p: Plan) -> agent.Request[agent.Applied]:
-    """The one request that applies everything but packages, in order."""
+def apply_request(state: HostState, p: Plan, hostos: agent.Request | None = None) -> agent.Request[agent.Applied]:
+    """The one request that applies everything but packages, in order (and asks ``hostos`` after)."""
     actions = [c.action for c in p.changes if c.action]
     for name in p.handlers:
         actions += [{"kind": "command", "argv": list(argv), "label": f"handler {name}"} for argv in state.handlers[name]]
-    return agent.apply(actions + _service_actions(p), p.handlers)
+    return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos)
 
 
 def _service_actions(p: Plan) -> list[dict[str, Any]]:

@@ -8,6 +8,10 @@ with the facts gathered from the host.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smship.hostos import HostOS
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,4 @@ class HostState:
     services: list[Service] = field(default_factory=list)
     handlers: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     postgres_major: int | None = None     # what the host's cluster runs (for commands after applying)
+    hostos: HostOS | None = None          # what the host's distribution said, which rendered this state

@@ -1,9 +1,11 @@
 """Apply roles to hosts: gather facts, diff, change only what differs.
 
-Per host, in parallel: one round trip reads what the host's distribution
-decides (Postgres and nginx versions, the app's Python), with which its roles
-are rendered; one more gathers every fact the plan needs, and a host already
-in its desired state costs nothing more.  Otherwise missing packages are
+Per host, in parallel: what the host's distribution decides (Postgres and
+nginx versions, the app's Python) renders its roles, and every fact the plan
+needs is gathered; a host already in its desired state costs nothing more.
+Rendered from what the host said last time (:mod:`smship.provision.osmemo`),
+both are asked in one round trip; otherwise, or when the host's answer
+differs from the memo, in two.  Otherwise missing packages are
 installed (and facts gathered again, since packages create files and units),
 then one more round trip applies every file, link, ``ensure`` step, handler
 and service change in order.
@@ -16,6 +18,8 @@ import time
 from dataclasses import dataclass
 
 from smship import hostos
+from smship.hostos import HostOS
+from smship.provision import osmemo
 from smship.steps.dbrestart import settle_restart
 from smship.steps.lock import environment_lock
 from smship.command import Command, script
@@ -45,13 +49,19 @@ def install_packages_command(packages: list[str]) -> Command:
 class HostOutcome:
     plan: Plan
     applied: bool
+    hostos: HostOS | None = None           # the host's answer, when asked with its first facts
 
 
-def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutcome:
-    facts = agent.ask(fleet, target, facts_request(state))
+def provision_host(fleet: Fleet, target: Target, state, check: bool,
+                   confirm: agent.Request[HostOS] | None = None,
+                   after: agent.Request[HostOS] | None = None) -> HostOutcome:
+    """Plan (and unless ``check``, apply) ``state``. The host's distribution facts come back with
+    the first facts when asked by ``confirm``, and with the applying when asked by ``after``,
+    in the same round trips."""
+    facts = agent.ask(fleet, target, facts_request(state, confirm))
     host_plan = plan(state, facts)
     if check or host_plan.empty:
-        return HostOutcome(host_plan, False)
+        return HostOutcome(host_plan, False, facts.hostos)
     if host_plan.packages:
         result = fleet.run(target, install_packages_command(host_plan.packages), timeout=1800)
         if not result.ok:
@@ -60,10 +70,10 @@ def provision_host(fleet: Fleet, target: Target, state, check: bool) -> HostOutc
         packages = host_plan.packages
         host_plan = plan(state, facts)
         host_plan.packages = packages
-    answer = agent.ask(fleet, target, apply_request(state, host_plan))
+    answer = agent.ask(fleet, target, apply_request(state, host_plan, after))
     if not answer.ok:
         raise SmshipError(f"{target.name}: {answer.failed}: {answer.error}")
-    return HostOutcome(host_plan, True)
+    return HostOutcome(host_plan, True, answer.hostos)
 
 
 def diff_texts(plan) -> list[str]:
@@ -85,15 +95,17 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     report.step(f"{'checking' if check else 'provisioning'} {len(hosts)} host(s) of {ctx.name}")
 
     roles = {h.name: h.roles for h in hosts}
+    question = hostos_question(ctx)
     with open_fleet(ctx, hosts) as fleet:
-        states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja)
+        states, planned = render_and_look(ctx, fleet, hosts, secrets, project_dir, jinja)
 
         def work(target: Target, known: HostOutcome | None = None) -> HostOutcome:
             started = time.monotonic()
             try:
                 if target.name in states.failed:
                     raise states.failed[target.name]
-                outcome = known or provision_host(fleet, target, states.succeeded[target.name], check)
+                outcome = known or provision_host(fleet, target, states.succeeded[target.name], check,
+                                                  after=question)
             except Exception as exc:
                 report.host(target.name, "failed", str(exc), time.monotonic() - started)
                 raise
@@ -115,11 +127,11 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
             return outcome
 
         if check:
-            outcomes = fleet.map(work)
+            outcomes = fleet.map(lambda t: work(t, planned.succeeded[t.name])) if planned else fleet.map(work)
         else:
             # A look first, without the lock: a fleet already in its desired state needs neither.
-            looked = None if states.failed else fleet.map(
-                lambda t: provision_host(fleet, t, states.succeeded[t.name], check=True))
+            looked = planned or (None if states.failed else fleet.map(
+                lambda t: provision_host(fleet, t, states.succeeded[t.name], check=True)))
             if looked is not None and looked.ok and all(o.plan.empty for o in looked.succeeded.values()):
                 outcomes = fleet.map(lambda t: work(t, looked.succeeded[t.name]))
             else:
@@ -129,6 +141,9 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                 with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
                     outcomes = in_waves(fleet, work, provision_waves(list(fleet.targets.values()), roles, looked,
                                                                      ctx.layout.env_file), report)
+        # What a host is after applying (new packages, a new cluster) renders the next run's guess.
+        osmemo.remember(ctx.name, fleet.targets, question,
+                        {name: o.hostos for name, o in outcomes.succeeded.items() if o.applied and o.hostos})
     report.data["round_trips"] = dict(fleet.round_trips)
     return outcomes.ok
 
@@ -183,14 +198,45 @@ def upstream_ca_secrets(ctx: EnvContext, secrets: dict[str, str], check: bool) -
     return upstreamtls.ensure_ca_key(backend_for(ctx.env.secrets, ctx.app.settings.backend_names()), secrets)
 
 
+def hostos_question(ctx: EnvContext) -> agent.Request[HostOS]:
+    return agent.hostos(ctx.app, packages=("pgbouncer",) if ctx.env.db.pooler else ())
+
+
+def render_and_look(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
+                    jinja) -> tuple[FleetResult[HostState], FleetResult[HostOutcome] | None]:
+    """Each host's desired state, and when every host's distribution answered as remembered,
+    the look at each host that confirmed it (one round trip per host); else the look is None.
+    """
+    question = hostos_question(ctx)
+    asked = [fleet.targets[h.name] for h in hosts]
+    guessed = osmemo.recall(ctx.name, asked, question)
+    fresh = None
+    if len(guessed) == len(hosts):
+        try:
+            states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, guessed)
+        except SmshipError:
+            states = None            # refused on the memo: the hosts' own answers decide
+        if states is not None:
+            looked = fleet.map(lambda t: provision_host(fleet, t, states.succeeded[t.name], True, question))
+            answers = {name: outcome.hostos for name, outcome in looked.succeeded.items()}
+            if looked.ok and all(osmemo.same(guessed[name], answers[name]) for name in guessed):
+                return states, looked
+            fresh = answers if looked.ok else None
+    states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, fresh)
+    osmemo.remember(ctx.name, fleet.targets, question,
+                    {name: state.hostos for name, state in states.succeeded.items()})
+    return states, None
+
+
 def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
-                   jinja) -> FleetResult[HostState]:
-    """Each host's desired state, rendered with what its distribution has (one round trip per host).
+                   jinja, known: dict[str, HostOS] | None = None) -> FleetResult[HostState]:
+    """Each host's desired state, rendered with what its distribution has: ``known``, else asked
+    (one round trip per host).
 
     A fleet whose app hosts would run different Python versions is refused here,
     before any host changes: one release's wheels fit one interpreter.
     """
-    facts = agent.ask_all(fleet, agent.hostos(ctx.app, packages=("pgbouncer",) if ctx.env.db.pooler else ()))
+    facts = FleetResult(dict(known)) if known is not None else agent.ask_all(fleet, hostos_question(ctx))
     known = facts.succeeded
     app_facts = {h.name: known[h.name] for h in hosts if h.name in known and is_app_host(h)}
     hostos.require_python_available(ctx.app, app_facts)
@@ -204,4 +250,5 @@ def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: di
         variables = host_variables(ctx, h, secrets, known[h.name])
         states[h.name] = desired_state(roles_of(ctx.env, h), variables, project_dir, jinja)
         states[h.name].postgres_major = variables["postgres_major"]
+        states[h.name].hostos = known[h.name]
     return FleetResult(states)

@@ -111,7 +111,7 @@ def facts(request):
                     release[key.lower()] = value.strip('"')
     except OSError:
         pass
-    return {
+    answer = {
         "os": release,
         "pending_handlers": _pending_handlers(),
         "packages": _package_installed(request.get("packages", [])),
@@ -120,6 +120,11 @@ def facts(request):
         "services": {name: _service_fact(name) for name in request.get("services", [])},
         "checks": checks,
     }
+    if "hostos" in request:
+        # Asked beside the facts when smship rendered the roles from what the host said last time:
+        # the same round trip confirms (or refutes) that guess.
+        answer["hostos"] = hostos(request["hostos"])
+    return answer
 
 
 def _chown(path, owner, group, follow=True):
@@ -224,6 +229,9 @@ def apply(request):
         done.append(action.get("label") or action.get("path"))
     if handlers:
         _set_pending_handlers(set(_pending_handlers()) - set(handlers))
+    if "hostos" in request:
+        # What the host is now (packages were installed): smship remembers it for the next run.
+        return {"ok": True, "done": done, "hostos": hostos(request["hostos"])}
     return {"ok": True, "done": done}
 
 

@@ -329,21 +329,30 @@ class HostFacts:
     services: dict[str, ServiceFact]
     checks: dict[str, bool]
     pending_handlers: list[str]            # owed by an earlier, interrupted apply
+    hostos: HostOS | None = None           # when asked with the facts (see facts())
 
 
-def _host_facts(_host: str, answer: dict[str, Any]) -> HostFacts:
+def _host_facts(host: str, answer: dict[str, Any]) -> HostFacts:
     return HostFacts(dict(answer["packages"]), dict(answer["users"]),
                      {path: PathFact(**fact) for path, fact in answer["paths"].items()},
                      {name: ServiceFact(s["enabled"], s["active"]) for name, s in answer["services"].items()},
-                     dict(answer["checks"]), list(answer.get("pending_handlers", [])))
+                     dict(answer["checks"]), list(answer.get("pending_handlers", [])),
+                     _host_os(host, answer["hostos"]) if "hostos" in answer else None)
 
 
 def facts(paths: dict[str, str | None], packages: list[str] = (), users: list[str] = (), services: list[str] = (),
-          checks: dict[str, dict] | None = None, timeout: float = 900) -> Request[HostFacts]:
-    """What the host has; a path's expected sha256 (None for secrets) brings back its differing old text."""
-    return Request("facts", {"packages": list(packages), "users": list(users), "paths": paths,
-                             "services": list(services), "checks": checks or {}},
-                   _host_facts, timeout)
+          checks: dict[str, dict] | None = None, timeout: float = 900,
+          hostos: Request[HostOS] | None = None) -> Request[HostFacts]:
+    """What the host has; a path's expected sha256 (None for secrets) brings back its differing old text.
+
+    With ``hostos`` (a :func:`hostos` request) the answer also carries what that
+    request would have answered, in the same round trip.
+    """
+    fields: dict[str, Any] = {"packages": list(packages), "users": list(users), "paths": paths,
+                              "services": list(services), "checks": checks or {}}
+    if hostos is not None:
+        fields["hostos"] = dict(hostos.fields)
+    return Request("facts", fields, _host_facts, timeout)
 
 
 @dataclass(frozen=True)
@@ -352,15 +361,24 @@ class Applied:
     done: list[str]
     failed: str | None = None              # the action that failed
     error: str | None = None
+    hostos: HostOS | None = None           # after applying, when asked (see apply())
 
 
-def apply(actions: list[dict], handlers: list[str] = (), timeout: float = 900) -> Request[Applied]:
-    """Run ``actions`` in order, stopping at the first failure; ``handlers`` are owed until they ran."""
+def apply(actions: list[dict], handlers: list[str] = (), timeout: float = 900,
+          hostos: Request[HostOS] | None = None) -> Request[Applied]:
+    """Run ``actions`` in order, stopping at the first failure; ``handlers`` are owed until they ran.
+
+    With ``hostos`` (a :func:`hostos` request), a run that succeeded also answers
+    it, as the host is after applying.
+    """
     fields: dict[str, Any] = {"actions": actions}
     if handlers:
         fields["handlers"] = list(handlers)
-    return Request("apply", fields, lambda _, a: Applied(a["ok"], list(a.get("done", [])), a.get("failed"),
-                                                         a.get("error")), timeout)
+    if hostos is not None:
+        fields["hostos"] = dict(hostos.fields)
+    return Request("apply", fields, lambda host, a: Applied(
+        a["ok"], list(a.get("done", [])), a.get("failed"), a.get("error"),
+        _host_os(host, a["hostos"]) if "hostos" in a else None), timeout)
 
 
 # -- what a host is --------------------------------------------------------------

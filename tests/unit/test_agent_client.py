@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,17 @@ def test_hostos_reads_this_machine(fleet):
     found = one(fleet, agent.hostos(App(name="a", python=sys.executable)))
     assert found.host == "h1" and found.python_path == sys.executable
     assert found.python_version == "%d.%d.%d" % sys.version_info[:3] and found.machine == os.uname().machine
+
+
+def test_facts_and_apply_answer_the_distribution_question_in_the_same_round_trip(fleet, tmp_path):
+    question = agent.hostos(App(name="a", python=sys.executable))
+    alone = one(fleet, question)
+    found = one(fleet, agent.facts({str(tmp_path): None}, hostos=question))
+    assert asdict(found.hostos) == asdict(alone) and found.paths[str(tmp_path)].type == "dir"
+    assert one(fleet, agent.facts({str(tmp_path): None})).hostos is None
+    applied = one(fleet, agent.apply([{"kind": "command", "argv": ["true"], "label": "t"}], hostos=question))
+    assert applied.ok and asdict(applied.hostos) == asdict(alone)
+    assert one(fleet, agent.apply([{"kind": "command", "argv": ["true"], "label": "t"}])).hostos is None
 
 
 def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):

@@ -176,12 +176,14 @@ def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
     monkeypatch.setattr(engine, "select_hosts", lambda ctx, limit: [host])
     monkeypatch.setattr(engine, "environment", lambda d: None)
     monkeypatch.setattr(engine, "open_fleet", lambda ctx, hosts: _FakeFleet([SimpleNamespace(name="web1")]))
-    monkeypatch.setattr(engine, "desired_states", lambda *a: FleetResult({"web1": object()}))
-    monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check: engine.HostOutcome(plan, False))
+    monkeypatch.setattr(engine, "render_and_look", lambda *a: (FleetResult({"web1": object()}), None))
+    monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check, **_: engine.HostOutcome(plan, False))
     reporter = Reporter(output)
     ctx = SimpleNamespace(inventory=SimpleNamespace(path=Path("/x/smship.yml")), reporter=reporter, name="prod", secrets={},
-                          env=SimpleNamespace(backup=None, logs=None, secrets=None, hosts_with=lambda role: []),
-                          app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ())))
+                          env=SimpleNamespace(backup=None, logs=None, secrets=None, hosts_with=lambda role: [],
+                                              db=SimpleNamespace(pooler=None)),
+                          app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ()), interpreter="/usr/bin/python3",
+                                              python=None))
     assert engine.provision(ctx, check=True, diff=True, show=show)
     return reporter
 
