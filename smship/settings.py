@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     known_hosts: Path | None = Field(None, description="known_hosts file (overrides ssh.known_hosts).")
     accept_unknown_hosts: bool | None = Field(None, description="Trust and record unknown host keys.")
     parallel: int | None = Field(None, ge=1, le=200, description="Hosts contacted at once (overrides ssh.parallel).")
-    cache_dir: Path = Field(Path("~/.cache/smship"), description="Build cache (releases, wheels, front ends), compiled templates, what hosts answered last.")
+    cache_dir: Path = Field(Path("~/.cache/smship"), description="Build cache (releases, wheels, front ends), "
+                            "compiled templates, what hosts answered last.")
     lab_dir: Path = Field(Path("/var/lib/smship/lab"), description="Directory of `smship lab` when --dir is not given.")
     lab_bridge: str = Field("smshipbr0", description="Bridge interface a new lab creates.")
     lab_subnet: str = Field("192.168.250.0/24", description="IPv4 subnet a new lab's hosts get addresses from.")
