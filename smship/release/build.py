@@ -18,7 +18,7 @@ import posixpath
 import shutil
 import socket
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -28,12 +28,12 @@ from smship.contract import AppContract
 from smship.release import cachedir
 from smship.release.alembic_heads import alembic_heads
 from smship.release.apppaths import AppPaths, within
-from smship.release.files import copy_tree, hash_tree, link_escapes, walk
+from smship.release.files import copy_tree, hash_tree, link_escapes, sha256_file, walk
 from smship.release.frontend import build_frontend
 from smship.release.ids import make_release_id
 from smship.release.locks import find_lock, requirement_lines, requires_python
 from smship.release.model import (CONTENT, FORMAT, RELEASE_ID_FILE, WHEELS_DIR, Release, content_digest,
-                                  release_from_manifest, write_manifest)
+                                  read_manifest, release_from_manifest, write_manifest)
 from smship.release.source import RepoFiles, export, locate
 from smship.release.wheelhouse import TRIXIE, Target, build_wheelhouse, require_python
 
@@ -143,10 +143,8 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
         manifest[CONTENT] = content_digest(manifest)
         write_manifest(tree, manifest)
 
-        final = work_dir / release_id
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tree, final)
+        final, manifest = publish_tree(tree, manifest, work_dir, now)
+        release_id = manifest["id"]
         wheels = work_dir / WHEELS_DIR / wheelhouse.deps_id
         if wheels.is_dir() and hash_tree(wheels)[0] != wheel_hashes:
             shutil.rmtree(wheels)
@@ -159,6 +157,39 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
         return release_from_manifest(final, manifest, wheels, tuple(warnings))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_tree(tree: Path, manifest: dict, work_dir: Path, now: datetime) -> tuple[Path, dict]:
+    """Rename the built ``tree`` into ``work_dir`` under its release id; the path and manifest it got.
+
+    Another build of the same commit in the same second (another deploy on this
+    machine, for another environment's domain perhaps) may have taken the id:
+    a tree of the same content is that build's and is used as it is; another
+    content takes the next free second's id. A published tree is never
+    replaced: a deploy may be shipping it.
+    """
+    offset = 0
+    while True:
+        final = work_dir / manifest["id"]
+        try:
+            os.rename(tree, final)
+            return final, manifest
+        except OSError:
+            if not final.is_dir():
+                raise
+        try:
+            theirs = read_manifest(final)
+        except SmshipError:
+            theirs = {}          # not a release we could use: its id is taken all the same
+        if theirs.get(CONTENT) == manifest[CONTENT]:
+            shutil.rmtree(tree)
+            return final, theirs
+        offset += 1
+        release_id = make_release_id(manifest["git_sha"], dirty=manifest["dirty"], now=now + timedelta(seconds=offset))
+        (tree / RELEASE_ID_FILE).write_text(release_id + "\n")
+        manifest = {**manifest, "id": release_id,
+                    "files": {**manifest["files"], RELEASE_ID_FILE: sha256_file(tree / RELEASE_ID_FILE)}}
+        write_manifest(tree, manifest)
 
 
 def web_module_missing(tree: Path, web_app: str) -> str | None:

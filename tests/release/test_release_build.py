@@ -142,6 +142,23 @@ def test_the_content_digest_names_what_hosts_run_not_when_it_was_built(demo, cac
     assert other_python.content != first.content
 
 
+def test_builds_of_one_commit_in_one_second_never_replace_each_other(demo, cache, tmp_path, fixture_log):
+    first = build(demo, cache, tmp_path, now=NOW)
+    shipping = sorted(p.relative_to(first.path) for p in first.path.rglob("*"))
+    same = build(demo, cache, tmp_path, now=NOW)
+    # The same content: the tree already published is that release.
+    assert (same.id, same.path, same.content) == (first.id, first.path, first.content)
+    other = build(demo, cache, tmp_path, now=NOW, target=BOOKWORM)     # the same commit for other hosts
+    assert other.content != first.content and other.id != first.id
+    assert other.id == f"20261125T093001Z-{first.git_sha[:7]}"
+    assert (other.path / "RELEASE_ID").read_text() == other.id + "\n"
+    assert json.loads((other.path / "release.json").read_text()) == other.manifest
+    assert other.manifest["files"]["RELEASE_ID"] == hashlib.sha256((other.path / "RELEASE_ID").read_bytes()).hexdigest()
+    # The first release's tree was never touched while "shipping".
+    assert sorted(p.relative_to(first.path) for p in first.path.rglob("*")) == shipping
+    assert (first.path / "RELEASE_ID").read_text() == first.id + "\n"
+
+
 def test_missing_vite_manifest_fails_clearly(demo, cache, tmp_path, fixture_log):
     demo.write("client_app/build.js", "console.log('builds nothing');\n")
     demo.commit("broken build")
