@@ -40,10 +40,12 @@ def _is_v6(address: str) -> bool:
         return False
 
 
-def host_firewall(env: Environment, host: Host) -> HostFirewall:
+def host_firewall(env: Environment, host: Host, sshd_ports: tuple[int, ...] = ()) -> HostFirewall:
+    """``sshd_ports``: where the host's sshd listens, as it said; a port smship reaches through an SSH
+    config's ``Port`` alone is one of them, and closing it would lock everyone out."""
     apps = [h.address for h in app_hosts(env.hosts)]
     return HostFirewall(
-        ssh_ports=tuple(sorted({22, host.port or env.ssh.port})),
+        ssh_ports=tuple(sorted({22, host.port or env.ssh.port, *sshd_ports})),
         serves_site=bool(set(host.roles) & set(SITE_ROLES)),
         data_ports=data_ports(env) if "db" in host.roles else (),
         log_port=env.logs.port if env.logs is not None and env.logs.collector == host.name else None,

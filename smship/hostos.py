@@ -50,6 +50,7 @@ class HostOS:
     postgres_clusters: tuple[int, ...] = ()
     postgres_installed: tuple[int, ...] = ()
     nginx_installed: str | None = None
+    ssh_ports: tuple[int, ...] = ()           # where sshd listens (its effective configuration)
     candidates: dict[str, str | None] = field(default_factory=dict, compare=False)
 
     @property

@@ -73,7 +73,7 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         "lb_hosts": env.hosts_with("lb"),
         "app_hosts": apps,
         "db_host": (env.hosts_with("db") or [None])[0],
-        "firewall": host_firewall(env, host),
+        "firewall": host_firewall(env, host, facts.ssh_ports if facts is not None else ()),
         # lb -> web TLS, verified against the environment's CA (only with an lb).
         "upstream": for_host(ctx.app.name, ctx.name, host.roles, host.name, secrets)
         if env.hosts_with("lb") and not env_file_only else None,

@@ -1097,6 +1097,19 @@ def _os_release():
     return fields
 
 
+def _sshd_ports():
+    """The ports sshd listens on, from its effective configuration (a Port set in sshd_config or a
+    drop-in, which smship's SSH config may reach without the inventory naming it)."""
+    try:
+        code, out, _ = _run(["/usr/sbin/sshd", "-T"])
+    except OSError:
+        return []
+    if code != 0:
+        return []
+    return sorted({int(words[1]) for words in (line.split() for line in out.splitlines())
+                   if len(words) == 2 and words[0] == "port" and words[1].isdigit()})
+
+
 def _apt_candidates(names):
     """The version apt would install for each package (None when it offers none)."""
     code, out, _ = _run(["apt-cache", "policy"] + list(names))
@@ -1149,7 +1162,7 @@ def hostos(request):
             "machine": os.uname().machine, "glibc": libc[-1] if libc else "",
             "python": {"path": python, "version": _interpreter_version(python)},
             "postgres": {"clusters": clusters, "installed": servers},
-            "nginx": _nginx_installed(), "candidates": _apt_candidates(asked)}
+            "nginx": _nginx_installed(), "candidates": _apt_candidates(asked), "ssh_ports": _sshd_ports()}
 
 
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,

@@ -390,7 +390,8 @@ def _host_os(host: str, answer: dict[str, Any]) -> HostOS:
                   python_path=answer["python"]["path"], python_version=answer["python"]["version"],
                   postgres_clusters=tuple(answer["postgres"]["clusters"]),
                   postgres_installed=tuple(answer["postgres"]["installed"]),
-                  nginx_installed=answer.get("nginx"), candidates=dict(answer.get("candidates", {})))
+                  nginx_installed=answer.get("nginx"), candidates=dict(answer.get("candidates", {})),
+                  ssh_ports=tuple(answer.get("ssh_ports", ())))
 
 
 def hostos(app, timeout: float = 60, packages: tuple[str, ...] = ()) -> Request[HostOS]:

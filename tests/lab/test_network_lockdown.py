@@ -86,6 +86,22 @@ def test_smship_check_verifies_the_firewall_from_outside_and_provision_repairs_i
     assert verdict()["status"] == "pass"
 
 
+def test_a_port_sshd_listens_on_is_admitted_though_the_inventory_names_none(lab, deployed, smship):
+    """An operator reaching a host through ``Port`` in an SSH config alone must not be locked out."""
+    host, extra = WEB[1], 2200
+    drop_in = "/etc/ssh/sshd_config.d/20-test-extra-port.conf"
+    remote(lab, host, f"printf 'Port 22\\nPort {extra}\\n' > {drop_in} && systemctl reload ssh")
+    try:
+        assert connect_from_here(lab.address(host), extra) != "open"      # the firewall drops it yet
+        smship("provision", ENV, "--limit", host, "-o", "json", check=True)
+        assert connect_from_here(lab.address(host), extra) == "open"
+        assert "tcp dport { 22, 2200 } accept" in remote(lab, host, "nft list table inet smship")
+    finally:
+        remote(lab, host, f"rm -f {drop_in} && systemctl reload ssh")
+        smship("provision", ENV, "--limit", host, check=True)
+    assert "2200" not in remote(lab, host, "nft list table inet smship")
+
+
 def test_the_lb_refuses_web_hosts_whose_certificate_the_environments_ca_did_not_sign(lab, deployed, smship):
     def impostor(host: str) -> None:
         # Same name, same paths: only the signer differs. A restart drops the

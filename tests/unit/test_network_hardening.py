@@ -5,6 +5,7 @@ The lab proves the same on real hosts (tests/lab/test_network_lockdown.py).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -20,7 +21,7 @@ from smship.provision.provision import upstream_ca_secrets
 from smship.secrets import FileBackend
 
 from test_checklist import facts
-from test_provision_plan import SECRETS, converged_facts, file_text, planned, project, state_for  # noqa: F401
+from test_provision_plan import BOOKWORM, SECRETS, converged_facts, file_text, planned, project, state_for  # noqa: F401
 
 CA_SECRET = {upstreamtls.CA_KEY: upstreamtls.new_key()}
 
@@ -79,6 +80,24 @@ def test_every_host_admits_ssh_and_web_hosts_the_site_but_not_the_data_ports(pro
     assert "5432" not in web and "6379" not in web
     # jobs1 is reached on port 2222: both it and 22 stay open.
     assert "tcp dport { 22, 2222 } accept" in rules(state_for(project, "jobs1"))
+
+
+def test_the_ports_sshd_listens_on_stay_open_though_the_inventory_names_none(project):
+    # Reached through an SSH config's Port alone: the host's own sshd says where it listens.
+    listening = dataclasses.replace(BOOKWORM, ssh_ports=(22, 2200))
+    assert "tcp dport { 22, 2200 } accept" in rules(state_for(project, "web1", listening))
+    assert "tcp dport { 22, 2200, 2222 } accept" in rules(state_for(project, "jobs1", dataclasses.replace(
+        BOOKWORM, ssh_ports=(2200,))))
+
+
+def test_the_agent_reads_sshds_ports_from_its_effective_configuration(monkeypatch):
+    from smship.remote import agent
+
+    said = "port 2200\nport 22\naddressfamily any\nlistenaddress [::]:2200\npermitrootlogin no\n"
+    monkeypatch.setattr(agent, "_run", lambda argv, *a: (0, said, "") if argv[-1] == "-T" else (1, "", ""))
+    assert agent._sshd_ports() == [22, 2200]
+    monkeypatch.setattr(agent, "_run", lambda argv, *a: (255, "", "sshd: no hostkeys available"))
+    assert agent._sshd_ports() == []
 
 
 def test_the_firewall_replaces_its_own_table_in_one_transaction_and_loads_at_boot(project):
