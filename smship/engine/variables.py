@@ -12,6 +12,7 @@ from smship.hostos import UNKNOWN_OS, HostOS, python_packages
 from smship.hostroles import app_hosts, is_app_host
 from smship.inventory import Environment, Host
 from smship.layout import Layout
+from smship.logship import CONFIG_DIR as LOG_CONFIG_DIR
 from smship.logship import collector_of, ships
 from smship.logship import for_host as log_shipping
 from smship.secrets import backend_for
@@ -79,6 +80,10 @@ def host_variables(ctx: EnvContext, host: Host, secrets: dict[str, str],
         if env.hosts_with("lb") and not env_file_only else None,
         # Log shipping (the logs section): the collector's and each uploader's certificates.
         "logship": None if env_file_only else log_shipping(ctx.app.name, ctx.name, env, host, secrets),
+        # Whether this host plays each part of log shipping now (what it no longer plays is undone).
+        "ships_logs": ships(env, host),
+        "collects_logs": collector_of(env) is not None and collector_of(env).name == host.name,
+        "log_config_dir": LOG_CONFIG_DIR,
         "firewall_rules": RULES_PATH,
         "firewall_unit": UNIT,
     }

@@ -97,3 +97,20 @@ def test_a_killed_hosts_lines_are_read_from_the_collector(lab, smship, shipping)
     every = smship("logs", ENV, "--role", "web", "--since", "10m", "--from-collector", inventory=shipping, check=True)
     assert any(marker in line and line.startswith("lab3 ") for line in every.stdout.splitlines()), every
     lab.start("lab3")
+
+
+def test_taking_the_logs_section_out_stops_the_uploaders_and_the_collector(lab, smship, shipping):
+    if not lab.is_running("lab3"):
+        lab.start("lab3")
+    smship("provision", ENV, inventory=lab.inventory, check=True)
+    for host in ("lab1", "lab2", "lab3"):
+        state = remote(lab, host, "systemctl is-active systemd-journal-upload; systemctl is-enabled systemd-journal-upload; "
+                                  "ls /etc/systemd/system/systemd-journal-upload.service.d/smship.conf "
+                                  "/etc/smship/logs/upload.key 2>&1 | grep -c 'No such file'; true")
+        assert state.split() == ["inactive", "disabled", "2"], (host, state)
+    collector = remote(lab, COLLECTOR, "systemctl is-active systemd-journal-remote.socket; "
+                                       "ls /etc/smship/logs/collector.key 2>&1 | grep -c 'No such file'; "
+                                       "nft list table inet smship | grep -c 19532; true")
+    assert collector.split() == ["inactive", "1", "0"], collector
+    again = smship("provision", ENV, "-o", "json", inventory=lab.inventory, check=True)
+    assert all(statuses == ["ok"] for statuses in again.statuses().values()), again

@@ -170,3 +170,17 @@ def test_a_new_db_password_reaches_pgbouncer_on_provision(lab, restore, tmp_path
                 break
             time.sleep(1)
         assert ready["status"] == "healthy", (host, ready)
+
+
+def test_taking_the_pooler_out_stops_pgbouncer_and_removes_its_auth_file(lab, restore):
+    assert remote(lab, "lab1", "systemctl is-active pgbouncer").strip() == "active"
+    run_smship("provision", ENV, inventory=lab.inventory, check=True)
+    # Stopped and disabled, the verifier gone; the app is back on Postgres' own port.
+    state = remote(lab, "lab1", "systemctl is-active pgbouncer; systemctl is-enabled pgbouncer; "
+                                "ls /etc/pgbouncer/userlist.txt /etc/systemd/system/pgbouncer.service.d/smship.conf "
+                                "/var/lib/smship/refapp-pooler-password.fingerprint 2>&1 | grep -c 'No such file'; true")
+    assert state.split() == ["inactive", "disabled", "3"], state
+    for host in APP_HOSTS:
+        assert f"@{lab.address('lab1')}:5432/refapp" in remote(lab, host, "cat /srv/refapp/shared/env"), host
+    again = run_smship("provision", ENV, "-o", "json", inventory=lab.inventory, check=True)
+    assert all(statuses == ["ok"] for statuses in again.statuses().values()), again

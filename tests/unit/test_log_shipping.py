@@ -78,6 +78,26 @@ def test_app_hosts_upload_and_the_collector_collects(shipping):
     assert "LogsDirectoryMode=0750" in remote
 
 
+RETIRE_UPLOAD = "no journal upload of smship's (this host does not ship its logs)"
+RETIRE_COLLECTOR = "no log collector of smship's (this host does not collect the fleet's logs)"
+
+
+def retirements(state) -> set[str]:
+    return {e.name for e in state.ensures} & {RETIRE_UPLOAD, RETIRE_COLLECTOR}
+
+
+def test_what_a_host_no_longer_plays_in_log_shipping_is_undone(project, shipping):
+    assert retirements(state_for(shipping, "web1")) == {RETIRE_COLLECTOR}
+    assert retirements(state_for(shipping, "db1")) == {RETIRE_UPLOAD}        # the collector ships nothing
+    with_logs(project, None)
+    assert retirements(state_for(project, "web1")) == retirements(state_for(project, "db1")) == \
+        {RETIRE_UPLOAD, RETIRE_COLLECTOR}
+    undo = next(e for e in state_for(project, "web1").ensures if e.name == RETIRE_UPLOAD)
+    # Keyed on smship's own drop-in: an uploader smship never set up is left alone.
+    assert undo.check[-1] == "/etc/systemd/system/systemd-journal-upload.service.d/smship.conf"
+    assert "disable --now systemd-journal-upload.service" in undo.apply[2] and "/etc/smship/logs" in undo.apply
+
+
 def test_keys_are_root_only_secret_files(shipping):
     for host, name in (("db1", "collector.key"), ("web1", "upload.key")):
         key = next(f for f in state_for(shipping, host).files if f.path.endswith(name))

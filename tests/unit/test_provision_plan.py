@@ -392,6 +392,7 @@ def test_a_pooler_puts_pgbouncer_between_the_app_and_postgres(project):
     state = state_for(project, "db1", TRIXIE_POOLER)
     assert "pgbouncer" in state.packages and ("pgbouncer", True, True) in [
         (s.name, s.enabled, s.running) for s in state.services]
+    assert not any(e.name.startswith("no PgBouncer") for e in state.ensures)
     ini = next(f for f in state.files if f.path == "/etc/pgbouncer/pgbouncer.ini")
     # Root's, readable by the postgres user PgBouncer runs as, and never by the app.
     assert (ini.owner, ini.group, ini.mode) == ("root", "postgres", "0640")
@@ -440,6 +441,11 @@ def test_without_a_pooler_nothing_of_it_is_rendered_and_the_release_steps_file_g
     assert "/srv/shop/shared/env.direct" in [a.path for a in web.absent]
     assert "pgbouncer" not in db.packages and not any("pgbouncer" in f.path or "pg_ident" in f.path for f in db.files)
     assert "map=smship-pooler" not in file_text(db, "pg_hba.conf")
+    # A PgBouncer smship set up before is stopped and its verifier removed; one it never set up is left.
+    undo = next(e for e in db.ensures if e.name == "no PgBouncer of smship's (db.pooler is unset)")
+    assert undo.check[-2:] == ("/etc/systemd/system/pgbouncer.service.d/smship.conf",
+                               "/var/lib/smship/shop-pooler-password.fingerprint")
+    assert "disable --now pgbouncer" in undo.apply[2] and "/etc/pgbouncer/userlist.txt" in undo.apply[2]
 
 
 def test_transaction_pooling_needs_a_pgbouncer_that_keeps_prepared_statements_apart(project):
