@@ -105,12 +105,13 @@ print(json.dumps(out))
 '''
 
 
-def probe_command(layout: Layout, release_id: str, url_name: str = "SM_DATABASE_URL", cwd: str = "host") -> Command:
+def probe_command(layout: Layout, release_id: str | None, url_name: str = "SM_DATABASE_URL",
+                  cwd: str = "host") -> Command:
     """The probe in ``cwd`` of the release (where alembic.ini is), reading the URL under the app's name
-    with whichever of ``DRIVERS`` the release has."""
-    release = layout.release(release_id)
+    with whichever of ``DRIVERS`` the release has; ``release_id`` None: the live one (``current``)."""
+    release = layout.release(release_id) if release_id else layout.current
     return in_app_environment(layout, f"{release}/{cwd}", f"{release}/.venv/bin/python", "-c", PROBE, url_name,
-                              *DRIVERS, description=f"database facts ({release_id})")
+                              *DRIVERS, description=f"database facts ({release_id or 'the live release'})")
 
 
 def parse_probe(stdout: str) -> dict:

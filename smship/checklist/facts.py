@@ -2,13 +2,16 @@
 
 One agent round trip per host (in parallel), one probe of the database from
 an app host running the live release, and one TLS handshake (two with the
-trust question) per web and lb host.  Secret values stay in this process's
+trust question) per web and lb host.  The handshakes and the probe (on the
+app host the inventory names first, web first) run while the hosts answer:
+the probe's answer is kept when that host turns out to run a live release.  Secret values stay in this process's
 memory or on the hosts; only verdicts about them are kept.
 """
 
 from __future__ import annotations
 
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,26 +147,26 @@ def gather(ctx: EnvContext, fleet: Fleet, *, preflight: bool = False, cert_days:
     # the log collector (the host it would be most needed from may be the one that is down).
     if ctx.env.logs is not None and not preflight and "log-format" not in skip:
         facts.log_markers = logship.markers(ctx.env)
-    answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python,
-                                                          facts.log_markers.get(t.name)))
-    for name in answers:
-        if name in answers.failed:
-            facts.unreachable[name] = str(answers.failed[name])
-        else:
-            facts.hosts[name] = answers.succeeded[name]
-    if facts.log_markers:
-        read_collector(facts, fleet)
-    if not set(DATABASE_CHECKS) <= set(skip):
-        read_database(facts, fleet)
-    if "firewall" not in skip and ctx.env.firewall.enabled:
-        facts.reach = firewall.probe(ctx, fleet, set(facts.hosts))
+    database = not set(DATABASE_CHECKS) <= set(skip)
+    with ThreadPoolExecutor(max_workers=2) as beside:
+        served = beside.submit(read_served, ctx, fleet) if "tls" not in skip else None
+        early = beside.submit(probe_early, facts, fleet) if database else None
+        answers = agent.ask_all(fleet, lambda t: host_request(ctx.app, layout, facts.host(t.name), python,
+                                                              facts.log_markers.get(t.name)))
+        for name in answers:
+            if name in answers.failed:
+                facts.unreachable[name] = str(answers.failed[name])
+            else:
+                facts.hosts[name] = answers.succeeded[name]
+        if facts.log_markers:
+            read_collector(facts, fleet)
+        if database:
+            read_database(facts, fleet, early.result())
+        if "firewall" not in skip and ctx.env.firewall.enabled:
+            facts.reach = firewall.probe(ctx, fleet, set(facts.hosts))
+        if served is not None:
+            facts.served = served.result()
     if "tls" not in skip:
-        edges = [h for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)]
-        probed = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),
-                           [t for t in fleet.targets.values() if t.name in {h.name for h in edges}])
-        # A probe that raised instead of saying why is reported the same way.
-        facts.served = {name: probed.succeeded.get(name) or tls.Served(error=str(probed.failed[name]))
-                        for name in probed}
         if ctx.env.tls.source == "files" and ctx.env.tls.certificate:
             try:
                 facts.configured_certificate = Path(ctx.env.tls.certificate).read_text()
@@ -187,15 +190,43 @@ def read_collector(facts: Facts, fleet: Fleet) -> None:
         facts.log_error = f"{collector.name}: {exc}"
 
 
-def read_database(facts: Facts, fleet: Fleet) -> None:
-    """Ask the database through the first app host (web first) that runs a live release."""
+def read_served(ctx: EnvContext, fleet: Fleet) -> dict[str, tls.Served]:
+    """What each web and lb host serves over HTTPS."""
+    edges = {h.name for h in ctx.env.hosts if {"web", "lb"} & set(h.roles)}
+    probed = fleet.map(lambda t: tls.probe(t.address, ctx.env.domain),
+                       [t for t in fleet.targets.values() if t.name in edges])
+    # A probe that raised instead of saying why is reported the same way.
+    return {name: probed.succeeded.get(name) or tls.Served(error=str(probed.failed[name])) for name in probed}
+
+
+def _probe(facts: Facts, fleet: Fleet, host: str, release: str | None):
+    app = facts.ctx.app
+    return fleet.run(host, probe_command(facts.layout, release, app.settings.database_url,
+                                         app.migrate.cwd if app.migrate else "."), timeout=120)
+
+
+def probe_early(facts: Facts, fleet: Fleet):
+    """``(host, result)``: the probe on the live release of the app host :func:`read_database` picks
+    when every host runs one, asked before the hosts said which run one; None without an app host."""
+    hosts = sorted((h.name for h in facts.app_hosts() if h.name in fleet.targets),
+                   key=lambda name: "web" not in facts.host(name).roles)
+    if not hosts:
+        return None
+    try:
+        return hosts[0], _probe(facts, fleet, hosts[0], None)
+    except Exception:  # asked again, in turn, by read_database
+        return None
+
+
+def read_database(facts: Facts, fleet: Fleet, early=None) -> None:
+    """Ask the database through the first app host (web first) that runs a live release (``early``:
+    :func:`probe_early`'s answer, used when it came from that host)."""
     live = facts.live()
     order = sorted(live, key=lambda name: "web" not in facts.host(name).roles)
     if not order:
         return
     facts.db_host = order[0]
-    app = facts.ctx.app
-    result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host], app.settings.database_url,
-                                                    app.migrate.cwd if app.migrate else "."), timeout=120)
+    result = early[1] if early is not None and early[0] == facts.db_host else \
+        _probe(facts, fleet, facts.db_host, live[facts.db_host])
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
         {"error": f"the database probe could not run: {result.summary()}", "cause": "probe"}

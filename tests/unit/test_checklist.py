@@ -415,3 +415,32 @@ def test_a_deploy_that_rewrites_the_stale_env_files_is_judged_on_the_inventorys_
     made.rewritten = {"web1", "web2"}              # --limit web: jobs1 keeps its env file and its pools
     verdict = judge("connection-budget", made, preflight=True)
     assert verdict.status == "fail" and "env files of jobs1" in verdict.reason, verdict
+
+
+def test_the_database_probe_asked_early_is_kept_only_from_the_host_it_would_be_asked_on():
+    from smship.checklist.facts import probe_early, read_database
+    from smship.ssh import Result
+
+    class Fleet:
+        def __init__(self, names):
+            self.targets = {name: SimpleNamespace(name=name) for name in names}
+            self.ran = []
+
+        def run(self, host, command, timeout=None):
+            self.ran.append((host, next(w for w in command.argv if w.startswith("WorkingDirectory="))))
+            return Result(host, "probe", 0, stdout='{"max_connections": 100}\n')
+
+    made = facts(db=None, db_host=None)
+    web = [h.name for h in made.env.hosts if "web" in h.roles]
+    fleet = Fleet(made.hosts)
+    early = probe_early(made, fleet)
+    # The first web host, on whatever release is live there: asked before the hosts said which.
+    assert early[0] == web[0] and fleet.ran == [(web[0], "WorkingDirectory=/srv/shop/current/host")]
+    read_database(made, fleet, early)
+    assert (made.db_host, made.db, len(fleet.ran)) == (web[0], {"max_connections": 100}, 1)
+
+    # That host runs no release: the probe is asked again where one is live, on that release.
+    change(made, web[0], current=None)
+    fleet.ran.clear()
+    read_database(made, fleet, early)
+    assert made.db_host == web[1] and fleet.ran == [(web[1], "WorkingDirectory=/srv/shop/releases/r2/host")]
