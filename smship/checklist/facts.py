@@ -16,7 +16,7 @@ from smship import logship
 from smship.appenv import app_settings
 from smship.checklist import firewall, tls
 from smship.checklist.checks import DATABASE_CHECKS
-from smship.checklist.dbprobe import parse_probe, probe_command
+from smship.checklist.dbprobe import DatabaseFacts, parse_probe, probe_command, probe_failed
 from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.contract import AppContract
@@ -65,7 +65,7 @@ class Facts:
     inventory_error: str = ""
     hosts: dict[str, HostChecks] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
-    db: dict | None = None
+    db: DatabaseFacts | None = None
     db_host: str | None = None
     served: dict[str, tls.Served] = field(default_factory=dict)
     configured_certificate: str | None = None
@@ -198,4 +198,4 @@ def read_database(facts: Facts, fleet: Fleet) -> None:
     result = fleet.run(facts.db_host, probe_command(facts.layout, live[facts.db_host], app.settings.database_url,
                                                     app.migrate.cwd if app.migrate else "."), timeout=120)
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
-        {"error": f"the database probe could not run: {result.summary()}", "cause": "probe"}
+        probe_failed(f"the database probe could not run: {result.summary()}")
