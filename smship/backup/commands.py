@@ -38,14 +38,13 @@ def backup_list(ctx: EnvContext) -> bool:
     report, target = ctx.reporter, db_target(ctx)
     with open_fleet(ctx, ctx.env.hosts_with("db")[:1]) as fleet:
         stanza = call_db(ctx, fleet, target, agent.info)
-    rows, about = backup_rows(stanza), summary(stanza)
-    report.data.update(backups=rows, **about)
-    report.step(f"stanza {about['stanza']}: {about['status']}")
-    for line in table(rows):
+    report.data.update(backups=backup_rows(stanza), **summary(stanza))
+    report.step(f"stanza {stanza.name}: {stanza.status_message}")
+    for line in table(stanza.backups):
         report.info(line)
-    for archive in about["archive"]:
-        report.info(f"WAL archive {archive['id']}: {archive['min']} .. {archive['max']}")
-    report.host(target.name, "ok", f"{len(rows)} backup(s)")
+    for archive in stanza.archives:
+        report.info(f"WAL archive {archive.id}: {archive.min} .. {archive.max}")
+    report.host(target.name, "ok", f"{len(stanza.backups)} backup(s)")
     return True
 
 
