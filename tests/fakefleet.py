@@ -151,6 +151,8 @@ class FakeFleet(Fleet):
             return {"ok": False, "holder": host.lock}
         host.lock = request["holder"]
         self._event("lock", host.name)
+        if request.get("drain_flag"):
+            return {"ok": True, "drained": request["drain_flag"] in host.files}
         return {"ok": True}
 
     def _op_unlock(self, host: FakeHost, request: dict) -> dict:

@@ -102,7 +102,7 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
         surveyed = survey(ctx, fleet, layout, [h.name for h in apps])
         running = [h for h in apps if surveyed[h.name].current]
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"restore {ctx.name}",
-                              warn=report.warn):
+                              warn=report.warn) as held:
             report.step(f"stopping the app on {len(running)} host(s) so nothing writes meanwhile")
             roles = {h.name: list(h.roles) for h in running}
             stopped = fleet.map(lambda t: fleet.run(t, stop_command(layout, roles[t.name]), timeout=120),
@@ -126,5 +126,5 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
                 # The app comes back either way: on the restored database, or
                 # on the untouched one if the restore failed before it began.
                 failed = roll_tiers(ctx, fleet, targets, running, {h.name: surveyed[h.name].current for h in running},
-                                    "restore")
+                                    "restore", held)
             return failed is None
