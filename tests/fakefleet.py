@@ -127,12 +127,6 @@ class FakeFleet(Fleet):
         return RsyncResult(target.name, f"rsync {local_dir} -> {remote_dir}", 0, bytes_sent=1000,
                            files_transferred=10)
 
-    def put(self, target, data, remote_path, **options) -> Result:
-        target = self._target(target)
-        self.hosts[target.name].files[remote_path] = data
-        self._event("put", target.name, remote_path)
-        return Result(target.name, f"put {remote_path}", 0)
-
     # -- agent ops ---------------------------------------------------------
 
     def _op_inspect(self, host: FakeHost, request: dict) -> dict:
@@ -151,6 +145,8 @@ class FakeFleet(Fleet):
             return {"ok": False, "holder": host.lock}
         host.lock = request["holder"]
         self._event("lock", host.name)
+        if request.get("drain_flag"):
+            return {"ok": True, "drained": request["drain_flag"] in host.files}
         return {"ok": True}
 
     def _op_unlock(self, host: FakeHost, request: dict) -> dict:

@@ -38,14 +38,13 @@ def backup_list(ctx: EnvContext) -> bool:
     report, target = ctx.reporter, db_target(ctx)
     with open_fleet(ctx, ctx.env.hosts_with("db")[:1]) as fleet:
         stanza = call_db(ctx, fleet, target, agent.info)
-    rows, about = backup_rows(stanza), summary(stanza)
-    report.data.update(backups=rows, **about)
-    report.step(f"stanza {about['stanza']}: {about['status']}")
-    for line in table(rows):
+    report.data.update(backups=backup_rows(stanza), **summary(stanza))
+    report.step(f"stanza {stanza.name}: {stanza.status_message}")
+    for line in table(stanza.backups):
         report.info(line)
-    for archive in about["archive"]:
-        report.info(f"WAL archive {archive['id']}: {archive['min']} .. {archive['max']}")
-    report.host(target.name, "ok", f"{len(rows)} backup(s)")
+    for archive in stanza.archives:
+        report.info(f"WAL archive {archive.id}: {archive.min} .. {archive.max}")
+    report.host(target.name, "ok", f"{len(stanza.backups)} backup(s)")
     return True
 
 
@@ -103,7 +102,7 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
         surveyed = survey(ctx, fleet, layout, [h.name for h in apps])
         running = [h for h in apps if surveyed[h.name].current]
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"restore {ctx.name}",
-                              warn=report.warn):
+                              warn=report.warn) as held:
             report.step(f"stopping the app on {len(running)} host(s) so nothing writes meanwhile")
             roles = {h.name: list(h.roles) for h in running}
             stopped = fleet.map(lambda t: fleet.run(t, stop_command(layout, roles[t.name]), timeout=120),
@@ -127,5 +126,5 @@ def backup_restore(ctx: EnvContext, to: str | None, release: str | None, yes: bo
                 # The app comes back either way: on the restored database, or
                 # on the untouched one if the restore failed before it began.
                 failed = roll_tiers(ctx, fleet, targets, running, {h.name: surveyed[h.name].current for h in running},
-                                    "restore")
+                                    "restore", held)
             return failed is None

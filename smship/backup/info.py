@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from smship.remote.client import StanzaInfo
+from smship.remote.client import BackupEntry, StanzaInfo
 
 
 def _when(epoch: int | None) -> str:
@@ -35,10 +35,10 @@ def summary(stanza: StanzaInfo) -> dict[str, Any]:
             "archive": archive}
 
 
-def table(rows: list[dict[str, Any]]) -> list[str]:
+def table(backups: list[BackupEntry]) -> list[str]:
     lines = [f"{'label':<36} {'type':<5} {'started':<21} {'finished':<21} {'db size':>10} {'stored':>10}"]
-    for row in rows:
-        lines.append(f"{row['label']:<36} {row['type']:<5} {row['started']:<21} {row['finished']:<21} "
-                     f"{_size(row['database_size']):>10} {_size(row['repository_size']):>10}"
-                     + ("  ERROR" if row["error"] else ""))
+    for b in backups:
+        lines.append(f"{b.label:<36} {b.type:<5} {_when(b.started):<21} {_when(b.stopped):<21} "
+                     f"{_size(b.database_size):>10} {_size(b.repository_size):>10}"
+                     + ("  ERROR" if b.error else ""))
     return lines

@@ -7,6 +7,8 @@ is tested on facts made by hand.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from smship import logship
 from smship.checklist import tls
 from smship.checklist.firewall import ERROR, OPEN
@@ -144,14 +146,14 @@ def _database_problem(facts):
         return PASS, NO_LIVE, ""
     if facts.db is None:
         return FAIL, "the database was not asked", "see the errors above"
-    if facts.db.get("error"):
-        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db['error']}", _database_fix(facts)
+    if facts.db.error:
+        return FAIL, f"cannot read the database from {facts.db_host}: {facts.db.error}", _database_fix(facts)
     return None
 
 
 def _database_fix(facts) -> str:
     """What to do about an unreadable database: the probe's own trouble is not Postgres's."""
-    if facts.db.get("cause") == "probe":
+    if facts.db.cause == "probe":
         return (f"the probe runs the live release's Python on {facts.db_host} as the app user with its env file "
                 f"and reads the database with the app's own driver; fix what it names, "
                 f"or skip these checks with --skip-check {','.join(DATABASE_CHECKS)}")
@@ -172,13 +174,13 @@ def migrations(facts):
     live = facts.live()
     release = live[facts.db_host]
     heads = set(facts.hosts[facts.db_host].alembic_heads or [])
-    revisions = set(facts.db.get("revisions", []))
+    revisions = set(facts.db.revisions)
     name = facts.ctx.name
     if not heads:
         return WARN, f"release {release} declares no alembic head", "build releases with smship build"
     if revisions == heads:
         return PASS, f"the database is at {', '.join(sorted(heads))}, the head of the live release {release}", ""
-    known = set(facts.db.get("known", []))
+    known = set(facts.db.known)
     if revisions and not revisions & known:
         return WARN, (f"the database is at {', '.join(sorted(revisions))}, which the live release {release} does "
                       f"not know (newer: a later release migrated it, as after a rollback)"), \
@@ -192,7 +194,7 @@ def admin(facts):
     trouble = _database_problem(facts)
     if trouble:
         return trouble
-    count = facts.db.get("admins")
+    count = facts.db.admins
     if count is None:
         return WARN, "the database has no users.is_admin column: cannot tell whether an admin exists", \
             "create the admin user the app's way and check it can log in"
@@ -321,7 +323,23 @@ def _ceiling(values: dict, names) -> int:
     return pool + overflow
 
 
-def budget_numbers(facts, inventory_only: bool = False) -> dict:
+@dataclass(frozen=True)
+class Budget:
+    """The fleet's database connections at most, against what Postgres allows them."""
+    rows: tuple[tuple[str, int, int], ...]  # (a host, or the new web slots; its processes; each one's ceiling)
+    limit: int                              # max_connections less the superuser reserve
+    source: str                             # where the limit was read, in words
+
+    @property
+    def demand(self) -> int:
+        return sum(p * c for _, p, c in self.rows)
+
+    @property
+    def processes(self) -> int:
+        return sum(p for _, p, _ in self.rows)
+
+
+def budget_numbers(facts, inventory_only: bool = False) -> Budget:
     """Processes and per-process ceilings per host; the limit and where it came from.
 
     demand = sum over web hosts of uvicorn workers x (pool + overflow)
@@ -352,13 +370,12 @@ def budget_numbers(facts, inventory_only: bool = False) -> dict:
     if web:
         batch = env.web.batch_count(len(web))
         rows.append((f"new web slots (batch of {batch})", batch * env.web.workers, max(c for _, _, c in web)))
-    db = facts.db if facts.db and not facts.db.get("error") else None
-    if db:
-        limit, source = db["max_connections"] - db.get("reserved_connections", 3), "read from Postgres"
+    db = facts.db
+    if db is not None and not db.error and db.max_connections is not None:
+        limit, source = db.max_connections - db.reserved_connections, "read from Postgres"
     else:
         limit, source = env.db.max_connections - 3, "from the inventory's db.max_connections"
-    return {"rows": rows, "demand": sum(p * c for _, p, c in rows), "processes": sum(p for _, p, _ in rows),
-            "limit": limit, "source": source}
+    return Budget(tuple(rows), limit, source)
 
 
 def suggest_pool(limit: int, processes: int) -> tuple[int, int] | None:
@@ -375,21 +392,21 @@ def suggest_pooler(limit: int, demand: int) -> tuple[int, int]:
     return max(1, int(limit * HEADROOM)), max(Pooler().max_client_conn, -(-demand // 100) * 100)
 
 
-def pooled_budget(facts, n: dict, detail: str):
+def pooled_budget(facts, n: Budget, detail: str):
     """With PgBouncer: the app's pools against its client limit, its server pool against Postgres'."""
     pooler, name = facts.env.db.pooler, facts.ctx.name
-    clients = (f"{n['demand']} client connections at most ({detail}) for PgBouncer's max_client_conn "
+    clients = (f"{n.demand} client connections at most ({detail}) for PgBouncer's max_client_conn "
                f"{pooler.max_client_conn}")
-    servers = (f"its pool of {pooler.pool_size} server connections for a limit of {n['limit']} "
-               f"(max_connections less the superuser reserve, {n['source']})")
+    servers = (f"its pool of {pooler.pool_size} server connections for a limit of {n.limit} "
+               f"(max_connections less the superuser reserve, {n.source})")
     reason = f"{clients}; {servers}"
-    _, enough = suggest_pooler(n["limit"], n["demand"])
-    if n["demand"] > pooler.max_client_conn:
+    _, enough = suggest_pooler(n.limit, n.demand)
+    if n.demand > pooler.max_client_conn:
         return FAIL, reason, (f"raise db.pooler.max_client_conn to {enough} (or lower the app's pool sizes), then "
                               f"'smship provision {name}'")
-    if pooler.pool_size > n["limit"] * HEADROOM:
-        fits = int(n["limit"] * HEADROOM)
-        return (FAIL if pooler.pool_size > n["limit"] else WARN), reason, (
+    if pooler.pool_size > n.limit * HEADROOM:
+        fits = int(n.limit * HEADROOM)
+        return (FAIL if pooler.pool_size > n.limit else WARN), reason, (
             f"lower db.pooler.pool_size to {fits} (migrations, psql and backups need connections of their own) "
             f"or raise db.max_connections, then 'smship provision {name}'")
     return PASS, reason, ""
@@ -397,38 +414,38 @@ def pooled_budget(facts, n: dict, detail: str):
 
 def connection_budget(facts):
     n = budget_numbers(facts)
-    detail = " + ".join(f"{name} {p}x{c}" for name, p, c in n["rows"])
+    detail = " + ".join(f"{name} {p}x{c}" for name, p, c in n.rows)
     if facts.env.db.pooler is not None:
         return pooled_budget(facts, n, detail)
-    reason = (f"{n['demand']} connections at most ({detail}) for a limit of {n['limit']} "
-              f"(max_connections less the superuser reserve, {n['source']})")
-    if n["demand"] <= n["limit"] * HEADROOM:
-        if facts.db and facts.db.get("error"):
+    reason = (f"{n.demand} connections at most ({detail}) for a limit of {n.limit} "
+              f"(max_connections less the superuser reserve, {n.source})")
+    if n.demand <= n.limit * HEADROOM:
+        if facts.db is not None and facts.db.error:
             # The migrations check fails on an unreadable database already;
             # the budget itself can still be judged on the inventory's limit.
-            return WARN, f"cannot read max_connections ({facts.db['error']}); {reason}", _database_fix(facts)
+            return WARN, f"cannot read max_connections ({facts.db.error}); {reason}", _database_fix(facts)
         return PASS, reason, ""
     planned = budget_numbers(facts, inventory_only=True) if facts.inventory else None
-    if planned and planned["demand"] <= n["limit"] * HEADROOM:
+    if planned and planned.demand <= n.limit * HEADROOM:
         # The inventory was lowered already: the hosts' env files are behind,
         # and the app keeps their values until provisioning rewrites them.
-        inventory_ceiling = {name: ceiling for name, _, ceiling in planned["rows"]}
-        stale = [name for name, _, ceiling in n["rows"] if ceiling > inventory_ceiling[name]]
-        return (FAIL if n["demand"] > n["limit"] else WARN), \
-            f"{reason}; the inventory's pool sizes fit ({planned['demand']} connections) but the env files of " \
+        inventory_ceiling = {name: ceiling for name, _, ceiling in planned.rows}
+        stale = [name for name, _, ceiling in n.rows if ceiling > inventory_ceiling[name]]
+        return (FAIL if n.demand > n.limit else WARN), \
+            f"{reason}; the inventory's pool sizes fit ({planned.demand} connections) but the env files of " \
             f"{_where(stale)} still hold larger ones", _provision_fix(facts, stale)
-    suggestion = suggest_pool(n["limit"], n["processes"])
+    suggestion = suggest_pool(n.limit, n.processes)
     names = facts.ctx.app.settings
-    pool, clients = suggest_pooler(n["limit"], n["demand"])
+    pool, clients = suggest_pooler(n.limit, n.demand)
     pooler = (f"put PgBouncer in front of Postgres with db.pooler: {{pool_size: {pool}, max_client_conn: {clients}}} "
-              f"(the {n['demand']} client connections then share {pool} of Postgres')")
+              f"(the {n.demand} client connections then share {pool} of Postgres')")
     if suggestion and names.db_pool_size and names.db_max_overflow:
         fix = (f"set {names.db_pool_size}: {suggestion[0]} and {names.db_max_overflow}: {suggestion[1]} in the "
-               f"environment's env: ({n['processes']} processes), or {pooler}, or raise db.max_connections; then "
+               f"environment's env: ({n.processes} processes), or {pooler}, or raise db.max_connections; then "
                "provision and deploy")
     else:
         fix = f"{pooler}, or raise db.max_connections; then provision and deploy"
-    return (FAIL if n["demand"] > n["limit"] else WARN), reason, fix
+    return (FAIL if n.demand > n.limit else WARN), reason, fix
 
 
 def beat(facts):

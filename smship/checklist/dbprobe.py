@@ -12,6 +12,8 @@ itself is to blame when it has an ``error``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from smship.command import Command
 from smship.steps.migrate import in_app_environment
@@ -114,12 +116,40 @@ def probe_command(layout: Layout, release_id: str | None, url_name: str = "SM_DA
                               *DRIVERS, description=f"database facts ({release_id or 'the live release'})")
 
 
-def parse_probe(stdout: str) -> dict:
+@dataclass(frozen=True)
+class DatabaseFacts:
+    """What the probe read from the database; with an ``error``, ``cause`` says who is to blame:
+    "database" (Postgres refused or failed) or "probe" (it could not ask)."""
+    error: str = ""
+    cause: str | None = None
+    driver: str | None = None
+    max_connections: int | None = None
+    # Postgres' own default: assumed when the probe could not say.
+    reserved_connections: int = 3
+    revisions: tuple[str, ...] = ()        # alembic_version's rows
+    known: tuple[str, ...] = ()            # those of ``revisions`` the live release's migrations know
+    admins: int | None = None              # None: the database has no users.is_admin column
+
+
+def probe_failed(error: str) -> DatabaseFacts:
+    """The probe's own trouble, not the database's."""
+    return DatabaseFacts(error=error, cause="probe")
+
+
+def _database_facts(found: dict[str, Any]) -> DatabaseFacts:
+    return DatabaseFacts(error=str(found.get("error") or ""), cause=found.get("cause"), driver=found.get("driver"),
+                         max_connections=found.get("max_connections"),
+                         reserved_connections=found.get("reserved_connections", 3),
+                         revisions=tuple(found.get("revisions") or ()), known=tuple(found.get("known") or ()),
+                         admins=found.get("admins"))
+
+
+def parse_probe(stdout: str) -> DatabaseFacts:
     """The probe's JSON (the last line: the app may log to stdout first)."""
     for line in reversed(stdout.strip().splitlines()):
         if line.startswith("{"):
             try:
-                return json.loads(line)
+                return _database_facts(json.loads(line))
             except ValueError:
                 break
-    return {"error": f"the database probe answered no JSON: {stdout.strip()[-200:]!r}", "cause": "probe"}
+    return probe_failed(f"the database probe answered no JSON: {stdout.strip()[-200:]!r}")

@@ -19,7 +19,7 @@ from smship import logship
 from smship.appenv import app_settings
 from smship.checklist import firewall, tls
 from smship.checklist.checks import DATABASE_CHECKS
-from smship.checklist.dbprobe import parse_probe, probe_command
+from smship.checklist.dbprobe import DatabaseFacts, parse_probe, probe_command, probe_failed
 from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.contract import AppContract
@@ -68,7 +68,7 @@ class Facts:
     inventory_error: str = ""
     hosts: dict[str, HostChecks] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
-    db: dict | None = None
+    db: DatabaseFacts | None = None
     db_host: str | None = None
     served: dict[str, tls.Served] = field(default_factory=dict)
     configured_certificate: str | None = None
@@ -229,4 +229,4 @@ def read_database(facts: Facts, fleet: Fleet, early=None) -> None:
     result = early[1] if early is not None and early[0] == facts.db_host else \
         _probe(facts, fleet, facts.db_host, live[facts.db_host])
     facts.db = parse_probe(result.stdout) if result.stdout.strip() else \
-        {"error": f"the database probe could not run: {result.summary()}", "cause": "probe"}
+        probe_failed(f"the database probe could not run: {result.summary()}")

@@ -120,7 +120,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
         preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
-                          warn=report.warn):
+                          warn=report.warn) as held:
         release = release or release_to_ship(ctx, release_path, ref, dirty, target)
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
         off = skipped_checks(ctx, skip_checks)
@@ -194,7 +194,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             return record(ctx, fleet, targets, layout, outcome, f"failed: {failed_step}", started)
 
         with report.phase("roll"):
-            failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy")
+            failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy", held)
         with report.phase("record"):
             if failed:
                 return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)

@@ -103,11 +103,11 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
             report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
         return True
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
-                          warn=report.warn):
+                          warn=report.warn) as held:
         outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
                    "rollback": True}
         with report.phase("roll"):
-            failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback")
+            failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback", held)
         if failed:
             return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
         return record(ctx, fleet, targets, layout, outcome, "ok", started)

@@ -132,15 +132,6 @@ def _user_ids(root: Path, user: str) -> tuple[int, int]:
     raise LabError(f"the lab image has no {user} user; rebuild it")
 
 
-def destroy(spec: HostSpec, timeout: float = 15) -> None:
-    """Power the host off (killing it if it does not stop), unmount and delete it."""
-    if is_running(spec):
-        stop(spec, timeout=timeout)
-    kill_leftovers(spec)
-    unmount_tree(Path(spec.root))
-    remove_cgroups(spec.cgroup_name)
-
-
 # ---------------------------------------------------------------- processes
 
 def _proc_state(pid: int) -> tuple[str, int] | None:

@@ -126,11 +126,6 @@ def _install_key(lock_sha: str, front: Frontend, has_lock: bool) -> str:
     return sha256_bytes(json.dumps({"lock": lock_sha, "install": front.install_command(has_lock)}).encode())
 
 
-def install_choice(client: Path, front: Frontend) -> list[str]:
-    """The install command this front end gets (``npm ci`` needs the lock it installs from)."""
-    return front.install_command((client / NPM_LOCK).is_file())
-
-
 def node_modules(client: Path, key: str, install: list[str], cache: Path, progress: Callable[[str], None],
                  shown: str) -> tuple[Path, bool]:
     """The cached ``node_modules`` for this lock, running the install only when absent."""

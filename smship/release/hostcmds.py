@@ -28,7 +28,6 @@ import re
 
 from smship.command import Command, script
 from smship.errors import SmshipError
-from smship.release.ids import check_release_id
 # The agent judges a release whole by this marker: one definition, the shipped agent's.
 from smship.remote.agent import COMPLETE_MARKER
 
@@ -86,10 +85,6 @@ def check_deps_id(deps_id: str) -> str:
     if not DEPS_ID.fullmatch(deps_id or ""):
         raise SmshipError(f"{deps_id!r} is not a dependency set id (16 hex digits)")
     return deps_id
-
-
-def release_dir(app_path: str, release_id: str) -> str:
-    return f"{app_path.rstrip('/')}/releases/{check_release_id(release_id)}"
 
 
 def wheels_dir(app_path: str, deps_id: str) -> str:

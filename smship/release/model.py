@@ -38,10 +38,6 @@ class Release:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
-    def git_sha(self) -> str:
-        return self.manifest["git_sha"]
-
-    @property
     def dirty(self) -> bool:
         return bool(self.manifest["dirty"])
 

@@ -399,6 +399,9 @@ def lock(request):
         if os.path.isdir(path):     # another taker's rename won
             return {"ok": False, "holder": _holder(path)}
         return {"ok": False, "error": "%s: %s" % (path, exc.strerror or exc)}
+    if request.get("drain_flag"):
+        # Read under the lock, where no other deploy can drain or put back a host.
+        return {"ok": True, "drained": _drained(request)}
     return {"ok": True}
 
 

@@ -141,14 +141,20 @@ class LockAnswer:
     ok: bool
     holder: LockHolder        # who holds the lock when ``ok`` is false (all None when unreadable)
     error: str = ""           # the lock could not be written at all (a full disk, say)
+    drained: bool = False     # asked with ``drain_flag``: the lock was taken on a host out of the lb
 
 
 def _lock_answer(_host: str, answer: dict[str, Any]) -> LockAnswer:
-    return LockAnswer(answer["ok"], lock_holder(answer.get("holder")), answer.get("error") or "")
+    return LockAnswer(answer["ok"], lock_holder(answer.get("holder")), answer.get("error") or "",
+                      bool(answer.get("drained")))
 
 
-def lock(path: str, holder: LockHolder) -> Request[LockAnswer]:
-    return Request("lock", {"path": path, "holder": holder.record()}, _lock_answer)
+def lock(path: str, holder: LockHolder, drain_flag: str | None = None) -> Request[LockAnswer]:
+    """With ``drain_flag``, whether the host is drained from the lb too, as the lock finds it."""
+    fields: dict[str, Any] = {"path": path, "holder": holder.record()}
+    if drain_flag is not None:
+        fields["drain_flag"] = drain_flag
+    return Request("lock", fields, _lock_answer)
 
 
 def unlock(path: str, token: str | None, force: bool = False) -> Request[LockAnswer]:

@@ -158,7 +158,7 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
         if not set(reachable) & set(app_names):
             raise SmshipError("no host that runs the app answered; nothing was changed")
         with environment_lock(fleet, [targets[h] for h in reachable], layout, f"rotate-secret {ctx.name}",
-                              warn=report.warn):
+                              warn=report.warn) as held:
             # Asked again under the lock: a deploy may have restarted units since.
             states = probe(fleet, [targets[h] for h in reachable if h in app_names], hosts, layout, name).succeeded
             values = _target_value(ctx, backend, name, values, states, resume, undo)
@@ -172,7 +172,7 @@ def rotate_secret(ctx: EnvContext, name: str | None = None, resume: bool = False
             restart = [hosts[h] for h in todo if (h in written or h not in stale_files) and states[h].current]
             if restart:
                 roll_tiers(ctx, fleet, targets, restart, {h.name: states[h.name].current for h in restart},
-                           "rotate-secret")
+                           "rotate-secret", held)
             final = probe(fleet, [targets[h] for h in app_names], hosts, layout, name)
             ok = _conclude(ctx, name, names, final)
             _audit(ctx, fleet, targets, layout, [h for h in app_names if h in final.succeeded],

@@ -7,7 +7,7 @@ concern:
 
 - :mod:`.values`: targets, options, endpoints, results and errors;
 - :mod:`.argv`: pure builders (SSH-config resolution, sudo wrapping, the
-  atomic ``put`` script, the ``ssh``/``rsync`` argv), testable without a host;
+  ``ssh``/``rsync`` argv), testable without a host;
 - :mod:`.hostkeys`: host keys are checked strictly unless the operator opts
   in to trusting new hosts; a changed key is always refused;
 - :mod:`.rsync`: rsync's statistics and failures in one line naming the host;
@@ -19,7 +19,7 @@ the same options, so both paths reach the same host, as the same user, with
 the same key checks.
 """
 
-from smship.ssh.argv import (parse_jump, put_command, remote_line, resolve, rsync_argv, ssh_argv, stream_argv,
+from smship.ssh.argv import (parse_jump, remote_line, resolve, rsync_argv, ssh_argv, stream_argv,
                              until_disconnected)
 from smship.ssh.fleet import Fleet, FleetResult
 from smship.ssh.hostkeys import read_known_hosts
@@ -43,7 +43,6 @@ __all__ = [
     "resolve",
     "parse_jump",
     "remote_line",
-    "put_command",
     "ssh_argv",
     "stream_argv",
     "until_disconnected",

@@ -118,45 +118,6 @@ def remote_line(command: Command) -> str:
     return shlex.join([*wrapper, *command.argv])
 
 
-# The destination's directory holds the temp file so the final mv is a
-# rename(2) on one filesystem: readers see the old file or the new one,
-# never a partial write.  umask 077 makes the temp file private from its
-# first byte, so a secret is never world-readable, not even before chmod.
-_PUT_SCRIPT = """\
-set -eu
-dest=$1 mode=$2 owner=$3 group=$4
-umask 077
-tmp=$(mktemp "$(dirname -- "$dest")/.smship-put.XXXXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-if [ -n "$owner" ]; then chown -- "$owner" "$tmp"; fi
-if [ -n "$group" ]; then chgrp -- "$group" "$tmp"; fi
-chmod -- "$mode" "$tmp"
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-"""
-
-
-def put_command(data: bytes, remote_path: str, *, mode: int = 0o644,
-                owner: str | None = None, group: str | None = None,
-                sudo: bool = True) -> Command:
-    """The one-round-trip command that atomically writes ``data``.
-
-    The bytes travel on stdin; the path, mode and owner reach the script as
-    positional arguments, so none of them can become shell syntax.
-    """
-    if not remote_path:
-        raise ValueError("put needs a remote path")
-    return script(
-        _PUT_SCRIPT,
-        sudo=sudo,
-        stdin=data,
-        args=(remote_path, format(mode, "o"), owner or "", group or ""),
-        description=f"put {remote_path} ({len(data)} bytes, "
-                    f"mode {mode:04o})",
-    )
-
-
 def _ssh_option_args(options: SSHOptions) -> list[str]:
     strict = "accept-new" if options.accept_unknown_hosts else "yes"
     known = str(options.known_hosts) if options.known_hosts else "/dev/null"

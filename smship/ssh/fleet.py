@@ -15,7 +15,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from smship.command import Command
-from smship.ssh.argv import _load_ssh_config, put_command, remote_line, resolve, rsync_argv, stream_argv
+from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
 from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult,
@@ -314,18 +314,6 @@ class Fleet:
                 f"[{_last_line(result.stderr)}]")
         return result
 
-    def put(self, target: Target | str, data: bytes, remote_path: str, *,
-            mode: int = 0o644, owner: str | None = None,
-            group: str | None = None, sudo: bool = True) -> Result:
-        """Atomically replace ``remote_path`` with ``data`` (one round trip).
-
-        Raises :class:`SSHError` on any failure: a half-done upload must
-        never look like success to the caller.
-        """
-        command = put_command(data, remote_path, mode=mode, owner=owner,
-                              group=group, sudo=sudo)
-        return self.run(target, command, check=True)
-
     def rsync(self, target: Target | str, local_dir: str | Path,
               remote_dir: str, *, link_dest: str | None = None,
               delete: bool = True, excludes: Iterable[str] = (),
@@ -417,17 +405,6 @@ class Fleet:
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
         return FleetResult(outcomes)
-
-    def run_all(self, command: Command | str,
-                targets: Iterable[Target | str] | None = None, *,
-                timeout: float | None = None) -> dict[str, Result]:
-        """Run ``command`` on every target in parallel; never raises."""
-        outcomes = self.map(
-            lambda t: self.run(t, command, timeout=timeout), targets)
-        # An unexpected bug in one host's run must not hide the others.
-        return {name: outcomes.succeeded[name] if name in outcomes.succeeded
-                else Result(name, str(command), NO_EXIT, error=f"{name}: {outcomes.failed[name]}")
-                for name in outcomes}
 
 
 class FleetResult(Mapping[str, "T | Exception"], Generic[T]):

@@ -14,6 +14,7 @@ import secrets
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 from smship.errors import SmshipError
@@ -76,21 +77,31 @@ def left_by_a_dead_process(holder: LockHolder) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class HeldLock:
+    """The lock as taken: who holds it, on which hosts, and which of them were drained from the lb then."""
+    holder: LockHolder
+    hosts: frozenset[str]
+    # No deploy drains or puts back a host while this lock is held, so a roll under it
+    # can count on what the lock found (see smship.steps.roll.Drainer).
+    drained: frozenset[str]
+
+
 @contextmanager
 def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, command: str,
-                     warn=None) -> Iterator[LockHolder]:
+                     warn=None) -> Iterator[HeldLock]:
     """Hold the lock on every target for the ``with`` block, or raise :class:`LockHeld`."""
     holder = new_holder(command)
     path = lock_path(layout)
 
     def take(target: Target) -> agent.LockAnswer:
-        answer = agent.ask(fleet, target, agent.lock(path, holder))
+        answer = agent.ask(fleet, target, agent.lock(path, holder, layout.drain_flag))
         if not answer.ok and left_by_a_dead_process(answer.holder):
             if warn:
                 warn(f"{target.name}: removing a stale deploy lock: {holder_text(answer.holder)}, "
                      "whose process is gone")
             agent.ask(fleet, target, agent.unlock(path, answer.holder.token))
-            answer = agent.ask(fleet, target, agent.lock(path, holder))
+            answer = agent.ask(fleet, target, agent.lock(path, holder, layout.drain_flag))
         return answer
 
     answers = fleet.map(take, targets)
@@ -104,7 +115,7 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
             if not answers.succeeded[name].ok:
                 raise LockHeld(f"{name}: another deploy holds the lock: {holder_text(answers.succeeded[name].holder)}; "
                                f"wait for it, or if it died run 'smship unlock ENV'")
-        yield holder
+        yield HeldLock(holder, frozenset(taken), frozenset(n for n in taken if answers.succeeded[n].drained))
     finally:
         released = agent.ask_all(fleet, agent.unlock(path, holder.token), [t for t in targets if t.name in taken])
         stuck = sorted(released.failed)

@@ -19,6 +19,7 @@ from smship.inventory import Host
 from smship.layout import Layout
 from smship.remote import client as agent
 from smship.ssh import Fleet, Target
+from smship.steps.lock import HeldLock
 
 
 @dataclass
@@ -51,13 +52,17 @@ class Drainer:
     host writes the flag and removes it itself, within its activation.
     """
 
-    def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target]):
+    def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], held: HeldLock):
         self.fleet, self.targets = fleet, targets
         self.has_lb = bool(ctx.env.hosts_with("lb"))
         self.web_hosts = [h.name for h in ctx.env.hosts_with("web")]
         self.flag = ctx.layout.drain_flag
         self.reporter = ctx.reporter
-        self._out: set[str] | None = None  # web hosts not serving the lb: drained or unreachable
+        # Web hosts not serving the lb: a host a halted deploy left drained is not counted on,
+        # nor one the lock was not taken on (unreachable).
+        self._out: set[str] | None = {
+            n for n in self.web_hosts if n in targets and (n not in held.hosts or n in held.drained)
+        } if self.has_lb else None
 
     def note_for(self, names: list[str], why: str) -> str | None:
         """What the batch ``names`` writes in its flag to drain itself; None: not drained.
@@ -68,7 +73,7 @@ class Drainer:
         """
         if not self.has_lb or not names:
             return None
-        serving = [n for n in self.web_hosts if n not in names and n not in self._hosts_out()]
+        serving = [n for n in self.web_hosts if n not in names and n not in self._out]
         if not serving:
             self.reporter.info(f"{', '.join(names)}: not drained from the load balancer, "
                                "no other web host serves it")
@@ -105,15 +110,6 @@ class Drainer:
             self.reporter.warn(f"{name}: still drained from the load balancer ({why}); "
                                f"the next deploy puts it back, or remove {self.flag} on it")
 
-    def _hosts_out(self) -> set[str]:
-        """Read once per roll: a host a halted deploy left drained is not counted on."""
-        if self._out is None:
-            asked = [self.targets[n] for n in self.web_hosts if n in self.targets]
-            answers = agent.ask_all(self.fleet, agent.facts({self.flag: None}, timeout=60), asked)
-            self._out = set(answers.failed) | {n for n, a in answers.succeeded.items()
-                                               if a.paths[self.flag].type != "absent"}
-        return self._out
-
 
 def _aftermath(answer: agent.Activation) -> str:
     """What a failed activation left live on the host, in words."""
@@ -133,12 +129,13 @@ def _aftermath(answer: agent.Activation) -> str:
 
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
-         units_for, health: dict | None, batch_size: int, title: str, ready_for=None,
+         units_for, health: dict | None, batch_size: int, title: str, held: HeldLock, ready_for=None,
          web_slots: dict | None = None) -> RollResult:
-    """Activate ``release_for[host]`` on ``hosts`` batch by batch; stop at the first failing batch."""
+    """Activate ``release_for[host]`` on ``hosts`` batch by batch under the lock ``held``; stop at the first
+    failing batch."""
     report = ctx.reporter
     layout = ctx.layout
-    drainer = Drainer(ctx, fleet, targets) if health else None
+    drainer = Drainer(ctx, fleet, targets, held) if health else None
     result = RollResult()
     groups = batches(hosts, batch_size)
     for number, batch in enumerate(groups, 1):

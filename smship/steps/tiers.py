@@ -13,16 +13,18 @@ from smship.steps.roll import health_request, roll
 from smship.hostroles import background_units, ready_lines
 from smship.inventory import Host
 from smship.ssh import Fleet, Target
+from smship.steps.lock import HeldLock
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
-               release_for: dict[str, str], verb: str) -> str | None:
-    """Activate ``release_for[host]`` tier by tier; the failed phase's name, or None when all went well."""
+               release_for: dict[str, str], verb: str, held: HeldLock) -> str | None:
+    """Activate ``release_for[host]`` tier by tier under the lock ``held``; the failed phase's name, or None
+    when all went well."""
     report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
     if web:
         rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
-                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web",
+                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
                       web_slots=layout.web_slots())
         if not rolled.ok:
             untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
@@ -35,7 +37,7 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
     if background:
         rolled = roll(ctx, fleet, targets, background, release_for,
                       lambda name: background_units(layout, roles[name]), None, len(background), f"{verb}: workers",
-                      ready_for=lambda name: ready_lines(layout, roles[name], name))
+                      held, ready_for=lambda name: ready_lines(layout, roles[name], name))
         if not rolled.ok:
             report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
             return "workers"

@@ -40,7 +40,7 @@ def storage_setup(ctx: EnvContext) -> bool:
         targets = {t.name: t for t in targets_of(ctx)}
         surveyed = survey(ctx, fleet, layout, [h.name for h in apps])
         with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"storage setup {ctx.name}",
-                              warn=report.warn):
+                              warn=report.warn) as held:
             report.step(f"S3 settings in the env file of {len(apps)} app host(s)")
 
             def write(target):
@@ -63,5 +63,5 @@ def storage_setup(ctx: EnvContext) -> bool:
                 report.info("no running app needs a restart")
                 return True
             failed = roll_tiers(ctx, fleet, targets, restart, {h.name: surveyed[h.name].current for h in restart},
-                                "storage setup")
+                                "storage setup", held)
             return failed is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 from smship.context import EnvContext, open_fleet
 from smship.steps.migrate import in_app_environment
@@ -60,6 +61,29 @@ def probe_command(layout: Layout):
                               description="S3 round trip as the app")
 
 
+@dataclass(frozen=True)
+class RoundTrip:
+    """One host's probe: whether the bucket took, gave back and deleted an object, and what it said."""
+    ok: bool
+    message: str
+
+
+def read_round_trip(result) -> RoundTrip:
+    """The probe's last line; a probe that could not run (no live release, say) answers with its error."""
+    lines = result.stdout.strip().splitlines()
+    if result.ok and lines:
+        try:
+            found = json.loads(lines[-1])
+            return RoundTrip(bool(found["ok"]), str(found["message"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    detail = (result.stderr or result.stdout).strip().splitlines()
+    reason = detail[-1] if detail else result.summary()
+    if "No such file" in reason or "not found" in reason.lower():
+        reason = f"no live release to run the probe with (deploy first): {reason}"
+    return RoundTrip(False, reason)
+
+
 def storage_verify(ctx: EnvContext) -> bool:
     report, layout = ctx.reporter, ctx.layout
     apps = app_hosts(ctx.env.hosts)
@@ -67,21 +91,10 @@ def storage_verify(ctx: EnvContext) -> bool:
     with open_fleet(ctx, apps) as fleet:
         def probe(target):
             began = time.monotonic()
-            result = fleet.run(target, probe_command(layout), timeout=120)
-            lines = result.stdout.strip().splitlines()
-            try:
-                answer = json.loads(lines[-1]) if result.ok and lines else None
-            except json.JSONDecodeError:
-                answer = None
-            if answer is None:
-                detail = (result.stderr or result.stdout).strip().splitlines()
-                reason = detail[-1] if detail else result.summary()
-                if "No such file" in reason or "not found" in reason.lower():
-                    reason = f"no live release to run the probe with (deploy first): {reason}"
-                answer = {"ok": False, "message": reason}
-            report.host(target.name, "ok" if answer["ok"] else "failed", answer["message"], time.monotonic() - began)
-            if not answer["ok"]:
-                raise SmshipError(f"{target.name}: {answer['message']}")
+            answer = read_round_trip(fleet.run(target, probe_command(layout), timeout=120))
+            report.host(target.name, "ok" if answer.ok else "failed", answer.message, time.monotonic() - began)
+            if not answer.ok:
+                raise SmshipError(f"{target.name}: {answer.message}")
             return answer
 
         answers = fleet.map(probe)

@@ -11,18 +11,16 @@ from pathlib import Path
 import pytest
 
 from smship.errors import SmshipError
-from smship.release import release_dir, venv_commands, venv_dir, wheels_dir
+from smship.release import venv_commands, venv_dir, wheels_dir
 from smship.release.hostcmds import COMPLETE_MARKER, VENV_SCRIPT, tools_dir
 from smship.release.wheelhouse import UV_VERSION
 
 from releasekit import make_uv_wheel, make_wheel
 
 DEPS = "0123456789abcdef"
-RID = "20261125T093000Z-ab12cd3"
 
 
 def test_paths():
-    assert release_dir("/srv/shop/", RID) == f"/srv/shop/releases/{RID}"
     assert venv_dir("/srv/shop", DEPS) == f"/srv/shop/shared/venvs/{DEPS}"
     assert wheels_dir("/srv/shop", DEPS) == f"/srv/shop/shared/wheels/{DEPS}"
 
@@ -31,11 +29,6 @@ def test_paths():
 def test_bad_deps_ids_never_become_paths(bad):
     with pytest.raises(SmshipError):
         venv_commands("/srv/shop", bad, "/usr/bin/python3", "shop")
-
-
-def test_release_dir_refuses_traversal():
-    with pytest.raises(SmshipError):
-        release_dir("/srv/shop", "../../etc")
 
 
 def test_venv_commands_argv():

@@ -86,7 +86,7 @@ def test_dirty_build_takes_tracked_and_untracked_but_not_ignored(demo, cache, tm
     release = build(demo, cache, tmp_path, dirty=True, now=NOW)
     sha = git(demo.root, "rev-parse", "HEAD")
     assert release.id == f"20261125T093000Z-{sha[:7]}-dirty"
-    assert release.manifest["dirty"] is True and release.git_sha == sha
+    assert release.manifest["dirty"] is True and release.manifest["git_sha"] == sha
     assert (release.path / "main.py").read_text() == "changed = True\n"
     assert (release.path / "extra.py").exists()
     assert not (release.path / "debug.log").exists()
@@ -99,7 +99,7 @@ def test_building_an_older_ref(demo, cache, tmp_path, fixture_log):
     demo.commit("third migration")
     old = build(demo, cache, tmp_path, name="old", ref=first)
     new = build(demo, cache, tmp_path, name="new")
-    assert old.git_sha == first and old.manifest["ref"] == first
+    assert old.manifest["git_sha"] == first and old.manifest["ref"] == first
     assert old.alembic_heads == ("bbb2",) and new.alembic_heads == ("ccc3",)
     assert not (old.path / "host/migrations/versions/ccc3_third.py").exists()
     with pytest.raises(SmshipError, match="does not name a commit"):
@@ -138,7 +138,7 @@ def test_the_content_digest_names_what_hosts_run_not_when_it_was_built(demo, cac
     demo.commit("one changed file")
     changed = build(demo, cache, tmp_path, name="changed")
     assert changed.content != first.content
-    other_python = build(demo, cache, tmp_path, name="py312", ref=first.git_sha, target=BOOKWORM)
+    other_python = build(demo, cache, tmp_path, name="py312", ref=first.manifest["git_sha"], target=BOOKWORM)
     assert other_python.content != first.content
 
 

@@ -19,7 +19,7 @@ import pytest
 from smship.command import cmd
 from smship.ssh import (ConnectError, Endpoint, Result, SSHOptions, Target,
                         parse_jump, parse_rsync_stats,
-                        put_command, remote_line, resolve, rsync_argv,
+                        remote_line, resolve, rsync_argv,
                         ssh_argv)
 
 NASTY = ["x; rm -rf /", "$(id)", "`id`", "a b", "it's", "-n", "*", "\\", ""]
@@ -68,83 +68,6 @@ def test_sudo_as_user_quotes_the_user():
 def test_sudo_wrapper_keeps_a_leading_dash_argument_out_of_sudo_options():
     argv = shlex.split(remote_line(cmd("-rf", sudo=True)))
     assert argv.index("--") < argv.index("-rf")
-
-
-# -- put ------------------------------------------------------------------
-
-
-def test_put_command_carries_data_on_stdin_only():
-    secret = b"DATABASE_PASSWORD=hunter2\n"
-    command = put_command(secret, "/etc/app/env file", mode=0o600,
-                          owner="app; id", group="$(id)")
-    assert command.sudo and command.stdin == secret
-    assert command.argv[:2] == ("sh", "-c")
-    assert command.argv[-4:] == ("/etc/app/env file", "600", "app; id",
-                                 "$(id)")
-    for text in (remote_line(command), str(command), repr(command)):
-        assert "hunter2" not in text
-    assert "0600" in str(command)
-
-
-def run_put_locally(data: bytes, dest: Path, mode: int) -> None:
-    # The same script, without sudo and owner changes, on the local sh.
-    command = put_command(data, str(dest), mode=mode, sudo=False)
-    subprocess.run(command.argv, input=command.stdin, check=True, timeout=30)
-
-
-def test_put_script_writes_content_mode_and_replaces_by_rename(tmp_path):
-    dest = tmp_path / "odd name; $(id)"
-    run_put_locally(b"first version, longer\n", dest, 0o640)
-    assert dest.read_bytes() == b"first version, longer\n"
-    assert dest.stat().st_mode & 0o7777 == 0o640
-    inode = dest.stat().st_ino
-    run_put_locally(b"v2\x00\xff", dest, 0o600)
-    assert dest.read_bytes() == b"v2\x00\xff"
-    assert dest.stat().st_mode & 0o7777 == 0o600
-    assert dest.stat().st_ino != inode  # a new file renamed over the old
-    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
-
-
-def test_put_script_temp_file_is_private_and_dest_never_partial(tmp_path):
-    dest = tmp_path / "secret.env"
-    dest.write_bytes(b"OLD")
-    command = put_command(b"", str(dest), mode=0o644, sudo=False)
-    proc = subprocess.Popen(command.argv, stdin=subprocess.PIPE)
-    try:
-        proc.stdin.write(b"NEW-half-")
-        proc.stdin.flush()
-        temp = None
-        for _ in range(200):  # bounded: at most ~10 s
-            temps = [p for p in tmp_path.iterdir() if p != dest]
-            if temps and temps[0].stat().st_size:
-                temp = temps[0]
-                break
-            time.sleep(0.05)
-        assert temp is not None, "the script never wrote its temp file"
-        assert temp.name.startswith(".smship-put.")
-        assert temp.stat().st_mode & 0o077 == 0  # private while written
-        assert dest.read_bytes() == b"OLD"  # readers still see the old file
-        proc.stdin.write(b"and-rest")
-        proc.stdin.close()
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert dest.read_bytes() == b"NEW-half-and-rest"
-    assert dest.stat().st_mode & 0o7777 == 0o644
-    assert [p.name for p in tmp_path.iterdir()] == ["secret.env"]
-
-
-def test_put_script_failure_leaves_no_temp_and_keeps_dest(tmp_path):
-    dest = tmp_path / "app.conf"
-    dest.write_bytes(b"OLD")
-    command = put_command(b"NEW", str(dest), mode=0o644,
-                          owner="no-such-user-smship", sudo=False)
-    proc = subprocess.run(command.argv, input=command.stdin,
-                          capture_output=True, timeout=30)
-    assert proc.returncode != 0
-    assert dest.read_bytes() == b"OLD"
-    assert [p.name for p in tmp_path.iterdir()] == ["app.conf"]
 
 
 # -- jump specs and ssh config ------------------------------------------------

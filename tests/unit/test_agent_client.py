@@ -142,6 +142,15 @@ def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path
     assert one(fleet, agent.inspect(str(tmp_path), path)).lock is None
 
 
+def test_the_lock_says_whether_a_halted_deploy_left_the_host_drained(fleet, tmp_path):
+    path, flag = str(tmp_path / "deploy.lock"), tmp_path / "draining"
+    assert one(fleet, agent.lock(path, agent.LockHolder(token="a"), str(flag))).drained is False
+    assert one(fleet, agent.unlock(path, "a")).ok
+    flag.write_text("drained by smship: deploy: web\n")
+    taken = one(fleet, agent.lock(path, agent.LockHolder(token="a"), str(flag)))
+    assert (taken.ok, taken.drained) == (True, True)
+
+
 def test_audit_appends_and_prune_keeps_the_newest_and_the_protected(fleet, tmp_path):
     log = tmp_path / "log" / "audit.log"
     assert one(fleet, agent.audit(str(log), {"who": "me", "result": "ok"})) == agent.Audited(True)

@@ -35,7 +35,7 @@ def test_info_becomes_rows_and_a_table():
                      "wal_start": "000000010000000000000004", "wal_stop": "000000010000000000000004", "error": False}]
     assert summary(stanza_info(INFO)) == {"stanza": "shop", "status": "ok", "status_code": 0, "archive": [
         {"id": "15-1", "min": "000000010000000000000003", "max": "00000001000000000000000A"}]}
-    lines = table(rows)
+    lines = table(stanza_info(INFO).backups)
     assert "30.0 MiB" in lines[1] and "4.0 MiB" in lines[1]
     assert backup_rows(stanza_info({"name": "shop", "status": {"code": 1, "message": "missing stanza path"}})) == []
     # A stanza pgBackRest does not know yet: info lists nothing at all.
@@ -70,3 +70,18 @@ def test_a_restore_stops_only_the_units_a_host_has_and_the_web_sockets():
     assert stop_command(layout, ["web", "worker"]).argv == (
         "systemctl", "stop", "shop-web@*.socket", "shop-web@*.service", "shop-worker.service")
     assert stop_command(layout, ["db", "lb", "beat"]).argv == ("systemctl", "stop", "shop-beat.service")
+
+
+def test_the_storage_probe_is_read_from_its_last_line_or_from_why_it_could_not_run():
+    from smship.ssh import Result
+    from smship.storage.verify import RoundTrip, read_round_trip
+
+    said = Result("web1", "S3 round trip as the app", 0, stdout='boto says hi\n{"ok": true, "message": "wrote"}\n')
+    assert read_round_trip(said) == RoundTrip(True, "wrote")
+    missing = Result("web1", "S3 round trip as the app", 1,
+                     stderr="/srv/shop/current/.venv/bin/python: No such file or directory\n")
+    assert read_round_trip(missing) == RoundTrip(
+        False, "no live release to run the probe with (deploy first): "
+               "/srv/shop/current/.venv/bin/python: No such file or directory")
+    assert read_round_trip(Result("web1", "S3 round trip as the app", 0, stdout="not json\n")) == \
+        RoundTrip(False, "not json")

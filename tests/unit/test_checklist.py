@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from smship.checklist import checks, tls
-from smship.checklist.dbprobe import parse_probe
+from smship.checklist.dbprobe import DatabaseFacts, parse_probe
 from smship.checklist.facts import Facts, Settings
 from smship.checklist.model import Check, parse_skips
 from smship.checklist.nginx import forwards_headers
@@ -56,8 +56,8 @@ def facts(**changes) -> Facts:
                                        beat="active" if "beat" in host.roles else "inactive",
                                        env=EnvFileChecks(dict(good.values), "postgresql+asyncpg", None))
     made.db_host = next(h.name for h in env.hosts if "web" in h.roles)
-    made.db = {"max_connections": 100, "reserved_connections": 3, "revisions": ["0002"], "known": ["0002"],
-               "admins": 1}
+    made.db = DatabaseFacts(max_connections=100, reserved_connections=3, revisions=("0002",), known=("0002",),
+                            admins=1)
     for key, value in changes.items():
         setattr(made, key, value)
     return made
@@ -90,13 +90,12 @@ def test_secret_key_and_database_url_verdicts():
 def test_migrations_behind_ahead_and_first_deploy():
     assert judge("migrations", facts()).status == "pass"
     behind = facts()
-    behind.db["revisions"] = ["0001"]
-    behind.db["known"] = ["0001"]
+    behind.db = replace(behind.db, revisions=("0001",), known=("0001",))
     assert judge("migrations", behind).status == "fail"
     # A deploy migrates: its preflight only warns.
     assert judge("migrations", behind, preflight=True).status == "warn"
     ahead = facts()
-    ahead.db["revisions"], ahead.db["known"] = ["0003"], []
+    ahead.db = replace(ahead.db, revisions=("0003",), known=())
     assert judge("migrations", ahead).status == "warn"
     first = facts(db=None)
     for name in first.hosts:
@@ -107,7 +106,7 @@ def test_migrations_behind_ahead_and_first_deploy():
 
 
 def test_an_unreadable_database_fails_its_checks():
-    made = facts(db={"error": "OperationalError: connection refused"})
+    made = facts(db=DatabaseFacts(error="OperationalError: connection refused", cause="database"))
     for name in ("migrations", "admin"):
         assert judge(name, made).status == "fail", name
     assert "connection refused" in judge("migrations", made).reason
@@ -123,7 +122,7 @@ def test_an_unreadable_database_fails_its_checks():
 
 def test_no_admin_asks_for_the_apps_own_bootstrap_without_naming_any_app():
     made = facts()
-    made.db["admins"] = 0
+    made.db = replace(made.db, admins=0)
     verdict = judge("admin", made)
     assert verdict.status == "fail" and verdict.reason == "no admin user exists"
     layout = made.layout
@@ -139,13 +138,13 @@ def test_budget_formula_and_suggestion():
     # web1, web2: 2 uvicorn workers each; jobs1: 2 Celery processes + the beat (inventory.example);
     # and while a web batch rolls, its hosts' new slots run beside the serving ones.
     batch = made.env.web.batch_count(2)
-    assert numbers["rows"][-1] == (f"new web slots (batch of {batch})", batch * made.env.web.workers, 30)
-    assert numbers["processes"] == sum(p for _, p, _ in numbers["rows"])
-    assert numbers["demand"] == numbers["processes"] * 30 and numbers["limit"] == 97
+    assert numbers.rows[-1] == (f"new web slots (batch of {batch})", batch * made.env.web.workers, 30)
+    assert numbers.processes == sum(p for _, p, _ in numbers.rows)
+    assert numbers.demand == numbers.processes * 30 and numbers.limit == 97
     verdict = judge("connection-budget", made)
     assert verdict.status == "fail"
-    pool, overflow = checks.suggest_pool(97, numbers["processes"])
-    assert (pool + overflow) * numbers["processes"] <= 97 * checks.HEADROOM
+    pool, overflow = checks.suggest_pool(97, numbers.processes)
+    assert (pool + overflow) * numbers.processes <= 97 * checks.HEADROOM
     assert f"SM_DB_POOL_SIZE: {pool} and SM_DB_MAX_OVERFLOW: {overflow}" in verdict.fix
     for found in made.hosts.values():
         found.env.values.update(SM_DB_POOL_SIZE=str(pool), SM_DB_MAX_OVERFLOW=str(overflow))
@@ -165,18 +164,18 @@ def with_pooler(made: Facts, **fields) -> Facts:
 def test_budget_with_a_pooler_judges_clients_and_server_pool_apart():
     made = facts()
     numbers = checks.budget_numbers(made)
-    assert numbers["demand"] > 97  # fails without the pooler ...
+    assert numbers.demand > 97  # fails without the pooler ...
     plain = judge("connection-budget", made)
-    pool, clients = checks.suggest_pooler(97, numbers["demand"])
+    pool, clients = checks.suggest_pooler(97, numbers.demand)
     assert (pool, clients) == (87, 1000)
     assert "db.pooler: {pool_size: 87, max_client_conn: 1000}" in plain.fix
     # ... and passes with it, naming both sides' numbers.
     verdict = judge("connection-budget", with_pooler(made))
     assert verdict.status == "pass", verdict
-    assert (f"{numbers['demand']} client connections at most" in verdict.reason
+    assert (f"{numbers.demand} client connections at most" in verdict.reason
             and "max_client_conn 1000" in verdict.reason and "pool of 20 server connections for a limit of 97" in verdict.reason)
     # Each side fails on its own, with the number that fits.
-    tight = judge("connection-budget", with_pooler(facts(), max_client_conn=numbers["demand"] - 1))
+    tight = judge("connection-budget", with_pooler(facts(), max_client_conn=numbers.demand - 1))
     assert tight.status == "fail" and f"raise db.pooler.max_client_conn to {clients}" in tight.fix
     greedy = judge("connection-budget", with_pooler(facts(), pool_size=95))
     assert greedy.status == "warn" and "lower db.pooler.pool_size to 87" in greedy.fix
@@ -185,10 +184,10 @@ def test_budget_with_a_pooler_judges_clients_and_server_pool_apart():
 
 def test_a_fleet_that_outgrows_postgres_is_told_the_pooler_with_numbers():
     made = facts()
-    made.db["max_connections"] = 20
+    made.db = replace(made.db, max_connections=20)
     verdict = judge("connection-budget", made)
     assert verdict.status == "fail"
-    assert checks.suggest_pool(17, checks.budget_numbers(made)["processes"]) is None
+    assert checks.suggest_pool(17, checks.budget_numbers(made).processes) is None
     assert verdict.fix.startswith("put PgBouncer in front of Postgres with db.pooler: {pool_size: 15, ")
 
 
@@ -307,8 +306,9 @@ def test_tls_verdict_from_a_served_certificate():
 
 
 def test_the_database_probe_answer_is_its_last_json_line():
-    assert parse_probe('log line\n{"max_connections": 100}\n') == {"max_connections": 100}
-    assert "no JSON" in parse_probe("Traceback ...")["error"]
+    assert parse_probe('log line\n{"max_connections": 100}\n') == DatabaseFacts(max_connections=100)
+    unreadable = parse_probe("Traceback ...")
+    assert "no JSON" in unreadable.error and unreadable.cause == "probe"
 
 
 def test_since_takes_short_durations_and_journalctl_times():

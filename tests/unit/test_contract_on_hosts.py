@@ -11,6 +11,7 @@ import yaml
 
 from smship.appenv import app_settings
 from smship.checklist import checks
+from smship.checklist.dbprobe import DatabaseFacts
 from smship.checklist.facts import Facts, Settings, frontend_manifest, host_request, plain_settings
 from smship.checklist.run import INVENTORY_SKIP, skipped_checks
 from smship.context import EnvContext
@@ -277,8 +278,8 @@ def facts_for(tmp_path: Path, app: dict | None = None, env: dict | None = None, 
             beat="active" if "beat" in host.roles else "inactive", nginx=None, nginx_error=None, certificate=None,
             drained=False, os=None, env=EnvFileChecks(dict(good.values), scheme, None))
     made.db_host = next(h.name for h in prod.hosts if "web" in h.roles)
-    made.db = {"max_connections": 100, "reserved_connections": 3, "revisions": ["0001"], "known": ["0001"],
-               "admins": 0}
+    made.db = DatabaseFacts(max_connections=100, reserved_connections=3, revisions=("0001",), known=("0001",),
+                            admins=0)
     return made
 
 
@@ -328,7 +329,7 @@ def test_the_connection_budget_reads_the_apps_pool_names(tmp_path):
         host.env.values["POOL"] = "50"
     numbers = checks.budget_numbers(made)
     # POOL is the app's pool size; it declares no overflow name, so the framework's 20 counts.
-    assert {ceiling for _, _, ceiling in numbers["rows"]} == {70}
+    assert {ceiling for _, _, ceiling in numbers.rows} == {70}
 
 
 def test_the_host_request_names_the_apps_settings(tmp_path):

@@ -91,9 +91,9 @@ def test_the_probe_reads_the_database_with_the_one_driver_the_app_ships(postgres
     if python is None:
         pytest.skip(f"{driver} is not installed in the test environment (scripts/setup-deps installs it)")
     answer, _ = probe(python, f"{scheme}://postgres:{PASSWORD}@127.0.0.1:{postgres}/postgres", driver)
-    assert answer.get("driver") == driver, answer
-    assert answer["max_connections"] > 0 and answer["reserved_connections"] >= 0, answer
-    assert answer["revisions"] == ["0002"] and answer["admins"] == 1, answer
+    assert answer.driver == driver, answer
+    assert answer.max_connections > 0 and answer.reserved_connections >= 0, answer
+    assert answer.revisions == ("0002",) and answer.admins == 1, answer
 
 
 def test_a_refused_login_blames_the_database_and_never_shows_the_password(postgres):
@@ -102,7 +102,7 @@ def test_a_refused_login_blames_the_database_and_never_shows_the_password(postgr
     for driver in drivers:
         answer, output = probe(python_with(driver), f"postgresql+asyncpg://postgres:wrong-{PASSWORD}@127.0.0.1:{postgres}"
                                "/postgres", driver)
-        assert answer["cause"] == "database" and "password" in answer["error"], answer
+        assert answer.cause == "database" and "password" in answer.error, answer
         assert PASSWORD not in output, output
 
 
@@ -112,8 +112,8 @@ def test_a_release_without_any_driver_says_so_without_blaming_postgres(tmp_path)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
     answer, output = probe(str(bare / "bin" / "python"),
                            f"postgresql+psycopg2://app:{PASSWORD}@127.0.0.1:5432/app", "psycopg", "psycopg2", "asyncpg")
-    assert answer["cause"] == "probe", answer
-    assert "no Postgres driver" in answer["error"] and "psycopg2" in answer["error"], answer
+    assert answer.cause == "probe", answer
+    assert "no Postgres driver" in answer.error and "psycopg2" in answer.error, answer
     assert PASSWORD not in output
     made = facts(db=answer)
     verdict = judge("migrations", made)
@@ -131,5 +131,5 @@ def test_an_unset_url_variable_is_named():
     proc = subprocess.run([sys.executable, "-c", PROBE, SETTING, "psycopg"], capture_output=True, text=True,
                           timeout=60, env={"PATH": os.environ["PATH"]})
     answer = parse_probe(proc.stdout)
-    assert answer["cause"] == "probe" and answer["error"] == f"{SETTING} is not set in the app's env file"
+    assert answer.cause == "probe" and answer.error == f"{SETTING} is not set in the app's env file"
     assert json.loads(proc.stdout)["cause"] == "probe"

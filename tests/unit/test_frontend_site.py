@@ -8,7 +8,6 @@ import yaml
 from smship.contract import Frontend
 from smship.inventory import InventoryError, load
 from smship.layout import Layout
-from smship.release.frontend import install_choice
 from test_provision_plan import file_text, project, state_for  # noqa: F401  (project is a fixture)
 
 # smpy's locations, exactly as every web host has them today.
@@ -93,13 +92,11 @@ def test_where_the_output_lands():
     assert layout.frontend_dir("/a/b/") == "/var/www/shop/frontend/a/b"
 
 
-def test_install_is_npm_ci_with_a_lock_and_npm_install_without(tmp_path):
-    (tmp_path / "package.json").write_text("{}")
-    assert install_choice(tmp_path, Frontend())[:2] == ["npm", "install"]
-    (tmp_path / "package-lock.json").write_text("{}")
-    assert install_choice(tmp_path, Frontend())[:2] == ["npm", "ci"]
+def test_install_is_npm_ci_with_a_lock_and_npm_install_without():
+    assert Frontend().install_command(has_lock=False)[:2] == ["npm", "install"]
+    assert Frontend().install_command(has_lock=True)[:2] == ["npm", "ci"]
     declared = Frontend.model_validate({"install": "pnpm install --frozen-lockfile"})
-    assert install_choice(tmp_path, declared) == ["pnpm", "install", "--frozen-lockfile"]
+    assert declared.install_command(has_lock=False) == ["pnpm", "install", "--frozen-lockfile"]
 
 
 def test_a_release_ships_a_front_end_only_when_it_has_one(tmp_path):

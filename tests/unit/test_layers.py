@@ -14,6 +14,7 @@ Four layers, each importing only the ones below it:
 
 from __future__ import annotations
 
+import ast
 import importlib.machinery
 import importlib.util
 import re
@@ -92,3 +93,52 @@ def test_only_the_fleet_layer_tells_failures_from_answers():
     """`grep -rn 'isinstance(.*BaseException' smship`: callers read FleetResult.succeeded / .failed."""
     users = {line.rpartition(":")[0] for line in _lines_with(r"isinstance\(.*BaseException")}
     assert all(user.startswith("smship/ssh") for user in users), users
+
+
+# Modules that read what a host answered (an agent's answer, or a probe's they run themselves):
+# each parses it once, in the functions named, into a dataclass the rest reads by attribute.
+ANSWER_PARSERS = {
+    "smship/checklist/checks.py": set(),
+    "smship/checklist/facts.py": set(),
+    "smship/checklist/dbprobe.py": {"_database_facts"},
+    "smship/storage/verify.py": {"read_round_trip"},
+    "smship/backup/commands.py": set(),
+    "smship/backup/info.py": set(),
+    "smship/steps/lock.py": set(),
+    "smship/steps/roll.py": set(),
+    "smship/steps/survey.py": set(),
+}
+
+
+def _string_key_reads(source: str, parsers: set[str]) -> list[str]:
+    """``line: key`` of each ``x["key"]`` read or ``x.get("key")`` outside the functions ``parsers``."""
+    found = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            key = None
+            if isinstance(child, ast.Subscript) and isinstance(child.ctx, ast.Load) and \
+                    isinstance(child.slice, ast.Constant) and isinstance(child.slice.value, str):
+                key = child.slice.value
+            elif isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and \
+                    child.func.attr == "get" and child.args and isinstance(child.args[0], ast.Constant) and \
+                    isinstance(child.args[0].value, str):
+                key = child.args[0].value
+            if key is not None and function not in parsers:
+                found.append(f"{child.lineno}: {key}")
+            visit(child, child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function)
+    visit(ast.parse(source), None)
+    return found
+
+
+def test_the_reader_finds_string_key_reads_outside_the_parsers():
+    source = ("def parse(a):\n    return a['ok'], a.get('why')\n"
+              "def judge(a):\n    data['kept'] = a\n    return a['ok'] or a.get('why', '') or a[name]\n")
+    assert _string_key_reads(source, {"parse"}) == ["5: ok", "5: why"]
+
+
+def test_answers_are_read_by_attribute_outside_their_parser():
+    """An answer's field names stay in its parser (smship.remote.client for the agents' ops)."""
+    reads = {path: found for path, parsers in ANSWER_PARSERS.items()
+             if (found := _string_key_reads((ROOT / path).read_text(), parsers))}
+    assert reads == {}, reads

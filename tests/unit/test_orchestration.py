@@ -164,6 +164,24 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
     assert all(b["on_hosts"] == 0.25 and b["seconds"] >= 0 for b in batches), batches
 
 
+def test_the_lock_says_which_web_hosts_a_halted_deploy_left_drained_and_the_roll_asks_no_more(
+        fleet_of, release, capsys):
+    ctx, fleet = fleet_of()
+    flag = ctx.layout.drain_flag
+    for name in ("web2", "web3"):
+        fleet.hosts[name].files[flag] = b"drained by smship: deploy: web\n"
+    asked = []
+    fleet.interrupt(lambda host, request: asked.append(request) and False)
+    assert run_deploy(ctx, fleet)
+    # web1 alone served the lb: draining it would have left the lb nowhere to send a request.
+    assert "web1: not drained from the load balancer, no other web host serves it" in capsys.readouterr().err
+    assert [e for e in fleet.happened("file") if e[1] == "web1" and e[2] == flag] == []
+    # The others were drained (web1 served meanwhile) and each put itself back once activated.
+    assert [e[1] for e in fleet.happened("file") if e[2] == flag] == ["web2", "web3"]
+    assert not any(flag in h.files for h in fleet.hosts.values())
+    assert not [r for r in asked if r["op"] == "facts" and flag in r["paths"]]
+
+
 def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_old_release(fleet_of, release):
     ctx, fleet = fleet_of()
     fleet.hosts["web2"].unhealthy.add("r1")
