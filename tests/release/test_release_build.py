@@ -150,7 +150,7 @@ def test_builds_of_one_commit_in_one_second_never_replace_each_other(demo, cache
     assert (same.id, same.path, same.content) == (first.id, first.path, first.content)
     other = build(demo, cache, tmp_path, now=NOW, target=BOOKWORM)     # the same commit for other hosts
     assert other.content != first.content and other.id != first.id
-    assert other.id == f"20261125T093001Z-{first.git_sha[:7]}"
+    assert other.id == f"20261125T093001Z-{first.manifest['git_sha'][:7]}"
     assert (other.path / "RELEASE_ID").read_text() == other.id + "\n"
     assert json.loads((other.path / "release.json").read_text()) == other.manifest
     assert other.manifest["files"]["RELEASE_ID"] == hashlib.sha256((other.path / "RELEASE_ID").read_bytes()).hexdigest()

@@ -437,7 +437,7 @@ def test_the_database_probe_asked_early_is_kept_only_from_the_host_it_would_be_a
     # The first web host, on whatever release is live there: asked before the hosts said which.
     assert early[0] == web[0] and fleet.ran == [(web[0], "WorkingDirectory=/srv/shop/current/host")]
     read_database(made, fleet, early)
-    assert (made.db_host, made.db, len(fleet.ran)) == (web[0], {"max_connections": 100}, 1)
+    assert (made.db_host, made.db.max_connections, len(fleet.ran)) == (web[0], 100, 1)
 
     # That host runs no release: the probe is asked again where one is live, on that release.
     change(made, web[0], current=None)
