@@ -11,6 +11,7 @@ never switches to a release that is not.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,26 +64,31 @@ def frontend_output(release) -> Path | None:
 
 def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: str | None,
              frontend_url: str | None) -> Shipped:
-    """rsync the release tree, its wheelhouse and, to a web host (``frontend_url`` set), its built front end."""
-    destination = layout.release(release.id)
-    transfers = [fleet.rsync(target, release.path, destination, sudo=True, chown="root:root", excludes=HOST_ONLY,
-                             link_dest=layout.release(previous) if previous and previous != release.id else None),
-                 fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
-                             sudo=True, chown="root:root")]
-    for result in transfers:
-        if not result.ok:
-            raise SmshipError(result.summary())
+    """rsync the release tree, its wheelhouse and, to a web host (``frontend_url`` set), its built front end.
+
+    The three are independent, so they go at once: a host waits for the longest, not for all in turn.
+    """
+    link_dest = layout.release(previous) if previous and previous != release.id else None
+    jobs = {"tree": lambda: fleet.rsync(target, release.path, layout.release(release.id), sudo=True,
+                                        chown="root:root", excludes=HOST_ONLY, link_dest=link_dest),
+            "wheels": lambda: fleet.rsync(target, release.wheels_path, f"{layout.wheels}/{release.deps_id}",
+                                          sudo=True, chown="root:root")}
     output = frontend_output(release)
     if frontend_url is not None and output is not None:
         # No --delete: pages rendered by hosts still on the old release keep
         # asking for the old hashed assets while the roll is under way.
-        front = fleet.rsync(target, output, layout.frontend_dir(frontend_url), sudo=True, chown="root:root",
-                            delete=False)
-        if not front.ok:
-            raise SmshipError(f"{front.summary()}; nginx serves app.frontend.url from there, a directory "
-                              "'smship provision' makes after app.frontend changes")
-        transfers.append(front)
-    return Shipped(sum(t.bytes_sent for t in transfers), sum(t.files_transferred for t in transfers))
+        jobs["frontend"] = lambda: fleet.rsync(target, output, layout.frontend_dir(frontend_url), sudo=True,
+                                               chown="root:root", delete=False)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = {name: pool.submit(job) for name, job in jobs.items()}
+        done = {name: future.result() for name, future in results.items()}
+    for name, result in done.items():
+        if not result.ok:
+            if name == "frontend":
+                raise SmshipError(f"{result.summary()}; nginx serves app.frontend.url from there, a directory "
+                                  "'smship provision' makes after app.frontend changes")
+            raise SmshipError(result.summary())
+    return Shipped(sum(t.bytes_sent for t in done.values()), sum(t.files_transferred for t in done.values()))
 
 
 def install(fleet: Fleet, target: Target, layout: Layout, release, venv_commands: list[Command],
