@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from smship.engine.resources import HostState
+from smship.engine.resources import HostState, WebSlotRestart
 from smship.remote import client as agent
 
 
@@ -158,8 +158,17 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
 def apply_request(state: HostState, p: Plan, hostos: agent.Request | None = None) -> agent.Request[agent.Applied]:
     """The one request that applies everything but packages, in order (and asks ``hostos`` after)."""
     actions = [c.action for c in p.changes if c.action]
+    restarted: list[WebSlotRestart] = []
     for name in p.handlers:
-        actions += [{"kind": "command", "argv": list(argv), "label": f"handler {name}"} for argv in state.handlers[name]]
+        for step in state.handlers[name]:
+            label = f"handler {name}"
+            if not isinstance(step, WebSlotRestart):
+                actions.append({"kind": "command", "argv": list(step), "label": label})
+            elif step not in restarted:
+                # Handlers run once every file is in place: one new uvicorn reads them all, a second
+                # would only switch back.
+                restarted.append(step)
+                actions.append(agent.web_slot_restart(step.root, step.web, step.health, label))
     return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos)
 
 

@@ -15,7 +15,9 @@ import yaml
 from smship.context import EnvContext
 from smship.hostos import HostOS
 from smship.hostroles import ready_lines
+from smship.layout import Layout
 from smship.engine.plan import apply_request, facts_request, plan
+from smship.engine.resources import WebSlotRestart
 from smship.engine.roles import RoleError, desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import key_fingerprint
@@ -229,8 +231,44 @@ def test_handlers_owed_by_an_interrupted_run_still_run(project):
     assert p.handlers == ["restart app units"]
     request = apply_request(state, p).fields
     assert request["handlers"] == ["restart app units"]
-    # web1 plays web only: the shared handler restarts its unit alone.
-    assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web@*.service"]]
+    # web1 plays web only: the shared handler restarts its web tier alone, through its slots.
+    assert [a["kind"] for a in request["actions"]] == ["web slots"]
+
+
+def test_a_changed_env_file_restarts_the_web_tier_through_its_slots_once_and_other_units_in_place(project):
+    text = (project / "smship.yml").read_text()
+    text = text.replace("        roles: [web]\n", "        roles: [web, worker]\n", 1)
+    (project / "smship.yml").write_text(text.replace("      timeout: 60\n", "      timeout: 45.5\n"))
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    facts["paths"]["/srv/shop/shared/env"]["sha256"] = "0" * 64
+    # The unit template changed too: its own restart and the env file's are one switch.
+    facts["paths"]["/etc/systemd/system/shop-web@.service"]["sha256"] = "0" * 64
+    p = planned(state, facts)
+    assert "restart web" in p.handlers and "restart app units" in p.handlers
+    actions = apply_request(state, p).fields["actions"]
+    switches = [a for a in actions if a["kind"] == "web slots"]
+    assert len(switches) == 1, actions
+    [switch] = switches
+    assert switch["root"] == "/srv/shop" and switch["web"] == Layout(app="shop", user="shop", root="/srv/shop").web_slots()
+    # The gate a deploy uses: the inventory's health settings, asked as nginx asks for the domain.
+    health = switch["health"]
+    assert (health["host"], health["timeout"], health["unit"]) == ("shop.example.com", 45.5, "shop-web@.service")
+    assert health["ready"]["path"] == "/health/ready" and health["live"]["path"] == "/health/live"
+    commands = [a["argv"] for a in actions if a["kind"] == "command"]
+    assert ["systemctl", "try-restart", "shop-worker.service"] in commands
+    assert not any("shop-web@" in word for argv in commands for word in argv if "try-restart" in argv)
+    # jobs1 has no web tier: its units restart in place, as before.
+    jobs = state_for(project, "jobs1")
+    assert not any(isinstance(step, WebSlotRestart) for steps in jobs.handlers.values() for step in steps)
+    assert ("systemctl", "try-restart", "shop-worker.service") in jobs.handlers["restart app units"]
+
+
+def test_a_role_s_handler_step_is_a_command_or_a_restart_through_the_web_slots(project):
+    (project / "roles").mkdir()
+    (project / "roles" / "worker.yml").write_text("handlers:\n  restart worker:\n    - {web slots: reload}\n")
+    with pytest.raises(RoleError, match="a command \\(a list\\) or {web slots: restart}"):
+        state_for(project, "jobs1")
 
 
 def test_secret_file_changes_are_never_diffed(project):
