@@ -31,6 +31,8 @@ class Plan:
     packages: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     handlers: list[str] = field(default_factory=list)
+    # A handler switches the web slots: a new uvicorn runs beside the serving one for a moment.
+    restarts_web_slots: bool = False
 
     @property
     def empty(self) -> bool:
@@ -142,6 +144,8 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
     notified |= set(facts.pending_handlers)
     result.handlers = sorted((name for name in state.handlers if name in notified),
                              key=lambda name: name != "daemon-reload")
+    result.restarts_web_slots = any(isinstance(step, WebSlotRestart) for name in result.handlers
+                                    for step in state.handlers[name])
 
     for service in state.services:
         fact = facts.services.get(service.name)
