@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from smship.engine.resources import HostState
+from smship.engine.resources import HostState, WebSlotRestart
 from smship.remote import client as agent
 
 
@@ -31,6 +31,8 @@ class Plan:
     packages: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     handlers: list[str] = field(default_factory=list)
+    # A handler switches the web slots: a new uvicorn runs beside the serving one for a moment.
+    restarts_web_slots: bool = False
 
     @property
     def empty(self) -> bool:
@@ -142,6 +144,8 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
     notified |= set(facts.pending_handlers)
     result.handlers = sorted((name for name in state.handlers if name in notified),
                              key=lambda name: name != "daemon-reload")
+    result.restarts_web_slots = any(isinstance(step, WebSlotRestart) for name in result.handlers
+                                    for step in state.handlers[name])
 
     for service in state.services:
         fact = facts.services.get(service.name)
@@ -158,8 +162,17 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
 def apply_request(state: HostState, p: Plan, hostos: agent.Request | None = None) -> agent.Request[agent.Applied]:
     """The one request that applies everything but packages, in order (and asks ``hostos`` after)."""
     actions = [c.action for c in p.changes if c.action]
+    restarted: list[WebSlotRestart] = []
     for name in p.handlers:
-        actions += [{"kind": "command", "argv": list(argv), "label": f"handler {name}"} for argv in state.handlers[name]]
+        for step in state.handlers[name]:
+            label = f"handler {name}"
+            if not isinstance(step, WebSlotRestart):
+                actions.append({"kind": "command", "argv": list(step), "label": label})
+            elif step not in restarted:
+                # Handlers run once every file is in place: one new uvicorn reads them all, a second
+                # would only switch back.
+                restarted.append(step)
+                actions.append(agent.web_slot_restart(step.root, step.web, step.health, label))
     return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos)
 
 

@@ -82,6 +82,25 @@ class Ensure:
     check_stdin: bytes | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class WebSlotRestart:
+    """A handler step: the web tier's restart through its slots (a role's ``{web slots: restart}``).
+
+    A plain restart of the serving slot keeps its requests waiting while the
+    app imports; a new uvicorn started beside it on the live release and
+    gated like a deploy's takes over only once healthy.  ``web`` is
+    Layout.web_slots, ``health`` the agent's gate (client.health_gate).
+    """
+
+    root: str
+    web: dict = field(hash=False)
+    health: dict = field(hash=False)
+
+
+# One step of a handler: a command's argv, or a restart through the web slots.
+HandlerStep = tuple[str, ...] | WebSlotRestart
+
+
 @dataclass
 class HostState:
     """Everything the roles of one host want, in the order it is applied."""
@@ -95,6 +114,6 @@ class HostState:
     absent: list[Absent] = field(default_factory=list)
     ensures: list[Ensure] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
-    handlers: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    handlers: dict[str, list[HandlerStep]] = field(default_factory=dict)
     postgres_major: int | None = None     # what the host's cluster runs (for commands after applying)
     hostos: HostOS | None = None          # what the host's distribution said, which rendered this state

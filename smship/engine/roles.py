@@ -18,8 +18,9 @@ import jinja2
 import yaml
 
 from smship.errors import SmshipError
-from smship.engine.resources import (Absent, Directory, Ensure, File, HostState, Link, Service,
-                                        User)
+from smship.engine.resources import (Absent, Directory, Ensure, File, HandlerStep, HostState, Link, Service,
+                                        User, WebSlotRestart)
+from smship.remote import client as agent
 from smship.templating import UnrenderableValue, compiled_string, find
 
 _SECTIONS = {"description", "requires", "when", "packages", "users", "directories", "files", "links",
@@ -114,6 +115,17 @@ class Renderer:
     def argv(self, items: list[Any]) -> tuple[str, ...]:
         return tuple(self.text(item) for item in items)
 
+    def handler_step(self, step: Any) -> HandlerStep:
+        """A command (a list), or ``{web slots: restart}``: the host's web slots switched onto the
+        live release, gated on the environment's health settings as a deploy gates them."""
+        if isinstance(step, list):
+            return self.argv(step)
+        if step == {"web slots": "restart"}:
+            layout = self.vars["layout"]
+            return WebSlotRestart(layout.root, layout.web_slots(),
+                                  agent.health_gate(self.vars["health"], self.vars["domain"], layout.web_service))
+        raise RoleError(f"{self.where}: handler step {step!r}: a command (a list) or {{web slots: restart}}")
+
     def notify(self, entry: dict[str, Any]) -> tuple[str, ...]:
         return tuple(self.text(name) for name in entry.get("notify", []))
 
@@ -170,7 +182,7 @@ def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> 
     # "restart app units" restarts exactly the units this host has.
     for handler, commands in (data.get("handlers") or {}).items():
         merged = state.handlers.setdefault(r.text(handler), [])
-        merged += [argv for argv in map(r.argv, commands) if argv not in merged]
+        merged += [step for step in map(r.handler_step, commands) if step not in merged]
 
 
 def desired_state(role_names: list[str], variables: dict[str, Any], project_dir: Path | None,

@@ -140,7 +140,8 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
                 reachable = [fleet.targets[name] for name in states.succeeded]
                 with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
                     outcomes = in_waves(fleet, work, provision_waves(list(fleet.targets.values()), roles, looked,
-                                                                     ctx.layout.env_file), report)
+                                                                     ctx.layout.env_file, ctx.env.web.batch_count),
+                                        report)
         # What a host is after applying (new packages, a new cluster) renders the next run's guess.
         osmemo.remember(ctx.name, fleet.targets, question,
                         {name: o.hostos for name, o in outcomes.succeeded.items() if o.applied and o.hostos})
@@ -148,40 +149,62 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     return outcomes.ok
 
 
+@dataclass
+class Wave:
+    """Hosts provisioned together, once every earlier wave succeeded; ``after``: why they wait (None: the first)."""
+    targets: list[Target]
+    after: str | None = None
+    # What a host of this wave is told when an earlier wave failed.
+    unless: str = ""
+
+
 def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: FleetResult[HostOutcome] | None,
-                    env_file: str) -> list[list[Target]]:
-    """All hosts at once; or the db hosts first when they change and a running app's env file changes too.
+                    env_file: str, web_batch=lambda hosts: hosts) -> list[Wave]:
+    """All hosts at once; or the db hosts first when they change and a running app's env file changes too;
+    and web hosts whose slots switch, in the deploy's batches (``web_batch``: hosts -> one batch's size).
 
     A new SM_DB_PASSWORD or a pooler reaches the app hosts as an env file whose
     change restarts their units: they must find the db host (its password,
-    PgBouncer) already there.
+    PgBouncer) already there.  A web host's switch runs its new slot beside the
+    serving one for a moment: the connection budget counts one batch of them,
+    and a change the new slots fail on stops at the first batch, as a deploy's.
     """
     if looked is None:
-        return [targets]
+        return [Wave(targets)]
     plans = {name: outcome.plan for name, outcome in looked.succeeded.items()}
     db = [t for t in targets if "db" in roles[t.name]]
     rest = [t for t in targets if "db" not in roles[t.name]]
     db_changes = any(not plans[t.name].empty for t in db if t.name in plans)
     rewrites = any(change.kind == "file" and change.target == env_file and not change.summary.startswith("create")
                    for t in rest if t.name in plans for change in plans[t.name].changes)
-    return [db, rest] if db and rest and db_changes and rewrites else [targets]
+    waves = [Wave(db), Wave(rest, f"then {len(rest)} host(s) whose app restarts on the db host's new settings",
+                            "this host's app would restart on settings that host did not take")] \
+        if db and rest and db_changes and rewrites else [Wave(targets)]
+    switching = [t for t in waves[-1].targets if t.name in plans and plans[t.name].restarts_web_slots]
+    size = web_batch(len(switching)) if switching else 1
+    later = [switching[i:i + size] for i in range(size, len(switching), size)]
+    waiting = {t.name for batch in later for t in batch}
+    waves[-1].targets = [t for t in waves[-1].targets if t.name not in waiting]
+    for number, batch in enumerate(later, 2):
+        waves.append(Wave(batch, f"then web batch {number}/{len(later) + 1}: {', '.join(t.name for t in batch)}",
+                          "web slots switch batch by batch, as in a deploy, halting at a failed batch"))
+    return waves
 
 
-def in_waves(fleet: Fleet, work, waves: list[list[Target]], report) -> FleetResult[HostOutcome]:
+def in_waves(fleet: Fleet, work, waves: list[Wave], report) -> FleetResult[HostOutcome]:
     """``work`` on each wave in turn; a wave with a failed host stops the ones after it."""
     results: dict[str, HostOutcome | Exception] = {}
-    for index, wave in enumerate(waves):
+    for wave in waves:
         failed = sorted(FleetResult(results).failed)
         if failed:
-            for target in wave:
-                problem = SmshipError(f"not provisioned: {', '.join(failed)} failed first, and this host's app "
-                                      "would restart on settings that host did not take")
+            for target in wave.targets:
+                problem = SmshipError(f"not provisioned: {', '.join(failed)} failed first, and {wave.unless}")
                 report.host(target.name, "failed", str(problem))
                 results[target.name] = problem
             continue
-        if index:
-            report.info(f"then {len(wave)} host(s) whose app restarts on the db host's new settings")
-        results.update(fleet.map(work, wave))
+        if wave.after:
+            report.info(wave.after)
+        results.update(fleet.map(work, wave.targets))
     return FleetResult(results)
 
 

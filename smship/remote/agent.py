@@ -7,7 +7,7 @@ one SSH round trip.  Standard library only: it runs on the host's Python.
 
 Requests (one per call; the answer is one JSON document on stdout):
   facts     what provisioning compares: packages, users, paths, services, checks
-  apply     files, links, directories, commands, in order (see ``apply``)
+  apply     files, links, directories, commands, web slot restarts, in order (see ``apply``)
   inspect   the release layout: live release, releases on disk, free space, lock
   lock / unlock   the environment's deploy lock (a complete directory renamed into place)
   activate  switch ``current``, restart units, wait for health, revert on failure;
@@ -189,7 +189,27 @@ def _command(action):
         raise RuntimeError("%s exited %d: %s" % (action.get("label") or action["argv"][0], code, (err or out).strip()[-2000:]))
 
 
-APPLY = {"file": _write_file, "link": _link, "directory": _directory, "absent": _absent, "command": _command}
+def _web_slots(action):
+    """A handler's restart of the web tier: the live release started in the idle slot beside the
+    serving one and switched to only once healthy (``_activate_web``, as a deploy does it)."""
+    web, root = action["web"], action["root"]
+    serving, release = _serving_slot(web), _current(root)
+    # As try-restart: a host whose web tier does not run (never deployed, or stopped) stays so.
+    if not serving or not release or \
+            _run(["systemctl", "is-active", web["service"] % serving])[1].strip() not in ("active", "activating", "reloading"):
+        return
+    outcome = _activate_web({"root": root, "release": release, "web": web, "health": action["health"]}, release)
+    if outcome["ok"]:
+        return
+    new = "b" if serving == "a" else "a"
+    left = ("the old process (slot %s) kept serving" % serving if outcome.get("kept")
+            else "slot %s does not serve either: %s" % (serving, outcome.get("revert_reason")))
+    raise RuntimeError("the new web process (slot %s, release %s) failed its gate and was stopped: %s; %s"
+                       % (new, release, outcome.get("reason"), left))
+
+
+APPLY = {"file": _write_file, "link": _link, "directory": _directory, "absent": _absent, "command": _command,
+         "web slots": _web_slots}
 
 
 # Handlers owed by an apply that failed part way: its files are already in

@@ -232,6 +232,21 @@ def activate(root: str, release: str, units: list[str], health: dict | None, act
     return Request("activate", fields, _activation, timeout)
 
 
+def health_gate(health, domain: str, unit: str) -> dict[str, Any]:
+    """What the agent gates a web slot on: the environment's ``health`` settings (inventory), asked of
+    ``unit`` as nginx would ask it for ``domain``."""
+    return {"unit": unit, "port": 443, "host": domain, "live": health.live.model_dump(),
+            "ready": health.ready.model_dump(), "timeout": health.timeout,
+            "accept_degraded": health.accept_degraded}
+
+
+def web_slot_restart(root: str, web: dict, health: dict, label: str) -> dict[str, Any]:
+    """An ``apply`` action: the web tier restarted through its slots on the live release, as a deploy
+    switches them (see :func:`activate`), gated on ``health`` (:func:`health_gate`); nothing where no
+    slot serves. A new slot that fails its gate fails the apply, the serving one still serving."""
+    return {"kind": "web slots", "root": root, "web": web, "health": health, "label": label}
+
+
 @dataclass(frozen=True)
 class UnitStatus:
     state: str

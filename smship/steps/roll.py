@@ -37,10 +37,7 @@ def batches(hosts: list[Host], size: int) -> list[list[Host]]:
 
 
 def health_request(ctx: EnvContext, layout: Layout) -> dict:
-    health = ctx.env.health
-    return {"unit": layout.web_service, "port": 443, "host": ctx.env.domain,
-            "live": health.live.model_dump(), "ready": health.ready.model_dump(),
-            "timeout": health.timeout, "accept_degraded": health.accept_degraded}
+    return agent.health_gate(ctx.env.health, ctx.env.domain, layout.web_service)
 
 
 class Drainer:

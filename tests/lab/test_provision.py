@@ -11,12 +11,15 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from labkit import ENV, WEB, lab_env, postgres_unit, remote, write_inventory
+from labkit import (ENV, WEB, assert_no_failed_request, lab_env, postgres_unit, remote, steady_clients, wait_state,
+                    web_unit, write_inventory)
 
 pytestmark = pytest.mark.lab
 
@@ -232,3 +235,65 @@ def test_a_changed_db_password_is_set_on_the_role_and_the_app_keeps_its_database
     assert logs_in(old) and not logs_in(new)
     for host in WEB:
         assert ready(host) == "healthy"
+
+
+def serving(lab, host: str) -> tuple[str, str]:
+    """The serving web slot's service and its main PID."""
+    unit = web_unit(lab, host)
+    return unit, remote(lab, host, f"systemctl show -p MainPID --value {unit}").strip()
+
+
+def environ(lab, host: str, pid: str) -> list[str]:
+    return remote(lab, host, f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
+
+
+def test_a_changed_env_value_restarts_the_web_hosts_through_their_slots_with_no_failed_request(
+        lab, smship, deployed, tmp_path):
+    def with_note(value: str, **health):
+        def change(data: dict) -> None:
+            lab_env(data).setdefault("env", {})["SM_PROVISION_NOTE"] = value
+            if health:
+                lab_env(data)["health"] = health
+        return write_inventory(lab, tmp_path / value, change)
+
+    try:
+        before = {host: serving(lab, host) for host in WEB}
+        with ExitStack() as stack:
+            clients = steady_clients(lab, stack)
+            time.sleep(1)
+            run = smship("provision", ENV, "-o", "json", inventory=with_note("switched"), check=True)
+        assert_no_failed_request(clients)
+        print("provision's slot switch, the slowest request: " + ", ".join(
+            f"{c.url} {max(c.latencies):.3f}s" for c in clients))
+        # One web host at a time (the lab's web batch_size is 1), after the others.
+        assert "then web batch 2/2: lab3" in run.output, run
+        for host in WEB:
+            unit, pid = serving(lab, host)
+            assert unit != before[host][0], f"{host} restarted its serving slot in place"
+            assert "SM_PROVISION_NOTE=switched" in environ(lab, host, pid)
+            wait_state(lab, host, before[host][0], "inactive")
+            assert remote(lab, host, f"systemctl is-enabled {unit}").strip() == "enabled"
+
+        # A change the new uvicorn fails its gate on (here a ready endpoint it does not have): it is
+        # stopped, the old one never stopped, and the next web batch is not touched.
+        before = {host: serving(lab, host) for host in WEB}
+        with ExitStack() as stack:
+            clients = steady_clients(lab, stack)
+            time.sleep(1)
+            bad = smship("provision", ENV, inventory=with_note("gated", ready="/health/no-such-endpoint", timeout=5),
+                         check=False)
+        assert_no_failed_request(clients)
+        assert "lab2" in bad.output and "failed its gate and was stopped" in bad.output, bad
+        assert "the old process (slot %s) kept serving" % before["lab2"][0].split("@")[1][0] in bad.output, bad
+        assert "not provisioned: lab2 failed first" in bad.output, bad
+        for host in WEB:
+            assert serving(lab, host) == before[host]
+            idle = before[host][0].replace("@a.", "@x.").replace("@b.", "@a.").replace("@x.", "@b.")
+            assert remote(lab, host, f"systemctl is-active {idle} || true").strip() == "inactive"
+        assert "SM_PROVISION_NOTE=switched" in environ(lab, "lab2", before["lab2"][1])
+    finally:
+        # The lab's own inventory again: no SM_PROVISION_NOTE on any host or in any process.
+        smship("provision", ENV, inventory=lab.inventory, check=True)
+    for host in WEB:
+        assert "SM_PROVISION_NOTE" not in remote(lab, host, "cat /srv/refapp/shared/env")
+        assert not any(line.startswith("SM_PROVISION_NOTE=") for line in environ(lab, host, serving(lab, host)[1]))

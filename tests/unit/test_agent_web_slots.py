@@ -10,12 +10,13 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from netkit import UnixServer
 from smship.layout import Layout
-from smship.remote import agent
+from smship.remote import agent, client
 
 LAYOUT = Layout(app="shop", user="shop", root="/srv/shop")
 
@@ -54,17 +55,21 @@ def test_a_host_still_running_the_pre_slot_web_unit_is_refused_by_name(tmp_path,
 
 
 class SlotServer(UnixServer):
-    """A slot's uvicorn: answers every request healthy and records each request's head."""
+    """A slot's uvicorn: answers every request ``status`` (healthy, and alive on /health/live, by default)
+    and records each request's head."""
 
-    def __init__(self, path):
+    def __init__(self, path, status: str = "healthy"):
         self.heads: list[bytes] = []
+        self.status = status
         super().__init__(path, self._answer)
 
     def _answer(self, conn):
         self.heads.append(conn.recv(65536))
-        body = b'{"status": "healthy"}'
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     b"Connection: close\r\n\r\n%s" % (len(body), body))
+        said = "alive" if self.status == "healthy" and self.heads[-1].startswith(b"GET /health/live ") else self.status
+        body = b'{"status": "%s"}' % said.encode()
+        code = b"200 OK" if self.status == "healthy" else b"503 Service Unavailable"
+        conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (code, len(body), body))
 
 
 def test_the_gate_asks_the_slot_s_own_socket_as_nginx_would(tmp_path):
@@ -112,3 +117,105 @@ def test_the_old_slot_is_stopped_only_once_it_accepted_every_queued_connection(t
         for conn in queued:
             conn.close()
         listener.close()
+
+
+class Systemd:
+    """systemctl as the agent calls it for the web slots: a started slot's uvicorn is a SlotServer on
+    its socket (answering ``status``); journalctl and ss find nothing."""
+
+    def __init__(self, web: dict, status: str):
+        self.web, self.status = web, status
+        self.servers: dict[str, SlotServer] = {}
+        self.calls: list[list[str]] = []
+
+    def slot(self, unit: str) -> str | None:
+        return next((s for s in "ab" if unit in (self.web["service"] % s, self.web["socket_unit"] % s)), None)
+
+    def start(self, slot: str, status: str) -> None:
+        self.servers[slot] = SlotServer(self.web["socket"] % slot, status)
+
+    def stop(self, slot: str) -> None:
+        server = self.servers.pop(slot, None)
+        if server:
+            server.close()
+            Path(self.web["socket"] % slot).unlink()
+
+    def run(self, argv, stdin=None):
+        if argv[0] != "systemctl":
+            return 0, "", ""
+        self.calls.append(list(argv))
+        verb, units = argv[1], [a for a in argv[2:] if not a.startswith("-")]
+        if verb == "restart":
+            self.stop(self.slot(units[0]))
+            self.start(self.slot(units[0]), self.status)
+        elif verb == "stop":
+            self.stop(self.slot(units[0]))
+        elif verb == "is-active":
+            return 0, "active\n" if self.slot(units[0]) in self.servers else "inactive\n", ""
+        elif verb == "show":
+            return 0, "0\n" if "--value" in argv else "NRestarts=0\nInvocationID=x\n", ""
+        return 0, "", ""
+
+    def close(self):
+        for slot in list(self.servers):
+            self.stop(slot)
+
+
+@pytest.fixture
+def serving_a(tmp_path, monkeypatch):
+    """A host whose slot a serves release r1 (nginx's link names a.sock), under a fake systemd."""
+    web = slots_in(tmp_path)
+    release = tmp_path / "srv" / "releases" / "r1"
+    release.mkdir(parents=True)
+    (release / agent.COMPLETE_MARKER).write_text("")
+    (tmp_path / "srv" / "current").symlink_to(release)
+    (tmp_path / "uvicorn.sock").symlink_to(web["socket"] % "a")
+    systemd = Systemd(web, "healthy")
+    systemd.start("a", "healthy")
+    monkeypatch.setattr(agent, "_run", systemd.run)
+    monkeypatch.setattr(agent, "PENDING_HANDLERS", str(tmp_path / "pending-handlers.json"))
+    yield web, systemd
+    systemd.close()
+
+
+def slot_restart(tmp_path, web, timeout=1.5) -> dict:
+    health = {"unit": LAYOUT.web_service, "port": 443, "host": "shop.example.com", "timeout": timeout,
+              "live": {"path": "/health/live", "expect": "status"},
+              "ready": {"path": "/health/ready", "expect": "status"}}
+    return client.web_slot_restart(str(tmp_path / "srv"), web, health, "handler restart app units")
+
+
+def test_a_handler_s_restart_starts_the_idle_slot_on_the_live_release_and_switches_once_healthy(tmp_path, serving_a):
+    web, systemd = serving_a
+    old = systemd.servers["a"]
+    answer = agent.apply({"actions": [slot_restart(tmp_path, web)], "handlers": ["restart app units"]})
+    assert answer == {"ok": True, "done": ["handler restart app units"]}
+    assert agent._serving_slot(web) == "b"
+    assert (tmp_path / "slot-b").resolve() == tmp_path / "srv" / "releases" / "r1"
+    assert (tmp_path / "srv" / "current").resolve() == tmp_path / "srv" / "releases" / "r1"
+    assert systemd.servers["b"].heads, "the new slot was gated on its own socket"
+    assert "a" not in systemd.servers and old.heads == []      # stopped, never asked
+    assert not (tmp_path / "pending-handlers.json").exists()
+
+
+def test_a_new_slot_failing_its_gate_fails_the_apply_and_the_old_one_keeps_serving(tmp_path, serving_a):
+    web, systemd = serving_a
+    systemd.status = "starting"
+    old = systemd.servers["a"]
+    answer = agent.apply({"actions": [slot_restart(tmp_path, web)], "handlers": ["restart app units"]})
+    assert answer["ok"] is False and answer["failed"] == "handler restart app units"
+    assert "the new web process (slot b, release r1) failed its gate and was stopped" in answer["error"]
+    assert "the old process (slot a) kept serving" in answer["error"]
+    assert agent._serving_slot(web) == "a" and systemd.servers == {"a": old}
+    assert ["systemctl", "stop", web["service"] % "a", web["socket_unit"] % "a"] not in systemd.calls
+    # Still owed: the next provision tries again.
+    assert agent._pending_handlers() == ["restart app units"]
+
+
+def test_a_handler_s_restart_starts_no_web_slot_where_none_serves(tmp_path, serving_a):
+    web, systemd = serving_a
+    systemd.stop("a")               # stopped by hand: try-restart would leave it so
+    assert agent.apply({"actions": [slot_restart(tmp_path, web)]})["ok"]
+    (tmp_path / "uvicorn.sock").unlink()    # never deployed
+    assert agent.apply({"actions": [slot_restart(tmp_path, web)]})["ok"]
+    assert systemd.servers == {} and not any(call[1] in ("restart", "start") for call in systemd.calls)

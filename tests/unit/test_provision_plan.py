@@ -15,7 +15,9 @@ import yaml
 from smship.context import EnvContext
 from smship.hostos import HostOS
 from smship.hostroles import ready_lines
+from smship.layout import Layout
 from smship.engine.plan import apply_request, facts_request, plan
+from smship.engine.resources import WebSlotRestart
 from smship.engine.roles import RoleError, desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import key_fingerprint
@@ -214,7 +216,7 @@ def test_one_changed_template_changes_one_file_and_notifies_its_handlers(project
     p = planned(state, facts)
     assert [c.target for c in p.changes] == [site]
     assert "-        expires 1d;\n+        expires 1y;\n" in p.changes[0].diff
-    assert p.handlers == ["reload nginx"]
+    assert p.handlers == ["reload nginx"] and not p.restarts_web_slots
     actions = apply_request(state, p).fields["actions"]
     assert [a["kind"] for a in actions] == ["file", "command", "command"]
     assert actions[1]["argv"] == ["nginx", "-t", "-q"]
@@ -229,8 +231,44 @@ def test_handlers_owed_by_an_interrupted_run_still_run(project):
     assert p.handlers == ["restart app units"]
     request = apply_request(state, p).fields
     assert request["handlers"] == ["restart app units"]
-    # web1 plays web only: the shared handler restarts its unit alone.
-    assert [a["argv"] for a in request["actions"]] == [["systemctl", "try-restart", "shop-web@*.service"]]
+    # web1 plays web only: the shared handler restarts its web tier alone, through its slots.
+    assert [a["kind"] for a in request["actions"]] == ["web slots"]
+
+
+def test_a_changed_env_file_restarts_the_web_tier_through_its_slots_once_and_other_units_in_place(project):
+    text = (project / "smship.yml").read_text()
+    text = text.replace("        roles: [web]\n", "        roles: [web, worker]\n", 1)
+    (project / "smship.yml").write_text(text.replace("      timeout: 60\n", "      timeout: 45.5\n"))
+    state = state_for(project, "web1")
+    facts = converged_facts(state)
+    facts["paths"]["/srv/shop/shared/env"]["sha256"] = "0" * 64
+    # The unit template changed too: its own restart and the env file's are one switch.
+    facts["paths"]["/etc/systemd/system/shop-web@.service"]["sha256"] = "0" * 64
+    p = planned(state, facts)
+    assert "restart web" in p.handlers and "restart app units" in p.handlers and p.restarts_web_slots
+    actions = apply_request(state, p).fields["actions"]
+    switches = [a for a in actions if a["kind"] == "web slots"]
+    assert len(switches) == 1, actions
+    [switch] = switches
+    assert switch["root"] == "/srv/shop" and switch["web"] == Layout(app="shop", user="shop", root="/srv/shop").web_slots()
+    # The gate a deploy uses: the inventory's health settings, asked as nginx asks for the domain.
+    health = switch["health"]
+    assert (health["host"], health["timeout"], health["unit"]) == ("shop.example.com", 45.5, "shop-web@.service")
+    assert health["ready"]["path"] == "/health/ready" and health["live"]["path"] == "/health/live"
+    commands = [a["argv"] for a in actions if a["kind"] == "command"]
+    assert ["systemctl", "try-restart", "shop-worker.service"] in commands
+    assert not any("shop-web@" in word for argv in commands for word in argv if "try-restart" in argv)
+    # jobs1 has no web tier: its units restart in place, as before.
+    jobs = state_for(project, "jobs1")
+    assert not any(isinstance(step, WebSlotRestart) for steps in jobs.handlers.values() for step in steps)
+    assert ("systemctl", "try-restart", "shop-worker.service") in jobs.handlers["restart app units"]
+
+
+def test_a_role_s_handler_step_is_a_command_or_a_restart_through_the_web_slots(project):
+    (project / "roles").mkdir()
+    (project / "roles" / "worker.yml").write_text("handlers:\n  restart worker:\n    - {web slots: reload}\n")
+    with pytest.raises(RoleError, match="a command \\(a list\\) or {web slots: restart}"):
+        state_for(project, "jobs1")
 
 
 def test_secret_file_changes_are_never_diffed(project):
@@ -484,13 +522,13 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     rewritten = Change("file", env_file, "content (secret: not shown)")
     password = Change("ensure", "postgres role shop has the password SM_DB_PASSWORD", "apply")
     waves = provision_waves(targets, roles, looked(db1=[password], web1=[rewritten]), env_file)
-    assert [[t.name for t in wave] for wave in waves] == [["db1"], ["web1", "jobs1"]]
+    assert [[t.name for t in wave.targets] for wave in waves] == [["db1"], ["web1", "jobs1"]]
     # A fresh app host (its env file created), a db host with nothing to do, or no env file change: all at once.
     for plans in ({"db1": [password], "web1": [Change("file", env_file, "create")]}, {"web1": [rewritten]},
                   {"db1": [password], "jobs1": [Change("file", "/etc/x", "content")]}):
-        assert [[t.name for t in w] for w in provision_waves(targets, roles, looked(**plans), env_file)] == [
+        assert [[t.name for t in w.targets] for w in provision_waves(targets, roles, looked(**plans), env_file)] == [
             ["db1", "web1", "jobs1"]]
-    assert provision_waves(targets, roles, None, env_file) == [targets]
+    assert [w.targets for w in provision_waves(targets, roles, None, env_file)] == [targets]
 
     # A failed db host stops the app hosts' wave: they are reported, not provisioned.
     said = []
@@ -506,6 +544,55 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     outcome = in_waves(Fleet(), None, waves, report)
     assert ran == ["db1"] and sorted(outcome.failed) == ["db1", "jobs1", "web1"]
     assert said[0][0:2] == ("web1", "failed") and "db1 failed first" in said[0][2]
+
+
+def test_web_hosts_whose_slots_switch_go_in_the_deploy_s_batches_after_the_rest():
+    from types import SimpleNamespace
+
+    from smship.engine.plan import Change, Plan
+    from smship.provision.provision import HostOutcome, in_waves, provision_waves
+    from smship.ssh import FleetResult
+
+    env_file = "/srv/shop/shared/env"
+    roles = {"db1": ["db"], "lb1": ["lb"], "web1": ["web"], "web2": ["web"], "web3": ["web"], "jobs1": ["worker"]}
+    targets = [SimpleNamespace(name=name) for name in roles]
+    rewritten = Change("file", env_file, "content (secret: not shown)")
+
+    def looked(switching, **changes) -> FleetResult:
+        return FleetResult({name: HostOutcome(Plan(changes=changes.get(name, [rewritten] if name in switching else []),
+                                                   restarts_web_slots=name in switching), False)
+                            for name in roles})
+
+    def names(waves):
+        return [[t.name for t in wave.targets] for wave in waves]
+
+    every = looked({"web1", "web2", "web3"})
+    assert names(provision_waves(targets, roles, every, env_file, lambda hosts: 2)) == [
+        ["db1", "lb1", "web1", "web2", "jobs1"], ["web3"]]
+    assert names(provision_waves(targets, roles, every, env_file, lambda hosts: 1)) == [
+        ["db1", "lb1", "web1", "jobs1"], ["web2"], ["web3"]]
+    # Only web2's slots switch (web1 and web3 have nothing to restart): nothing waits.
+    assert names(provision_waves(targets, roles, looked({"web2"}), env_file, lambda hosts: 1)) == [list(roles)]
+    # After the db host's wave, when it changes too.
+    password = Change("ensure", "postgres role shop has the password SM_DB_PASSWORD", "apply")
+    waves = provision_waves(targets, roles, looked({"web1", "web2"}, db1=[password]), env_file, lambda hosts: 1)
+    assert names(waves) == [["db1"], ["lb1", "web1", "web3", "jobs1"], ["web2"]]
+
+    # A web host failing its switch halts the batches after it, as a deploy's roll halts.
+    said, ran = [], []
+    report = SimpleNamespace(host=lambda name, status, message: said.append((name, status, message)),
+                             info=lambda message: said.append(message))
+
+    class Fleet:
+        def map(self, work, wave):
+            ran.extend(t.name for t in wave)
+            return FleetResult({t.name: RuntimeError("gate") if t.name == "web1" else HostOutcome(Plan(), True)
+                                for t in wave})
+
+    outcome = in_waves(Fleet(), None, waves, report)
+    assert ran == ["db1", "lb1", "web1", "web3", "jobs1"] and sorted(outcome.failed) == ["web1", "web2"]
+    assert said[-1][0:2] == ("web2", "failed")
+    assert "web1 failed first, and web slots switch batch by batch" in said[-1][2]
 
 
 def test_compiled_templates_and_role_strings_are_kept_across_runs_and_checked_against_their_source(
