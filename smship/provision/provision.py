@@ -158,6 +158,10 @@ class Wave:
     unless: str = ""
 
 
+# The db role's ensure that stops a PgBouncer db.pooler no longer asks for (roles/db.yml).
+POOLER_RETIREMENT = "no PgBouncer of smship's"
+
+
 def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: FleetResult[HostOutcome] | None,
                     env_file: str, web_batch=lambda hosts: hosts) -> list[Wave]:
     """All hosts at once; or the db hosts first when they change and a running app's env file changes too;
@@ -165,7 +169,9 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
 
     A new SM_DB_PASSWORD or a pooler reaches the app hosts as an env file whose
     change restarts their units: they must find the db host (its password,
-    PgBouncer) already there.  A web host's switch runs its new slot beside the
+    PgBouncer) already there.  A pooler taken out is the other way round: the
+    db host stops PgBouncer only after the app hosts moved to Postgres' own
+    port.  A web host's switch runs its new slot beside the
     serving one for a moment: the connection budget counts one batch of them,
     and a change the new slots fail on stops at the first batch, as a deploy's.
     """
@@ -177,9 +183,18 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     db_changes = any(not plans[t.name].empty for t in db if t.name in plans)
     rewrites = any(change.kind == "file" and change.target == env_file and not change.summary.startswith("create")
                    for t in rest if t.name in plans for change in plans[t.name].changes)
-    waves = [Wave(db), Wave(rest, f"then {len(rest)} host(s) whose app restarts on the db host's new settings",
-                            "this host's app would restart on settings that host did not take")] \
-        if db and rest and db_changes and rewrites else [Wave(targets)]
+    retires_pooler = any(change.kind == "ensure" and change.target.startswith(POOLER_RETIREMENT)
+                         for t in db if t.name in plans for change in plans[t.name].changes)
+    last = []
+    if db and rest and rewrites and retires_pooler:
+        waves = [Wave(rest)]
+        last = [Wave(db, "then the db host, whose PgBouncer no app host uses any longer",
+                     "its PgBouncer stays while an app host may still use it")]
+    elif db and rest and db_changes and rewrites:
+        waves = [Wave(db), Wave(rest, f"then {len(rest)} host(s) whose app restarts on the db host's new settings",
+                                "this host's app would restart on settings that host did not take")]
+    else:
+        waves = [Wave(targets)]
     switching = [t for t in waves[-1].targets if t.name in plans and plans[t.name].restarts_web_slots]
     size = web_batch(len(switching)) if switching else 1
     later = [switching[i:i + size] for i in range(size, len(switching), size)]
@@ -188,7 +203,7 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     for number, batch in enumerate(later, 2):
         waves.append(Wave(batch, f"then web batch {number}/{len(later) + 1}: {', '.join(t.name for t in batch)}",
                           "web slots switch batch by batch, as in a deploy, halting at a failed batch"))
-    return waves
+    return waves + last
 
 
 def in_waves(fleet: Fleet, work, waves: list[Wave], report) -> FleetResult[HostOutcome]:

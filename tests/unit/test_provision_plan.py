@@ -480,7 +480,8 @@ def test_without_a_pooler_nothing_of_it_is_rendered_and_the_release_steps_file_g
     assert "pgbouncer" not in db.packages and not any("pgbouncer" in f.path or "pg_ident" in f.path for f in db.files)
     assert "map=smship-pooler" not in file_text(db, "pg_hba.conf")
     # A PgBouncer smship set up before is stopped and its verifier removed; one it never set up is left.
-    undo = next(e for e in db.ensures if e.name == "no PgBouncer of smship's (db.pooler is unset)")
+    from smship.provision.provision import POOLER_RETIREMENT
+    undo = next(e for e in db.ensures if e.name.startswith(POOLER_RETIREMENT))
     assert undo.check[-2:] == ("/etc/systemd/system/pgbouncer.service.d/smship.conf",
                                "/var/lib/smship/shop-pooler-password.fingerprint")
     assert "disable --now pgbouncer" in undo.apply[2] and "/etc/pgbouncer/userlist.txt" in undo.apply[2]
@@ -529,6 +530,11 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
         assert [[t.name for t in w.targets] for w in provision_waves(targets, roles, looked(**plans), env_file)] == [
             ["db1", "web1", "jobs1"]]
     assert [w.targets for w in provision_waves(targets, roles, None, env_file)] == [targets]
+    # The pooler taken out: the app hosts move to Postgres' own port first, then PgBouncer stops.
+    retired = Change("ensure", "no PgBouncer of smship's (db.pooler is unset)", "apply")
+    after = provision_waves(targets, roles, looked(db1=[retired], web1=[rewritten]), env_file)
+    assert [[t.name for t in wave.targets] for wave in after] == [["web1", "jobs1"], ["db1"]]
+    assert "no app host uses" in after[1].after
 
     # A failed db host stops the app hosts' wave: they are reported, not provisioned.
     said = []
