@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 from smship import hostos
 from smship.hostos import HostOS
@@ -99,17 +101,22 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
     with open_fleet(ctx, hosts) as fleet:
         states, planned = render_and_look(ctx, fleet, hosts, secrets, project_dir, jinja)
 
-        def work(target: Target, known: HostOutcome | None = None) -> HostOutcome:
+        def work(target: Target, known: HostOutcome | None = None,
+                 narrow: Callable[[HostState], HostState] | None = None) -> HostOutcome:
             started = time.monotonic()
             try:
                 if target.name in states.failed:
                     raise states.failed[target.name]
-                outcome = known or provision_host(fleet, target, states.succeeded[target.name], check,
-                                                  after=question)
+                state = states.succeeded[target.name]
+                outcome = known or provision_host(fleet, target, narrow(state) if narrow else state, check,
+                                                  after=None if narrow else question)
             except Exception as exc:
                 report.host(target.name, "failed", str(exc), time.monotonic() - started)
                 raise
             lines = outcome.plan.describe()
+            if narrow:                   # the host's own line comes with the rest of its changes
+                report.info(f"{target.name}: first {'; '.join(lines) or 'nothing'}")
+                return outcome
             status = "changed" if lines else "ok"
             verb = "would change" if check else "changed"
             message = f"{verb} {len(lines)}: " + "; ".join(lines) if lines else "in desired state"
@@ -156,10 +163,21 @@ class Wave:
     after: str | None = None
     # What a host of this wave is told when an earlier wave failed.
     unless: str = ""
+    # Part of each host's desired state, when the rest must wait for a later wave.
+    narrow: Callable[[HostState], HostState] | None = field(default=None, compare=False)
 
 
 # The db role's ensure that stops a PgBouncer db.pooler no longer asks for (roles/db.yml).
 POOLER_RETIREMENT = "no PgBouncer of smship's"
+# The db role's ensure that gives the app's role its SM_DB_PASSWORD (roles/db.yml).
+ROLE_PASSWORD = "has the password SM_DB_PASSWORD"
+
+
+def role_password_only(state: HostState) -> HostState:
+    """``state`` reduced to the app role's password: what app hosts leaving PgBouncer need of the db host
+    before it may stop PgBouncer (its other changes, pg_hba.conf and the firewall among them, still serve it)."""
+    return HostState(roles=state.roles, ensures=[e for e in state.ensures if e.name.endswith(ROLE_PASSWORD)],
+                     handlers=state.handlers, postgres_major=state.postgres_major, hostos=state.hostos)
 
 
 def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: FleetResult[HostOutcome] | None,
@@ -171,7 +189,7 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     change restarts their units: they must find the db host (its password,
     PgBouncer) already there.  A pooler taken out is the other way round: the
     db host stops PgBouncer only after the app hosts moved to Postgres' own
-    port.  A web host's switch runs its new slot beside the
+    port; should SM_DB_PASSWORD change with it, the role takes the new password first.  A web host's switch runs its new slot beside the
     serving one for a moment: the connection budget counts one batch of them,
     and a change the new slots fail on stops at the first batch, as a deploy's.
     """
@@ -188,6 +206,11 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     last = []
     if db and rest and rewrites and retires_pooler:
         waves = [Wave(rest)]
+        if any(change.kind == "ensure" and change.target.endswith(ROLE_PASSWORD)
+               for t in db if t.name in plans for change in plans[t.name].changes):
+            waves = [Wave(db, narrow=role_password_only),
+                     Wave(rest, f"then {len(rest)} host(s) whose app moves to Postgres' own port, on the new password",
+                          "this host's app would restart on a password its role does not have")]
         last = [Wave(db, "then the db host, whose PgBouncer no app host uses any longer",
                      "its PgBouncer stays while an app host may still use it")]
     elif db and rest and db_changes and rewrites:
@@ -213,13 +236,15 @@ def in_waves(fleet: Fleet, work, waves: list[Wave], report) -> FleetResult[HostO
         failed = sorted(FleetResult(results).failed)
         if failed:
             for target in wave.targets:
+                if target.name in results:      # reported in its earlier wave
+                    continue
                 problem = SmshipError(f"not provisioned: {', '.join(failed)} failed first, and {wave.unless}")
                 report.host(target.name, "failed", str(problem))
                 results[target.name] = problem
             continue
         if wave.after:
             report.info(wave.after)
-        results.update(fleet.map(work, wave.targets))
+        results.update(fleet.map(partial(work, narrow=wave.narrow) if wave.narrow else work, wave.targets))
     return FleetResult(results)
 
 

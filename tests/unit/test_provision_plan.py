@@ -535,6 +535,16 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     after = provision_waves(targets, roles, looked(db1=[retired], web1=[rewritten]), env_file)
     assert [[t.name for t in wave.targets] for wave in after] == [["web1", "jobs1"], ["db1"]]
     assert "no app host uses" in after[1].after
+    # ... and with a new SM_DB_PASSWORD, the db host's role takes it before the app hosts restart on it.
+    both = provision_waves(targets, roles, looked(db1=[password, retired], web1=[rewritten]), env_file)
+    assert [[t.name for t in wave.targets] for wave in both] == [["db1"], ["web1", "jobs1"], ["db1"]]
+    assert [w.narrow is not None for w in both] == [True, False, False]
+    from smship.engine.resources import Ensure, File, HostState
+    whole = HostState(roles=["db"], files=[File("/etc/postgresql/17/main/pg_hba.conf", b"")],
+                      ensures=[Ensure("postgres role shop", (), ()), Ensure(password.target, (), ()),
+                               Ensure(retired.target, (), ())], postgres_major=17)
+    early = both[0].narrow(whole)
+    assert [e.name for e in early.ensures] == [password.target] and not early.files and early.postgres_major == 17
 
     # A failed db host stops the app hosts' wave: they are reported, not provisioned.
     said = []
@@ -550,6 +560,10 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     outcome = in_waves(Fleet(), None, waves, report)
     assert ran == ["db1"] and sorted(outcome.failed) == ["db1", "jobs1", "web1"]
     assert said[0][0:2] == ("web1", "failed") and "db1 failed first" in said[0][2]
+    # Failed in its early wave, the db host is not reported again with the waves it never reached.
+    said.clear(), ran.clear()
+    outcome = in_waves(Fleet(), lambda target, narrow: None, both, report)
+    assert ran == ["db1"] and [line[0] for line in said] == ["web1", "jobs1"]
 
 
 def test_web_hosts_whose_slots_switch_go_in_the_deploy_s_batches_after_the_rest():
