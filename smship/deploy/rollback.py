@@ -1,14 +1,17 @@
 """``smship rollback``: code only, never the database.
 
 Migrations are expand/contract, so the previous release must tolerate the
-newer schema; before switching, smship asks the target release's alembic
-(when the app's migration is alembic's) whether it knows the database's
-current revision and says so plainly.
+newer schema; smship asks the target release's alembic (when the app's
+migration is alembic's) whether it knows the database's current revision and
+says so plainly.  The answer changes nothing (the code goes back either way),
+so it is asked while the rollback takes the lock and rolls: the alembic
+import it costs is not waited for.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from smship.context import EnvContext, counted_fleet, open_fleet, select_hosts, targets_of
 from smship.steps.lock import environment_lock
@@ -96,18 +99,34 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
         surveyed = survey(ctx, fleet, layout, [h.name for h in chosen])
     release_for = choose_targets({h.name: surveyed[h.name] for h in chosen}, to)
     probe = next((h for h in chosen if "web" in h.roles), chosen[0])
-    report.step("schema")
-    report.info(schema_report(ctx, fleet, targets[probe.name], layout, release_for[probe.name]))
+
+    def schema() -> str:
+        try:
+            return "schema: " + schema_report(ctx, fleet, targets[probe.name], layout, release_for[probe.name])
+        except Exception as exc:    # the answer is advice: its failure is said, and stops nothing
+            return f"schema: could not compare schemas: {exc}"
+
     if check:
+        report.info(schema())
         for host in chosen:
             report.host(host.name, "ok", f"would switch {surveyed[host.name].current} -> {release_for[host.name]}")
         return True
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(schema)
+        asked.add_done_callback(lambda answer: report.info(answer.result()))
+        return _switch_back(ctx, fleet, layout, chosen, targets, release_for, started, asked)
+
+
+def _switch_back(ctx: EnvContext, fleet, layout: Layout, chosen: list, targets: dict, release_for: dict[str, str],
+                 started: float, schema: Future) -> bool:
+    report = ctx.reporter
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
                           warn=report.warn) as held:
         outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
                    "rollback": True}
         with report.phase("roll"):
             failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback", held)
+        schema.result()              # said before the rollback's outcome
         if failed:
             return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
         return record(ctx, fleet, targets, layout, outcome, "ok", started)

@@ -798,13 +798,19 @@ def _activate_web(request, previous):
                        kept=bool(serving))
         return outcome
     _record_live(request, outcome, release, previous)
-    # At boot the serving slot starts, not the other.
+    # At boot the serving slot starts, not the other. Changed links leave every unit "changed on disk"
+    # (systemctl warns of it) until systemd reloads: its reload runs while the old slot drains.
     _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
     if serving:
         _run(["systemctl", "disable", "--quiet", "--no-reload", web["service"] % serving])
+    reload = subprocess.Popen(["systemctl", "daemon-reload"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if serving:
         _await_backlog(web["socket"] % serving)
         # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
         _stop_slot(web, serving, outcome, wait=False)
+    _, err = reload.communicate()
+    if reload.returncode != 0:
+        outcome["reload_error"] = "systemctl daemon-reload: %s" % err.decode(errors="replace").strip()[-300:]
     return outcome
 
 

@@ -202,6 +202,7 @@ class Activation:
     took: float | None = None          # seconds on the host, restart and gate included
     kept: bool = False                 # a web slot that failed its gate: the serving slot never stopped
     stop_error: str | None = None      # a web slot that could not be stopped
+    reload_error: str | None = None    # systemd could not reload after the slots' boot links changed
 
 
 def _activation(_host: str, answer: dict[str, Any]) -> Activation:
@@ -209,7 +210,7 @@ def _activation(_host: str, answer: dict[str, Any]) -> Activation:
                       answer.get("reason"), answer.get("reverted"), answer.get("revert_reason"),
                       answer.get("record_error"), bool(answer.get("untouched")), bool(answer.get("drained")),
                       answer.get("undrain_error"), answer.get("took"), bool(answer.get("kept")),
-                      answer.get("stop_error"))
+                      answer.get("stop_error"), answer.get("reload_error"))
 
 
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,

@@ -169,6 +169,9 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             answer = answers.succeeded[name]
             if answer.stop_error:
                 report.warn(f"{name}: the web slot it left could not be stopped ({answer.stop_error})")
+            if answer.reload_error:
+                report.warn(f"{name}: {answer.reload_error}; systemctl warns that unit files changed "
+                            "until 'systemctl daemon-reload' succeeds there")
             if answer.record_error:
                 report.warn(f"{name}: the activation log was not written ({answer.record_error}); "
                             "rollback without --to cannot count this activation")

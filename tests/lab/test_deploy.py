@@ -69,6 +69,10 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     assert web_before["lab2"] != web_unit(lab, "lab2"), "lab2 did not start the release in its idle web slot"
     # The old slot finishes what it holds on its own time, then is stopped for good.
     wait_state(lab, "lab2", web_before["lab2"], "inactive")
+    # The slots' boot links changed, and systemd reloaded them: no unit is left "changed on disk".
+    for host in WEB:
+        assert remote(lab, host, f"systemctl show -p NeedDaemonReload --value {web_unit(lab, host)} "
+                                 "refapp-worker nginx").split() == ["no"] * 3, host
     assert run.stderr.count("migrating the database once") == 1
     for host in APP_HOSTS:
         assert "SM_DEPLOY_NOTE=rolled-by-deploy" in remote(lab, host, "cat /srv/refapp/shared/env")

@@ -251,6 +251,35 @@ def test_a_rollback_switches_back_without_migrating(fleet_of, release):
     assert no_lock_left(fleet)
 
 
+def test_a_rollback_does_not_wait_for_its_schema_answer_yet_says_it(fleet_of, release, capsys):
+    import threading
+
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    locked, plain_run = threading.Event(), fleet.run
+    lock_op = fleet._op_lock
+
+    def lock(host, request):
+        locked.set()
+        return lock_op(host, request)
+
+    def run(target, command, **options):
+        if (command.description or "").startswith("alembic current"):
+            # The answer comes only once the rollback took the lock: it never waited for it.
+            assert locked.wait(10), "the rollback waited for its schema answer before taking the lock"
+        return plain_run(target, command, **options)
+
+    fleet._op_lock, fleet.run = lock, run
+    fleet.fail_command(lambda host, described: described.startswith("alembic current"))
+    capsys.readouterr()
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
+    assert _rollback(ctx, fleet, ctx.layout, chosen, None, False, 0.0)
+    said = capsys.readouterr().err
+    # A probe that fails is said, and stops nothing.
+    assert "schema: could not compare schemas: failed on purpose" in said, said
+    assert restarts(fleet)[-1] == ("jobs1", "r0")
+
+
 def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, release):
     ctx, fleet = fleet_of(batch_size=2, lb=False)
     fleet.hosts["web1"].unhealthy.add("r1")
