@@ -44,6 +44,16 @@ def _run(argv, stdin=None):
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
+def _start(argv):
+    """Start ``argv`` and go on; the returned function waits for it and gives what ``_run`` gives."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def finished():
+        out, err = proc.communicate()
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return finished
+
+
 def _package_installed(names):
     if not names:
         return {}
@@ -655,8 +665,11 @@ def _start_and_check(request, release):
     since = time.time() - 1
     _switch(request["root"], release)
     restarts, invocations = {}, {}
+    # One call: systemd restarts the units side by side (a Celery worker's warm shutdown does not hold
+    # back the beat's restart on a host that runs both).
+    if request["restart"]:
+        _systemctl("restart", *request["restart"])
     for unit in request["restart"]:
-        _systemctl("restart", unit)
         # The new run's id: journald tags every line that run logs with it.
         shown = _unit_show(unit, ["NRestarts", "InvocationID"])
         restarts[unit], invocations[unit] = shown.get("NRestarts", "").strip(), shown.get("InvocationID", "").strip()
@@ -803,14 +816,14 @@ def _activate_web(request, previous):
     _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
     if serving:
         _run(["systemctl", "disable", "--quiet", "--no-reload", web["service"] % serving])
-    reload = subprocess.Popen(["systemctl", "daemon-reload"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    reloaded = _start(["systemctl", "daemon-reload"])
     if serving:
         _await_backlog(web["socket"] % serving)
         # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
         _stop_slot(web, serving, outcome, wait=False)
-    _, err = reload.communicate()
-    if reload.returncode != 0:
-        outcome["reload_error"] = "systemctl daemon-reload: %s" % err.decode(errors="replace").strip()[-300:]
+    code, _, err = reloaded()
+    if code != 0:
+        outcome["reload_error"] = "systemctl daemon-reload: %s" % err.strip()[-300:]
     return outcome
 
 

@@ -219,3 +219,56 @@ def test_a_handler_s_restart_starts_no_web_slot_where_none_serves(tmp_path, serv
     (tmp_path / "uvicorn.sock").unlink()    # never deployed
     assert agent.apply({"actions": [slot_restart(tmp_path, web)]})["ok"]
     assert systemd.servers == {} and not any(call[1] in ("restart", "start") for call in systemd.calls)
+
+
+def deploy_r2(tmp_path, web) -> dict:
+    """The agent's answer to a deploy's activation of release r2 through the slots."""
+    release = tmp_path / "srv" / "releases" / "r2"
+    release.mkdir()
+    (release / agent.COMPLETE_MARKER).write_text("")
+    health = {"port": 443, "host": "shop.example.com", "timeout": 1.5,
+              "live": {"path": "/health/live", "expect": "status"},
+              "ready": {"path": "/health/ready", "expect": "status"}}
+    request = client.activate(str(tmp_path / "srv"), "r2", [LAYOUT.web_service], health, None, web=web)
+    return agent.activate(request.body())
+
+
+def test_a_deploy_s_switch_has_systemd_reload_the_boot_links_while_the_old_slot_drains(tmp_path, serving_a,
+                                                                                       monkeypatch):
+    web, systemd = serving_a
+    monkeypatch.setattr(agent, "_start", lambda argv: systemd.calls.append(list(argv)) or (lambda: (0, "", "")))
+    answer = deploy_r2(tmp_path, web)
+    assert answer["ok"] and "reload_error" not in answer, answer
+    boot = [call[1:] for call in systemd.calls if call[1] in ("enable", "disable", "daemon-reload", "stop")]
+    assert boot == [["enable", "--quiet", "--no-reload", web["service"] % "b"],
+                    ["disable", "--quiet", "--no-reload", web["service"] % "a"],
+                    ["daemon-reload"],
+                    ["stop", "--no-block", web["service"] % "a", web["socket_unit"] % "a"]]
+
+
+def test_a_reload_that_fails_is_said_and_the_switch_stands(tmp_path, serving_a, monkeypatch):
+    web, systemd = serving_a
+    monkeypatch.setattr(agent, "_start", lambda argv: lambda: (1, "", "Failed to reload daemon: Access denied\n"))
+    answer = deploy_r2(tmp_path, web)
+    assert answer["ok"] and agent._serving_slot(web) == "b"
+    assert answer["reload_error"] == "systemctl daemon-reload: Failed to reload daemon: Access denied"
+    assert client._activation("web1", answer).reload_error == answer["reload_error"]
+
+
+def test_the_units_of_a_host_with_worker_and_beat_restart_in_one_call_side_by_side(monkeypatch):
+    calls = []
+
+    def run(argv, stdin=None):
+        calls.append(argv)
+        return 0, "NRestarts=0\nInvocationID=i-%s\n" % argv[-3] if argv[1] == "show" else "", ""
+
+    watched = {}
+    monkeypatch.setattr(agent, "_switch", lambda root, release: None)
+    monkeypatch.setattr(agent, "_run", run)
+    monkeypatch.setattr(agent, "_watch_units", lambda units, settle, ready, restarts, invocations, since:
+                        watched.update(invocations) or {"ok": True})
+    units = [LAYOUT.worker_service, LAYOUT.beat_service]
+    assert agent._start_and_check({"root": "/srv/shop", "restart": units}, "r2") == {"ok": True}
+    assert [call for call in calls if call[1] == "restart"] == [["systemctl", "restart", *units]]
+    # Each unit's new run is told apart, for the journal lines it logs once it works.
+    assert watched == {unit: "i-" + unit for unit in units}
