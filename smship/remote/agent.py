@@ -1049,7 +1049,7 @@ def _unit_show(unit, props):
 
 def _unit_facts(unit):
     props = _unit_show(unit, ["ActiveState", "SubState", "LoadState", "MainPID", "ExecStart",
-                              "ActiveEnterTimestamp", "InactiveExitTimestamp"])
+                              "ActiveEnterTimestamp", "InactiveExitTimestamp", "InvocationID"])
     cmdline = None
     pid = props.get("MainPID", "0")
     if pid not in ("", "0"):
@@ -1058,11 +1058,16 @@ def _unit_facts(unit):
                 cmdline = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
         except OSError:
             pass
-    # "Since the last start": the run that is active now, else the last attempt.
-    since = props.get("ActiveEnterTimestamp") if props.get("ActiveState") == "active" else None
-    since = since or props.get("InactiveExitTimestamp") or ""
-    argv = ["journalctl", "--no-pager", "-o", "cat", "-u", unit]
-    argv += ["--since", since] if since.startswith("@") else ["-b"]
+    # "Since the last start": the run that is active now (journald tags its lines with the run's id;
+    # a time would be whole seconds, and take in the last lines of a crash the same second), else
+    # the last attempt.
+    invocation = props.get("InvocationID", "").strip()
+    if props.get("ActiveState") == "active" and invocation:
+        argv = ["journalctl", "--no-pager", "-o", "cat", "_SYSTEMD_INVOCATION_ID=" + invocation]
+    else:
+        since = props.get("InactiveExitTimestamp") or ""
+        argv = ["journalctl", "--no-pager", "-o", "cat", "-u", unit]
+        argv += ["--since", since] if since.startswith("@") else ["-b"]
     _, out, _ = _run(argv)
     sm010 = next((line.strip()[:300] for line in out.splitlines() if "SM010" in line), None)
     return {"state": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
