@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
@@ -398,13 +400,32 @@ class Fleet:
         workers = min(self.options.parallel, len(chosen))
         with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix="smship-ssh") as pool:
-            futures = [(t.name, pool.submit(fn, t)) for t in chosen]
+            with _ctrl_c_held():
+                futures = [(t.name, pool.submit(fn, t)) for t in chosen]
             for name, future in futures:
                 try:
                     outcomes[name] = future.result()
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
         return FleetResult(outcomes)
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C comes once every host's work is handed to a thread.
+
+    A Ctrl-C that lands while the pool starts a thread leaves that thread
+    unknown to the pool: the pool's exit would not wait for it, and its host's
+    work (an activation) would go on after smship let go of the connection.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class FleetResult(Mapping[str, "T | Exception"], Generic[T]):

@@ -302,3 +302,33 @@ def test_an_rsync_failure_names_what_went_wrong_not_the_generic_code():
     message = _rsync_error("web1", Endpoint("10.0.0.1", 22, "deploy"), result)
     assert message.startswith("web1: rsync /r2 -> /srv/app/releases/r2: rsync exit 11: ")
     assert message.endswith("No space left on device (28)")
+
+
+def test_a_ctrl_c_while_the_work_is_handed_out_comes_once_every_host_s_work_began(monkeypatch):
+    import signal
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smship.ssh import Fleet
+
+    fleet = Fleet([Target(name, "127.0.0.1") for name in ("web1", "web2", "web3")], SSHOptions())
+    began, handed = [], ThreadPoolExecutor.submit
+
+    def submit(pool, fn, *args):
+        if not began and pool._thread_name_prefix.startswith("smship-ssh"):
+            # Ctrl-C as the first thread starts: unheld, it would leave the rest never begun, or one
+            # thread the pool does not know of (so does not wait for) still working.
+            os.kill(os.getpid(), signal.SIGINT)
+        return handed(pool, fn, *args)
+
+    def work(target):
+        began.append(target.name)
+        time.sleep(0.2)
+        return target.name
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    with pytest.raises(KeyboardInterrupt):
+        fleet.map(work)
+    # Every host's work began, and the map returned only once each was done.
+    assert sorted(began) == ["web1", "web2", "web3"]
+    assert not any(t.name.startswith("smship-ssh") for t in threading.enumerate())
