@@ -110,6 +110,10 @@ def create(spec: HostSpec, authorized_key: str, all_hosts: dict[str, str]) -> st
     auth = ssh_dir / "authorized_keys"
     _write(auth, authorized_key.strip() + "\n", mode=0o600)
     os.chown(auth, uid, gid)
+    # The SSH user lingers: logind then never stops its user slice, which it does ten seconds after
+    # the user's last session ends, and a command's new session caught in that stop is killed with it
+    # (seen as an agent call ending by a signal, exit -1, right after the previous command).
+    _write(root / "var/lib/systemd/linger" / DEPLOY_USER, "")
     pub = key.with_name(key.name + ".pub").read_text().split()
     return f"{pub[0]} {pub[1]}"
 

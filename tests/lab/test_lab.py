@@ -144,6 +144,10 @@ def test_systemd_runs_and_starts_units(lab):
     assert ok(lab.ssh(name, ["systemctl", "is-active", unit])) == "active"
     ok(lab.ssh(name, cmd("systemctl", "stop", unit, sudo=True)))
     assert lab.ssh(name, ["systemctl", "is-active", unit]).returncode != 0
+    # The SSH user lingers: its user manager (and slice) stays up between sessions, so a command's
+    # session is never caught in the stop logind gives the slice after the previous one ended.
+    assert ok(lab.ssh(name, ["loginctl", "show-user", "deploy", "-p", "Linger", "--value"])) == "yes"
+    assert ok(lab.ssh(name, ["sh", "-c", 'systemctl is-active "user@$(id -u).service"'])) == "active"
 
 
 def test_a_unit_is_reachable_over_the_bridge(lab):
