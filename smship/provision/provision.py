@@ -189,8 +189,9 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     change restarts their units: they must find the db host (its password,
     PgBouncer) already there.  A pooler taken out is the other way round: the
     db host stops PgBouncer only after the app hosts moved to Postgres' own
-    port; should SM_DB_PASSWORD change with it, the role takes the new password first.  A web host's switch runs its new slot beside the
-    serving one for a moment: the connection budget counts one batch of them,
+    port; should SM_DB_PASSWORD change with it, the db host's role takes the
+    new password in a wave of its own first.  A web host's switch runs its
+    new slot beside the serving one for a moment: the connection budget counts one batch of them,
     and a change the new slots fail on stops at the first batch, as a deploy's.
     """
     if looked is None:
