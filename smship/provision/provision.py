@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -164,7 +164,7 @@ class Wave:
     # What a host of this wave is told when an earlier wave failed.
     unless: str = ""
     # Part of each host's desired state, when the rest must wait for a later wave.
-    narrow: Callable[[HostState], HostState] | None = field(default=None, compare=False)
+    narrow: Callable[[HostState], HostState] | None = None
 
 
 # The db role's ensure that stops a PgBouncer db.pooler no longer asks for (roles/db.yml).
@@ -202,13 +202,16 @@ def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: 
     db_changes = any(not plans[t.name].empty for t in db if t.name in plans)
     rewrites = any(change.kind == "file" and change.target == env_file and not change.summary.startswith("create")
                    for t in rest if t.name in plans for change in plans[t.name].changes)
-    retires_pooler = any(change.kind == "ensure" and change.target.startswith(POOLER_RETIREMENT)
-                         for t in db if t.name in plans for change in plans[t.name].changes)
+
+    def db_ensures(matches) -> bool:
+        """Whether a db host's plan runs an ensure step whose name ``matches``."""
+        return any(change.kind == "ensure" and matches(change.target)
+                   for t in db if t.name in plans for change in plans[t.name].changes)
+
     last = []
-    if db and rest and rewrites and retires_pooler:
+    if db and rest and rewrites and db_ensures(lambda name: name.startswith(POOLER_RETIREMENT)):
         waves = [Wave(rest)]
-        if any(change.kind == "ensure" and change.target.endswith(ROLE_PASSWORD)
-               for t in db if t.name in plans for change in plans[t.name].changes):
+        if db_ensures(lambda name: name.endswith(ROLE_PASSWORD)):
             waves = [Wave(db, narrow=role_password_only),
                      Wave(rest, f"then {len(rest)} host(s) whose app moves to Postgres' own port, on the new password",
                           "this host's app would restart on a password its role does not have")]
