@@ -31,6 +31,12 @@ class Layout:
         return f"{self.root}/current"
 
     @property
+    def background_release(self) -> str:
+        """The link the worker and beat run from: it moves on its own, so they can take a new release
+        while this host's web tier still serves the old one (see smship.steps.tiers)."""
+        return f"{self.root}/background"
+
+    @property
     def shared(self) -> str:
         return f"{self.root}/shared"
 

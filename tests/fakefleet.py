@@ -44,6 +44,7 @@ class FakeHost:
     unhealthy: set[str] = field(default_factory=set)
     env_file: dict[str, str] = field(default_factory=dict)           # the app's env file
     units: dict[str, dict[str, str]] = field(default_factory=dict)     # unit -> the environment it started with
+    background: str | None = None      # the release the worker and beat run from (their own link)
 
     def live(self, release: str | None = None) -> None:
         release = release or "r0"
@@ -136,6 +137,8 @@ class FakeFleet(Fleet):
         if request.get("content"):
             answer["content"] = host.contents.get(host.current) if host.current else None
             answer["commit"] = host.commits.get(host.current) if host.current else None
+        if request.get("background"):
+            answer["background"] = host.background
         if request.get("python"):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer
@@ -199,7 +202,10 @@ class FakeFleet(Fleet):
         return outcome
 
     def _activate(self, host: FakeHost, request: dict) -> dict:
-        release, previous = request["release"], host.current
+        background = request.get("background")
+        release = request["release"]
+        previous = host.background if background else host.current
+        moves_current = not background or background["moves_current"]
         self._event("activate", host.name, release, tuple(request["restart"]))
         healthy = host.releases.get(release) and release not in host.unhealthy
         # A web tier starts the release in its idle slot: the serving one is replaced only once it passed.
@@ -207,15 +213,17 @@ class FakeFleet(Fleet):
             for unit in request["restart"]:
                 host.units[unit] = dict(host.env_file)
         if healthy:
-            host.current = release
-            host.activations.append((release, previous))
+            if background:
+                host.background = release
+            if moves_current:
+                host.current = release
+                host.activations.append((release, previous))
             return {"ok": True, "release": release, "previous": previous, "status": "healthy"}
         outcome = {"ok": False, "reason": f"{release} is not healthy", "release": release, "previous": previous}
         if request.get("web"):
             outcome.update(kept=bool(previous), reverted=bool(previous))
         elif previous and previous != release:
             self._event("activate", host.name, previous, tuple(request["restart"]))
-            host.current = previous
             outcome["reverted"] = True
         return outcome
 

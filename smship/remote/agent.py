@@ -266,8 +266,13 @@ def apply(request):
 
 
 def _current(root):
+    return _linked(os.path.join(root, "current"))
+
+
+def _linked(path):
+    """The release a link names, or None."""
     try:
-        return os.path.basename(os.readlink(os.path.join(root, "current")))
+        return os.path.basename(os.readlink(path))
     except OSError:
         return None
 
@@ -297,6 +302,13 @@ def inspect(request):
     answer = {"current": _current(root), "releases": releases, "lock": lock,
               "free_bytes": vfs.f_bavail * vfs.f_frsize, "exists": os.path.isdir(root),
               "activations": _activations(request.get("activation_log"))}
+    if request.get("background"):   # the worker and beat's own link
+        answer["background"] = _linked(request["background"])
+    if request.get("workdirs"):     # where each unit runs from (None: not installed)
+        answer["workdirs"] = {}
+        for unit in request["workdirs"]:
+            shown = _unit_show(unit, ["LoadState", "WorkingDirectory"])
+            answer["workdirs"][unit] = shown.get("WorkingDirectory", "") if shown.get("LoadState") == "loaded" else None
     if request.get("content"):      # what deploy compares a new build with
         manifest = _manifest(root, answer["current"]) if answer["current"] else None
         answer["content"] = (manifest or {}).get("content")
@@ -661,9 +673,37 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
         time.sleep(0.25)
 
 
+def _point(request, release):
+    """Make ``release`` the one the units start from: their own link for the worker and beat (with
+    ``current`` too on a host without a web tier), else ``current``."""
+    background = request.get("background")
+    if background:
+        _link({"path": background["link"], "target": _complete_release(request["root"], release)})
+    if not background or background["moves_current"]:
+        _switch(request["root"], release)
+
+
+def _records(request):
+    """Whether this activation writes the activation log: it moves ``current``."""
+    background = request.get("background")
+    return not background or background["moves_current"]
+
+
+def _background_refusal(request):
+    """Why the worker and beat cannot take a release here: a unit still runs from ``current`` (an
+    older smship's unit file), so moving their link would restart it on the old release."""
+    link = request["background"]["link"]
+    for unit in request["restart"]:
+        _, out, _ = _run(["systemctl", "show", "-p", "WorkingDirectory", "--value", unit])
+        if out.strip() != link:
+            return ("%s runs from %s, not %s (a unit file of an older smship); run 'smship provision' "
+                    "to move it to its own link" % (unit, out.strip() or "nowhere", link))
+    return None
+
+
 def _start_and_check(request, release):
     since = time.time() - 1
-    _switch(request["root"], release)
+    _point(request, release)
     restarts, invocations = {}, {}
     # One call: systemd restarts the units side by side (a Celery worker's warm shutdown does not hold
     # back the beat's restart on a host that runs both).
@@ -698,9 +738,11 @@ def activate(request):
     """Make ``release`` live; on any failure go back to the previous one. With ``drain``, the host
     is out of the lb for the restart (``note``: drain it now) and back in once it serves again."""
     began = time.monotonic()
-    previous, drain = _current(request["root"]), request.get("drain")
-    if request.get("web"):
-        refused = _web_refusal(request["web"])
+    background = request.get("background")
+    previous = _linked(background["link"]) if background else _current(request["root"])
+    drain = request.get("drain")
+    if request.get("web") or background:
+        refused = _web_refusal(request["web"]) if request.get("web") else _background_refusal(request)
         if refused:
             return {"ok": False, "untouched": True, "previous": previous, "release": request["release"],
                     "reason": refused, "took": time.monotonic() - began}
@@ -724,7 +766,7 @@ def _activate(request, previous):
     except Exception as exc:
         outcome = {"ok": False, "reason": str(exc)}
     outcome.update(previous=previous, release=request["release"])
-    if outcome["ok"]:
+    if outcome["ok"] and _records(request):
         _record_live(request, outcome, request["release"], previous)
     if outcome["ok"] or not previous or previous == request["release"]:
         return outcome
@@ -733,7 +775,7 @@ def _activate(request, previous):
         outcome["reverted"] = back["ok"]
         if not back["ok"]:
             outcome["revert_reason"] = back["reason"]
-        else:
+        elif _records(request):
             _record_live(request, outcome, previous, previous)
     except Exception as exc:
         outcome.update(reverted=False, revert_reason=str(exc))
@@ -881,7 +923,7 @@ def _record_live(request, outcome, release, previous):
 def prune(request):
     root, keep = request["root"], request["keep"]
     releases_dir = os.path.join(root, "releases")
-    protect = set(request.get("protect", [])) | {_current(root)}
+    protect = set(request.get("protect", [])) | {_current(root)} | {_linked(p) for p in request.get("links", [])}
     names = sorted(n for n in os.listdir(releases_dir) if not n.startswith("."))
     removed = []
     for name in names[:-keep] if keep else names:

@@ -108,6 +108,11 @@ class Inspection:
     # The git commit the live release was built from, asked for with ``content``; None for a
     # working tree's build (or when not asked, or nothing is live).
     commit: str | None = None
+    # The release the worker and beat run from (Layout.background_release), asked for with
+    # ``background``; None: not asked, or no such link (a host without them, or not deployed yet).
+    background: str | None = None
+    # Where each unit asked for with ``workdirs`` runs from (its WorkingDirectory); None: not installed.
+    workdirs: dict[str, str | None] = field(default_factory=dict)
 
 
 def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
@@ -117,16 +122,22 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
         complete=[r["id"] for r in answer["releases"] if r["complete"]],
         lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
         free_bytes=answer["free_bytes"], exists=answer["exists"], content=answer.get("content"),
-        commit=answer.get("commit"),
+        commit=answer.get("commit"), background=answer.get("background"), workdirs=answer.get("workdirs") or {},
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
 
 
 def inspect(root: str, lock: str, activation_log: str | None = None, python: str | None = None,
-            timeout: float = 900, content: bool = False) -> Request[Inspection]:
+            timeout: float = 900, content: bool = False, background: str | None = None,
+            workdirs: list[str] = ()) -> Request[Inspection]:
     """The releases, the live one, the lock, free space; with ``python``, that interpreter; with
-    ``content``, the live release's content digest and commit."""
+    ``content``, the live release's content digest and commit; with ``background`` (a link's path),
+    the release it names; with ``workdirs`` (units), where each runs from."""
     fields: dict[str, Any] = {"root": root, "lock": lock}
+    if background is not None:
+        fields["background"] = background
+    if workdirs:
+        fields["workdirs"] = list(workdirs)
     if content:
         fields["content"] = True
     if activation_log is not None:
@@ -181,8 +192,10 @@ class Pruned:
     removed: list[str]
 
 
-def prune(root: str, keep: int, protect: list[str]) -> Request[Pruned]:
-    return Request("prune", {"root": root, "keep": keep, "protect": list(protect)},
+def prune(root: str, keep: int, protect: list[str], links: list[str] = ()) -> Request[Pruned]:
+    """Remove all but the ``keep`` newest releases, never ``current``'s, one in ``protect`` or one a path
+    in ``links`` points at."""
+    return Request("prune", {"root": root, "keep": keep, "protect": list(protect), "links": list(links)},
                    lambda _, a: Pruned(list(a["removed"])))
 
 
@@ -215,22 +228,32 @@ def _activation(_host: str, answer: dict[str, Any]) -> Activation:
 
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,
              timeout: float = 900, ready: dict[str, str] | None = None, drain_flag: str | None = None,
-             drain_note: str | None = None, web: dict | None = None) -> Request[Activation]:
+             drain_note: str | None = None, web: dict | None = None,
+             background: dict | None = None) -> Request[Activation]:
     """Switch ``current``, restart ``units``, gate on ``health`` (or, without it, watch the units stay up;
     ``ready`` maps a unit to the line it logs once it works, which shortens the watch); the host reverts
     itself on failure. With ``web`` (Layout.web_slots) the release starts in the idle web slot instead,
     and the serving one stops only once it passed. With ``drain_flag`` (a web host behind an lb) the host
     puts itself back in the lb once it serves a healthy release; with ``drain_note`` too, it drains itself
-    first."""
+    first. With ``background`` (:func:`background_link`) the units run from a link of their own, switched
+    instead of ``current``."""
     fields = {"root": root, "release": release, "restart": units, "health": health, "activation_log": activation_log}
     if web:
         fields["web"] = web
+    if background:
+        fields["background"] = background
     if ready:
         fields["ready"] = ready
     if drain_flag:
         fields["drain"] = {"flag": drain_flag,
                            "note": base64.b64encode(drain_note.encode()).decode() if drain_note else None}
     return Request("activate", fields, _activation, timeout)
+
+
+def background_link(path: str, moves_current: bool) -> dict[str, Any]:
+    """How the worker and beat take a release: their link ``path`` (Layout.background_release) moves; so
+    does ``current`` when ``moves_current`` (a host without a web tier, whose live release they are)."""
+    return {"link": path, "moves_current": moves_current}
 
 
 def health_gate(health, domain: str, unit: str) -> dict[str, Any]:
@@ -264,19 +287,22 @@ class HostStatus:
     ready: str | None
     drained: bool
     answer: dict = field(repr=False, compare=False)     # as the host said it, for --json output
+    background: str | None = None       # the release the worker and beat run from (asked with ``background``)
 
 
 def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
     units = {name: UnitStatus(u["state"], u["sub"], u["loaded"], u["uptime"]) for name, u in answer["units"].items()}
     return HostStatus(answer["current"], answer["free_bytes"], units, answer["ready"], bool(answer.get("drained")),
-                      answer)
+                      answer, answer.get("background"))
 
 
 def status(root: str, lock: str, units: list[str], health: dict | None, drain_flag: str | None,
-           timeout: float = 900, web: dict | None = None) -> Request[HostStatus]:
-    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's."""
+           timeout: float = 900, web: dict | None = None, background: str | None = None) -> Request[HostStatus]:
+    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's;
+    ``background`` (Layout.background_release, on a worker or beat host): the release that link names."""
     fields = {"root": root, "lock": lock, "units": units, "health": health, "drain_flag": drain_flag}
-    return Request("status", fields | ({"web": web} if web else {}), _host_status, timeout)
+    return Request("status", fields | ({"web": web} if web else {}) | ({"background": background} if background else {}),
+                   _host_status, timeout)
 
 
 # -- key rotation --------------------------------------------------------------

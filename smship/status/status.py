@@ -9,7 +9,7 @@ from rich.table import Table
 from smship.context import EnvContext, open_fleet
 from smship.steps.lock import lock_path
 from smship.steps.roll import health_request
-from smship.hostroles import units_of
+from smship.hostroles import background_units, units_of
 from smship.remote import client as agent
 
 
@@ -35,7 +35,8 @@ def status(ctx: EnvContext) -> bool:
                                      socket=True, nginx_on_web=True),
                             health if "web" in host.roles else None,
                             layout.drain_flag if "web" in host.roles else None, timeout=60,
-                            web=layout.web_slots() if "web" in host.roles else None)
+                            web=layout.web_slots() if "web" in host.roles else None,
+                            background=layout.background_release if background_units(layout, host.roles) else None)
 
     with open_fleet(ctx) as fleet:
         answers = agent.ask_all(fleet, ask)
@@ -52,7 +53,11 @@ def status(ctx: EnvContext) -> bool:
             continue
         answer = answers.succeeded[host.name]
         # One row per unit; the host's own facts only on its first row.
-        first = [host.name, ",".join(host.roles), answer.current or "none"]
+        live = answer.current or "none"
+        if answer.background not in (None, answer.current):
+            # A halted deploy that could not put them back: the worker and beat run another release.
+            live += f"\n[yellow]workers: {answer.background}[/]"
+        first = [host.name, ",".join(host.roles), live]
         # A halted deploy leaves a host it could not put back drained from the lb.
         ready = escape(answer.ready or "-") + (", [yellow]drained[/]" if answer.drained else "")
         last = [ready, f"{answer.free_bytes / 2**30:.1f} GiB"]

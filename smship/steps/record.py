@@ -37,7 +37,8 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     for name, problem in sorted(problems.items()):
         ctx.reporter.warn(f"{name}: the audit line was not written: {problem}")
     if prune:
-        request = agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect])
+        request = agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
+                              [layout.background_release])
         pruned = agent.ask_all(fleet, request, chosen)
         removed = sorted({r for answer in pruned.succeeded.values() for r in answer.removed})
         if removed:

@@ -26,6 +26,10 @@ from smship.steps.lock import HeldLock
 class RollResult:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # The release each host of ``done`` that took another one ran before (None: nothing).
+    moved_from: dict[str, str | None] = field(default_factory=dict)
+    # Hosts left out because ``halt`` said so before their batch.
+    halted: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -127,25 +131,26 @@ def _aftermath(answer: agent.Activation) -> str:
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
          units_for, health: dict | None, batch_size: int, title: str, held: HeldLock, ready_for=None,
-         web_slots: dict | None = None) -> RollResult:
+         web_slots: dict | None = None, background_for=None, after_batch=None, halt=None) -> RollResult:
     """Activate ``release_for[host]`` on ``hosts`` batch by batch under the lock ``held``; stop at the first
-    failing batch."""
+    failing batch, or before a batch when ``halt()`` says so. ``after_batch()`` is called after each batch
+    that passed."""
     report = ctx.reporter
-    layout = ctx.layout
     drainer = Drainer(ctx, fleet, targets, held) if health else None
+    request_for = Activations(ctx, release_for, units_for, health, ready_for, web_slots, background_for)
     result = RollResult()
     groups = batches(hosts, batch_size)
     for number, batch in enumerate(groups, 1):
         names = [h.name for h in batch]
+        if number > 1 and halt is not None and halt():
+            result.halted = [h.name for group in groups[number - 1:] for h in group]
+            break
         report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
         started = time.monotonic()
         try:
             note = drainer.note_for(names, title) if drainer else None
             flag = drainer.flag if drainer and drainer.has_lb else None
-            answers = agent.ask_all(fleet, lambda t: agent.activate(
-                layout.root, release_for[t.name], units_for(t.name), health, layout.activation_log,
-                timeout=ctx.env.health.timeout * 2 + 120, ready=ready_for(t.name) if ready_for else None,
-                drain_flag=flag, drain_note=note, web=web_slots), [targets[name] for name in names])
+            answers = agent.ask_all(fleet, lambda t: request_for(t.name, flag, note), [targets[name] for name in names])
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it
@@ -155,39 +160,68 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
             if drainer:
                 drainer.undrain(names)
             raise
-        took = [a.took for a in answers.succeeded.values() if a.took is not None]
-        # The batch's wall time beside its slowest host's own (restart and gate): the rest is smship's.
-        report.data.setdefault("batches", []).append({
-            "title": title, "hosts": names, "seconds": round(time.monotonic() - started, 3),
-            "on_hosts": round(max(took), 3) if took else None})
-        for name in answers:
-            seconds = time.monotonic() - started
-            if name in answers.failed:
-                result.failed[name] = str(answers.failed[name])
-                report.host(name, "failed", result.failed[name], seconds)
-                continue
-            answer = answers.succeeded[name]
-            if answer.stop_error:
-                report.warn(f"{name}: the web slot it left could not be stopped ({answer.stop_error})")
-            if answer.reload_error:
-                report.warn(f"{name}: {answer.reload_error}; systemctl warns that unit files changed "
-                            "until 'systemctl daemon-reload' succeeds there")
-            if answer.record_error:
-                report.warn(f"{name}: the activation log was not written ({answer.record_error}); "
-                            "rollback without --to cannot count this activation")
-            if answer.ok:
-                result.done.append(name)
-                moved = (f"restarted on {answer.release}" if answer.previous == answer.release
-                         else f"{answer.previous or 'nothing'} -> {answer.release}")
-                report.host(name, "changed", moved + (f" ({answer.status})" if answer.status else ""),
-                            seconds)
-            else:
-                result.failed[name] = f"{answer.reason}; {_aftermath(answer)}"
-                report.host(name, "failed", result.failed[name], seconds)
+        judge(report, title, names, answers, started, result)
         if drainer:
             # Reverted hosts serve the previous release again and put themselves back; the others
             # (unreachable, or whose revert failed) stay drained.
             drainer.settle(names, answers)
         if result.failed:
             break
+        if after_batch is not None:
+            after_batch()
     return result
+
+
+@dataclass
+class Activations:
+    """The activate request of each host of a roll."""
+    ctx: EnvContext
+    release_for: dict[str, str]
+    units_for: object
+    health: dict | None
+    ready_for: object = None
+    web_slots: dict | None = None
+    background_for: object = None
+
+    def __call__(self, name: str, drain_flag: str | None = None, drain_note: str | None = None):
+        layout = self.ctx.layout
+        return agent.activate(
+            layout.root, self.release_for[name], self.units_for(name), self.health, layout.activation_log,
+            timeout=self.ctx.env.health.timeout * 2 + 120, ready=self.ready_for(name) if self.ready_for else None,
+            drain_flag=drain_flag, drain_note=drain_note, web=self.web_slots,
+            background=self.background_for(name) if self.background_for else None)
+
+
+def judge(report, title: str, names: list[str], answers, started: float, result: RollResult) -> None:
+    """Say how each host of a batch came out and add it to ``result``."""
+    took = [a.took for a in answers.succeeded.values() if a.took is not None]
+    # The batch's wall time beside its slowest host's own (restart and gate): the rest is smship's.
+    report.data.setdefault("batches", []).append({
+        "title": title, "hosts": names, "seconds": round(time.monotonic() - started, 3),
+        "on_hosts": round(max(took), 3) if took else None})
+    for name in answers:
+        seconds = time.monotonic() - started
+        if name in answers.failed:
+            result.failed[name] = str(answers.failed[name])
+            report.host(name, "failed", result.failed[name], seconds)
+            continue
+        answer = answers.succeeded[name]
+        if answer.stop_error:
+            report.warn(f"{name}: the web slot it left could not be stopped ({answer.stop_error})")
+        if answer.reload_error:
+            report.warn(f"{name}: {answer.reload_error}; systemctl warns that unit files changed "
+                        "until 'systemctl daemon-reload' succeeds there")
+        if answer.record_error:
+            report.warn(f"{name}: the activation log was not written ({answer.record_error}); "
+                        "rollback without --to cannot count this activation")
+        if answer.ok:
+            result.done.append(name)
+            if answer.previous != answer.release:
+                result.moved_from[name] = answer.previous
+            moved = (f"restarted on {answer.release}" if answer.previous == answer.release
+                     else f"{answer.previous or 'nothing'} -> {answer.release}")
+            report.host(name, "changed", moved + (f" ({answer.status})" if answer.status else ""),
+                        seconds)
+        else:
+            result.failed[name] = f"{answer.reason}; {_aftermath(answer)}"
+            report.host(name, "failed", result.failed[name], seconds)

@@ -1,10 +1,12 @@
-"""Preflight: every host answers, is provisioned, and says what it runs."""
+"""Preflight: every host answers, is provisioned (by this smship: its worker and beat run from their own
+link), and says what it runs."""
 
 from __future__ import annotations
 
 from smship.context import EnvContext
 from smship.steps.lock import lock_path
 from smship.errors import SmshipError
+from smship.hostroles import background_units
 from smship.layout import Layout
 from smship.remote import client as agent
 from smship.ssh import Fleet
@@ -20,7 +22,9 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
     host that is not ready."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
     request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60,
-                            content=content)
+                            content=content, background=layout.background_release,
+                            workdirs=[layout.worker_service, layout.beat_service])
+    roles = {h.name: h.roles for h in ctx.env.hosts}
     answers = agent.ask_all(fleet, request)
     problems, found = [], {}
     for name in answers:
@@ -31,6 +35,13 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
         answer = answers.succeeded[name]
         if name in app_hosts and not answer.exists:
             problems.append(f"{name}: {layout.root} does not exist; run 'smship provision {ctx.name}' first")
+            ctx.reporter.host(name, "failed", problems[-1])
+            continue
+        stale = [f"{unit} runs from {answer.workdirs[unit]}" for unit in background_units(layout, roles.get(name, ()))
+                 if answer.workdirs.get(unit) not in (None, layout.background_release)]
+        if stale:
+            problems.append(f"{name}: {', '.join(stale)}, not {layout.background_release} (an older smship's unit "
+                            f"file); run 'smship provision {ctx.name}' first")
             ctx.reporter.host(name, "failed", problems[-1])
             continue
         found[name] = answer

@@ -1,19 +1,29 @@
-"""The app's tiers in the order every restart takes them: web, then workers and beat.
+"""The app's tiers as every restart takes them: web batches, with the workers and beat alongside.
 
-Deploy, rollback and secret rotation all restart the same way: the web hosts
-in health-gated batches (drained from an lb), and only when every web batch
-is healthy the Celery workers and the one beat, which have no health URL and
-must stay up after their restart (until a moment after they log that they work).
+Deploy, rollback and secret rotation all restart the same way. The web hosts
+go in health-gated batches (drained from an lb). Once the first web batch is
+healthy, the release has shown it starts and serves, and the Celery workers and
+the one beat take it too, all at once, while the remaining web batches roll:
+they have no health URL and must stay up after their restart (until a moment
+after they log that they work), and that watch then costs no time of its own.
+They run from a link of their own (Layout.background_release), so a host's
+worker can move before its web tier does.
+
+If a later web batch fails, the workers and beat that moved are put back on
+the release they ran; if they fail (each host reverts itself), no further web
+batch starts. Without web hosts they simply go on their own.
 """
 
 from __future__ import annotations
 
 from smship.context import EnvContext
-from smship.steps.roll import health_request, roll
 from smship.hostroles import background_units, ready_lines
 from smship.inventory import Host
+from smship.remote import client as agent
 from smship.ssh import Fleet, Target
+from smship.steps.alongside import Alongside
 from smship.steps.lock import HeldLock
+from smship.steps.roll import Activations, RollResult, health_request, roll
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
@@ -22,23 +32,60 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
     when all went well."""
     report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
+    background = background_tier(ctx, fleet, targets, hosts, release_for, f"{verb}: workers")
+    rolled = None
     if web:
-        rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
-                      health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
-                      web_slots=layout.web_slots())
-        if not rolled.ok:
-            untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
-            report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
-            if untouched:
-                report.info(f"not restarted, still on their old release: {', '.join(untouched)}")
-            return "web roll"
-    roles = {h.name: list(h.roles) for h in hosts}
-    background = [h for h in hosts if background_units(layout, roles[h.name])]
-    if background:
-        rolled = roll(ctx, fleet, targets, background, release_for,
-                      lambda name: background_units(layout, roles[name]), None, len(background), f"{verb}: workers",
-                      held, ready_for=lambda name: ready_lines(layout, roles[name], name))
-        if not rolled.ok:
-            report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
-            return "workers"
+        try:
+            rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
+                          health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
+                          web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed)
+        except KeyboardInterrupt:
+            background.wait()
+            raise
+    else:
+        background.start()
+    moved = background.wait()
+    if rolled is not None and not rolled.ok:
+        untouched = [h.name for h in web if h.name not in rolled.done and h.name not in rolled.failed]
+        report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in rolled.failed.items()))
+        if untouched:
+            report.info(f"not restarted, still on their old release: {', '.join(untouched)}")
+        if moved is not None:
+            put_back(ctx, fleet, targets, hosts, moved, verb)
+        return "web roll"
+    if moved is not None and not moved.ok:
+        report.error(f"{verb} halted: " + "; ".join(f"{n}: {r}" for n, r in moved.failed.items()))
+        if rolled is not None and rolled.halted:
+            report.info(f"web hosts not restarted, still on their old release: {', '.join(rolled.halted)}")
+        return "workers"
     return None
+
+
+def background_tier(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
+                    release_for: dict[str, str], title: str) -> Alongside:
+    """The workers and beat of ``hosts`` as one batch, ready to start beside the web tier."""
+    return Alongside(ctx, fleet, targets, [h.name for h in hosts if background_units(ctx.layout, h.roles)],
+                     background_activations(ctx, hosts, release_for), title)
+
+
+def background_activations(ctx: EnvContext, hosts: list[Host], release_for: dict[str, str]) -> Activations:
+    layout = ctx.layout
+    roles = {h.name: list(h.roles) for h in hosts}
+    return Activations(ctx, release_for, lambda name: background_units(layout, roles[name]), None,
+                       ready_for=lambda name: ready_lines(layout, roles[name], name),
+                       background_for=lambda name: agent.background_link(layout.background_release,
+                                                                         "web" not in roles[name]))
+
+
+def put_back(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], moved: RollResult,
+             verb: str) -> None:
+    """The workers and beat that took another release go back to the one they ran, as the halted web
+    batch did."""
+    back = {name: previous for name, previous in moved.moved_from.items() if previous}
+    if not back:
+        return
+    tier = background_tier(ctx, fleet, targets, [h for h in hosts if h.name in back], back, f"{verb}: workers back")
+    tier.start()
+    result = tier.wait()
+    if not result.ok:
+        ctx.reporter.warn("workers not put back: " + "; ".join(f"{n}: {r}" for n, r in result.failed.items()))

@@ -27,14 +27,22 @@ from smship.steps.survey import HostSurvey
 
 
 def content_differs(release, surveyed: dict[str, HostSurvey]) -> list[str]:
-    """The hosts whose live release is not ``release``'s content; all of them for a dirty build (a
-    working tree is deployed when asked for) or a release without a digest.
+    """The hosts whose live release is not ``release``'s content, or whose worker and beat run another;
+    all of them for a dirty build (a working tree is deployed when asked for) or a release without a
+    digest.
 
     A host whose live release predates the digest has none, so it differs.
     """
     if release.content is None or release.dirty:
         return sorted(surveyed)
-    return sorted(name for name, host in surveyed.items() if host.content != release.content)
+    return sorted(name for name, host in surveyed.items()
+                  if host.content != release.content or apart(host))
+
+
+def apart(host: HostSurvey) -> bool:
+    """Whether the host's worker and beat run another release than its live one (a halted deploy
+    that could not put them back)."""
+    return host.background is not None and host.background != host.current
 
 
 def worth_building_first(surveyed: dict[str, HostSurvey], commit: str | None) -> bool:
@@ -54,11 +62,12 @@ def changed_since(fleet: Fleet, targets: dict[str, Target], layout: Layout, surv
     """The hosts that, now the lock is held, run another release than the survey (taken before the
     lock) found, or whose env file (or storage CA) the deploy would rewrite; a host that could not
     say, too."""
-    request = agent.inspect(layout.root, lock_path(layout), timeout=60, content=True)
+    request = agent.inspect(layout.root, lock_path(layout), timeout=60, content=True,
+                            background=layout.background_release)
 
     def changed(target: Target) -> bool:
         now, then = agent.ask(fleet, target, request), surveyed[target.name]
-        return (now.current, now.content) != (then.current, then.content)
+        return (now.current, now.content, now.background) != (then.current, then.content, then.background)
 
     found = fleet.map(changed, [targets[name] for name in states])
     moved = sorted([*found.failed, *(name for name, differs in found.succeeded.items() if differs)])

@@ -82,6 +82,16 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
         # Back to what the lab's own inventory renders, for the tests after this one (the processes
         # keep the value until their next restart, which is harmless).
         remote(lab, host, "sed -i '/^SM_DEPLOY_NOTE=/d' /srv/refapp/shared/env")
+    # The worker and beat took the release alongside the web tier, from their own link, once
+    # the first web batch was healthy (its host's line came before theirs).
+    for host in APP_HOSTS:
+        assert remote(lab, host, "basename \"$(readlink /srv/refapp/background)\"").strip() == release, host
+        unit = "refapp-worker" if host in WEB else "refapp-beat"
+        assert remote(lab, host, f"systemctl show -p WorkingDirectory --value {unit}").strip() == \
+            "/srv/refapp/background", host
+    steps = [t["step"] for t in run.document["timeline"]]
+    assert steps.index("deploy: web: batch 1/2: lab2") < steps.index("deploy: workers: batch 1/1: lab1, lab2, lab3") \
+        < steps.index("deploy: web: batch 2/2: lab3"), steps
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
         last = json.loads(remote(lab, host, "tail -n1 /srv/refapp/deploys.jsonl"))
@@ -149,6 +159,27 @@ def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_any
         # Every unit runs a new process; a web host's serves from its other slot.
         restarted = main_pids(lab, host)
         assert not set(restarted.values()) & set(before[host][1].values()), (host, before[host], restarted)
+
+
+def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_moves_it_to_its_own_link(lab, smship, deployed):
+    unit = "/etc/systemd/system/refapp-worker.service"
+    live = live_release(lab, "lab3")
+    # What an smship before the worker's own link left on lab3: the unit runs from current, and no link.
+    remote(lab, "lab3", f"sed -i 's|{APP_ROOT}/background|{APP_ROOT}/current|g' {unit} && rm {APP_ROOT}/background "
+                        "&& systemctl daemon-reload && systemctl restart refapp-worker")
+    before = fleet_state(lab)
+    refused = smship("deploy", ENV, "--force", check=False)
+    assert refused.returncode != 0, refused
+    assert f"lab3: refapp-worker.service runs from {APP_ROOT}/current, not {APP_ROOT}/background" in refused.output
+    assert "preflight failed, nothing was changed" in refused.output, refused
+    assert fleet_state(lab) == before, "a refused deploy restarted or switched something"
+    smship("provision", ENV, check=True)
+    # The link starts where current points: the worker restarted on the release it ran.
+    assert remote(lab, "lab3", f"basename \"$(readlink {APP_ROOT}/background)\"").strip() == live
+    assert remote(lab, "lab3", "systemctl show -p WorkingDirectory --value refapp-worker").strip() == \
+        f"{APP_ROOT}/background"
+    wait_state(lab, "lab3", "refapp-worker", "active")
+    smship("deploy", ENV, "--force", check=True)
 
 
 def test_a_drained_host_gets_none_of_the_lbs_requests_yet_still_serves_direct_ones(lab):

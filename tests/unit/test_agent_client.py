@@ -64,7 +64,12 @@ def test_each_builder_sends_the_fields_the_agent_reads():
     assert agent.unlock("/l", "t").body() == {"op": "unlock", "path": "/l", "token": "t"}
     assert agent.unlock("/l", None, force=True).body() == {"op": "unlock", "path": "/l", "token": None, "force": True}
     assert agent.audit("/a.log", {"who": "me"}).body() == {"op": "audit", "path": "/a.log", "entry": {"who": "me"}}
-    assert agent.prune("/srv/a", 3, ["r1"]).body() == {"op": "prune", "root": "/srv/a", "keep": 3, "protect": ["r1"]}
+    assert agent.prune("/srv/a", 3, ["r1"], ["/srv/a/background"]).body() == \
+        {"op": "prune", "root": "/srv/a", "keep": 3, "protect": ["r1"], "links": ["/srv/a/background"]}
+    assert agent.activate("/srv/a", "r2", ["w.service"], None, None,
+                          background=agent.background_link("/srv/a/background", False)).body()["background"] == \
+        {"link": "/srv/a/background", "moves_current": False}
+    assert agent.inspect("/srv/a", "/l", background="/srv/a/background").body()["background"] == "/srv/a/background"
     assert agent.activate("/srv/a", "r2", ["web.service"], None, "/log").body() == \
         {"op": "activate", "root": "/srv/a", "release": "r2", "restart": ["web.service"], "health": None,
          "activation_log": "/log"}

@@ -66,6 +66,8 @@ def fleet_of(tmp_path):
             host = hosts[spec.name]
             host.live("r0")
             host.contents["r0"] = "d0" * 32         # a release the hosts run before the test deploys one
+            if {"worker", "beat"} & set(spec.roles):
+                host.background = "r0"
             if is_app_host(spec):
                 host.env_file = {"SM_SECRET_KEY": OLD_KEY}
                 host.units = {unit: dict(host.env_file) for unit in app_units(ctx.layout, spec.roles)}
@@ -111,6 +113,20 @@ def restarts(fleet) -> list[tuple[str, str]]:
     return [(host, release) for _, host, release, _ in fleet.happened("activate")]
 
 
+def tiers(fleet) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The web hosts' restarts in order, and the worker host's, which began only after the first web batch
+    (alongside the later ones)."""
+    seen = restarts(fleet)
+    background = [r for r in seen if r[0] == "jobs1"]
+    if background:
+        assert seen[0][0] != "jobs1", seen
+    return [r for r in seen if r[0] != "jobs1"], background
+
+
+def rolled(release: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    return [(name, release) for name in WEB], [("jobs1", release)]
+
+
 def migrations(fleet) -> list[str]:
     return [host for _, host, what in fleet.happened("command") if what.startswith("alembic upgrade head")]
 
@@ -130,8 +146,8 @@ def test_a_deploy_migrates_once_before_the_first_restart_then_rolls_every_host(f
     settings = max(i for i, e in enumerate(fleet.events) if e[0] == "file" and e[2] == ctx.layout.env_file)
     # complete everywhere, env files written, then migrated, then restarted
     assert shipped < settings < migrated < first_restart
-    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1"), ("web3", "r1"), ("jobs1", "r1")]
-    assert all(fleet.hosts[n].current == "r1" for n in [*WEB, "jobs1"])
+    assert tiers(fleet) == rolled("r1")
+    assert all(fleet.hosts[n].current == "r1" for n in [*WEB, "jobs1"]) and fleet.hosts["jobs1"].background == "r1"
     assert fleet.hosts["db1"].current == "r0"           # not an app host: never switched
     assert no_lock_left(fleet)
     assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"ok"}
@@ -159,8 +175,9 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
     # Each batch's time beside its hosts' own: what the bench reports as smship's overhead.
     batches = ctx.reporter.data["batches"]
-    assert [(b["title"], b["hosts"]) for b in batches] == \
-        [("deploy: web", [name]) for name in WEB] + [("deploy: workers", ["jobs1"])]
+    pairs = [(b["title"], b["hosts"]) for b in batches]
+    # The workers' batch ends alongside a later web batch.
+    assert sorted(pairs) == [("deploy: web", [name]) for name in WEB] + [("deploy: workers", ["jobs1"])]
     assert all(b["on_hosts"] == 0.25 and b["seconds"] >= 0 for b in batches), batches
 
 
@@ -188,7 +205,9 @@ def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_
     serving = dict(fleet.hosts["web2"].units)
     assert not run_deploy(ctx, fleet)
     # web2 started r1 in its idle web slot and stopped it there: r0's slot kept serving, never restarted.
-    assert restarts(fleet) == [("web1", "r1"), ("web2", "r1")]
+    # The worker host took r1 once web1 was healthy, and went back to r0 when web2 failed.
+    assert tiers(fleet) == ([("web1", "r1"), ("web2", "r1")], [("jobs1", "r1"), ("jobs1", "r0")])
+    assert fleet.hosts["jobs1"].background == "r0"
     assert fleet.hosts["web2"].units == serving
     assert [r.message for r in ctx.reporter.reports if r.host == "web2" and r.status == "failed"] == \
         ["r1 is not healthy; r0 kept serving; the new release never took a request"]
@@ -197,6 +216,24 @@ def test_a_failing_batch_reverts_itself_halts_the_roll_and_later_hosts_keep_the_
     assert no_lock_left(fleet)
     assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"failed: web roll"}
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())  # web2 serves r0 again
+
+
+def test_workers_that_fail_stop_the_web_roll_before_its_next_batch(fleet_of, release, capsys):
+    import time
+
+    ctx, fleet = fleet_of()
+    fleet.hosts["jobs1"].unhealthy.add("r1")
+    # The worker host answers while web2's batch runs, before web3's would begin.
+    pause = {"jobs1": 0.1, "web2": 0.6}
+    fleet.interrupt(lambda host, request: request["op"] == "activate" and bool(time.sleep(pause.get(host, 0))))
+    assert not run_deploy(ctx, fleet)
+    assert tiers(fleet) == ([("web1", "r1"), ("web2", "r1")], [("jobs1", "r1"), ("jobs1", "r0")])
+    assert [fleet.hosts[n].current for n in [*WEB, "jobs1"]] == ["r1", "r1", "r0", "r0"]
+    assert fleet.hosts["jobs1"].background == "r0"
+    said = capsys.readouterr().err
+    assert "web hosts not restarted, still on their old release: web3" in said, said
+    assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"failed: workers"}
+    assert no_lock_left(fleet)
 
 
 def test_a_failed_migration_restarts_nothing(fleet_of, release):
@@ -222,8 +259,9 @@ def test_ctrl_c_during_a_batch_stops_the_roll_and_releases_the_lock(fleet_of, re
     fleet.interrupt(lambda host, request: request["op"] == "activate" and host == "web2")
     with pytest.raises(KeyboardInterrupt):
         run_deploy(ctx, fleet)
-    assert restarts(fleet) == [("web1", "r1")]
-    assert [fleet.hosts[n].current for n in ["web2", "web3", "jobs1"]] == ["r0", "r0", "r0"]
+    # The worker host's activation, begun after web1's batch, was waited for; it is not undone.
+    assert tiers(fleet) == ([("web1", "r1")], [("jobs1", "r1")])
+    assert [fleet.hosts[n].current for n in ["web2", "web3", "jobs1"]] == ["r0", "r0", "r1"]
     assert no_lock_left(fleet)
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
 
@@ -245,7 +283,7 @@ def test_a_rollback_switches_back_without_migrating(fleet_of, release):
     fleet.events.clear()
     chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
     assert _rollback(ctx, fleet, ctx.layout, chosen, None, False, 0.0)
-    assert restarts(fleet) == [("web1", "r0"), ("web2", "r0"), ("web3", "r0"), ("jobs1", "r0")]
+    assert tiers(fleet) == rolled("r0")
     assert migrations(fleet) == []
     assert not [e for e in fleet.happened("command") if "alembic upgrade" in e[2]]
     assert no_lock_left(fleet)
@@ -277,7 +315,7 @@ def test_a_rollback_does_not_wait_for_its_schema_answer_yet_says_it(fleet_of, re
     said = capsys.readouterr().err
     # A probe that fails is said, and stops nothing.
     assert "schema: could not compare schemas: failed on purpose" in said, said
-    assert restarts(fleet)[-1] == ("jobs1", "r0")
+    assert ("jobs1", "r0") in restarts(fleet)
 
 
 def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, release):
@@ -350,15 +388,20 @@ def a_dirty_build(ctx, fleet, rebuilt):
     rebuilt(dirty=True)
 
 
+def workers_on_another_release(ctx, fleet, rebuilt):
+    rebuilt()
+    fleet.hosts["jobs1"].background = "r0"      # a halted deploy could not put them back
+
+
 @pytest.mark.parametrize("change", [changed_file, changed_deps, changed_env_file, another_release_on_one_host,
-                                    a_host_without_digest, a_dirty_build])
+                                    a_host_without_digest, a_dirty_build, workers_on_another_release])
 def test_a_deploy_that_changes_anything_on_one_host_deploys_every_host(fleet_of, release, rebuilt, change):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
     fleet.events.clear()
     change(ctx, fleet, rebuilt)
     assert run_deploy(ctx, fleet)
-    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+    assert tiers(fleet) == rolled("r2")
     assert ctx.reporter.data["noop"] is False
     assert {h.audit[-1]["result"] for n, h in fleet.hosts.items() if n in APP_HOSTS} == {"ok"}
 
@@ -372,7 +415,7 @@ def test_a_dirty_build_deploys_even_over_the_same_dirty_build(fleet_of, release,
     fleet.events.clear()
     assert rebuilt(dirty=True).content == dirty.content
     assert run_deploy(ctx, fleet)
-    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+    assert tiers(fleet) == rolled("r2")
 
 
 def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
@@ -381,7 +424,7 @@ def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
     fleet.events.clear()
     rebuilt()
     assert run_deploy(ctx, fleet, force=True)
-    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+    assert tiers(fleet) == rolled("r2")
 
 
 def test_the_live_commit_again_is_compared_before_the_checks_and_the_lock(fleet_of, release, rebuilt):
@@ -420,7 +463,7 @@ def test_a_release_that_went_live_after_the_preflight_is_seen_under_the_lock(fle
         return False
     fleet.interrupt(another_deploy_ends_before_the_lock)
     assert run_deploy(ctx, fleet)
-    assert restarts(fleet) == [(name, "r2") for name in APP_HOSTS]
+    assert tiers(fleet) == rolled("r2")
 
 
 def test_with_limit_only_the_selected_hosts_are_compared(fleet_of, release, rebuilt):
@@ -455,7 +498,7 @@ def test_rotate_secret_writes_every_env_file_before_restarting_and_every_unit_en
     assert all(key_on(fleet, h) == {new} for h in [*WEB, "jobs1"])
     last_write = max(i for i, e in enumerate(fleet.events) if e[0] == "setenv")
     assert last_write < min(i for i, e in enumerate(fleet.events) if e[0] == "activate")
-    assert restarts(fleet) == [("web1", "r0"), ("web2", "r0"), ("web3", "r0"), ("jobs1", "r0")]   # same release
+    assert tiers(fleet) == rolled("r0")     # the same release
     assert no_lock_left(fleet) and migrations(fleet) == []
 
 
@@ -463,8 +506,7 @@ def test_rotate_secret_that_fails_on_one_host_reports_the_split_and_releases_the
     ctx, fleet = fleet_of()
     fleet.hosts["web2"].unhealthy.add("r0")      # r0 fails its health gate on web2 once restarted
     assert not rotate(ctx, fleet, monkeypatch)
-    assert restarts(fleet)[:2] == [("web1", "r0"), ("web2", "r0")]
-    assert ("web3", "r0") not in restarts(fleet)   # the roll halted at web2's batch
+    assert tiers(fleet)[0] == [("web1", "r0"), ("web2", "r0")]    # the roll halted at web2's batch
     assert OLD_KEY in key_on(fleet, "web3")
     assert ctx.reporter.data["generations"]["web1"]["current"] is True
     assert ctx.reporter.data["generations"]["web3"]["current"] is False

@@ -1,0 +1,88 @@
+"""One batch of activations run in a thread of its own while the caller rolls another tier.
+
+The worker and beat take a new release alongside the web tier's later batches
+(see smship.steps.tiers): their restart and watch, seconds of Celery start-up,
+then cost no time of their own. The batch is announced when it starts and
+judged when it is waited for, both from the caller's thread, so its lines never
+land inside another batch's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from smship.context import EnvContext
+from smship.remote import client as agent
+from smship.ssh import Fleet, Target
+from smship.steps.roll import Activations, RollResult, judge
+
+
+class Alongside:
+    def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], names: list[str],
+                 request_for: Activations, title: str):
+        self.ctx, self.fleet, self.targets, self.names = ctx, fleet, targets, names
+        self.request_for, self.title = request_for, title
+        self._thread: threading.Thread | None = None
+        self._answers = None
+        self._error: BaseException | None = None
+        self._started = 0.0
+        self._result: RollResult | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Begin the batch (once; later calls do nothing)."""
+        if self._thread is not None or not self.names:
+            return
+        self.ctx.reporter.step(f"{self.title}: batch 1/1: {', '.join(self.names)}")
+        self._started = time.monotonic()
+        # Not a daemon: should smship be stopped, the interpreter still waits for the hosts' answers.
+        self._thread = threading.Thread(target=self._run, name="smship-alongside")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._answers = agent.ask_all(self.fleet, lambda t: self.request_for(t.name),
+                                          [self.targets[name] for name in self.names])
+        except BaseException as exc:   # handed to the caller's thread by wait()
+            self._error = exc
+
+    def failed(self) -> bool:
+        """Whether the batch has ended and a host of it failed (it does not wait)."""
+        thread = self._thread
+        if thread is None or thread.is_alive():
+            return False
+        return not self.wait().ok
+
+    def wait(self) -> RollResult | None:
+        """The batch's outcome once every host answered, each said once; None when it never began.
+
+        Ctrl-C while it runs is held until then, as a roll's batch holds it:
+        every host ends its activation (reverting itself on failure) or never
+        began it.
+        """
+        if self._thread is None:
+            return None
+        if self._result is not None:
+            return self._result
+        interrupted = False
+        while True:
+            try:
+                self._thread.join()
+                break
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                self.ctx.reporter.warn(f"interrupted: waiting for {', '.join(self.names)} to finish "
+                                       "activating (Ctrl-C again to stop waiting)")
+        if self._error is not None:
+            raise self._error
+        self._result = RollResult()
+        judge(self.ctx.reporter, self.title, self.names, self._answers, self._started, self._result)
+        if interrupted:
+            raise KeyboardInterrupt
+        return self._result
