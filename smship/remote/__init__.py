@@ -76,9 +76,15 @@ def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Comman
 
 
 def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,
-               source: str = AGENT_SOURCE) -> dict[str, Any]:
-    """Run one agent request on ``target``; a failure raises :class:`SmshipError` naming the host."""
+               source: str = AGENT_SOURCE, read_only: bool = False) -> dict[str, Any]:
+    """Run one agent request on ``target``; a failure raises :class:`SmshipError` naming the host.
+
+    A ``read_only`` request whose agent was lost (no exit status) is asked once more: it changed
+    nothing, so asking again is safe, and a lost process is seldom lost twice.
+    """
     result = fleet.run(target, agent_command(request, source), timeout=timeout)
+    if read_only and result.lost:
+        result = fleet.run(target, agent_command(request, source), timeout=timeout)
     if not result.ok:
         raise SmshipError(result.summary())
     try:

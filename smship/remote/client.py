@@ -30,6 +30,8 @@ class Request(Generic[T]):
     parse: Callable[[str, dict[str, Any]], T] = field(compare=False, repr=False)
     timeout: float = 900
     source: str = field(default=AGENT_SOURCE, compare=False, repr=False)
+    # Changes nothing on the host: asked again when its agent is lost (see smship.remote.call_agent).
+    read_only: bool = field(default=False, compare=False)
 
     def body(self) -> dict[str, Any]:
         return {"op": self.op, **self.fields}
@@ -49,7 +51,7 @@ class Request(Generic[T]):
 def ask(fleet, target, request: Request[T]) -> T:
     """Run ``request`` on ``target``; its parsed answer, or :class:`SmshipError` naming the host."""
     return request.read(target.name, call_agent(fleet, target, request.body(), timeout=request.timeout,
-                                                source=request.source))
+                                                source=request.source, read_only=request.read_only))
 
 
 def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: Iterable | None = None):
@@ -144,7 +146,7 @@ def inspect(root: str, lock: str, activation_log: str | None = None, python: str
         fields["activation_log"] = activation_log
     if python is not None:
         fields["python"] = python
-    return Request("inspect", fields, _inspection, timeout)
+    return Request("inspect", fields, _inspection, timeout, read_only=True)
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,7 @@ def status(root: str, lock: str, units: list[str], health: dict | None, drain_fl
     ``background`` (Layout.background_release, on a worker or beat host): the release that link names."""
     fields = {"root": root, "lock": lock, "units": units, "health": health, "drain_flag": drain_flag}
     return Request("status", fields | ({"web": web} if web else {}) | ({"background": background} if background else {}),
-                   _host_status, timeout)
+                   _host_status, timeout, read_only=True)
 
 
 # -- key rotation --------------------------------------------------------------
@@ -334,7 +336,7 @@ def keystate(name: str, root: str, env_file: str, units: list[str], timeout: flo
     return Request("keystate", fields | ({"web": web} if web else {}),
                    lambda _, a: KeyState(a["current"], a["file"],
                                          {u: UnitKey(s["running"], s["fingerprint"]) for u, s in a["units"].items()}),
-                   timeout)
+                   timeout, read_only=True)
 
 
 @dataclass(frozen=True)
@@ -400,7 +402,7 @@ def facts(paths: dict[str, str | None], packages: list[str] = (), users: list[st
                               "services": list(services), "checks": checks or {}}
     if hostos is not None:
         fields["hostos"] = dict(hostos.fields)
-    return Request("facts", fields, _host_facts, timeout)
+    return Request("facts", fields, _host_facts, timeout, read_only=True)
 
 
 @dataclass(frozen=True)
@@ -449,7 +451,7 @@ def hostos(app, timeout: float = 60, packages: tuple[str, ...] = ()) -> Request[
     asked = (python_packages(app) if requested_python(app) else []) + list(packages)
     if asked:
         fields["packages"] = asked
-    return Request("hostos", fields, _host_os, timeout)
+    return Request("hostos", fields, _host_os, timeout, read_only=True)
 
 
 # -- smship check: one round trip per host -------------------------------------
@@ -534,7 +536,8 @@ def _host_checks(_host: str, answer: dict[str, Any]) -> HostChecks:
 
 def checkfacts(fields: dict[str, Any], timeout: float = 90) -> Request[HostChecks]:
     """Everything ``smship check`` reads from one host, in one round trip (fields: smship.checklist.facts)."""
-    return Request("checkfacts", fields, _host_checks, timeout)
+    # Its log marker, written twice, is still one line the collector must show.
+    return Request("checkfacts", fields, _host_checks, timeout, read_only=True)
 
 
 def logmarkers(directory: str, tag: str, markers: list[str], wait: float) -> Request[set[str]]:

@@ -100,6 +100,12 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0 and self.error is None
 
+    @property
+    def lost(self) -> bool:
+        """The remote process ended without an exit status: killed by a signal, or torn down with its
+        session (logind stopping the user's slice as a new session begins can do that)."""
+        return self.exit_code == -1 and self.error is None
+
     def summary(self) -> str:
         """One line fit for a terminal or a log."""
         if self.error:

@@ -332,3 +332,41 @@ def test_the_bootstrap_reuses_the_agents_compiled_code_only_from_a_directory_onl
     assert "SyntaxError" in run("def (").stderr
     home.chmod(0o700)
     assert run("print('other')", "d2").stdout == "other\n" and len(list(home.iterdir())) == 2
+
+
+class LosingFleet:
+    """Answers each agent call with the next of ``results`` (a Result, its stdout the answer)."""
+
+    def __init__(self, *exit_codes: int):
+        self.exit_codes, self.calls = list(exit_codes), 0
+
+    def run(self, target, command, timeout=None):
+        from smship.ssh import Result
+
+        self.calls += 1
+        code = self.exit_codes.pop(0)
+        answer = '{"current": "r1", "releases": [], "lock": null, "free_bytes": 1, "exists": true, "ok": true}'
+        return Result(target.name, command.description, code, stdout=answer if code == 0 else "")
+
+
+class OneHost:
+    name = "web1"
+
+
+def test_a_read_only_question_whose_agent_was_lost_is_asked_once_more_and_a_change_never():
+    fleet = LosingFleet(-1, 0)
+    assert agent.ask(fleet, OneHost(), agent.inspect("/srv/a", "/l")).current == "r1"
+    assert fleet.calls == 2
+    # Lost twice: said, naming the host.
+    with pytest.raises(SmshipError, match="web1: smship agent inspect: exit -1"):
+        agent.ask(LosingFleet(-1, -1, 0), OneHost(), agent.inspect("/srv/a", "/l"))
+    # A request that changes the host is never sent twice: it may have done its work.
+    fleet = LosingFleet(-1, 0)
+    with pytest.raises(SmshipError, match="exit -1"):
+        agent.ask(fleet, OneHost(), agent.activate("/srv/a", "r2", ["w.service"], None, None))
+    assert fleet.calls == 1
+    # A plain failure is not a lost agent.
+    fleet = LosingFleet(1, 0)
+    with pytest.raises(SmshipError, match="exit 1"):
+        agent.ask(fleet, OneHost(), agent.inspect("/srv/a", "/l"))
+    assert fleet.calls == 1
