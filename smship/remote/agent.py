@@ -36,6 +36,7 @@ import sys
 import shutil
 import socket
 import tempfile
+import threading
 import time
 
 
@@ -44,20 +45,43 @@ def _run(argv, stdin=None):
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
 
 
-def _start(argv):
+def _start(argv, stdin=None):
     """Start ``argv`` and go on; the returned function waits for it and gives what ``_run`` gives."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def finished():
-        out, err = proc.communicate()
+        out, err = proc.communicate(stdin)
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
     return finished
 
 
-def _package_installed(names):
-    if not names:
-        return {}
-    code, out, _ = _run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"] + list(names))
+def _in_thread(fn, *args):
+    """Run ``fn(*args)`` beside the caller; the returned function waits for its value (or its exception)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:
+            box["error"] = exc
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def finished():
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+    return finished
+
+
+def _package_query(names):
+    return ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"] + list(names)
+
+
+def _packages_from(ran, names):
+    _, out, _ = ran
     installed = {line.split()[0]: line.split()[1].startswith("ii") for line in out.splitlines() if len(line.split()) > 1}
     return {name: installed.get(name, False) for name in names}
 
@@ -91,13 +115,16 @@ def _path_fact(path, expected_sha):
     return fact
 
 
-def _service_fact(name):
-    _, enabled, _ = _run(["systemctl", "is-enabled", name])
-    _, active, _ = _run(["systemctl", "is-active", name])
-    return {"enabled": enabled.strip(), "active": active.strip()}
-
-
 def facts(request):
+    # Every question that runs a program is started at once and answered as it finishes: the slowest
+    # (a psql, apt-cache) sets the pace, not their sum. They only read.
+    hostos_answer = _in_thread(hostos, request["hostos"]) if "hostos" in request else None
+    packages = request.get("packages", [])
+    package_query = _start(_package_query(packages)) if packages else None
+    checks_started = {name: _start(check["argv"], base64.b64decode(check["stdin"]) if check.get("stdin") else None)
+                      for name, check in request.get("checks", {}).items()}
+    services_started = {name: (_start(["systemctl", "is-enabled", name]), _start(["systemctl", "is-active", name]))
+                        for name in request.get("services", [])}
     users = {}
     for name in request.get("users", []):
         try:
@@ -106,9 +133,9 @@ def facts(request):
         except KeyError:
             users[name] = None
     checks = {}
-    for name, check in request.get("checks", {}).items():
-        code, out, _ = _run(check["argv"], base64.b64decode(check["stdin"]) if check.get("stdin") else None)
-        wanted = check.get("output")
+    for name, finished in checks_started.items():
+        code, out, _ = finished()
+        wanted = request["checks"][name].get("output")
         checks[name] = code == 0 and (wanted is None or out.strip() == wanted)
     release = {}
     for key in ("ID", "VERSION_ID", "VERSION_CODENAME"):
@@ -124,16 +151,17 @@ def facts(request):
     answer = {
         "os": release,
         "pending_handlers": _pending_handlers(),
-        "packages": _package_installed(request.get("packages", [])),
+        "packages": _packages_from(package_query(), packages) if package_query else {},
         "users": users,
         "paths": {path: _path_fact(path, sha) for path, sha in request.get("paths", {}).items()},
-        "services": {name: _service_fact(name) for name in request.get("services", [])},
+        "services": {name: {"enabled": enabled()[1].strip(), "active": active()[1].strip()}
+                     for name, (enabled, active) in services_started.items()},
         "checks": checks,
     }
-    if "hostos" in request:
+    if hostos_answer:
         # Asked beside the facts when smship rendered the roles from what the host said last time:
         # the same round trip confirms (or refutes) that guess.
-        answer["hostos"] = hostos(request["hostos"])
+        answer["hostos"] = hostos_answer()
     return answer
 
 
