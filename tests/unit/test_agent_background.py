@@ -72,3 +72,4 @@ def test_inspect_says_which_release_the_worker_runs(tmp_path):
     agent._link({"path": str(root / "background"), "target": str(root / "releases" / "r1")})
     assert agent.inspect(asked)["background"] == "r1"
     assert "background" not in agent.inspect({"root": str(root), "lock": str(tmp_path / "lock")})
+
