@@ -7,9 +7,10 @@
   uv unpacked from the wheelhouse's own wheel, ``uv venv`` and ``uv pip
   install`` of the wheelhouse's requirements, offline and byte-compiled, as a
   deploy builds it (without its ``uv pip check``);
-* restarts: per web batch, one ``systemctl restart`` and a poll of
-  ``/health/ready`` until it says healthy, batch after batch; then the
-  worker and beat units restarted on all their hosts at once;
+* restarts: per web batch (of the inventory's ``web.batch_size``), one
+  ``systemctl restart`` and a poll of ``/health/ready`` until it says healthy
+  on each of its hosts, batch after batch; then the worker and beat units
+  restarted on all their hosts at once;
 * a no-op: one SSH round trip per host, all at once.
 
 Deploy figures are read as ratios to these.
@@ -22,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from smship.inventory.sections import Web
 from smship.lab.files import topology
 
 SCRATCH = "/tmp/smship-floor"
@@ -62,7 +64,7 @@ def rsync(lab, name: str, sources: list[Path]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=1800)
 
 
-def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
+def floor_seconds(lab, release_path: str, wheels_path: str, batch_size: int | str = 1) -> dict[str, float]:
     names = [name for name, _ in lab.hosts]
     roles = dict(zip(names, topology(len(names))))
     web = [n for n in names if "web" in roles[n]]
@@ -90,7 +92,10 @@ def floor_seconds(lab, release_path: str, wheels_path: str) -> dict[str, float]:
                  if r in roles[name]]
         return lab.ssh(name, ["sudo", "systemctl", "restart", *units], timeout=300)
 
-    restarts = sum(timed(lambda: on_all([n], restart_web)) for n in web)
+    if isinstance(batch_size, str) and batch_size.isdigit():
+        batch_size = int(batch_size)
+    size = Web(batch_size=batch_size).batch_count(len(web)) if web else 1
+    restarts = sum(timed(lambda: on_all(web[i:i + size], restart_web)) for i in range(0, len(web), size))
     restarts += timed(lambda: on_all(background, restart_background))
     noop = timed(lambda: on_all(names, lambda n: lab.ssh(n, ["true"])))
     return {"full deploy": full + venv + restarts, "one changed .py": small + restarts, "no-op deploy": restarts,

@@ -151,7 +151,7 @@ def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str |
 
         say("physical floor")
         if release:
-            floors = floor_seconds(lab, str(work / "release"), str(work / "wheels"))
+            floors = floor_seconds(lab, str(work / "release"), str(work / "wheels"), batch_size or 1)
             for row in rows:
                 row["floor"] = floors.get(row["case"])
     finally:
