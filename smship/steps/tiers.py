@@ -39,7 +39,8 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
             rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
                           health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
                           web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed)
-        except KeyboardInterrupt:
+        except BaseException:
+            # Ctrl-C, or a failure of smship's own: the workers' batch under way ends first, under the lock.
             background.wait()
             raise
     else:
