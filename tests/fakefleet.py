@@ -45,6 +45,7 @@ class FakeHost:
     env_file: dict[str, str] = field(default_factory=dict)           # the app's env file
     units: dict[str, dict[str, str]] = field(default_factory=dict)     # unit -> the environment it started with
     background: str | None = None      # the release the worker and beat run from (their own link)
+    workdirs: dict[str, str] = field(default_factory=dict)     # unit -> its WorkingDirectory (absent: not installed)
 
     def live(self, release: str | None = None) -> None:
         release = release or "r0"
@@ -139,6 +140,8 @@ class FakeFleet(Fleet):
             answer["commit"] = host.commits.get(host.current) if host.current else None
         if request.get("background"):
             answer["background"] = host.background
+        if request.get("workdirs"):
+            answer["workdirs"] = {unit: host.workdirs.get(unit) for unit in request["workdirs"]}
         if request.get("python"):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer

@@ -136,7 +136,7 @@ def releases(ctx: EnvContext) -> bool:
     layout = ctx.layout
     app_names = [h.name for h in app_hosts(ctx.env.hosts)]
     with open_fleet(ctx, [h for h in ctx.env.hosts if h.name in app_names]) as fleet:
-        surveyed = survey(ctx, fleet, layout, app_names)
+        surveyed = survey(ctx, fleet, layout, app_names, restarts=False)
     rows = {}
     for name, host in surveyed.items():
         rows[name] = [{"id": r, "live": r == host.current, "complete": r in host.complete} for r in host.releases]

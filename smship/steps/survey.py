@@ -17,9 +17,9 @@ HostSurvey = agent.Inspection
 
 
 def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
-           content: bool = False) -> dict[str, HostSurvey]:
+           content: bool = False, restarts: bool = True) -> dict[str, HostSurvey]:
     """One round trip per host (with ``content``, the live release's digest too); raises naming every
-    host that is not ready."""
+    host that is not ready (with ``restarts``, for the command to restart its units)."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
     request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60,
                             content=content, background=layout.background_release,
@@ -38,7 +38,7 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
             ctx.reporter.host(name, "failed", problems[-1])
             continue
         stale = [f"{unit} runs from {answer.workdirs[unit]}" for unit in background_units(layout, roles.get(name, ()))
-                 if answer.workdirs.get(unit) not in (None, layout.background_release)]
+                 if restarts and answer.workdirs.get(unit) not in (None, layout.background_release)]
         if stale:
             problems.append(f"{name}: {', '.join(stale)}, not {layout.background_release} (an older smship's unit "
                             f"file); run 'smship provision {ctx.name}' first")

@@ -236,6 +236,21 @@ def test_workers_that_fail_stop_the_web_roll_before_its_next_batch(fleet_of, rel
     assert no_lock_left(fleet)
 
 
+def test_a_worker_unit_of_an_older_smship_fails_the_preflight_yet_releases_still_lists(fleet_of, release, monkeypatch):
+    from smship.deploy import rollback as rollback_command
+
+    ctx, fleet = fleet_of()
+    fleet.hosts["jobs1"].workdirs = {"shop-worker.service": "/srv/shop/current",
+                                     "shop-beat.service": "/srv/shop/background"}
+    with pytest.raises(Exception, match="jobs1: shop-worker.service runs from /srv/shop/current, not "
+                                        "/srv/shop/background .*run 'smship provision prod' first"):
+        run_deploy(ctx, fleet)
+    assert fleet.happened("rsync") == [] and fleet.happened("lock") == [] and restarts(fleet) == []
+    monkeypatch.setattr(rollback_command, "open_fleet", lambda ctx, hosts=None: fleet)
+    assert rollback_command.releases(ctx)
+    assert ctx.reporter.data["releases"]["jobs1"] == [{"id": "r0", "live": True, "complete": True}]
+
+
 def test_a_failed_migration_restarts_nothing(fleet_of, release):
     ctx, fleet = fleet_of()
     fleet.fail_command(lambda host, what: what.startswith("alembic upgrade head"))
