@@ -131,6 +131,14 @@ def test_worker_and_beat_units(project):
     ready = ready_lines(layout, state.roles, "jobs1")
     assert " --hostname shop@jobs1\n" in worker and ready["shop-worker.service"] == "shop@jobs1 ready."
     assert ready["shop-beat.service"] == "beat: Starting..." and "--loglevel INFO" in worker
+    # They run from their own link, which the host keeps; a host without them has none.
+    assert "WorkingDirectory=/srv/shop/background\n" in worker and "ExecStart=/srv/shop/background/.venv/" in worker
+    link = "no worker and beat release link (neither runs here)"
+    assert link not in [e.name for e in state.ensures]
+    assert "the worker and beat's release link" in [e.name for e in state.ensures]
+    web_only = state_for(project, "web1")
+    assert link in [e.name for e in web_only.ensures]
+    assert "the worker and beat's release link" not in [e.name for e in web_only.ensures]
 
 
 def test_db_host_gets_postgres_and_redis_with_secrets_kept_secret(project):
