@@ -704,15 +704,14 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
 def _point(request, release):
     """Make ``release`` the one the units start from: their own link for the worker and beat (with
     ``current`` too on a host without a web tier), else ``current``."""
-    background = request.get("background")
-    if background:
-        _link({"path": background["link"], "target": _complete_release(request["root"], release)})
-    if not background or background["moves_current"]:
+    if request.get("background"):
+        _link({"path": request["background"]["link"], "target": _complete_release(request["root"], release)})
+    if _records(request):
         _switch(request["root"], release)
 
 
 def _records(request):
-    """Whether this activation writes the activation log: it moves ``current``."""
+    """Whether this activation moves ``current``, and so writes the activation log."""
     background = request.get("background")
     return not background or background["moves_current"]
 
@@ -722,10 +721,10 @@ def _background_refusal(request):
     older smship's unit file), so moving their link would restart it on the old release."""
     link = request["background"]["link"]
     for unit in request["restart"]:
-        _, out, _ = _run(["systemctl", "show", "-p", "WorkingDirectory", "--value", unit])
-        if out.strip() != link:
+        runs_from = _unit_show(unit, ["WorkingDirectory"]).get("WorkingDirectory", "")
+        if runs_from != link:
             return ("%s runs from %s, not %s (a unit file of an older smship); run 'smship provision' "
-                    "to move it to its own link" % (unit, out.strip() or "nowhere", link))
+                    "to move it to its own link" % (unit, runs_from or "nowhere", link))
     return None
 
 

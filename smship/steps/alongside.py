@@ -29,10 +29,6 @@ class Alongside:
         self._started = 0.0
         self._result: RollResult | None = None
 
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
         """Begin the batch (once; later calls do nothing)."""
         if self._thread is not None or not self.names:

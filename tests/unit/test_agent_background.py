@@ -40,7 +40,8 @@ def test_the_worker_s_link_moves_and_current_only_on_a_host_without_web(tmp_path
 def test_a_unit_still_running_from_current_is_refused_with_what_to_run(tmp_path, monkeypatch):
     request = background_request(root_with(tmp_path, "r1"), "r1", moves_current=False)
     answers = {"shop-worker.service": str(tmp_path / "current") + "\n"}
-    monkeypatch.setattr(agent, "_run", lambda argv, stdin=None: (0, answers[argv[-1]], ""))
+    # systemctl show ... UNIT -p WorkingDirectory
+    monkeypatch.setattr(agent, "_run", lambda argv, stdin=None: (0, "WorkingDirectory=" + answers[argv[3]], ""))
     refused = agent._background_refusal(request)
     assert refused.startswith(f"shop-worker.service runs from {tmp_path}/current, not {tmp_path}/background")
     assert "run 'smship provision'" in refused
@@ -51,7 +52,7 @@ def test_a_unit_still_running_from_current_is_refused_with_what_to_run(tmp_path,
 def test_a_refused_activation_touches_nothing(tmp_path, monkeypatch):
     root = root_with(tmp_path, "r1", "r2")
     agent._switch(str(root), "r1")
-    monkeypatch.setattr(agent, "_run", lambda argv, stdin=None: (0, f"{root}/current\n", ""))
+    monkeypatch.setattr(agent, "_run", lambda argv, stdin=None: (0, f"WorkingDirectory={root}/current\n", ""))
     answer = agent.activate(background_request(root, "r2", moves_current=True))
     assert answer["ok"] is False and answer["untouched"] is True
     assert (agent._current(str(root)), agent._linked(str(root / "background"))) == ("r1", None)
