@@ -40,7 +40,10 @@ def assert_fleet_sound(lab, hosts=APP_HOSTS) -> None:
         assert remote(lab, host, f"test -e {APP_ROOT}/shared/deploy.lock && echo held || echo free").strip() == "free", \
             f"{host}: the deploy lock was left behind"
         if host in WEB:
-            assert served_release(lab, host) == live
+            served = served_release(lab, host)
+            assert served == live, (f"{host}: serves {served} while current -> {live}; its web slots: "
+                                    + remote(lab, host, f"ls -l /var/www/refapp/web {APP_ROOT} 2>&1; "
+                                                        "systemctl list-units --no-pager 'refapp-*' || true"))
             assert not drained(lab, host), f"{host} was left drained from the load balancer"
 
 
@@ -241,7 +244,10 @@ def test_ctrl_c_in_each_phase_leaves_the_fleet_whole_and_a_rerun_completes(lab, 
         assert run.returncode != 0, run
         assert "interrupted" in run.stderr, run
         assert_no_failed_request(clients)
-        assert_fleet_sound(lab)
+        try:
+            assert_fleet_sound(lab)
+        except AssertionError as unsound:
+            raise AssertionError(f"{unsound}\nthe interrupted deploy said:\n{run.stderr}") from None
         if phase != "roll":
             assert fleet_state(lab) == before, run
         else:

@@ -24,7 +24,7 @@ from smship.layout import Layout
 from smship.remote.client import EnvFileChecks, HostChecks, UnitChecks
 from smship.ssh import Endpoint, SSHOptions, stream_argv
 from smship.hostroles import units_of
-from smship.status.logs import journal_command, prefix, since_argument
+from smship.status.logs import journal_command, no_unit_logged, prefix, since_argument
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory.example"
 
@@ -325,6 +325,13 @@ def test_journal_command_for_units_with_and_without_follow():
     follow = journal_command(["a.service", "b.service"], None, True, 10)
     assert follow.argv[:2] == ("sh", "-c") and follow.argv[-3:] == ("-n", "10", "-f")
     assert "-u" in follow.argv and "b.service" in follow.argv
+
+
+def test_a_unit_pattern_that_never_logged_is_no_lines_rather_than_a_failure():
+    # journalctl's own words (systemd 252 and 257) for -u 'shop-web@*.service' in a journal without it.
+    assert no_unit_logged("Failed to add filter for units: No data available")
+    assert not no_unit_logged("Failed to open files: Permission denied")
+    assert not no_unit_logged("exit 1")
 
 
 def test_log_prefix_keeps_the_line_whole():
