@@ -96,6 +96,19 @@ def test_the_probe_reads_the_database_with_the_one_driver_the_app_ships(postgres
     assert answer.revisions == ("0002",) and answer.admins == 1, answer
 
 
+def test_a_database_at_the_releases_recorded_heads_is_known_without_alembic(postgres, tmp_path):
+    driver = next(d for d in ("psycopg", "psycopg2", "asyncpg") if python_with(d))
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{postgres}/postgres"
+    manifest = tmp_path / "release.json"
+    manifest.write_text(json.dumps({"alembic_heads": ["0002"]}))
+    # No alembic.ini where the probe runs: only the manifest can say 0002 is known.
+    answer, _ = probe(python_with(driver), url, driver, f"--manifest={manifest}")
+    assert answer.revisions == ("0002",) and answer.known == ("0002",), answer
+    manifest.write_text(json.dumps({"alembic_heads": ["0003"]}))
+    elsewhere, _ = probe(python_with(driver), url, driver, f"--manifest={manifest}")
+    assert elsewhere.revisions == ("0002",) and elsewhere.known == (), elsewhere
+
+
 def test_a_refused_login_blames_the_database_and_never_shows_the_password(postgres):
     drivers = [d for d in ("psycopg", "psycopg2", "asyncpg") if python_with(d)]
     assert drivers
