@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from smship.context import EnvContext
 from smship.layout import Layout
@@ -31,16 +32,18 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     """
     entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = [targets[name] for name in outcome["hosts"]]
-    written = agent.ask_all(fleet, agent.audit(layout.audit_log, entry), chosen)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smship-prune") as beside:
+        # The prune and the audit line touch different files: one waits for the other for nothing.
+        pruning = beside.submit(agent.ask_all, fleet, agent.prune(
+            layout.root, ctx.env.keep_releases, [outcome["release"], *protect], [layout.background_release]),
+            chosen) if prune else None
+        written = agent.ask_all(fleet, agent.audit(layout.audit_log, entry), chosen)
     problems = {**{n: str(e) for n, e in written.failed.items()},
                 **{n: a.error for n, a in written.succeeded.items() if not a.ok}}
     for name, problem in sorted(problems.items()):
         ctx.reporter.warn(f"{name}: the audit line was not written: {problem}")
-    if prune:
-        request = agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
-                              [layout.background_release])
-        pruned = agent.ask_all(fleet, request, chosen)
-        removed = sorted({r for answer in pruned.succeeded.values() for r in answer.removed})
+    if pruning is not None:
+        removed = sorted({r for answer in pruning.result().succeeded.values() for r in answer.removed})
         if removed:
             ctx.reporter.info(f"pruned old releases: {', '.join(removed)}")
     ctx.reporter.data["audit"] = entry
