@@ -11,6 +11,7 @@ chosen host (and env files the inventory leaves alone) is a no-op, recorded as o
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -53,29 +54,92 @@ def unchanged(ctx: EnvContext, fleet, targets: dict, layout: Layout, outcome: di
     return True
 
 
-def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
-    """The release to ship, built for ``target`` (the app hosts' interpreter) or checked against it."""
+def obtain_release(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target, report=None):
+    """The release to ship, built for ``target`` (the app hosts' interpreter) or checked against it;
+    its lines go to ``report`` (default: the command's reporter)."""
     from smship.release import build_release, cache_dir, load_release
 
+    report = report or ctx.reporter
     if release_path:
-        ctx.reporter.step(f"using the prebuilt release {release_path}")
+        report.step(f"using the prebuilt release {release_path}")
         release = load_release(Path(release_path))
         require_release_fits(release, target)
         require_built_for(release, ctx.name, ctx.env.domain)
         return release
-    ctx.reporter.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref}) "
-                      f"for CPython {target.python_full_version}")
+    report.step(f"building a release of {ctx.app.source} ({'working tree' if dirty else ref}) "
+                f"for CPython {target.python_full_version}")
     return build_release(ctx.app.source, ref=ref, dirty=dirty, work_dir=cache_dir() / "releases",
-                         progress=ctx.reporter.info, target=target, contract=ctx.app, domain=ctx.env.domain)
+                         progress=report.info, target=target, contract=ctx.app, domain=ctx.env.domain)
+
+
+def name_release(ctx: EnvContext, release) -> None:
+    ctx.reporter.info(f"release {release.id}")
+    ctx.reporter.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
 
 
 def release_to_ship(ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
     """:func:`obtain_release`, timed as the build phase and named in the report."""
     with ctx.reporter.phase("build"):
         release = obtain_release(ctx, release_path, ref, dirty, target)
-    ctx.reporter.info(f"release {release.id}")
-    ctx.reporter.data["release"] = {"id": release.id, "path": str(release.path), "wheels": str(release.wheels_path)}
+    name_release(ctx, release)
     return release
+
+
+class HeldLines:
+    """A reporter's step/info lines kept to be said later, in order."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def step(self, title: str) -> None:
+        self.lines.append(("step", title))
+
+    def info(self, message: str) -> None:
+        self.lines.append(("info", message))
+
+    def say(self, reporter) -> None:
+        for kind, text in self.lines:
+            getattr(reporter, kind)(text)
+
+
+class BuildAhead:
+    """The release built (it needs no host) while the checklist asks the hosts; its lines are said, and
+    its error raised, when it is taken. Ctrl-C leaves it behind (its build tools have the same Ctrl-C)."""
+
+    def __init__(self, ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
+        self.ctx, self.held = ctx, HeldLines()
+        self.release, self.error, self.seconds = None, None, 0.0
+        self._thread = threading.Thread(target=self._build, args=(release_path, ref, dirty, target),
+                                        name="smship-build", daemon=True)
+        self._thread.start()
+
+    def _build(self, release_path, ref, dirty, target) -> None:
+        began = time.monotonic()
+        try:
+            self.release = obtain_release(self.ctx, release_path, ref, dirty, target, report=self.held)
+        except BaseException as exc:   # raised in the caller's thread by take()
+            self.error = exc
+        self.seconds = time.monotonic() - began
+
+    def abandon(self) -> None:
+        """The checklist failed: the build still ends before smship does, so no build tool is left
+        writing into the cache behind the user's back."""
+        if self._thread.is_alive():
+            self.ctx.reporter.info("waiting for the release build under way to end")
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+
+    def take(self):
+        """The release, once built (waiting for it; Ctrl-C stops the wait)."""
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+        self.held.say(self.ctx.reporter)
+        phases = self.ctx.reporter.data.setdefault("phases", {})
+        phases["build"] = round(phases.get("build", 0) + self.seconds, 3)
+        if self.error is not None:
+            raise self.error
+        name_release(self.ctx, self.release)
+        return self.release
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -116,12 +180,18 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             return unchanged(ctx, fleet, targets, layout, {"release": release.id, "hosts": list(chosen_survey)},
                              live, release.id, started, checked=False)
         compared = True  # under the lock, only the deploy is left
+    building = None if release is not None else BuildAhead(ctx, release_path, ref, dirty, target)
     with report.phase("preflight"):
-        # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
-        preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
+        try:
+            # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
+            preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
+        except Exception:
+            if building is not None:
+                building.abandon()
+            raise
+    release = release or building.take()
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
                           warn=report.warn) as held:
-        release = release or release_to_ship(ctx, release_path, ref, dirty, target)
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
         off = skipped_checks(ctx, skip_checks)
         if off:

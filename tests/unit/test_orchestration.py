@@ -9,6 +9,8 @@ not reached keep the old release, and the lock is released on every exit.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from smship.checklist.checks import NAMES
 from smship.context import EnvContext, targets_of
 from smship.deploy import deploy as deploy_command
 from smship.deploy.rollback import _rollback
+from smship.errors import SmshipError
 from smship.hostroles import app_units, is_app_host
 from smship.release.files import hash_tree
 from smship.release.model import Release, content_digest
@@ -249,6 +252,60 @@ def test_a_worker_unit_of_an_older_smship_fails_the_preflight_yet_releases_still
     monkeypatch.setattr(rollback_command, "open_fleet", lambda ctx, hosts=None: fleet)
     assert rollback_command.releases(ctx)
     assert ctx.reporter.data["releases"]["jobs1"] == [{"id": "r0", "live": True, "complete": True}]
+
+
+def test_the_release_builds_while_the_checklist_asks_the_hosts_and_its_lines_follow_the_checklists(
+        fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    began = threading.Event()
+
+    def build(*args, report=None, **kwargs):
+        report.step("building (test)")
+        began.set()
+        return release
+
+    def checklist(*args, **kwargs):
+        assert began.wait(10), "the build had not begun while the checklist ran"
+        ctx.reporter.step("checklist (test)")
+
+    monkeypatch.setattr(deploy_command, "obtain_release", build)
+    monkeypatch.setattr(deploy_command, "preflight", checklist)
+    assert run_deploy(ctx, fleet)
+    steps = [t["step"] for t in ctx.reporter.data["timeline"]]
+    assert steps.index("checklist (test)") < steps.index("building (test)"), steps
+    assert tiers(fleet) == rolled("r1")
+
+
+def test_a_failed_checklist_waits_for_the_build_under_way_and_changes_nothing(fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    ended = threading.Event()
+
+    def build(*args, **kwargs):
+        time.sleep(0.3)
+        ended.set()
+        return release
+
+    def checklist(*args, **kwargs):
+        raise SmshipError("preflight failed (test)")
+
+    monkeypatch.setattr(deploy_command, "obtain_release", build)
+    monkeypatch.setattr(deploy_command, "preflight", checklist)
+    with pytest.raises(SmshipError, match="preflight failed"):
+        run_deploy(ctx, fleet)
+    assert ended.is_set()
+    assert fleet.happened("lock") == [] and fleet.happened("rsync") == [] and restarts(fleet) == []
+
+
+def test_a_build_that_fails_beside_the_checklist_fails_the_deploy_before_the_lock(fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+
+    def build(*args, **kwargs):
+        raise SmshipError("no uv.lock (test)")
+
+    monkeypatch.setattr(deploy_command, "obtain_release", build)
+    with pytest.raises(SmshipError, match="no uv.lock"):
+        run_deploy(ctx, fleet)
+    assert fleet.happened("lock") == [] and fleet.happened("rsync") == []
 
 
 def test_a_failed_migration_restarts_nothing(fleet_of, release):
