@@ -417,15 +417,27 @@ def _ctrl_c_held() -> Iterator[None]:
     A Ctrl-C that lands while the pool starts a thread leaves that thread
     unknown to the pool: the pool's exit would not wait for it, and its host's
     work (an activation) would go on after smship let go of the connection.
+    Blocking SIGINT in this thread is not enough: the kernel hands the signal
+    to any thread that does not block it (paramiko's, a build's), and Python
+    then runs its handler here all the same. So the handler itself only notes
+    the Ctrl-C while the block runs, and the Ctrl-C is raised as it ends.
+    Only the main thread ever sees KeyboardInterrupt: elsewhere this does
+    nothing.
     """
-    if not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.signal(signal.SIGINT, previous)
+    if noted and previous not in (signal.SIG_IGN, None):
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            signal.raise_signal(signal.SIGINT)
 
 
 class FleetResult(Mapping[str, "T | Exception"], Generic[T]):
