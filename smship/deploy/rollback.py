@@ -114,18 +114,20 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
     with ThreadPoolExecutor(1) as pool:
         asked = pool.submit(schema)
         asked.add_done_callback(lambda answer: report.info(answer.result()))
-        return _switch_back(ctx, fleet, layout, chosen, targets, release_for, started, asked)
+        return _switch_back(ctx, fleet, layout, chosen, targets, release_for, started, asked, vouched=to is None)
 
 
 def _switch_back(ctx: EnvContext, fleet, layout: Layout, chosen: list, targets: dict, release_for: dict[str, str],
-                 started: float, schema: Future) -> bool:
+                 started: float, schema: Future, vouched: bool = False) -> bool:
+    """``vouched``: each host goes back to the release live there just before (not one named with --to),
+    which has served already: its workers start with the first web batch."""
     report = ctx.reporter
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
                           warn=report.warn) as held:
         outcome = {"release": ",".join(sorted(set(release_for.values()))), "hosts": [h.name for h in chosen],
                    "rollback": True}
         with report.phase("roll"):
-            failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback", held)
+            failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback", held, vouched=vouched)
         schema.result()              # said before the rollback's outcome
         if failed:
             return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)

@@ -11,7 +11,9 @@ worker can move before its web tier does.
 
 If a later web batch fails, the workers and beat that moved are put back on
 the release they ran; if they fail (each host reverts itself), no further web
-batch starts. Without web hosts they simply go on their own.
+batch starts. Without web hosts they simply go on their own. A release that
+has already shown it serves (``vouched``: a rollback to the release live just
+before) needs no first batch to show it: the workers and beat start with it.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from smship.steps.roll import Activations, RollResult, health_request, roll
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
-               release_for: dict[str, str], verb: str, held: HeldLock) -> str | None:
+               release_for: dict[str, str], verb: str, held: HeldLock, vouched: bool = False) -> str | None:
     """Activate ``release_for[host]`` tier by tier under the lock ``held``; the failed phase's name, or None
-    when all went well."""
+    when all went well. ``vouched``: the workers need not wait for the first web batch."""
     report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
     background = background_tier(ctx, fleet, targets, hosts, release_for, f"{verb}: workers")
     rolled = None
     if web:
         try:
+            if vouched:
+                background.start()
             rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
                           health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
                           web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed)

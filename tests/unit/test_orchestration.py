@@ -355,10 +355,25 @@ def test_a_rollback_switches_back_without_migrating(fleet_of, release):
     fleet.events.clear()
     chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
     assert _rollback(ctx, fleet, ctx.layout, chosen, None, False, 0.0)
-    assert tiers(fleet) == rolled("r0")
+    seen = restarts(fleet)
+    assert ([r for r in seen if r[0] != "jobs1"], [r for r in seen if r[0] == "jobs1"]) == rolled("r0")
+    # Back to the release live just before, which served already: the workers go with the first web batch.
+    steps = [t["step"] for t in ctx.reporter.data["timeline"]]
+    assert steps.index("rollback: workers: batch 1/1: jobs1") < steps.index("rollback: web: batch 1/3: web1"), steps
     assert migrations(fleet) == []
     assert not [e for e in fleet.happened("command") if "alembic upgrade" in e[2]]
     assert no_lock_left(fleet)
+
+
+def test_a_rollback_to_a_named_release_keeps_the_workers_behind_the_first_web_batch(fleet_of, release):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    fleet.events.clear()
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
+    assert _rollback(ctx, fleet, ctx.layout, chosen, "r0", False, 0.0)
+    assert tiers(fleet) == rolled("r0")
+    steps = [t["step"] for t in ctx.reporter.data["timeline"]]
+    assert steps.index("rollback: web: batch 1/3: web1") < steps.index("rollback: workers: batch 1/1: jobs1"), steps
 
 
 def test_a_rollback_does_not_wait_for_its_schema_answer_yet_says_it(fleet_of, release, capsys):
