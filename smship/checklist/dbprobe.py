@@ -30,15 +30,17 @@ import importlib, json, os, sys
 out = {}
 MANIFEST = "--manifest="
 drivers = [a for a in sys.argv[2:] if not a.startswith(MANIFEST)]
-manifests = [a[len(MANIFEST):] for a in sys.argv[2:] if a.startswith(MANIFEST)]
+manifest = next((a[len(MANIFEST):] for a in sys.argv[2:] if a.startswith(MANIFEST)), None)
 
 
 def recorded_heads():
     """The heads smship read from the release's migrations when it built it (none without a manifest)."""
+    if manifest is None:
+        return set()
     try:
-        with open(manifests[0]) as handle:
+        with open(manifest) as handle:
             return set(json.load(handle).get("alembic_heads") or ())
-    except (IndexError, OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):
         return set()
 
 

@@ -126,13 +126,11 @@ class BuildAhead:
         writing into the cache behind the user's back."""
         if self._thread.is_alive():
             self.ctx.reporter.info("waiting for the release build under way to end")
-        while self._thread.is_alive():
-            self._thread.join(0.2)
+        self._thread.join()
 
     def take(self):
         """The release, once built (waiting for it; Ctrl-C stops the wait)."""
-        while self._thread.is_alive():
-            self._thread.join(0.2)
+        self._thread.join()
         self.held.say(self.ctx.reporter)
         phases = self.ctx.reporter.data.setdefault("phases", {})
         phases["build"] = round(phases.get("build", 0) + self.seconds, 3)
