@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from smship.remote import AGENT_SOURCE, agent, agent_argv
+from smship.remote import AGENT_SOURCE, agent, agent_argv, agent_request
 from smship.ssh import Fleet, Result, RsyncResult, SSHOptions
 
 
@@ -98,7 +98,7 @@ class FakeFleet(Fleet):
         host = self.hosts[target.name]
         argv = tuple(command.argv)
         if argv == agent_argv(AGENT_SOURCE):
-            request = json.loads(command.stdin)
+            request = agent_request(command)
             if any(p(target.name, request) for p in self._interrupting):
                 raise KeyboardInterrupt
             answer = getattr(self, "_op_" + request["op"], None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smship.command import Command
-from smship.steps.migrate import in_app_environment
+from smship.steps.migrate import app_python_program
 from smship.layout import Layout
 from smship.release.model import MANIFEST
 
@@ -132,7 +132,7 @@ def probe_command(layout: Layout, release_id: str | None, url_name: str = "SM_DA
     """The probe in ``cwd`` of the release (where alembic.ini is), reading the URL under the app's name
     with whichever of ``DRIVERS`` the release has; ``release_id`` None: the live one (``current``)."""
     release = layout.release(release_id) if release_id else layout.current
-    return in_app_environment(layout, f"{release}/{cwd}", f"{release}/.venv/bin/python", "-c", PROBE, url_name,
+    return app_python_program(layout, f"{release}/{cwd}", f"{release}/.venv/bin/python", PROBE, url_name,
                               *DRIVERS, f"--manifest={release}/{MANIFEST}",
                               description=f"database facts ({release_id or 'the live release'})")
 

@@ -2,8 +2,10 @@
 
 The agent (:mod:`smship.remote.agent`) is a standard-library program sent
 whole on every call and run as root (``python3 -c``, through a bootstrap that
-reuses its compiled code); requests travel on stdin so that secrets and file
-contents never reach a command line.
+reuses its compiled code). The program and then the request travel on stdin:
+secrets and file contents never reach a command line, and sudo, which logs
+every command line it runs, logs only the short bootstrap, not 50 KB of
+program per call.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text()
 # The db host's backup program (pgBackRest and Postgres), sent the same way.
 PG_AGENT_SOURCE = Path(__file__).with_name("pgagent.py").read_text()
 
-# Runs first, as root: the program in argv[2] is compiled once per source (argv[1], its SHA-256)
-# and interpreter, and kept where only root can write; a cache that cannot be used is skipped.
+# Runs first, as root: stdin holds the program (its first argv[2] bytes) and then the request. The
+# program is compiled once per source (argv[1], its SHA-256) and interpreter, and kept where only root
+# can write; a cache that cannot be used is skipped.
 BOOTSTRAP = """\
 import marshal, os, stat, sys, time
-digest, source = sys.argv[1], sys.argv[2]
+digest, source = sys.argv[1], sys.stdin.buffer.read(int(sys.argv[2]))
 home, code, trusted = "/var/cache/smship-agent", None, False
 try:
     os.makedirs(home, 0o700, exist_ok=True)
@@ -60,19 +63,31 @@ del digest, source, home, trusted, path
 sys.argv[1:] = []
 exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
 """
-_DIGESTS: dict[str, str] = {}
+_ENCODED: dict[str, tuple[str, bytes]] = {}
+
+
+def _encoded(source: str) -> tuple[str, bytes]:
+    """The program's SHA-256 and its bytes, computed once per program."""
+    if source not in _ENCODED:
+        data = source.encode()
+        _ENCODED[source] = (hashlib.sha256(data).hexdigest(), data)
+    return _ENCODED[source]
 
 
 def agent_argv(source: str = AGENT_SOURCE) -> tuple[str, ...]:
-    """``python3 -c BOOTSTRAP DIGEST SOURCE``: the program travels whole, its compiled code is reused."""
-    if source not in _DIGESTS:
-        _DIGESTS[source] = hashlib.sha256(source.encode()).hexdigest()
-    return ("python3", "-c", BOOTSTRAP, _DIGESTS[source], source)
+    """``python3 -c BOOTSTRAP DIGEST LENGTH``: the program itself comes first on stdin."""
+    digest, data = _encoded(source)
+    return ("python3", "-c", BOOTSTRAP, digest, str(len(data)))
 
 
 def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Command:
-    return Command(agent_argv(source), sudo=True, stdin=json.dumps(request).encode(),
+    return Command(agent_argv(source), sudo=True, stdin=_encoded(source)[1] + json.dumps(request).encode(),
                    description=f"smship agent {request['op']}")
+
+
+def agent_request(command: Command) -> dict[str, Any]:
+    """The request an :func:`agent_command` carries (what the agent reads after its program)."""
+    return json.loads(command.stdin[int(command.argv[4]):])
 
 
 def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,

@@ -38,11 +38,19 @@ def transient_unit_properties(layout: Layout, workdir: str, direct: bool = False
             f"WorkingDirectory={workdir}", f"ReadWritePaths={layout.uploads} {layout.logs}", *sandbox_properties()]
 
 
-def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "", direct: bool = False) -> Command:
+def in_app_environment(layout: Layout, workdir: str, *argv: str, description: str = "", direct: bool = False,
+                       stdin: bytes | None = None) -> Command:
     """``argv`` run as the app user with the app's env file, in the app units' sandbox, waiting for it to finish."""
     properties = [word for p in transient_unit_properties(layout, workdir, direct) for word in ("-p", p)]
     return cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec", *properties,
-               *argv, sudo=True, description=description or " ".join(argv))
+               *argv, sudo=True, stdin=stdin, description=description or " ".join(argv))
+
+
+def app_python_program(layout: Layout, workdir: str, python: str, program: str, *args: str,
+                       description: str) -> Command:
+    """``program`` run by ``python`` as in :func:`in_app_environment`. It is read from stdin: on the
+    command line, sudo and systemd would write all of it to the host's journal on every run."""
+    return in_app_environment(layout, workdir, python, "-", *args, stdin=program.encode(), description=description)
 
 
 def in_release(layout: Layout, release_id: str, cwd: str, words: list[str], description: str) -> Command:

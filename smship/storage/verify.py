@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from smship.context import EnvContext, open_fleet
-from smship.steps.migrate import in_app_environment
+from smship.steps.migrate import app_python_program
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.hostroles import app_hosts
@@ -57,7 +57,7 @@ done(True, "wrote, read back and deleted s3://%s/%s%s" % (bucket, key, " (versio
 
 
 def probe_command(layout: Layout):
-    return in_app_environment(layout, layout.current, f"{layout.current}/.venv/bin/python", "-c", PROBE,
+    return app_python_program(layout, layout.current, f"{layout.current}/.venv/bin/python", PROBE,
                               description="S3 round trip as the app")
 
 

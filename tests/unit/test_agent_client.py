@@ -319,19 +319,35 @@ def test_the_bootstrap_reuses_the_agents_compiled_code_only_from_a_directory_onl
     assert bootstrap != BOOTSTRAP
 
     def run(source: str, digest: str = "d1") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", bootstrap, digest, source], input="in", capture_output=True,
-                              text=True, timeout=30)
+        program = source.encode()
+        return subprocess.run([sys.executable, "-c", bootstrap, digest, str(len(program))],
+                              input=program + "in".encode(), capture_output=True, timeout=30)
 
     first = run("import sys\nprint('hello', sys.stdin.read(), len(sys.argv))")
-    assert first.stdout == "hello in 1\n", first.stderr
+    assert first.stdout == b"hello in 1\n", first.stderr
     assert oct(home.stat().st_mode & 0o777) == "0o700" and len(list(home.iterdir())) == 1
-    # The same digest runs the cached code: this source is never compiled.
-    assert run("def (").stdout == "hello in 1\n"
+    # The same digest runs the cached code: this source is never compiled, and the request after it
+    # is still the agent's to read.
+    assert run("def (").stdout == b"hello in 1\n"
     # A directory others may write is not trusted: the source given is compiled.
     home.chmod(0o770)
-    assert "SyntaxError" in run("def (").stderr
+    assert b"SyntaxError" in run("def (").stderr
     home.chmod(0o700)
-    assert run("print('other')", "d2").stdout == "other\n" and len(list(home.iterdir())) == 2
+    assert run("print('other')", "d2").stdout == b"other\n" and len(list(home.iterdir())) == 2
+
+
+def test_the_agents_program_travels_on_stdin_so_sudo_logs_only_the_short_bootstrap():
+    from smship.remote import AGENT_SOURCE, BOOTSTRAP, agent_command, agent_request
+    from smship.ssh.argv import remote_line
+
+    request = {"op": "inspect", "root": "/srv/a", "secret": "s3cr3t"}
+    command = agent_command(request)
+    line = remote_line(command)
+    # sudo writes the whole command line to the host's journal on every call.
+    assert len(line) < len(BOOTSTRAP) + 200 < len(AGENT_SOURCE) / 10
+    assert "def activate" not in line and "s3cr3t" not in line
+    assert command.stdin.startswith(AGENT_SOURCE.encode())
+    assert agent_request(command) == request
 
 
 class LosingFleet:

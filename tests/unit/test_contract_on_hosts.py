@@ -373,13 +373,15 @@ def test_the_apps_own_secret_names_are_refused_in_env(tmp_path):
 
 
 def test_the_database_probe_reads_the_url_under_the_apps_name_where_the_migration_runs(tmp_path):
-    from smship.checklist.dbprobe import probe_command
+    from smship.checklist.dbprobe import PROBE, probe_command
 
     loaded = load(project(tmp_path))
     layout = Layout.of(loaded.app, loaded.environment("prod"))
     default = probe_command(layout, "r1")
-    url_name = lambda command: command.argv[command.argv.index("-c") + 2]  # noqa: E731  (after the probe's source)
+    url_name = lambda command: command.argv[command.argv.index("-") + 1]  # noqa: E731  (the probe reads stdin)
     assert url_name(default) == "SM_DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/host" in default.argv
+    # The probe's program is on stdin: on the command line, sudo and systemd would log all of it.
+    assert default.stdin == PROBE.encode() and not any("import" in word for word in default.argv)
     own = probe_command(layout, "r1", "DATABASE_URL", "backend")
     assert url_name(own) == "DATABASE_URL" and "WorkingDirectory=/srv/shop/releases/r1/backend" in own.argv
 

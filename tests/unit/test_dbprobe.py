@@ -78,7 +78,7 @@ def postgres():
 
 def probe(python: str, url: str, *drivers: str) -> tuple[dict, str]:
     """The probe run as on a host: the URL in the environment only, never in argv."""
-    proc = subprocess.run([python, "-c", PROBE, SETTING, *drivers], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([python, "-", SETTING, *drivers], input=PROBE, capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ["PATH"], SETTING: url}, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr
     return parse_probe(proc.stdout), proc.stdout + proc.stderr
@@ -141,7 +141,7 @@ def test_a_release_without_any_driver_says_so_without_blaming_postgres(tmp_path)
 
 
 def test_an_unset_url_variable_is_named():
-    proc = subprocess.run([sys.executable, "-c", PROBE, SETTING, "psycopg"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-", SETTING, "psycopg"], input=PROBE, capture_output=True, text=True,
                           timeout=60, env={"PATH": os.environ["PATH"]})
     answer = parse_probe(proc.stdout)
     assert answer.cause == "probe" and answer.error == f"{SETTING} is not set in the app's env file"
