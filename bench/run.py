@@ -75,14 +75,17 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
         clients = steady_clients(lab, stack) if loaded else {}
         if clients:
             time.sleep(1)
+        hosts_before = lab.cpu_seconds()
         began, started, used = time.monotonic(), time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         run = run_smship(*argv, "-o", "json", inventory=inventory, timeout=3600)
         wall, after = time.monotonic() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
+        hosts_after = lab.cpu_seconds()
     # smship is the only child process waited for meanwhile (the steady client is a thread):
     # its CPU is the difference; the peak memory is the largest child's so far (KiB on Linux).
     row = {"case": case, "hosts": len(lab.hosts), "ok": (run.returncode != 0) == fails, "wall": wall,
            "cpu": (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime),
-           "peak_rss_mb": after.ru_maxrss / 1024}
+           "peak_rss_mb": after.ru_maxrss / 1024,
+           "hosts_cpu": None if hosts_before is None or hosts_after is None else hosts_after - hosts_before}
     try:
         document = run.document
     except (ValueError, IndexError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 PHASES = ("build", "ship", "install", "migrate", "roll")
 HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "web batch overhead s", "SSH trips/host",
           "bytes/host", "floor s", "x floor", "failed/requests", "p99 ms", "max ms lb", "max ms direct",
-          "smship CPU s", "smship peak MB"]
+          "smship CPU s", "smship peak MB", "hosts CPU s"]
 
 
 def _ms(value) -> str:
@@ -35,7 +35,8 @@ def _row(row: dict) -> list[str]:
             _seconds(floor), ratio, requests, _ms(row.get("p99_ms")), _ms(row.get("max_ms_lb")),
             _ms(row.get("max_ms_direct")),
             "" if row.get("cpu") is None else f"{row['cpu']:.2f}",
-            "" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}"]
+            "" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
+            "" if row.get("hosts_cpu") is None else f"{row['hosts_cpu']:.1f}"]
 
 
 def render(rows: list[dict]) -> str:

@@ -212,6 +212,18 @@ def cgroup_pids(cgroup_name: str) -> set[int]:
     return pids
 
 
+def cpu_seconds(cgroup_name: str) -> float | None:
+    """The CPU time (user and system) a host's processes have used since it booted, from its cgroup in
+    the unified hierarchy (where the kernel keeps it for the whole subtree, exited processes included);
+    None where that cgroup has no such count."""
+    try:
+        text = (CGROUP_FS / "unified" / cgroup_name / "cpu.stat").read_text()
+    except OSError:
+        return None
+    usage = next((line.split()[1] for line in text.splitlines() if line.startswith("usage_usec ")), None)
+    return int(usage) / 1e6 if usage is not None else None
+
+
 def kill_leftovers(spec: HostSpec, timeout: float = 5) -> None:
     """SIGKILL every process still in the host's cgroups (after a crash or a hang)."""
     kill_cgroup(spec.cgroup_name, timeout)

@@ -412,6 +412,12 @@ class Lab:
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(specs)))) as pool:
             return list(pool.map(one, zip(specs, roles)))
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time every host of the lab has used so far, all together (None: not counted here).
+        Hosts share this machine's cores, so a benchmark reads how much of them its command took."""
+        counts = [host.cpu_seconds(spec.cgroup_name) for spec in self.specs()]
+        return None if not counts or None in counts else sum(counts)
+
     # ------------------------------------------------------------ ssh
 
     def ssh_argv(self, name: str, argv: Sequence[str] | object, connect_timeout: int = 5,

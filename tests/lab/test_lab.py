@@ -332,3 +332,14 @@ def test_up_cleans_up_a_crashed_lab(lab, second_lab):
     assert not hostmod._alive(first_pid)
     assert ok(again.ssh("lab1", ["true"])) == ""
     assert len(nspawn_processes(again.run_dir)) == 1
+
+
+def test_the_lab_counts_the_cpu_its_hosts_use(lab):
+    """What the benchmark reads beside its commands: hosts share this machine's cores."""
+    before = lab.lab.cpu_seconds()
+    assert before is not None and before > 0
+    # One second of busy work on one host, in a process that has exited when the count is read.
+    busy = lab.ssh(lab.hosts[1].name, ["timeout", "1", "sh", "-c", "while :; do :; done"])
+    assert busy.returncode == 124, busy.stderr
+    used = lab.lab.cpu_seconds() - before
+    assert 0.5 < used < 30, used
