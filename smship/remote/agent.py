@@ -1227,8 +1227,20 @@ def _sshd_ports():
 
 
 def _apt_candidates(names):
-    """The version apt would install for each package (None when it offers none)."""
-    code, out, _ = _run(["apt-cache", "policy"] + list(names))
+    """The version apt would install for each package (None when it offers none).
+
+    ``apt-cache policy`` reads all of apt's indexes on every call (a third of a
+    second on a busy host, on every provision and check); its answers are kept
+    with the state of every file they come from, and asked again once any of
+    those changes.
+    """
+    names = list(names)
+    fingerprint = _apt_fingerprint()
+    kept = _read_kept(APT_CANDIDATES)
+    known = kept.get("candidates", {}) if kept.get("fingerprint") == fingerprint else {}
+    if all(n in known for n in names):
+        return {n: known[n] for n in names}
+    code, out, _ = _run(["apt-cache", "policy"] + names)
     found, name = {}, None
     for line in out.splitlines():
         if line and not line[0].isspace() and line.endswith(":"):
@@ -1236,10 +1248,83 @@ def _apt_candidates(names):
         elif name and line.strip().startswith("Candidate:"):
             value = line.split(":", 1)[1].strip()
             found[name] = None if value == "(none)" else value
-    return {n: found.get(n) for n in names}
+    answer = {n: found.get(n) for n in names}
+    if code == 0 and fingerprint == _apt_fingerprint():
+        _keep(APT_CANDIDATES, {"fingerprint": fingerprint, "candidates": dict(known, **answer)})
+    return answer
+
+
+# Where apt's candidates come from: its indexes, what dpkg installed, and apt's own configuration (sources,
+# pins, options).
+APT_STATE = ("/var/lib/apt/lists", "/var/lib/dpkg/status", "/etc/apt")
+# Root's own cache, shared with the bootstrap that keeps the agent's compiled code there.
+AGENT_CACHE = "/var/cache/smship-agent"
+APT_CANDIDATES = "apt-candidates.json"
+
+
+def _apt_fingerprint():
+    """Each file of ``APT_STATE`` by path, size and modification time, as one digest."""
+    entries = []
+    for base in APT_STATE:
+        paths = [base] if not os.path.isdir(base) else [
+            os.path.join(root, name) for root, _, files in os.walk(base) for name in files]
+        for path in sorted(paths):
+            try:
+                info = os.lstat(path)
+            except OSError:
+                entries.append("%s -" % path)
+                continue
+            entries.append("%s %d %d" % (path, info.st_size, info.st_mtime_ns))
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def _trusted_cache():
+    """``AGENT_CACHE`` when only the agent's own user (root) may write it, else None: nothing is kept
+    or read there."""
+    try:
+        info = os.lstat(AGENT_CACHE)
+    except OSError:
+        return None
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+        return AGENT_CACHE
+    return None
+
+
+def _read_kept(name):
+    home = _trusted_cache()
+    if home is None:
+        return {}
+    try:
+        with open(os.path.join(home, name)) as handle:
+            kept = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _keep(name, value):
+    home = _trusted_cache()
+    if home is None:
+        return
+    partial = os.path.join(home, "%s.%d.tmp" % (name, os.getpid()))
+    try:
+        with open(partial, "w") as handle:
+            json.dump(value, handle)
+        os.replace(partial, os.path.join(home, name))
+    except OSError:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
 
 
 def _interpreter_version(path):
+    try:
+        if sys.executable and os.path.samefile(path, sys.executable):
+            # The agent's own interpreter: its version is known without starting it again.
+            return "%d.%d.%d" % sys.version_info[:3]
+    except OSError:
+        pass
     try:
         code, out, _ = _run([path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
     except OSError:
@@ -1273,12 +1358,15 @@ def hostos(request):
     clusters, servers = _postgres_majors()
     asked = ["postgresql", "nginx"] + list(request.get("packages", []))
     libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+    # Each asks a program of its own: side by side, the answer waits for the slowest, not for their sum.
+    candidates, nginx, ports = _in_thread(_apt_candidates, asked), _in_thread(_nginx_installed), _in_thread(_sshd_ports)
+    version = _interpreter_version(python)
     return {"id": release.get("ID", ""), "version_id": release.get("VERSION_ID", ""),
             "codename": release.get("VERSION_CODENAME", ""), "name": release.get("PRETTY_NAME", ""),
             "machine": os.uname().machine, "glibc": libc[-1] if libc else "",
-            "python": {"path": python, "version": _interpreter_version(python)},
+            "python": {"path": python, "version": version},
             "postgres": {"clusters": clusters, "installed": servers},
-            "nginx": _nginx_installed(), "candidates": _apt_candidates(asked), "ssh_ports": _sshd_ports()}
+            "nginx": nginx(), "candidates": candidates(), "ssh_ports": ports()}
 
 
 OPS = {"status": status, "facts": facts, "apply": apply, "inspect": inspect, "lock": lock, "unlock": unlock,

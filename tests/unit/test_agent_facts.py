@@ -19,3 +19,15 @@ def test_facts_runs_its_checks_at_once_and_reads_each_answer_as_its_own(tmp_path
     assert time.monotonic() - began < 0.75          # the two slow ones side by side, not one after the other
     assert answer["checks"] == {"slow": True, "also slow": False, "reads stdin": True, "says otherwise": False}
     assert answer["paths"][str(tmp_path)]["type"] == "dir"
+
+
+def test_the_agents_own_interpreter_is_not_started_again_to_tell_its_version(monkeypatch):
+    import sys
+
+    started = []
+    real_run = agent._run
+    monkeypatch.setattr(agent, "_run", lambda argv, stdin=None: started.append(argv) or real_run(argv, stdin))
+    assert agent._interpreter_version(sys.executable) == "%d.%d.%d" % sys.version_info[:3]
+    assert started == []
+    assert agent._interpreter_version("/no/such/python") is None
+    assert started == [["/no/such/python", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]]
