@@ -73,8 +73,16 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     say(f"{len(lab.hosts)} host(s): {case}")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack) if loaded else {}
+        clients_rate = None
         if clients:
             time.sleep(1)
+            # What serving the steady clients alone costs the hosts, per second: the command's own
+            # CPU is the rest (the floor is measured without clients).
+            idle_before, idle_began = lab.cpu_seconds(), time.monotonic()
+            time.sleep(2)
+            idle_after = lab.cpu_seconds()
+            if idle_before is not None and idle_after is not None:
+                clients_rate = (idle_after - idle_before) / (time.monotonic() - idle_began)
         hosts_before = lab.cpu_seconds()
         began, started, used = time.monotonic(), time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         run = run_smship(*argv, "-o", "json", inventory=inventory, timeout=3600)
@@ -85,7 +93,8 @@ def measure(case: str, argv: list[str], inventory: Path, lab, loaded: bool = Fal
     row = {"case": case, "hosts": len(lab.hosts), "ok": (run.returncode != 0) == fails, "wall": wall,
            "cpu": (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime),
            "peak_rss_mb": after.ru_maxrss / 1024,
-           "hosts_cpu": None if hosts_before is None or hosts_after is None else hosts_after - hosts_before}
+           "hosts_cpu": None if hosts_before is None or hosts_after is None else hosts_after - hosts_before,
+           "cores": os.cpu_count(), "clients_cpu_rate": clients_rate}
     try:
         document = run.document
     except (ValueError, IndexError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 PHASES = ("build", "ship", "install", "migrate", "roll")
 HEADER = ["hosts", "case", "wall s", *[f"{p} s" for p in PHASES], "web batch overhead s", "SSH trips/host",
           "bytes/host", "floor s", "x floor", "failed/requests", "p99 ms", "max ms lb", "max ms direct",
-          "smship CPU s", "smship peak MB", "hosts CPU s"]
+          "smship CPU s", "smship peak MB", "hosts CPU s", "clients' cores", "CPU bound s"]
 
 
 def _ms(value) -> str:
@@ -22,6 +22,15 @@ def _overhead(batches: list[dict]) -> str:
     return f"{sum(extra) / len(extra):.2f}" if extra else ""
 
 
+def _cpu_bound(row: dict) -> float | None:
+    """The least wall time the command's own CPU (the hosts' and smship's, less what serving the steady
+    clients took meanwhile) allows on this machine's cores, which they all share."""
+    if row.get("hosts_cpu") is None or row.get("cpu") is None or not row.get("cores"):
+        return None
+    clients = (row.get("clients_cpu_rate") or 0) * row["wall"]
+    return (row["hosts_cpu"] - clients + row["cpu"]) / row["cores"]
+
+
 def _row(row: dict) -> list[str]:
     phases = row.get("phases") or {}
     trips = row.get("round_trips")
@@ -36,7 +45,8 @@ def _row(row: dict) -> list[str]:
             _ms(row.get("max_ms_direct")),
             "" if row.get("cpu") is None else f"{row['cpu']:.2f}",
             "" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
-            "" if row.get("hosts_cpu") is None else f"{row['hosts_cpu']:.1f}"]
+            "" if row.get("hosts_cpu") is None else f"{row['hosts_cpu']:.1f}",
+            "" if row.get("clients_cpu_rate") is None else f"{row['clients_cpu_rate']:.2f}", _seconds(_cpu_bound(row))]
 
 
 def render(rows: list[dict]) -> str:

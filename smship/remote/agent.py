@@ -1250,7 +1250,7 @@ def _apt_candidates(names):
             found[name] = None if value == "(none)" else value
     answer = {n: found.get(n) for n in names}
     if code == 0 and fingerprint == _apt_fingerprint():
-        _keep(APT_CANDIDATES, {"fingerprint": fingerprint, "candidates": dict(known, **answer)})
+        _keep(APT_CANDIDATES, {"fingerprint": fingerprint, "candidates": {**known, **answer}})
     return answer
 
 
