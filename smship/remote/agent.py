@@ -1306,16 +1306,11 @@ def _keep(name, value):
     home = _trusted_cache()
     if home is None:
         return
-    partial = os.path.join(home, "%s.%d.tmp" % (name, os.getpid()))
     try:
-        with open(partial, "w") as handle:
-            json.dump(value, handle)
-        os.replace(partial, os.path.join(home, name))
+        _write_file({"path": os.path.join(home, name), "content": base64.b64encode(json.dumps(value).encode()),
+                     "mode": "0600"})
     except OSError:
-        try:
-            os.unlink(partial)
-        except OSError:
-            pass
+        pass
 
 
 def _interpreter_version(path):
