@@ -337,9 +337,21 @@ def test_up_cleans_up_a_crashed_lab(lab, second_lab):
 def test_the_lab_counts_the_cpu_its_hosts_use(lab):
     """What the benchmark reads beside its commands: hosts share this machine's cores."""
     before = lab.lab.cpu_seconds()
+    started = time.monotonic()
     assert before is not None and before > 0
-    # One second of busy work on one host, in a process that has exited when the count is read.
-    busy = lab.ssh(lab.hosts[1].name, ["timeout", "1", "sh", "-c", "while :; do :; done"])
-    assert busy.returncode == 124, busy.stderr
+    # Half a second of CPU on one host, however long a busy machine takes to give it; the process
+    # has exited when the count is read. Bounded in wall time too, so a stuck host fails the test.
+    spin = (
+        "import time\n"
+        "deadline = time.monotonic() + 60\n"
+        "while time.process_time() < 0.5 and time.monotonic() < deadline: pass\n"
+        "print(time.process_time())"
+    )
+    busy = lab.ssh(lab.hosts[1].name, ["python3", "-c", spin])
+    assert busy.returncode == 0, busy.stderr
+    spent = float(busy.stdout.strip())
+    assert spent >= 0.5, spent
     used = lab.lab.cpu_seconds() - before
-    assert 0.5 < used < 30, used
+    elapsed = time.monotonic() - started
+    # The count holds that process's CPU, and no more than every core busy all along could give.
+    assert spent <= used <= (os.cpu_count() or 1) * elapsed + 0.1, (spent, used, elapsed)
