@@ -76,14 +76,15 @@ def _in_thread(fn, *args):
     return finished
 
 
-def _package_query(names):
-    return ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"] + list(names)
-
-
-def _packages_from(ran, names):
-    _, out, _ = ran
-    installed = {line.split()[0]: line.split()[1].startswith("ii") for line in out.splitlines() if len(line.split()) > 1}
-    return {name: installed.get(name, False) for name in names}
+def _installed_packages(names):
+    """{name: installed} for each package, as dpkg's database says; kept while that database is unchanged."""
+    def ask(asked):
+        code, out, _ = _run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"] + asked)
+        installed = {line.split()[0]: line.split()[1].startswith("ii")
+                     for line in out.splitlines() if len(line.split()) > 1}
+        # dpkg-query says 1 when it knows some names not: an answer all the same.
+        return code in (0, 1), {name: installed.get(name, False) for name in asked}
+    return _kept_answers(INSTALLED_PACKAGES, DPKG_STATE, names, ask)
 
 
 def _path_fact(path, expected_sha):
@@ -115,16 +116,77 @@ def _path_fact(path, expected_sha):
     return fact
 
 
+def _sh_word(text):
+    """``text`` as one word of a POSIX shell command line."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _batchable(check):
+    """Whether a check can share one shell with others: it reads no stdin and only its exit status counts."""
+    return not check.get("stdin") and check.get("output") is None
+
+
+def _shell_line(argv):
+    """One check as a line of the shared shell, in a subshell of its own, as it would run alone: a
+    ``sh -c SCRIPT NAME ARGS`` check is its script run with ARGS as ``$@``; any other argv is run as
+    written (a shell builtin such as ``test`` answers as its program would)."""
+    if len(argv) >= 3 and argv[0] == "sh" and argv[1] == "-c":
+        run = "set -- %s; eval %s" % (" ".join(_sh_word(a) for a in argv[4:]), _sh_word(argv[2]))
+    else:
+        run = " ".join(_sh_word(a) for a in argv)
+    return "(%s) </dev/null >/dev/null 2>&1; echo \"$?\"" % run
+
+
+def _start_checks(checks):
+    """Start every check; the returned function waits for them all and gives {name: (status, stdout)}.
+
+    Checks that read nothing and whose output does not count share one ``sh``: on a small host, starting a
+    program costs more than most checks' own work, and a host has a dozen of them."""
+    shared = [name for name, check in checks.items() if _batchable(check)]
+    alone = {name: _start(check["argv"], base64.b64decode(check["stdin"]) if check.get("stdin") else None)
+             for name, check in checks.items() if name not in shared}
+    batch = _start(["sh", "-c", "\n".join(_shell_line(checks[name]["argv"]) for name in shared)]) if shared else None
+
+    def finished():
+        ran = {name: started() for name, started in alone.items()}
+        if batch:
+            statuses = batch()[1].split()
+            for name, status in zip(shared, statuses):
+                ran[name] = (int(status), "", "")
+            # A shell that died part-way: what it did not answer runs alone.
+            for name in shared[len(statuses):]:
+                ran[name] = _run(checks[name]["argv"])
+        return {name: ran[name] for name in checks}
+    return finished
+
+
+def _service_states(names):
+    """{name: (enabled, active)} as ``systemctl is-enabled`` and ``is-active`` print them, from one
+    ``systemctl show`` for all."""
+    shown = _in_thread(_units_show, names, ["UnitFileState", "ActiveState"]) if names else lambda: []
+
+    def finished():
+        states = {}
+        for name, props in zip(names, shown()):
+            enabled, active = props.get("UnitFileState"), props.get("ActiveState")
+            # A SysV script's unit says "generated"; is-enabled asks the script's links instead.
+            if enabled is None or enabled == "generated":
+                enabled = _run(["systemctl", "is-enabled", name])[1].strip()
+            if active is None:
+                active = _run(["systemctl", "is-active", name])[1].strip()
+            states[name] = (enabled, active)
+        return states
+    return finished
+
+
 def facts(request):
     # Every question that runs a program is started at once and answered as it finishes: the slowest
     # (a psql, apt-cache) sets the pace, not their sum. They only read.
     hostos_answer = _in_thread(hostos, request["hostos"]) if "hostos" in request else None
     packages = request.get("packages", [])
-    package_query = _start(_package_query(packages)) if packages else None
-    checks_started = {name: _start(check["argv"], base64.b64decode(check["stdin"]) if check.get("stdin") else None)
-                      for name, check in request.get("checks", {}).items()}
-    services_started = {name: (_start(["systemctl", "is-enabled", name]), _start(["systemctl", "is-active", name]))
-                        for name in request.get("services", [])}
+    package_query = _in_thread(_installed_packages, packages) if packages else None
+    checks_finished = _start_checks(request.get("checks", {}))
+    services_finished = _service_states(request.get("services", []))
     users = {}
     for name in request.get("users", []):
         try:
@@ -133,8 +195,7 @@ def facts(request):
         except KeyError:
             users[name] = None
     checks = {}
-    for name, finished in checks_started.items():
-        code, out, _ = finished()
+    for name, (code, out, _) in checks_finished().items():
         wanted = request["checks"][name].get("output")
         checks[name] = code == 0 and (wanted is None or out.strip() == wanted)
     release = {}
@@ -151,11 +212,11 @@ def facts(request):
     answer = {
         "os": release,
         "pending_handlers": _pending_handlers(),
-        "packages": _packages_from(package_query(), packages) if package_query else {},
+        "packages": package_query() if package_query else {},
         "users": users,
         "paths": {path: _path_fact(path, sha) for path, sha in request.get("paths", {}).items()},
-        "services": {name: {"enabled": enabled()[1].strip(), "active": active()[1].strip()}
-                     for name, (enabled, active) in services_started.items()},
+        "services": {name: {"enabled": enabled, "active": active}
+                      for name, (enabled, active) in services_finished().items()},
         "checks": checks,
     }
     if hostos_answer:
@@ -541,9 +602,10 @@ def _get(health, path):
     else:
         import ssl
 
-        context = ssl.create_default_context()
         # The check goes to this host's own nginx; the name on its certificate
-        # is the site's, not 127.0.0.1, and the point is the app, not TLS.
+        # is the site's, not 127.0.0.1, and the point is the app, not TLS: no
+        # CA store is loaded (that alone cost more CPU than the check).
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         connection = http.client.HTTPSConnection("127.0.0.1", health["port"], timeout=5, context=context)
@@ -978,9 +1040,9 @@ def status(request):
     """Live release, units with their state and uptime, readiness, drained from the lb, disk."""
     answer = inspect(request)
     units = {}
-    for unit in _units(request):
-        _, out, _ = _run(["systemctl", "show", unit, "-p", "ActiveState,SubState,ActiveEnterTimestampMonotonic,LoadState"])
-        props = dict(line.partition("=")[::2] for line in out.splitlines())
+    names = _units(request)
+    shown = _units_show(names, ["ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "LoadState"]) if names else []
+    for unit, props in zip(names, shown):
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
         up = time.clock_gettime(time.CLOCK_MONOTONIC) - since if since and props.get("ActiveState") == "active" else None
         units[unit] = {"state": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
@@ -1112,8 +1174,16 @@ def _env_facts(request):
 
 
 def _unit_show(unit, props):
-    _, out, _ = _run(["systemctl", "show", "--timestamp=unix", unit, "-p", ",".join(props)])
-    return dict(line.partition("=")[::2] for line in out.splitlines())
+    return _units_show([unit], props)[0]
+
+
+def _units_show(units, props):
+    """``props`` of each unit, from one ``systemctl show`` (its blocks come in the order asked); a unit
+    whose block cannot be told apart gets {}."""
+    code, out, _ = _run(["systemctl", "show", "--timestamp=unix"] + list(units) + ["-p", ",".join(props)])
+    blocks = [dict(line.partition("=")[::2] for line in block.splitlines())
+              for block in out.strip("\n").split("\n\n")] if code == 0 and out.strip() else []
+    return blocks if len(blocks) == len(units) else [{} for _ in units]
 
 
 def _unit_facts(unit):
@@ -1215,15 +1285,42 @@ def _os_release():
 
 def _sshd_ports():
     """The ports sshd listens on, from its effective configuration (a Port set in sshd_config or a
-    drop-in, which smship's SSH config may reach without the inventory naming it)."""
-    try:
-        code, out, _ = _run(["/usr/sbin/sshd", "-T"])
-    except OSError:
-        return []
-    if code != 0:
-        return []
-    return sorted({int(words[1]) for words in (line.split() for line in out.splitlines())
-                   if len(words) == 2 and words[0] == "port" and words[1].isdigit()})
+    drop-in, which smship's SSH config may reach without the inventory naming it); kept while sshd and
+    its configuration are unchanged."""
+    def ask(_):
+        try:
+            code, out, _ = _run([SSHD, "-T"])
+        except OSError:
+            return False, {"ports": []}
+        if code != 0:
+            return False, {"ports": []}
+        return True, {"ports": sorted({int(words[1]) for words in (line.split() for line in out.splitlines())
+                                       if len(words) == 2 and words[0] == "port" and words[1].isdigit()})}
+    sources = _sshd_sources()
+    if sources is None:
+        return ask(None)[1]["ports"]
+    return _kept_answers(SSHD_PORTS, sources, ["ports"], ask)["ports"]
+
+
+def _sshd_sources():
+    """sshd and every file of /etc/ssh; None when its configuration includes a file elsewhere (its
+    answer is then never kept)."""
+    config = SSHD_CONFIG
+    for root, _, files in os.walk(config):
+        for name in files:
+            if not (name == "sshd_config" or name.endswith(".conf")):
+                continue
+            try:
+                with open(os.path.join(root, name), errors="replace") as handle:
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                words = line.split()
+                if words and words[0].lower() == "include" and any(
+                        w.startswith("/") and not w.startswith(config + "/") for w in words[1:]):
+                    return None
+    return (SSHD, config)
 
 
 def _apt_candidates(names):
@@ -1234,38 +1331,58 @@ def _apt_candidates(names):
     with the state of every file they come from, and asked again once any of
     those changes.
     """
-    names = list(names)
-    fingerprint = _apt_fingerprint()
-    kept = _read_kept(APT_CANDIDATES)
-    known = kept.get("candidates", {}) if kept.get("fingerprint") == fingerprint else {}
-    if all(n in known for n in names):
-        return {n: known[n] for n in names}
-    code, out, _ = _run(["apt-cache", "policy"] + names)
-    found, name = {}, None
-    for line in out.splitlines():
-        if line and not line[0].isspace() and line.endswith(":"):
-            name = line[:-1]
-        elif name and line.strip().startswith("Candidate:"):
-            value = line.split(":", 1)[1].strip()
-            found[name] = None if value == "(none)" else value
-    answer = {n: found.get(n) for n in names}
-    if code == 0 and fingerprint == _apt_fingerprint():
-        _keep(APT_CANDIDATES, {"fingerprint": fingerprint, "candidates": {**known, **answer}})
+    def ask(asked):
+        code, out, _ = _run(["apt-cache", "policy"] + asked)
+        found, name = {}, None
+        for line in out.splitlines():
+            if line and not line[0].isspace() and line.endswith(":"):
+                name = line[:-1]
+            elif name and line.strip().startswith("Candidate:"):
+                value = line.split(":", 1)[1].strip()
+                found[name] = None if value == "(none)" else value
+        return code == 0, {n: found.get(n) for n in asked}
+    return _kept_answers(APT_CANDIDATES, APT_STATE, names, ask)
+
+
+def _kept_answers(name, sources, asked, ask):
+    """``ask(names)`` (whether the answer may be kept, and {name: answer}) for the names ``asked``.
+
+    Answers are kept in root's cache under ``name`` with a digest of every file under ``sources``, and
+    used while those files stay as they were; a name not asked before is asked. Nothing is kept when the
+    files changed while the program ran.
+    """
+    asked = list(asked)
+    fingerprint = _files_fingerprint(sources)
+    kept = _read_kept(name)
+    known = kept.get("answers", {}) if kept.get("fingerprint") == fingerprint else {}
+    if all(n in known for n in asked):
+        return {n: known[n] for n in asked}
+    complete, answer = ask(asked)
+    if complete and fingerprint == _files_fingerprint(sources):
+        _keep(name, {"fingerprint": fingerprint, "answers": {**known, **answer}})
     return answer
 
 
 # Where apt's candidates come from: its indexes, what dpkg installed, and apt's own configuration (sources,
 # pins, options).
 APT_STATE = ("/var/lib/apt/lists", "/var/lib/dpkg/status", "/etc/apt")
+# What dpkg-query reads: the database and the updates dpkg has not merged into it yet.
+DPKG_STATE = ("/var/lib/dpkg/status", "/var/lib/dpkg/updates")
 # Root's own cache, shared with the bootstrap that keeps the agent's compiled code there.
 AGENT_CACHE = "/var/cache/smship-agent"
 APT_CANDIDATES = "apt-candidates.json"
+INSTALLED_PACKAGES = "installed-packages.json"
+SSHD_PORTS = "sshd-ports.json"
+SSHD, SSHD_CONFIG = "/usr/sbin/sshd", "/etc/ssh"
+NGINX_VERSION = "nginx-version.json"
+NGINX = "/usr/sbin/nginx"
 
 
-def _apt_fingerprint():
-    """Each file of ``APT_STATE`` by path, size and modification time, as one digest."""
+def _files_fingerprint(sources):
+    """Each file under ``sources`` by path, inode, size, modification and change time, as one digest (a
+    package upgrade keeps its files' own modification times, but renames new files into place)."""
     entries = []
-    for base in APT_STATE:
+    for base in sources:
         paths = [base] if not os.path.isdir(base) else [
             os.path.join(root, name) for root, _, files in os.walk(base) for name in files]
         for path in sorted(paths):
@@ -1274,7 +1391,7 @@ def _apt_fingerprint():
             except OSError:
                 entries.append("%s -" % path)
                 continue
-            entries.append("%s %d %d" % (path, info.st_size, info.st_mtime_ns))
+            entries.append("%s %d %d %d %d" % (path, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
@@ -1339,12 +1456,17 @@ def _postgres_majors():
 
 
 def _nginx_installed():
-    try:
-        code, out, err = _run(["nginx", "-v"])
-    except OSError:
-        return None
-    match = re.search(r"nginx/([0-9.]+)", err + out)
-    return match.group(1) if match else None
+    """nginx's version, or None when it is not installed; kept while its program is unchanged."""
+    program = shutil.which("nginx") or NGINX
+
+    def ask(_):
+        try:
+            code, out, err = _run([program, "-v"])
+        except OSError:
+            return True, {"version": None}
+        match = re.search(r"nginx/([0-9.]+)", err + out)
+        return code == 0, {"version": match.group(1) if match else None}
+    return _kept_answers(NGINX_VERSION, (program,), ["version"], ask)["version"]
 
 
 def hostos(request):
