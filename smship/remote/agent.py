@@ -33,6 +33,7 @@ import re
 import stat
 import subprocess
 import sys
+import shlex
 import shutil
 import socket
 import tempfile
@@ -116,11 +117,6 @@ def _path_fact(path, expected_sha):
     return fact
 
 
-def _sh_word(text):
-    """``text`` as one word of a POSIX shell command line."""
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
 def _batchable(check):
     """Whether a check can share one shell with others: it reads no stdin and only its exit status counts."""
     return not check.get("stdin") and check.get("output") is None
@@ -131,14 +127,14 @@ def _shell_line(argv):
     ``sh -c SCRIPT NAME ARGS`` check is its script run with ARGS as ``$@``; any other argv is run as
     written (a shell builtin such as ``test`` answers as its program would)."""
     if len(argv) >= 3 and argv[0] == "sh" and argv[1] == "-c":
-        run = "set -- %s; eval %s" % (" ".join(_sh_word(a) for a in argv[4:]), _sh_word(argv[2]))
+        run = "set -- %s; eval %s" % (shlex.join(argv[4:]), shlex.quote(argv[2]))
     else:
-        run = " ".join(_sh_word(a) for a in argv)
+        run = shlex.join(argv)
     return "(%s) </dev/null >/dev/null 2>&1; echo \"$?\"" % run
 
 
 def _start_checks(checks):
-    """Start every check; the returned function waits for them all and gives {name: (status, stdout)}.
+    """Start every check; the returned function waits for them all and gives {name: (status, stdout, stderr)}.
 
     Checks that read nothing and whose output does not count share one ``sh``: on a small host, starting a
     program costs more than most checks' own work, and a host has a dozen of them."""
@@ -163,7 +159,7 @@ def _start_checks(checks):
 def _service_states(names):
     """{name: (enabled, active)} as ``systemctl is-enabled`` and ``is-active`` print them, from one
     ``systemctl show`` for all."""
-    shown = _in_thread(_units_show, names, ["UnitFileState", "ActiveState"]) if names else lambda: []
+    shown = _in_thread(_units_show, names, ["UnitFileState", "ActiveState"])
 
     def finished():
         states = {}
@@ -1041,7 +1037,7 @@ def status(request):
     answer = inspect(request)
     units = {}
     names = _units(request)
-    shown = _units_show(names, ["ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "LoadState"]) if names else []
+    shown = _units_show(names, ["ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "LoadState"])
     for unit, props in zip(names, shown):
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
         up = time.clock_gettime(time.CLOCK_MONOTONIC) - since if since and props.get("ActiveState") == "active" else None
@@ -1180,6 +1176,8 @@ def _unit_show(unit, props):
 def _units_show(units, props):
     """``props`` of each unit, from one ``systemctl show`` (its blocks come in the order asked); a unit
     whose block cannot be told apart gets {}."""
+    if not units:
+        return []
     code, out, _ = _run(["systemctl", "show", "--timestamp=unix"] + list(units) + ["-p", ",".join(props)])
     blocks = [dict(line.partition("=")[::2] for line in block.splitlines())
               for block in out.strip("\n").split("\n\n")] if code == 0 and out.strip() else []
