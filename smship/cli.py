@@ -9,6 +9,7 @@ import sys
 from invoke import Collection, Program
 
 from smship import __version__
+from smship.process_exit import run_then_exit
 from smship.lab import tasks as lab_tasks
 from smship.tasks.build import build
 from smship.tasks.check import check, logs
@@ -124,4 +125,5 @@ def main() -> None:
     if group_help is not None:
         print(group_help)
         raise SystemExit(0)
-    program.run()
+    # The process ends here, without the interpreter's teardown (see smship.process_exit).
+    run_then_exit(program.run)
