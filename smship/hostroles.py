@@ -10,6 +10,8 @@ from smship.layout import Layout
 APP_ROLES = ("web", "worker", "beat")
 REDIS_UNIT = "redis-server.service"
 NGINX_UNIT = "nginx.service"
+# A Postgres cluster's own unit, by its major (Debian's postgresql.service only wraps it).
+POSTGRES_CLUSTER_UNIT = "postgresql@%s-main.service"
 
 
 def is_app_host(host: Host) -> bool:

@@ -37,6 +37,8 @@ class Reporter:
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
         self.reports: list[HostReport] = []
         self.data: dict[str, Any] = {}
+        # The closing line's account of a command whose hosts report no outcome (status, check).
+        self.summary: str | None = None
         self._started = time.monotonic()
 
     def step(self, title: str) -> None:
@@ -82,7 +84,7 @@ class Reporter:
         counts = {status: sum(r.status == status for r in self.reports) for status in _STYLE}
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
-        self.console.print(f"{verdict} {escape(command)}: {summary or 'nothing to do'} in {seconds:.1f}s")
+        self.console.print(f"{verdict} {escape(command)}: {summary or escape(self.summary or 'nothing to do')} in {seconds:.1f}s")
         if self.output == "json":
             document = {"command": command, "ok": ok, "seconds": round(seconds, 3),
                         "hosts": [asdict(r) for r in self.reports], **self.data}

@@ -47,7 +47,8 @@ def show(ctx: EnvContext, verdicts: list[Verdict]) -> bool:
             console.print(f"    {'':<18} [dim]fix:[/] {escape(v.fix)}")
     ctx.reporter.data["checks"] = [v.as_dict() for v in verdicts]
     counts = {s: sum(v.status == s for v in verdicts) for s in _STYLE}
-    console.print("    " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    ctx.reporter.summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    console.print("    " + ctx.reporter.summary)
     return not counts["fail"]
 
 

@@ -882,11 +882,22 @@ def _serving_slot(web):
 
 def _units(request):
     """``request["units"]``, where the web slots' template names (``APP-web@.service`` and ``.socket``)
-    stand for the serving slot's units (slot a's before any slot served)."""
+    stand for the serving slot's units (slot a's before any slot served), and ``request["postgres_unit"]``
+    (``postgresql@%s-main.service``) for this host's cluster's."""
     web = request.get("web")
     slot = (_serving_slot(web) or "a") if web else None
     named = {web["service"] % "": web["service"] % slot, web["socket_unit"] % "": web["socket_unit"] % slot} if web else {}
+    if request.get("postgres_unit"):
+        named[request["postgres_unit"]] = _postgres_unit(request["postgres_unit"])
     return [named.get(unit, unit) for unit in request["units"]]
+
+
+def _postgres_unit(template):
+    """The unit of the cluster smship.hostos.HostOS.postgres_major picks (the newest cluster, else the
+    newest server); without either, Debian's wrapper unit, which says Postgres is not there."""
+    clusters, servers = _postgres_majors()
+    found = clusters or servers
+    return template % max(found) if found else "postgresql.service"
 
 
 def _web_refusal(web):

@@ -299,12 +299,15 @@ def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
 
 
 def status(root: str, lock: str, units: list[str], health: dict | None, drain_flag: str | None,
-           timeout: float = 900, web: dict | None = None, background: str | None = None) -> Request[HostStatus]:
+           timeout: float = 900, web: dict | None = None, background: str | None = None,
+           postgres_unit: str | None = None) -> Request[HostStatus]:
     """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's;
-    ``background`` (Layout.background_release, on a worker or beat host): the release that link names."""
+    ``background`` (Layout.background_release, on a worker or beat host): the release that link names;
+    ``postgres_unit`` (``postgresql@%s-main.service``, one of ``units``): the cluster's unit, its major read
+    by the host in the same round trip."""
     fields = {"root": root, "lock": lock, "units": units, "health": health, "drain_flag": drain_flag}
-    return Request("status", fields | ({"web": web} if web else {}) | ({"background": background} if background else {}),
-                   _host_status, timeout, read_only=True)
+    optional = {"web": web, "background": background, "postgres_unit": postgres_unit}
+    return Request("status", fields | {k: v for k, v in optional.items() if v}, _host_status, timeout, read_only=True)
 
 
 # -- key rotation --------------------------------------------------------------

@@ -9,7 +9,7 @@ from rich.table import Table
 from smship.context import EnvContext, open_fleet
 from smship.steps.lock import lock_path
 from smship.steps.roll import health_request
-from smship.hostroles import background_units, units_of
+from smship.hostroles import POSTGRES_CLUSTER_UNIT, background_units, units_of
 from smship.remote import client as agent
 
 
@@ -27,16 +27,17 @@ def status(ctx: EnvContext) -> bool:
 
     def ask(target) -> agent.Request[agent.HostStatus]:
         host = next(h for h in ctx.env.hosts if h.name == target.name)
+        # The cluster's unit is named after its major: without the inventory's, the db host reads its own
+        # in the same round trip.
         major = ctx.env.db.postgres_version
-        if "db" in host.roles and not major:     # the cluster's unit is named after its major
-            major = agent.ask(fleet, target, agent.hostos(ctx.app)).postgres_major(None)
+        postgres = POSTGRES_CLUSTER_UNIT % major if major else POSTGRES_CLUSTER_UNIT
         return agent.status(layout.root, lock_path(layout),
-                            units_of(layout, host.roles, postgres_unit=f"postgresql@{major}-main.service",
-                                     socket=True, nginx_on_web=True),
+                            units_of(layout, host.roles, postgres_unit=postgres, socket=True, nginx_on_web=True),
                             health if "web" in host.roles else None,
                             layout.drain_flag if "web" in host.roles else None, timeout=60,
                             web=layout.web_slots() if "web" in host.roles else None,
-                            background=layout.background_release if background_units(layout, host.roles) else None)
+                            background=layout.background_release if background_units(layout, host.roles) else None,
+                            postgres_unit=POSTGRES_CLUSTER_UNIT if "db" in host.roles and not major else None)
 
     with open_fleet(ctx) as fleet:
         answers = agent.ask_all(fleet, ask)
@@ -67,6 +68,9 @@ def status(ctx: EnvContext) -> bool:
             first, last = ["", "", ""], ["", ""]
         table.add_section()
         ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {**answer.answer, "roles": host.roles}
+    answered = len(answers.succeeded)
+    ctx.reporter.summary = (f"{answered} host(s) answered" if answered == len(ctx.env.hosts)
+                            else f"{answered} of {len(ctx.env.hosts)} host(s) answered")
     console = ctx.reporter.console
     if not console.is_terminal:
         # A pipe or a file has no width to respect: keep every row on one line.

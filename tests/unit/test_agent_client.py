@@ -75,6 +75,7 @@ def test_each_builder_sends_the_fields_the_agent_reads():
          "activation_log": "/log"}
     assert agent.status("/srv/a", "/l", ["web.service"], None, None).body() == \
         {"op": "status", "root": "/srv/a", "lock": "/l", "units": ["web.service"], "health": None, "drain_flag": None}
+    assert agent.status("/srv/a", "/l", ["p@%s"], None, None, postgres_unit="p@%s").body()["postgres_unit"] == "p@%s"
     assert agent.keystate("K", "/srv/a", "/env", ["web.service"]).body() == \
         {"op": "keystate", "name": "K", "root": "/srv/a", "env_file": "/env", "units": ["web.service"]}
     assert agent.setenv("/env", "K", "K=v").body() == {"op": "setenv", "env_file": "/env", "name": "K", "line": "K=v"}
@@ -264,6 +265,25 @@ def test_status_reads_units_and_the_drain_flag(fleet, tmp_path):
     found = one(fleet, agent.status(str(tmp_path), str(tmp_path / "lock"), [], None, str(flag)))
     assert (found.current, found.units, found.ready, found.drained) == (None, {}, None, True)
     assert found.answer["free_bytes"] == found.free_bytes
+
+
+def test_status_names_the_clusters_unit_as_the_hosts_distribution_facts_would(fleet, tmp_path, monkeypatch):
+    from smship.hostroles import POSTGRES_CLUSTER_UNIT
+    from smship.remote import agent as program
+
+    units = [POSTGRES_CLUSTER_UNIT, "nginx.service"]
+    # The same round trip reads the major that a separate hostos round trip would give.
+    major = one(fleet, agent.hostos(App(name="a", python=sys.executable))).postgres_major(None)
+    found = one(fleet, agent.status(str(tmp_path), str(tmp_path / "lock"), units, None, None,
+                                    postgres_unit=POSTGRES_CLUSTER_UNIT))
+    assert list(found.units) == [POSTGRES_CLUSTER_UNIT % major, "nginx.service"]
+    request = {"units": units, "postgres_unit": POSTGRES_CLUSTER_UNIT}
+    for majors, unit in ((([15, 17], [15, 17, 18]), "postgresql@17-main.service"),
+                         (([], [16]), "postgresql@16-main.service"),
+                         (([], []), "postgresql.service")):
+        monkeypatch.setattr(program, "_postgres_majors", lambda: majors)
+        assert program._units(request) == [unit, "nginx.service"]
+    assert program._units({"units": units}) == units
 
 
 def test_checkfacts_reads_a_release_and_an_env_file(fleet, tmp_path):
