@@ -7,6 +7,7 @@ its own for these: it names what is pending and does it with --restart-db.
 from __future__ import annotations
 
 from smship.command import Command, cmd
+from smship.hostroles import POSTGRES_CLUSTER_UNIT
 
 # The running values, not pg_settings.pending_restart: a reload is
 # asynchronous, so right after one that flag may not be set yet.
@@ -20,8 +21,8 @@ def pending_restart_command(port: int) -> Command:
 
 
 def restart_command(version: int) -> Command:
-    return cmd("systemctl", "restart", f"postgresql@{version}-main", sudo=True,
-               description=f"restart postgresql@{version}-main")
+    unit = POSTGRES_CLUSTER_UNIT % version
+    return cmd("systemctl", "restart", unit, sudo=True, description=f"restart {unit}")
 
 
 def settle_restart(ctx, fleet, target, restart_db: bool, postgres_major: int) -> str | None:
