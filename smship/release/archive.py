@@ -8,10 +8,12 @@ An archive holds the same layout ``build_release`` leaves in its work dir::
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 from smship.errors import SmshipError
@@ -99,8 +101,8 @@ def load_release(path: Path, *, work_dir: Path | None = None, cache_dir: Path | 
 
     ``path`` is a release directory (its wheelhouse is looked for at
     ``../wheels/<deps_id>`` beside it, then in the build cache) or an archive
-    from :func:`archive_release`, unpacked into ``work_dir`` (default: a new
-    temporary directory).
+    from :func:`archive_release`, unpacked into ``work_dir`` (default: an entry
+    of the build cache named by the archive's content, see :func:`_unpacked`).
     """
     path = Path(path)
     if not path.exists():
@@ -118,9 +120,12 @@ def load_release(path: Path, *, work_dir: Path | None = None, cache_dir: Path | 
         kind = _kind(path)
         if kind is None:
             raise SmshipError(f"{path}: not a release directory nor a .tar.gz/.tar.zst/.tar archive")
-        dest = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="smship-release-"))
-        dest.mkdir(parents=True, exist_ok=True)
-        _unpack(path, kind, dest)
+        if work_dir is not None:
+            dest = Path(work_dir)
+            dest.mkdir(parents=True, exist_ok=True)
+            _unpack(path, kind, dest)
+        else:
+            dest = _unpacked(path, kind, cachedir.cache_dir(cache_dir) / UNPACKED_DIR)
         tops = [p for p in dest.iterdir() if p.name != WHEELS_DIR and (p / MANIFEST).is_file()]
         if len(tops) != 1:
             raise SmshipError(f"{path}: expected one release directory in the archive, found {len(tops)}")
@@ -133,6 +138,30 @@ def load_release(path: Path, *, work_dir: Path | None = None, cache_dir: Path | 
         raise SmshipError(f"{release_path}: directory name differs from the manifest's id {manifest['id']}")
     verify_release(release_path, manifest, wheels)
     return release_from_manifest(release_path, manifest, wheels)
+
+
+# In the build cache: archives unpacked for a deploy, each named by the archive's SHA-256.
+UNPACKED_DIR = "unpacked"
+KEEP_UNPACKED = 3
+
+
+def _unpacked(path: Path, kind: str, parent: Path, keep: int = KEEP_UNPACKED) -> Path:
+    """``path`` unpacked into a cache entry named by its content: the same archive deployed again (CI
+    builds once and deploys many times) is not unpacked again, and nothing is left in /tmp. Only the
+    ``keep`` entries used last are kept."""
+    with path.open("rb") as archive:
+        entry = parent / hashlib.file_digest(archive, "sha256").hexdigest()[:32]
+    if not entry.is_dir():
+        tmp = cachedir.fresh_tmp(parent)
+        try:
+            _unpack(path, kind, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        entry = cachedir.publish(tmp, entry)
+    os.utime(entry)
+    cachedir.prune_least_used(parent, keep)
+    return entry
 
 
 def _unpack(path: Path, kind: str, dest: Path) -> None:

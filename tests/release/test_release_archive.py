@@ -90,6 +90,33 @@ def test_archive_round_trip(release, tmp_path, suffix):
     assert (loaded.path / "static/dist/.vite/manifest.json").is_file()
 
 
+def test_an_archive_is_unpacked_once_into_the_build_cache_and_only_the_last_used_are_kept(release, tmp_path,
+                                                                                        monkeypatch):
+    from smship.release import archive as archives
+
+    cache = tmp_path / "cache"
+    unpacks = []
+    real_unpack = archives._unpack
+    monkeypatch.setattr(archives, "_unpack", lambda *a: unpacks.append(a[0]) or real_unpack(*a))
+    out = archive_release(release, tmp_path / "release.tar")
+    first = load_release(out, cache_dir=cache)
+    (entry,) = (cache / "unpacked").iterdir()
+    assert first.path == entry / release.id and first.wheels_path == entry / "wheels" / release.deps_id
+    again = load_release(out, cache_dir=cache)
+    assert again.path == first.path and unpacks == [out]           # deployed again: not unpacked again
+    # Other archives (the same release, archived with another member order) push the least used out.
+    others = []
+    for n in range(3):
+        other = tmp_path / f"other{n}.tar"
+        with tarfile.open(other, "w") as tar:
+            tar.add(release.wheels_path, arcname=f"wheels/{release.deps_id}")
+            tar.add(release.path, arcname=release.id)
+            tar.add(tmp_path / "release.tar", arcname=f"padding-{n}")
+        others.append(load_release(other, cache_dir=cache).path.parent)
+    assert sorted((cache / "unpacked").iterdir()) == sorted(others)
+    assert not first.path.exists()
+
+
 def test_archive_members_and_default_name(release, tmp_path):
     (tmp_path / "dist").mkdir()
     out = archive_release(release, tmp_path / "dist")
