@@ -71,9 +71,14 @@ def prune_builds(work_dir: Path, keep: int = KEEP_BUILDS) -> list[str]:
 def prune_least_used(parent: Path, keep: int) -> list[str]:
     """Remove all but the ``keep`` entries of ``parent`` used last (by modification time, which a use
     renews); temporary ``.tmp-*`` directories are :func:`fresh_tmp`'s. The names removed."""
-    entries = [p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".tmp-")]
-    entries.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    doomed = [p.name for p in entries[keep:]]
+    used = {}
+    for entry in parent.iterdir():
+        try:
+            if entry.is_dir() and not entry.name.startswith(".tmp-"):
+                used[entry.name] = entry.stat().st_mtime
+        except FileNotFoundError:        # pruned by another smship meanwhile
+            pass
+    doomed = sorted(used, key=used.get, reverse=True)[keep:]
     for name in doomed:
         shutil.rmtree(parent / name, ignore_errors=True)
     return doomed
