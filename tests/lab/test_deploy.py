@@ -132,7 +132,7 @@ def test_rollback_switches_back_without_migrating_and_with_no_failed_request(lab
         assert served_release(lab, host) == previous
 
 
-def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_anyway(lab, smship, deployed):
+def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_anyway(lab, smship, deployed, tmp_path):
     # The session's own app: live after the rollback above (or the first deploy); deployed here if not.
     smship("deploy", ENV, check=True)
     before = fleet_state(lab)
@@ -149,6 +149,18 @@ def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_any
         last = json.loads(remote(lab, host, f"tail -n1 {APP_ROOT}/deploys.jsonl"))
         assert (last["result"], last["release"], last["noop"]) == ("no-op: already live", live, True), last
         assert remote(lab, host, f"test -e {APP_ROOT}/shared/deploy.lock && echo held || echo free").strip() == "free"
+
+    # The same commit built once as an archive (as CI does) and deployed with --release: a no-op as
+    # well, and deployed again it is not unpacked again (the build cache keeps it, named by content).
+    archive = tmp_path / "release.tar.zst"
+    smship("build", "--env", ENV, "--output", str(archive), check=True)
+    unpacked = []
+    for _ in range(2):
+        prebuilt = smship("deploy", ENV, "--release", str(archive), "-o", "json", check=True)
+        assert prebuilt.document["noop"] is True and f"already live: release {live}" in prebuilt.output, prebuilt
+        unpacked.append(prebuilt.document["release"]["path"])
+    assert unpacked[0] == unpacked[1] and "/unpacked/" in unpacked[0], unpacked
+    assert fleet_state(lab) == before, "an unchanged prebuilt release restarted or switched something"
 
     forced = smship("deploy", ENV, "-o", "json", "--force", check=True)
     assert forced.document["noop"] is False
