@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Literal, TextIO
+from typing import Any, Iterable, Iterator, Literal, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 
 Status = Literal["ok", "changed", "failed", "skipped"]
 _STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "dim"}
+
+
+def tally(statuses: Iterable[str], order: Iterable[str]) -> str:
+    """How many of each status, in ``order``, those with none left out: "2 ok, 1 changed"."""
+    counted = Counter(statuses)
+    return ", ".join(f"{counted[status]} {status}" for status in order if counted[status])
 
 
 @dataclass
@@ -81,8 +88,7 @@ class Reporter:
         """Print the closing summary (and the JSON document); True when all went well."""
         ok = (not self.failed) if ok is None else ok
         seconds = time.monotonic() - self._started
-        counts = {status: sum(r.status == status for r in self.reports) for status in _STYLE}
-        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        summary = tally((r.status for r in self.reports), _STYLE)
         verdict = "[green]done[/]" if ok else "[bold red]failed[/]"
         self.console.print(f"{verdict} {escape(command)}: {summary or escape(self.summary or 'nothing to do')} in {seconds:.1f}s")
         if self.output == "json":

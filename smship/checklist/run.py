@@ -9,6 +9,7 @@ from smship.checklist.facts import gather
 from smship.checklist.model import Verdict
 from smship.context import EnvContext
 from smship.errors import SmshipError
+from smship.output import tally
 from smship.ssh import Fleet
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -46,10 +47,9 @@ def show(ctx: EnvContext, verdicts: list[Verdict]) -> bool:
         if v.fix:
             console.print(f"    {'':<18} [dim]fix:[/] {escape(v.fix)}")
     ctx.reporter.data["checks"] = [v.as_dict() for v in verdicts]
-    counts = {s: sum(v.status == s for v in verdicts) for s in _STYLE}
-    ctx.reporter.summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    ctx.reporter.summary = tally((v.status for v in verdicts), _STYLE)
     console.print("    " + ctx.reporter.summary)
-    return not counts["fail"]
+    return not any(v.status == "fail" for v in verdicts)
 
 
 def preflight(ctx: EnvContext, fleet: Fleet, skip: list[str], rewritten: set[str] = frozenset()) -> list[Verdict]:
