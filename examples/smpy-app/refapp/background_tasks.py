@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import re
 import socket
+import time
 
 from celery import shared_task
 
-from .celery_app import ADD_TASK, BEAT_TASK
+from .celery_app import ADD_TASK, BEAT_TASK, HOLD_TASK
 from .db import beat_ticks, make_sync_engine
 from .settings import Settings
 
@@ -39,3 +42,39 @@ def record_beat_tick() -> int:
         ).scalar_one()
     log.info("beat tick %s recorded", row)
     return row
+
+
+_HOLD_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+HOLD_LIMIT = 600.0
+
+
+@shared_task(name=HOLD_TASK)
+def hold(directory: str, name: str, limit: float = 120.0) -> str:
+    """In flight until ``<directory>/<name>.go`` exists (at most ``limit`` seconds); the host it ran on.
+
+    A task that stays running for as long as its caller wants: it writes ``<name>.running`` (holding
+    the host's name) once it runs, so a deployment rehearsal can restart the worker under it and see
+    that the worker's shutdown let it finish. Both files are removed when it ends.
+    """
+    if not _HOLD_NAME.fullmatch(name):
+        raise ValueError("name: 1 to 64 letters, digits or dashes")
+    limit = min(max(float(limit), 0.0), HOLD_LIMIT)
+    running, go = os.path.join(directory, name + ".running"), os.path.join(directory, name + ".go")
+    host = socket.gethostname()
+    with open(running, "w") as marker:
+        marker.write(host + "\n")
+    log.info("holding until %s exists", go)
+    deadline = time.monotonic() + limit
+    try:
+        while not os.path.exists(go):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{go} did not appear within {limit:g}s")
+            time.sleep(0.1)
+    finally:
+        for path in (running, go):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    log.info("released by %s", go)
+    return host

@@ -17,6 +17,7 @@ log = logging.getLogger("refapp.worker")
 TASK_MODULES = {"background_tasks": "refapp.background_tasks"}
 ADD_TASK = "refapp.add"
 BEAT_TASK = "refapp.record_beat_tick"
+HOLD_TASK = "refapp.hold"
 # Message header carrying the web request's correlation id ("correlation_id" itself is Celery's task id).
 CID_HEADER = "sm_correlation_id"
 

@@ -1,6 +1,10 @@
+import socket
 import sys
+import threading
+import time
 
 import psycopg
+import pytest
 
 from refapp_testlib import app_env, wait_until
 
@@ -46,7 +50,7 @@ def _registered_tasks(log_text: str) -> set[str]:
 
 def test_worker_registers_only_enabled_modules(spawn, redis_server, migrated_db):
     _, on_log = _worker(spawn, app_env(redis_server, migrated_db, SM_MODULES_ENABLED="background_tasks"))
-    assert {"refapp.add", "refapp.record_beat_tick"} <= _registered_tasks(on_log.read_text())
+    assert {"refapp.add", "refapp.record_beat_tick", "refapp.hold"} <= _registered_tasks(on_log.read_text())
     _, off_log = _worker(spawn, app_env(redis_server, migrated_db, SM_MODULES_ENABLED="file_storage"), "worker-off")
     assert not {n for n in _registered_tasks(off_log.read_text()) if n.startswith("refapp.")}
 
@@ -78,3 +82,31 @@ def test_beat_records_ticks(spawn, postgres, redis_server, tmp_path):
     assert list(schedule.parent.iterdir()), "beat did not use SM_BEAT_SCHEDULE_FILE"
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT DISTINCT release FROM beat_ticks").fetchall() == [("rel-beat",)]
+
+
+def test_the_hold_task_runs_until_its_go_file_appears_and_names_its_host(tmp_path):
+    from refapp.background_tasks import hold
+
+    answer: list[str] = []
+    runner = threading.Thread(target=lambda: answer.append(hold(str(tmp_path), "held-1", 30)))
+    runner.start()
+    wait_until(lambda: (tmp_path / "held-1.running").exists(), 10, interval=0.05, what="the task to run")
+    assert (tmp_path / "held-1.running").read_text() == socket.gethostname() + "\n"
+    time.sleep(0.3)
+    assert runner.is_alive() and not answer, "it ended before its go file appeared"
+    (tmp_path / "held-1.go").touch()
+    runner.join(10)
+    assert answer == [socket.gethostname()]
+    assert not list(tmp_path.iterdir()), "it left its files behind"
+
+
+def test_the_hold_task_gives_up_at_its_limit_and_refuses_a_name_that_is_not_plain(tmp_path):
+    from refapp.background_tasks import hold
+
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match="held-2.go did not appear within 0.3s"):
+        hold(str(tmp_path), "held-2", 0.3)
+    assert time.monotonic() - began < 5 and not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="name"):
+        hold(str(tmp_path), "../escape", 1)
+    assert not list(tmp_path.parent.glob("escape*"))
