@@ -182,12 +182,15 @@ class Activations:
     ready_for: object = None
     web_slots: dict | None = None
     background_for: object = None
+    # Seconds a unit's stop may take within the restart (a worker's warm shutdown waits for its tasks).
+    stop_wait: float = 0
 
     def __call__(self, name: str, drain_flag: str | None = None, drain_note: str | None = None):
         layout = self.ctx.layout
         return agent.activate(
             layout.root, self.release_for[name], self.units_for(name), self.health, layout.activation_log,
-            timeout=self.ctx.env.health.timeout * 2 + 120, ready=self.ready_for(name) if self.ready_for else None,
+            timeout=self.stop_wait + self.ctx.env.health.timeout * 2 + 120,
+            ready=self.ready_for(name) if self.ready_for else None,
             drain_flag=drain_flag, drain_note=drain_note, web=self.web_slots,
             background=self.background_for(name) if self.background_for else None)
 

@@ -79,7 +79,8 @@ def background_activations(ctx: EnvContext, hosts: list[Host], release_for: dict
     return Activations(ctx, release_for, lambda name: background_units(layout, roles[name]), None,
                        ready_for=lambda name: ready_lines(layout, roles[name], name),
                        background_for=lambda name: agent.background_link(layout.background_release,
-                                                                         "web" not in roles[name]))
+                                                                         "web" not in roles[name]),
+                       stop_wait=ctx.env.worker.stop_timeout)
 
 
 def put_back(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], moved: RollResult,

@@ -13,7 +13,9 @@ Network rule: only lab addresses on the test bridge are contacted.
 from __future__ import annotations
 
 import json
+import shlex
 import time
+import uuid
 from contextlib import ExitStack
 
 import pytest
@@ -171,6 +173,65 @@ def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_any
         # Every unit runs a new process; a web host's serves from its other slot.
         restarted = main_pids(lab, host)
         assert not set(restarted.values()) & set(before[host][1].values()), (host, before[host], restarted)
+
+
+# Where the reference app's held task (refapp.hold) keeps its files: a directory its worker may write.
+HELD_DIR = f"{APP_ROOT}/shared/uploads"
+
+
+def enqueue_held_task(lab, name: str) -> str:
+    """Send refapp.hold (in flight until HELD_DIR/<name>.go appears) as the app itself would; its task id."""
+    code = ("from refapp.celery_app import HOLD_TASK, make_celery; from refapp.settings import Settings; "
+            f"print(make_celery(Settings.from_env()).send_task(HOLD_TASK, args=[{HELD_DIR!r}, {name!r}, 180]).id)")
+    sent = remote(lab, "lab2", f"systemd-run --quiet --wait --pipe --collect -p User=refapp "
+                               f"-p EnvironmentFile={APP_ROOT}/shared/env -p WorkingDirectory={APP_ROOT}/current "
+                               f"{APP_ROOT}/current/.venv/bin/python -c {shlex.quote(code)}")
+    return sent.split()[-1]
+
+
+def task_answer(lab, task_id: str) -> dict:
+    """What the app's /tasks/<id> says of a task (its state, and its result once it succeeded)."""
+    return json.loads(remote(lab, "lab2", f"curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/tasks/{task_id}"))
+
+
+def test_a_task_running_when_a_deploy_restarts_its_worker_finishes_before_the_worker_stops(lab, deployed):
+    name = f"held-{uuid.uuid4().hex[:12]}"
+    running, go = f"{HELD_DIR}/{name}.running", f"{HELD_DIR}/{name}.go"
+    task_id = enqueue_held_task(lab, name)
+    proc, released = None, False
+    try:
+        deadline = time.monotonic() + 60
+        while not (host := next((h for h in WEB if remote(lab, h, f"cat {running} 2>/dev/null || true").strip()), None)):
+            assert time.monotonic() < deadline, f"no worker ran the held task: {task_answer(lab, task_id)}"
+            time.sleep(0.3)
+        old_worker = main_pids(lab, host)["refapp-worker.service"]
+        proc = start_smship("deploy", ENV, "--force", inventory=lab.inventory)
+        # The deploy restarts the workers: the one running the task stops warmly and waits for it.
+        deadline = time.monotonic() + 240
+        while remote(lab, host, "systemctl is-active refapp-worker || true").strip() != "deactivating":
+            assert proc.poll() is None, f"the deploy ended before {host}'s worker began to stop:\n{proc.stderr.read()}"
+            assert time.monotonic() < deadline, f"{host}'s worker never began to stop"
+            time.sleep(0.2)
+        time.sleep(2)
+        # SIGTERM reached the worker's main process alone: the pool process running the task lives on.
+        assert task_answer(lab, task_id)["state"] == "PENDING", task_answer(lab, task_id)
+        assert remote(lab, host, "systemctl is-active refapp-worker || true").strip() == "deactivating", \
+            f"{host}'s worker stopped without waiting for the task it ran"
+        remote(lab, host, f"touch {go}")
+        released = True
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        answer = task_answer(lab, task_id)
+        assert (answer["state"], answer["result"]) == ("SUCCESS", host), answer
+        assert main_pids(lab, host)["refapp-worker.service"] != old_worker
+        assert remote(lab, host, f"ls {running} {go} 2>/dev/null || true").strip() == ""
+    finally:
+        if not released:
+            # No worker may hold the task on into the next test's restart (it removes the file it finds).
+            for h in WEB:
+                remote(lab, h, f"touch {go}")
+        if proc is not None and proc.poll() is None:
+            proc.communicate(timeout=300)
 
 
 def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_moves_it_to_its_own_link(lab, smship, deployed):

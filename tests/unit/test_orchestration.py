@@ -607,3 +607,17 @@ def test_the_fake_refuses_an_agent_op_it_does_not_model(fleet_of):
     with pytest.raises(AssertionError, match="does not model the agent op 'status'"):
         call_agent(fleet, fleet.targets["web1"], {"op": "status"})
     assert json.loads(json.dumps(fleet.hosts["web1"].activations)) == [["r0", None]]
+
+
+def test_a_workers_activation_waits_as_long_as_its_warm_shutdown_may_take(fleet_of):
+    from smship.steps.roll import Activations
+    from smship.steps.tiers import background_activations
+
+    ctx, _ = fleet_of()
+    jobs = [h for h in ctx.env.hosts if h.name == "jobs1"]
+    # The worker's stop waits for its running tasks (worker.stop_timeout), then it starts and is watched.
+    background = background_activations(ctx, jobs, {"jobs1": "r1"})("jobs1")
+    assert background.timeout >= ctx.env.worker.stop_timeout + ctx.env.health.timeout * 2
+    # A web slot is stopped without waiting: its activation's bound is the gate's.
+    web = Activations(ctx, {"web1": "r1"}, lambda name: [ctx.layout.web_service], None)("web1")
+    assert web.timeout < ctx.env.worker.stop_timeout

@@ -125,6 +125,8 @@ def test_worker_and_beat_units(project):
     worker = file_text(state, "shop-worker.service")
     assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
     assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker
+    # The warm shutdown's SIGTERM reaches the main process alone, not the pool children running tasks.
+    assert "\nKillSignal=SIGTERM\n" in worker and "\nKillMode=mixed\n" in worker
     assert "celery -A scripts.run_worker:celery beat" in file_text(state, "shop-beat.service")
     # The line the watch after a restart waits for names the worker as its unit does.
     layout = EnvContext.open("prod", project / "smship.yml").layout
