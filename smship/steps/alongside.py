@@ -19,6 +19,10 @@ from smship.steps.roll import Activations, RollResult, judge
 
 
 class Alongside:
+    # Once the caller waits for the batch, which hosts it still waits for is said this often (seconds
+    # since the batch began): a worker's warm shutdown lasts as long as the tasks it runs.
+    NOTICE_EVERY = 30.0
+
     def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], names: list[str],
                  request_for: Activations, title: str):
         self.ctx, self.fleet, self.targets, self.names = ctx, fleet, targets, names
@@ -28,6 +32,7 @@ class Alongside:
         self._error: BaseException | None = None
         self._started = 0.0
         self._result: RollResult | None = None
+        self._answered: set[str] = set()
 
     def start(self) -> None:
         """Begin the batch (once; later calls do nothing)."""
@@ -40,11 +45,31 @@ class Alongside:
         self._thread.start()
 
     def _run(self) -> None:
+        def activate(target):
+            try:
+                return agent.ask(self.fleet, target, self.request_for(target.name))
+            finally:
+                self._answered.add(target.name)
         try:
-            self._answers = agent.ask_all(self.fleet, lambda t: self.request_for(t.name),
-                                          [self.targets[name] for name in self.names])
+            self._answers = self.fleet.map(activate, [self.targets[name] for name in self.names])
         except BaseException as exc:   # handed to the caller's thread by wait()
             self._error = exc
+
+    def _join(self) -> None:
+        """Until the batch ends, saying every NOTICE_EVERY seconds which hosts it still waits for."""
+        notices = 0
+        while self._thread.is_alive():
+            notices = max(notices, int((time.monotonic() - self._started) // self.NOTICE_EVERY))
+            self._thread.join(self._started + (notices + 1) * self.NOTICE_EVERY - time.monotonic())
+            if not self._thread.is_alive():
+                return
+            notices += 1
+            pending = [n for n in self.names if n not in self._answered]
+            if pending:
+                self.ctx.reporter.info(
+                    f"{self.title}: still waiting for {', '.join(pending)} after {time.monotonic() - self._started:.0f}s "
+                    f"(a worker's warm shutdown waits for its running tasks, up to worker.stop_timeout: "
+                    f"{self.ctx.env.worker.stop_timeout}s)")
 
     def failed(self) -> bool:
         """Whether the batch has ended and a host of it failed (it does not wait)."""
@@ -67,7 +92,7 @@ class Alongside:
         interrupted = False
         while True:
             try:
-                self._thread.join()
+                self._join()
                 break
             except KeyboardInterrupt:
                 if interrupted:

@@ -621,3 +621,31 @@ def test_a_workers_activation_waits_as_long_as_its_warm_shutdown_may_take(fleet_
     # A web slot is stopped without waiting: its activation's bound is the gate's.
     web = Activations(ctx, {"web1": "r1"}, lambda name: [ctx.layout.web_service], None)("web1")
     assert web.timeout < ctx.env.worker.stop_timeout
+
+
+def test_a_workers_batch_still_stopping_after_the_web_roll_says_whom_it_waits_for(fleet_of, release, capsys,
+                                                                                   monkeypatch):
+    from smship.steps.alongside import Alongside
+
+    ctx, fleet = fleet_of()
+    monkeypatch.setattr(Alongside, "NOTICE_EVERY", 0.2)
+    activate = fleet._op_activate
+
+    def slow_for_workers(host, request):
+        if request.get("background"):
+            time.sleep(0.7)          # a warm shutdown waiting for a running task
+        return activate(host, request)
+
+    monkeypatch.setattr(fleet, "_op_activate", slow_for_workers)
+    assert run_deploy(ctx, fleet)
+    said = capsys.readouterr().err
+    notices = [line.strip() for line in said.splitlines() if "still waiting" in line]
+    assert notices and all(line.startswith("deploy: workers: still waiting for jobs1 after ") for line in notices), said
+    assert "worker.stop_timeout: 600s" in notices[0]
+    assert len(notices) <= 4, notices
+
+
+def test_a_workers_batch_that_ends_with_the_web_roll_says_nothing_more(fleet_of, release, capsys):
+    ctx, fleet = fleet_of()
+    assert run_deploy(ctx, fleet)
+    assert "still waiting" not in capsys.readouterr().err
