@@ -173,7 +173,8 @@ def apply_request(state: HostState, p: Plan, hostos: agent.Request | None = None
                 # would only switch back.
                 restarted.append(step)
                 actions.append(agent.web_slot_restart(step.root, step.web, step.health, label))
-    return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos)
+    return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos,
+                       timeout=agent.APPLY_TIMEOUT + (state.handler_wait if p.handlers else 0))
 
 
 def _service_actions(p: Plan) -> list[dict[str, Any]]:

@@ -115,5 +115,7 @@ class HostState:
     ensures: list[Ensure] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     handlers: dict[str, list[HandlerStep]] = field(default_factory=dict)
+    # Seconds a role's handlers may take beyond the usual (a worker's warm shutdown waits for its tasks).
+    handler_wait: float = 0
     postgres_major: int | None = None     # what the host's cluster runs (for commands after applying)
     hostos: HostOS | None = None          # what the host's distribution said, which rendered this state

@@ -24,7 +24,7 @@ from smship.remote import client as agent
 from smship.templating import UnrenderableValue, compiled_string, find
 
 _SECTIONS = {"description", "requires", "when", "packages", "users", "directories", "files", "links",
-             "absent", "ensure", "services", "handlers"}
+             "absent", "ensure", "services", "handlers", "handler_wait"}
 
 
 class RoleError(SmshipError):
@@ -144,9 +144,22 @@ def _file_content(entry: dict[str, Any], r: Renderer) -> bytes:
     raise RoleError(f"{r.where}: file {entry.get('path')!r} needs template, local_file or content")
 
 
+def _seconds(r: "Renderer", value: Any) -> float:
+    text = r.text(value)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 10 ** 6:
+        raise RoleError(f"{r.where}: handler_wait: {text!r} is not a number of seconds")
+    return seconds
+
+
 def add_role(state: HostState, name: str, data: dict[str, Any], r: Renderer) -> None:
     """Render role ``data`` into ``state`` (in place)."""
     state.roles.append(name)
+    if data.get("handler_wait") is not None:
+        state.handler_wait = max(state.handler_wait, _seconds(r, data["handler_wait"]))
     live = lambda section: [e for e in data.get(section, []) if not isinstance(e, dict) or r.condition(e)]
     for package in live("packages"):
         text = r.text(package if isinstance(package, str) else package["name"])

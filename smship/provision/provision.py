@@ -177,7 +177,8 @@ def role_password_only(state: HostState) -> HostState:
     """``state`` reduced to the app role's password: what app hosts leaving PgBouncer need of the db host
     before it may stop PgBouncer (its other changes, pg_hba.conf and the firewall among them, still serve it)."""
     return HostState(roles=state.roles, ensures=[e for e in state.ensures if e.name.endswith(ROLE_PASSWORD)],
-                     handlers=state.handlers, postgres_major=state.postgres_major, hostos=state.hostos)
+                     handlers=state.handlers, handler_wait=state.handler_wait, postgres_major=state.postgres_major,
+                     hostos=state.hostos)
 
 
 def provision_waves(targets: list[Target], roles: dict[str, list[str]], looked: FleetResult[HostOutcome] | None,

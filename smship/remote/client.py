@@ -417,7 +417,11 @@ class Applied:
     hostos: HostOS | None = None           # after applying, when asked (see apply())
 
 
-def apply(actions: list[dict], handlers: list[str] = (), timeout: float = 900,
+# How long an apply may take on a host, its handlers' restarts included (a role may ask for more).
+APPLY_TIMEOUT = 900
+
+
+def apply(actions: list[dict], handlers: list[str] = (), timeout: float = APPLY_TIMEOUT,
           hostos: Request[HostOS] | None = None) -> Request[Applied]:
     """Run ``actions`` in order, stopping at the first failure; ``handlers`` are owed until they ran.
 

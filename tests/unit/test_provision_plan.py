@@ -645,3 +645,28 @@ def test_compiled_templates_and_role_strings_are_kept_across_runs_and_checked_ag
     monkeypatch.undo()
     monkeypatch.setenv("SMSHIP_CACHE_DIR", str(tmp_path / "cache"))
     assert compiled_string(environment(None), "{{ a }}-y").render(a=3) == "3-y"
+
+
+def test_a_worker_host_s_apply_waits_out_the_worker_s_warm_shutdown_when_a_handler_restarts_it(project):
+    jobs = state_for(project, "jobs1")
+    assert jobs.handler_wait == 600          # the inventory's worker.stop_timeout
+    facts = converged_facts(jobs)
+    facts["paths"]["/srv/shop/shared/env"]["sha256"] = "0" * 64
+    restarting = planned(jobs, facts)
+    assert "restart app units" in restarting.handlers
+    assert apply_request(jobs, restarting).timeout == 900 + 600
+    # Nothing restarts: the usual bound. A host without a worker: the usual bound too.
+    facts = converged_facts(jobs)
+    facts["paths"][jobs.directories[0].path]["mode"] = "0777"
+    quiet = planned(jobs, facts)
+    assert quiet.changes and not quiet.handlers, quiet
+    assert apply_request(jobs, quiet).timeout == 900
+    web = state_for(project, "web1")
+    assert web.handler_wait == 0
+
+
+def test_a_role_s_handler_wait_must_be_a_number_of_seconds(project):
+    (project / "roles").mkdir()
+    (project / "roles" / "beat.yml").write_text('handler_wait: "{{ app.name }}"\n')
+    with pytest.raises(RoleError, match="handler_wait: 'shop' is not a number of seconds"):
+        state_for(project, "jobs1")
