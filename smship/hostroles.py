@@ -12,6 +12,9 @@ REDIS_UNIT = "redis-server.service"
 NGINX_UNIT = "nginx.service"
 # A Postgres cluster's own unit, by its major (Debian's postgresql.service only wraps it).
 POSTGRES_CLUSTER_UNIT = "postgresql@%s-main.service"
+# The worker unit's KillMode (templates/worker.service.j2): its stop signals Celery's main process alone,
+# which lets the tasks its pool runs finish; systemd's default signals every process and kills them.
+WORKER_KILL_MODE = "mixed"
 
 
 def is_app_host(host: Host) -> bool:

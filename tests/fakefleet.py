@@ -46,6 +46,7 @@ class FakeHost:
     units: dict[str, dict[str, str]] = field(default_factory=dict)     # unit -> the environment it started with
     background: str | None = None      # the release the worker and beat run from (their own link)
     workdirs: dict[str, str] = field(default_factory=dict)     # unit -> its WorkingDirectory (absent: not installed)
+    kill_modes: dict[str, str] = field(default_factory=dict)   # unit -> its KillMode (absent: not installed)
 
     def live(self, release: str | None = None) -> None:
         release = release or "r0"
@@ -142,6 +143,7 @@ class FakeFleet(Fleet):
             answer["background"] = host.background
         if request.get("workdirs"):
             answer["workdirs"] = {unit: host.workdirs.get(unit) for unit in request["workdirs"]}
+            answer["kill_modes"] = {unit: host.kill_modes.get(unit) for unit in request["workdirs"]}
         if request.get("python"):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer

@@ -389,11 +389,13 @@ def inspect(request):
               "activations": _activations(request.get("activation_log"))}
     if request.get("background"):   # the worker and beat's own link
         answer["background"] = _linked(request["background"])
-    if request.get("workdirs"):     # where each unit runs from (None: not installed)
-        answer["workdirs"] = {}
-        for unit in request["workdirs"]:
-            shown = _unit_show(unit, ["LoadState", "WorkingDirectory"])
-            answer["workdirs"][unit] = shown.get("WorkingDirectory", "") if shown.get("LoadState") == "loaded" else None
+    if request.get("workdirs"):     # where each unit runs from, and whom its stop signals (None: not installed)
+        answer["workdirs"], answer["kill_modes"] = {}, {}
+        units = request["workdirs"]
+        for unit, shown in zip(units, _units_show(units, ["LoadState", "WorkingDirectory", "KillMode"])):
+            loaded = shown.get("LoadState") == "loaded"
+            answer["workdirs"][unit] = shown.get("WorkingDirectory", "") if loaded else None
+            answer["kill_modes"][unit] = shown.get("KillMode", "") if loaded else None
     if request.get("content"):      # what deploy compares a new build with
         manifest = _manifest(root, answer["current"]) if answer["current"] else None
         answer["content"] = (manifest or {}).get("content")

@@ -115,6 +115,8 @@ class Inspection:
     background: str | None = None
     # Where each unit asked for with ``workdirs`` runs from (its WorkingDirectory); None: not installed.
     workdirs: dict[str, str | None] = field(default_factory=dict)
+    # And each one's KillMode (which processes its stop signals); None: not installed.
+    kill_modes: dict[str, str | None] = field(default_factory=dict)
 
 
 def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
@@ -125,6 +127,7 @@ def _inspection(_host: str, answer: dict[str, Any]) -> Inspection:
         lock=lock_holder(answer["lock"]) if answer["lock"] is not None else None,
         free_bytes=answer["free_bytes"], exists=answer["exists"], content=answer.get("content"),
         commit=answer.get("commit"), background=answer.get("background"), workdirs=answer.get("workdirs") or {},
+        kill_modes=answer.get("kill_modes") or {},
         activations=[tuple(pair) for pair in answer["activations"]] if answer.get("activations") is not None else None,
         interpreter=Interpreter(found["version"], found["machine"], found["glibc"]) if found else None)
 
@@ -134,7 +137,7 @@ def inspect(root: str, lock: str, activation_log: str | None = None, python: str
             workdirs: list[str] = ()) -> Request[Inspection]:
     """The releases, the live one, the lock, free space; with ``python``, that interpreter; with
     ``content``, the live release's content digest and commit; with ``background`` (a link's path),
-    the release it names; with ``workdirs`` (units), where each runs from."""
+    the release it names; with ``workdirs`` (units), where each runs from and its KillMode."""
     fields: dict[str, Any] = {"root": root, "lock": lock}
     if background is not None:
         fields["background"] = background

@@ -6,7 +6,7 @@ from __future__ import annotations
 from smship.context import EnvContext
 from smship.steps.lock import lock_path
 from smship.errors import SmshipError
-from smship.hostroles import background_units
+from smship.hostroles import WORKER_KILL_MODE, background_units
 from smship.layout import Layout
 from smship.remote import client as agent
 from smship.ssh import Fleet
@@ -46,6 +46,11 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
             continue
         found[name] = answer
         ctx.reporter.host(name, "ok", f"live: {answer.current or 'none'}")
+        kill_mode = answer.kill_modes.get(layout.worker_service)
+        if restarts and "worker" in roles.get(name, ()) and kill_mode not in (None, WORKER_KILL_MODE):
+            ctx.reporter.warn(f"{name}: {layout.worker_service} (KillMode={kill_mode}, an older smship's unit file) "
+                              f"kills the tasks it runs when it restarts; 'smship provision {ctx.name}' gives it "
+                              f"KillMode={WORKER_KILL_MODE}, whose warm shutdown lets them finish")
     if problems:
         raise SmshipError("preflight failed, nothing was changed: " + "; ".join(problems))
     return found

@@ -252,7 +252,14 @@ def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_moves_it_to
     assert remote(lab, "lab3", "systemctl show -p WorkingDirectory --value refapp-worker").strip() == \
         f"{APP_ROOT}/background"
     wait_state(lab, "lab3", "refapp-worker", "active")
-    smship("deploy", ENV, "--force", check=True)
+    # A worker unit whose stop signals all its processes (an older smship's) is named; the deploy goes on.
+    remote(lab, "lab2", "sed -i '/^KillMode=/d' /etc/systemd/system/refapp-worker.service && systemctl daemon-reload")
+    warned = smship("deploy", ENV, "--force", check=True)
+    assert "lab2: refapp-worker.service (KillMode=control-group, an older smship's unit file) kills the tasks" \
+        in warned.output, warned
+    assert "lab3: refapp-worker.service (KillMode" not in warned.output
+    smship("provision", ENV, check=True)
+    assert remote(lab, "lab2", "systemctl show -p KillMode --value refapp-worker").strip() == "mixed"
 
 
 def test_a_drained_host_gets_none_of_the_lbs_requests_yet_still_serves_direct_ones(lab):

@@ -649,3 +649,18 @@ def test_a_workers_batch_that_ends_with_the_web_roll_says_nothing_more(fleet_of,
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
     assert "still waiting" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("worker_kill_mode", ["control-group", "mixed"])
+def test_a_worker_unit_that_would_kill_its_tasks_is_named_in_the_preflight_and_the_deploy_goes_on(
+        fleet_of, release, capsys, worker_kill_mode):
+    ctx, fleet = fleet_of()
+    fleet.hosts["jobs1"].kill_modes = {"shop-worker.service": worker_kill_mode, "shop-beat.service": "control-group"}
+    assert run_deploy(ctx, fleet)
+    said = capsys.readouterr().err
+    if worker_kill_mode == "mixed":     # the unit this smship writes: nothing to say (beat runs one process)
+        assert "KillMode" not in said, said
+        return
+    assert ("jobs1: shop-worker.service (KillMode=control-group, an older smship's unit file) kills the tasks it "
+            "runs when it restarts; 'smship provision prod' gives it KillMode=mixed") in said, said
+    assert said.count("KillMode=") == 2, said

@@ -14,7 +14,7 @@ import yaml
 
 from smship.context import EnvContext
 from smship.hostos import HostOS
-from smship.hostroles import ready_lines
+from smship.hostroles import WORKER_KILL_MODE, ready_lines
 from smship.layout import Layout
 from smship.engine.plan import apply_request, facts_request, plan
 from smship.engine.resources import WebSlotRestart
@@ -126,7 +126,7 @@ def test_worker_and_beat_units(project):
     assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
     assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker
     # The warm shutdown's SIGTERM reaches the main process alone, not the pool children running tasks.
-    assert "\nKillSignal=SIGTERM\n" in worker and "\nKillMode=mixed\n" in worker
+    assert "\nKillSignal=SIGTERM\n" in worker and f"\nKillMode={WORKER_KILL_MODE}\n" in worker
     assert "celery -A scripts.run_worker:celery beat" in file_text(state, "shop-beat.service")
     # The line the watch after a restart waits for names the worker as its unit does.
     layout = EnvContext.open("prod", project / "smship.yml").layout
