@@ -175,14 +175,14 @@ def test_deploying_the_live_commit_again_restarts_nothing_and_force_rolls_it_any
         assert not set(restarted.values()) & set(before[host][1].values()), (host, before[host], restarted)
 
 
-# Where the reference app's held task (refapp.hold) keeps its files: a directory its worker may write.
+# Where the reference app's held task (refapp.hold) keeps its files: its file storage (SM_FILE_STORAGE_PATH).
 HELD_DIR = f"{APP_ROOT}/shared/uploads"
 
 
 def enqueue_held_task(lab, name: str) -> str:
     """Send refapp.hold (in flight until HELD_DIR/<name>.go appears) as the app itself would; its task id."""
     code = ("from refapp.celery_app import HOLD_TASK, make_celery; from refapp.settings import Settings; "
-            f"print(make_celery(Settings.from_env()).send_task(HOLD_TASK, args=[{HELD_DIR!r}, {name!r}, 180]).id)")
+            f"print(make_celery(Settings.from_env()).send_task(HOLD_TASK, args=[{name!r}, 180]).id)")
     sent = remote(lab, "lab2", f"systemd-run --quiet --wait --pipe --collect -p User=refapp "
                                f"-p EnvironmentFile={APP_ROOT}/shared/env -p WorkingDirectory={APP_ROOT}/current "
                                f"{APP_ROOT}/current/.venv/bin/python -c {shlex.quote(code)}")

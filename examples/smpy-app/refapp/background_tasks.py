@@ -49,16 +49,18 @@ HOLD_LIMIT = 600.0
 
 
 @shared_task(name=HOLD_TASK)
-def hold(directory: str, name: str, limit: float = 120.0) -> str:
-    """In flight until ``<directory>/<name>.go`` exists (at most ``limit`` seconds); the host it ran on.
+def hold(name: str, limit: float = 120.0) -> str:
+    """In flight until ``<name>.go`` exists in the file storage directory (at most ``limit`` seconds);
+    the host it ran on.
 
     A task that stays running for as long as its caller wants: it writes ``<name>.running`` (holding
-    the host's name) once it runs, so a deployment rehearsal can restart the worker under it and see
-    that the worker's shutdown let it finish. Both files are removed when it ends.
+    the host's name) there once it runs, so a deployment rehearsal can restart the worker under it and
+    see that the worker's shutdown let it finish. Both files are removed when it ends.
     """
     if not _HOLD_NAME.fullmatch(name):
         raise ValueError("name: 1 to 64 letters, digits or dashes")
     limit = min(max(float(limit), 0.0), HOLD_LIMIT)
+    directory = Settings.from_env().file_storage_path
     running, go = os.path.join(directory, name + ".running"), os.path.join(directory, name + ".go")
     host = socket.gethostname()
     with open(running, "w") as marker:

@@ -84,11 +84,12 @@ def test_beat_records_ticks(spawn, postgres, redis_server, tmp_path):
         assert conn.execute("SELECT DISTINCT release FROM beat_ticks").fetchall() == [("rel-beat",)]
 
 
-def test_the_hold_task_runs_until_its_go_file_appears_and_names_its_host(tmp_path):
+def test_the_hold_task_runs_until_its_go_file_appears_and_names_its_host(tmp_path, monkeypatch):
     from refapp.background_tasks import hold
 
+    monkeypatch.setenv("SM_FILE_STORAGE_PATH", str(tmp_path))
     answer: list[str] = []
-    runner = threading.Thread(target=lambda: answer.append(hold(str(tmp_path), "held-1", 30)))
+    runner = threading.Thread(target=lambda: answer.append(hold("held-1", 30)))
     runner.start()
     wait_until(lambda: (tmp_path / "held-1.running").exists(), 10, interval=0.05, what="the task to run")
     assert (tmp_path / "held-1.running").read_text() == socket.gethostname() + "\n"
@@ -100,13 +101,14 @@ def test_the_hold_task_runs_until_its_go_file_appears_and_names_its_host(tmp_pat
     assert not list(tmp_path.iterdir()), "it left its files behind"
 
 
-def test_the_hold_task_gives_up_at_its_limit_and_refuses_a_name_that_is_not_plain(tmp_path):
+def test_the_hold_task_gives_up_at_its_limit_and_refuses_a_name_that_is_not_plain(tmp_path, monkeypatch):
     from refapp.background_tasks import hold
 
+    monkeypatch.setenv("SM_FILE_STORAGE_PATH", str(tmp_path))
     began = time.monotonic()
     with pytest.raises(TimeoutError, match="held-2.go did not appear within 0.3s"):
-        hold(str(tmp_path), "held-2", 0.3)
+        hold("held-2", 0.3)
     assert time.monotonic() - began < 5 and not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="name"):
-        hold(str(tmp_path), "../escape", 1)
+        hold("../escape", 1)
     assert not list(tmp_path.parent.glob("escape*"))
