@@ -56,6 +56,10 @@ class Reporter:
     def info(self, message: str) -> None:
         self.console.print(f"    {escape(message)}")
 
+    def waiting(self, title: str, hosts: list[str], seconds: float, why: str = "") -> None:
+        """A step some hosts have not finished yet: which, and for how long."""
+        self.info(f"{title}: still waiting for {', '.join(hosts)} after {seconds:.0f}s" + (f" ({why})" if why else ""))
+
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {escape(message)}")
 

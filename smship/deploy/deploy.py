@@ -206,7 +206,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         roles = {h.name: h.roles for h in chosen}
         app_targets = [targets[h.name] for h in chosen]
 
-        def each_host(work, describe):
+        def each_host(work, describe, title):
             """``work(target)`` on every chosen host in parallel; False when one failed (each is reported)."""
             def one(target):
                 began = time.monotonic()
@@ -217,7 +217,8 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                     raise
                 message, details = describe(done)
                 report.host(target.name, "changed", message, time.monotonic() - began, **details)
-            return fleet.map(one, app_targets).ok
+            return fleet.map(one, app_targets,
+                             waiting=lambda names, seconds: report.waiting(title, names, seconds)).ok
 
         short = without_room(release, {h.name: hosts[h.name].free_bytes for h in chosen})
         for name, problem in short.items():
@@ -231,7 +232,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
             shipped = each_host(
                 lambda t: transfer(fleet, t, layout, release, hosts[t.name].current,
                                    front_url if "web" in roles[t.name] else None),
-                lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}))
+                lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}), "shipping")
         if not shipped:
             return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
 
@@ -240,7 +241,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
         target_venv = venv_dir(layout.root, release.deps_id)
         with report.phase("install"):
             installed = each_host(lambda t: install(fleet, t, layout, release, commands, target_venv),
-                                  lambda _: ("virtualenv ready, release complete", {}))
+                                  lambda _: ("virtualenv ready, release complete", {}), "installing")
         if not installed:
             return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
 

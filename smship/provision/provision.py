@@ -249,7 +249,8 @@ def in_waves(fleet: Fleet, work, waves: list[Wave], report) -> FleetResult[HostO
             continue
         if wave.after:
             report.info(wave.after)
-        results.update(fleet.map(partial(work, narrow=wave.narrow) if wave.narrow else work, wave.targets))
+        results.update(fleet.map(partial(work, narrow=wave.narrow) if wave.narrow else work, wave.targets,
+                                 waiting=lambda hosts, seconds: report.waiting("provision", hosts, seconds)))
     return FleetResult(results)
 
 

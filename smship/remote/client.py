@@ -54,10 +54,12 @@ def ask(fleet, target, request: Request[T]) -> T:
                                                 source=request.source, read_only=request.read_only))
 
 
-def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: Iterable | None = None):
-    """``request`` (or ``request(target)``, one per host) on every target in parallel: a FleetResult."""
+def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: Iterable | None = None,
+            waiting: Callable[[list[str], float], None] | None = None):
+    """``request`` (or ``request(target)``, one per host) on every target in parallel: a FleetResult
+    (``waiting``: see Fleet.map)."""
     build = (lambda _: request) if isinstance(request, Request) else request
-    return fleet.map(lambda t: ask(fleet, t, build(t)), targets)
+    return fleet.map(lambda t: ask(fleet, t, build(t)), targets, waiting=waiting)
 
 
 # -- releases, lock and audit --------------------------------------------------

@@ -21,7 +21,7 @@ the same key checks.
 
 from smship.ssh.argv import (parse_jump, remote_line, resolve, rsync_argv, ssh_argv, stream_argv,
                              until_disconnected)
-from smship.ssh.fleet import Fleet, FleetResult
+from smship.ssh.fleet import WAIT_NOTICE_EVERY, Fleet, FleetResult
 from smship.ssh.hostkeys import read_known_hosts
 from smship.ssh.rsync import parse_rsync_stats
 from smship.ssh.values import (NO_EXIT, CommandError, ConnectError, Endpoint, Result, RsyncResult, SSHError,
@@ -49,4 +49,5 @@ __all__ = [
     "rsync_argv",
     "parse_rsync_stats",
     "read_known_hosts",
+    "WAIT_NOTICE_EVERY",
 ]

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
@@ -24,6 +24,8 @@ from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Re
                                SSHOptions, SudoPasswordRequired, Target, _last_line)
 
 T = TypeVar("T")
+# Seconds between the notices of a fleet-wide step some hosts have not finished (see Fleet.map).
+WAIT_NOTICE_EVERY = 30.0
 
 
 # ---------------------------------------------------------------------------
@@ -386,11 +388,15 @@ class Fleet:
 
     def map(self, fn: Callable[[Target], T],
             targets: Iterable[Target | str] | None = None,
-            ) -> "FleetResult[T]":
+            waiting: Callable[[list[str], float], None] | None = None,
+            every: float | None = None) -> "FleetResult[T]":
         """Call ``fn(target)`` for every target, at most ``parallel`` at once.
 
         A host whose call raises lands in ``failed`` with its exception; the
         other hosts carry on.  Results keep the order targets were given in.
+        ``waiting(hosts, seconds)`` is called in this thread every ``every``
+        seconds (default WAIT_NOTICE_EVERY) while some hosts are still at work,
+        naming them.
         """
         chosen = [self._target(t) for t in
                   (self.targets.values() if targets is None else targets)]
@@ -398,16 +404,34 @@ class Fleet:
             return FleetResult({})
         outcomes: dict[str, T | Exception] = {}
         workers = min(self.options.parallel, len(chosen))
+        began = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix="smship-ssh") as pool:
             with _ctrl_c_held():
                 futures = [(t.name, pool.submit(fn, t)) for t in chosen]
+            if waiting is not None:
+                _notify_while_waiting([f for _, f in futures], lambda: [n for n, f in futures if not f.done()],
+                                      waiting, began, every or WAIT_NOTICE_EVERY)
             for name, future in futures:
                 try:
                     outcomes[name] = future.result()
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
         return FleetResult(outcomes)
+
+
+def _notify_while_waiting(futures, pending: Callable[[], list[str]], waiting: Callable[[list[str], float], None],
+                          began: float, every: float) -> None:
+    """Until every future is done, ``waiting(pending(), seconds since began)`` at each multiple of ``every``."""
+    marks = 1
+    while True:
+        _, undone = wait(futures, timeout=max(0.0, began + marks * every - time.monotonic()))
+        if not undone:
+            return
+        marks = int((time.monotonic() - began) // every) + 1
+        names = pending()
+        if names:
+            waiting(names, time.monotonic() - began)
 
 
 @contextmanager

@@ -14,14 +14,14 @@ import time
 
 from smship.context import EnvContext
 from smship.remote import client as agent
-from smship.ssh import Fleet, Target
+from smship.ssh import WAIT_NOTICE_EVERY, Fleet, Target
 from smship.steps.roll import Activations, RollResult, judge
 
 
 class Alongside:
     # Once the caller waits for the batch, which hosts it still waits for is said this often (seconds
     # since the batch began): a worker's warm shutdown lasts as long as the tasks it runs.
-    NOTICE_EVERY = 30.0
+    NOTICE_EVERY = WAIT_NOTICE_EVERY
 
     def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], names: list[str],
                  request_for: Activations, title: str):
@@ -66,10 +66,9 @@ class Alongside:
             notices += 1
             pending = [n for n in self.names if n not in self._answered]
             if pending:
-                self.ctx.reporter.info(
-                    f"{self.title}: still waiting for {', '.join(pending)} after {time.monotonic() - self._started:.0f}s "
-                    f"(a worker's warm shutdown waits for its running tasks, up to worker.stop_timeout: "
-                    f"{self.ctx.env.worker.stop_timeout}s)")
+                self.ctx.reporter.waiting(self.title, pending, time.monotonic() - self._started,
+                                          "a worker's warm shutdown waits for its running tasks, up to "
+                                          f"worker.stop_timeout: {self.ctx.env.worker.stop_timeout}s")
 
     def failed(self) -> bool:
         """Whether the batch has ended and a host of it failed (it does not wait)."""

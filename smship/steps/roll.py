@@ -150,7 +150,9 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
         try:
             note = drainer.note_for(names, title) if drainer else None
             flag = drainer.flag if drainer and drainer.has_lb else None
-            answers = agent.ask_all(fleet, lambda t: request_for(t.name, flag, note), [targets[name] for name in names])
+            answers = agent.ask_all(fleet, lambda t: request_for(t.name, flag, note), [targets[name] for name in names],
+                                    waiting=lambda hosts, seconds: report.waiting(
+                                        f"{title}: batch {number}/{len(groups)}", hosts, seconds))
         except KeyboardInterrupt:
             # Ctrl-C waits for the batch: each host finished its activation
             # (and reverted itself if it failed), or never began it, so it

@@ -664,3 +664,22 @@ def test_a_worker_unit_that_would_kill_its_tasks_is_named_in_the_preflight_and_t
     assert ("jobs1: shop-worker.service (KillMode=control-group, an older smship's unit file) kills the tasks it "
             "runs when it restarts; 'smship provision prod' gives it KillMode=mixed") in said, said
     assert said.count("KillMode=") == 2, said
+
+
+def test_a_web_batch_still_at_work_names_its_hosts_while_the_deploy_waits(fleet_of, release, capsys, monkeypatch):
+    import smship.ssh.fleet
+
+    ctx, fleet = fleet_of()
+    monkeypatch.setattr(smship.ssh.fleet, "WAIT_NOTICE_EVERY", 0.2)
+    activate = fleet._op_activate
+
+    def slow_gate_on_web2(host, request):
+        if host.name == "web2" and request.get("web"):
+            time.sleep(0.5)          # a new uvicorn still importing the app
+        return activate(host, request)
+
+    monkeypatch.setattr(fleet, "_op_activate", slow_gate_on_web2)
+    assert run_deploy(ctx, fleet)
+    notices = [line.strip() for line in capsys.readouterr().err.splitlines() if "still waiting" in line]
+    assert notices and all(line.startswith("deploy: web: batch 2/3: still waiting for web2 after ") for line in notices), \
+        notices

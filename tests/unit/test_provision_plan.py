@@ -563,7 +563,7 @@ def test_the_db_host_goes_first_when_a_running_apps_env_file_changes_with_it():
     ran = []
 
     class Fleet:
-        def map(self, work, wave):
+        def map(self, work, wave, waiting=None):
             ran.extend(t.name for t in wave)
             return FleetResult({t.name: RuntimeError("apt failed") for t in wave})
 
@@ -614,7 +614,7 @@ def test_web_hosts_whose_slots_switch_go_in_the_deploy_s_batches_after_the_rest(
                              info=lambda message: said.append(message))
 
     class Fleet:
-        def map(self, work, wave):
+        def map(self, work, wave, waiting=None):
             ran.extend(t.name for t in wave)
             return FleetResult({t.name: RuntimeError("gate") if t.name == "web1" else HostOutcome(Plan(), True)
                                 for t in wave})
