@@ -17,6 +17,7 @@ from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
 from smship.command import Command
+from smship.notices import notify_until_done
 from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
@@ -410,28 +411,15 @@ class Fleet:
             with _ctrl_c_held():
                 futures = [(t.name, pool.submit(fn, t)) for t in chosen]
             if waiting is not None:
-                _notify_while_waiting([f for _, f in futures], lambda: [n for n, f in futures if not f.done()],
-                                      waiting, began, every or WAIT_NOTICE_EVERY)
+                notify_until_done(lambda seconds: not wait([f for _, f in futures], timeout=seconds)[1],
+                                  lambda: [n for n, f in futures if not f.done()], waiting, began,
+                                  every or WAIT_NOTICE_EVERY)
             for name, future in futures:
                 try:
                     outcomes[name] = future.result()
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
         return FleetResult(outcomes)
-
-
-def _notify_while_waiting(futures, pending: Callable[[], list[str]], waiting: Callable[[list[str], float], None],
-                          began: float, every: float) -> None:
-    """Until every future is done, ``waiting(pending(), seconds since began)`` at each multiple of ``every``."""
-    marks = 1
-    while True:
-        _, undone = wait(futures, timeout=max(0.0, began + marks * every - time.monotonic()))
-        if not undone:
-            return
-        marks = int((time.monotonic() - began) // every) + 1
-        names = pending()
-        if names:
-            waiting(names, time.monotonic() - began)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import threading
 import time
 
 from smship.context import EnvContext
+from smship.notices import notify_until_done
 from smship.remote import client as agent
 from smship.ssh import WAIT_NOTICE_EVERY, Fleet, Target
 from smship.steps.roll import Activations, RollResult, judge
@@ -57,18 +58,15 @@ class Alongside:
 
     def _join(self) -> None:
         """Until the batch ends, saying every NOTICE_EVERY seconds which hosts it still waits for."""
-        notices = 0
-        while self._thread.is_alive():
-            notices = max(notices, int((time.monotonic() - self._started) // self.NOTICE_EVERY))
-            self._thread.join(self._started + (notices + 1) * self.NOTICE_EVERY - time.monotonic())
-            if not self._thread.is_alive():
-                return
-            notices += 1
-            pending = [n for n in self.names if n not in self._answered]
-            if pending:
-                self.ctx.reporter.waiting(self.title, pending, time.monotonic() - self._started,
-                                          "a worker's warm shutdown waits for its running tasks, up to "
-                                          f"worker.stop_timeout: {self.ctx.env.worker.stop_timeout}s")
+        def ended_within(seconds: float) -> bool:
+            self._thread.join(seconds)
+            return not self._thread.is_alive()
+
+        notify_until_done(ended_within, lambda: [n for n in self.names if n not in self._answered],
+                          lambda hosts, seconds: self.ctx.reporter.waiting(
+                              self.title, hosts, seconds, "a worker's warm shutdown waits for its running tasks, "
+                              f"up to worker.stop_timeout: {self.ctx.env.worker.stop_timeout}s"),
+                          self._started, self.NOTICE_EVERY)
 
     def failed(self) -> bool:
         """Whether the batch has ended and a host of it failed (it does not wait)."""
