@@ -11,6 +11,7 @@ import hashlib
 import os
 import pwd
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -401,6 +402,19 @@ def test_jump_host_is_used_for_run_and_rsync(sshd, options, tmp_path,
     assert (remote_dir / "j/app.py").exists()
     # Jump and target logins for run (reused), then both again for rsync.
     assert wait_for_logins(sshd, logins + 4) == logins + 4
+
+
+def test_a_command_s_packets_leave_without_waiting_for_the_last_ones_ack(sshd, options, target):
+    # Nagle's algorithm off on the TCP socket, the first jump hop's included (fleet._send_at_once).
+    via = Target("inner", LOOPBACK, sshd.port, user=SUDO_USER, identity=sshd.client_key,
+                 jump=f"{SUDO_USER}@{LOOPBACK}:{sshd.port}")
+    with Fleet([target, via], options) as fleet:
+        for each in (target, via):
+            assert fleet.run(each, cmd("true")).ok
+        direct = fleet.connection(target).transport.sock
+        hop = next(iter(fleet._jump_connections.values())).transport.sock
+        for sock in (direct, hop):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
 def test_jump_that_refuses_forwarding_fails_run_and_rsync(sshd, options,
