@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import signal
 import socket
 import subprocess
@@ -15,10 +14,10 @@ from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 
 from smship.command import Command
 from smship.notices import notify_until_done
+from smship.ssh.channel import ChannelTimedOut, ConnectionLost, run_on
 from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
@@ -31,46 +30,14 @@ WAIT_NOTICE_EVERY = 30.0
 
 
 # ---------------------------------------------------------------------------
-# Streams
+# Output
 # ---------------------------------------------------------------------------
 
 
-class _StdinStream:
-    """Feeds bytes to invoke's stdin pump in large chunks.
-
-    Invoke asks non-terminal streams for one byte at a time, which would
-    turn a file into one SSH packet per byte; returning a whole chunk per
-    read is allowed by its loop and keeps uploads fast.  An empty stream
-    still matters: invoke closes the remote stdin at EOF, so a command that
-    reads stdin never hangs.
-    """
-
-    CHUNK = 64 * 1024
-
-    def __init__(self, data: bytes | None) -> None:
-        self._data = memoryview(data or b"")
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = bytes(self._data[self._pos:self._pos + self.CHUNK])
-        self._pos += len(chunk)
-        return chunk
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("not a real file")
-
-
-# latin-1 maps every byte to one character and back, so binary stdin
-# survives invoke's decode/encode unchanged and output chunks split in the
-# middle of a UTF-8 sequence are not mangled; we decode as UTF-8 at the end.
-_WIRE_ENCODING = "latin-1"
-
-
-def _text(wire: str) -> str:
-    return wire.encode(_WIRE_ENCODING).decode("utf-8", "replace")
+def _text(wire: bytes) -> str:
+    """A command's whole output as text (decoded once at the end: a UTF-8 sequence split between two
+    packets stays whole)."""
+    return wire.decode("utf-8", "replace")
 
 
 _SUDO_REFUSALS = ("a password is required", "a terminal is required",
@@ -309,24 +276,20 @@ class Fleet:
               timeout: float | None, started: float) -> Result:
         described = str(command)
         try:
-            outcome = connection.run(
-                remote_line(command), hide=True, warn=True, pty=False,
-                in_stream=_StdinStream(command.stdin),
-                encoding=_WIRE_ENCODING, timeout=timeout)
-        except CommandTimedOut as exc:
+            outcome = run_on(connection.transport, remote_line(command), command.stdin, timeout)
+        except ChannelTimedOut as exc:
             return Result(
                 name, described, NO_EXIT,
-                stdout=_text(exc.result.stdout),
-                stderr=_text(exc.result.stderr),
+                stdout=_text(exc.stdout), stderr=_text(exc.stderr),
                 duration=time.monotonic() - started,
                 error=f"{name}: {described}: timed out after {timeout:g}s")
-        except Exception as exc:  # a dropped connection mid-command
+        except ConnectionLost as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             return Result(name, described, NO_EXIT,
                           duration=time.monotonic() - started,
                           error=f"{name}: {described}: connection lost: "
                                 f"{first}")
-        result = Result(name, described, outcome.exited,
+        result = Result(name, described, outcome.exit_code,
                         stdout=_text(outcome.stdout),
                         stderr=_text(outcome.stderr),
                         duration=time.monotonic() - started)

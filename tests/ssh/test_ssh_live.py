@@ -107,6 +107,26 @@ def test_timeout_ends_the_command_and_keeps_the_connection(fleet, target):
     assert fleet.run(target, cmd("true")).ok
 
 
+def test_a_command_killed_by_a_signal_has_no_exit_status_and_the_connection_stays(fleet, target):
+    # The login shell sshd started for the command dies by the signal.
+    result = fleet.run(target, cmd("sh", "-c", "echo before; kill -KILL $PPID"))
+    assert result.exit_code == -1 and result.lost and result.error is None
+    assert result.stdout == "before\n"
+    assert fleet.run(target, cmd("true")).ok
+
+
+def test_a_command_that_never_reads_its_stdin_ends_as_it_exits(fleet, target):
+    # Its stdin is dropped with it, not fed into a closed channel forever.
+    result = fleet.run(target, cmd("sh", "-c", "exit 4", stdin=os.urandom(8 * 1024 * 1024)), timeout=60)
+    assert (result.exit_code, result.error) == (4, None)
+
+
+def test_output_is_decoded_whole_however_it_is_split(fleet, target):
+    text = "é€𝄞" * 50000
+    result = fleet.run(target, cmd("cat", stdin=text.encode()), check=True)
+    assert result.stdout == text
+
+
 # -- sudo --------------------------------------------------------------------
 
 
