@@ -1,7 +1,7 @@
 """Talking to the smship agent: one JSON request in, one JSON answer out.
 
 The agent (:mod:`smship.remote.agent`) is a standard-library program sent
-whole on every call and run as root (``python3 -c``, through a bootstrap that
+whole on every call and run as root (``python3 -I -S -c``, through a bootstrap that
 reuses its compiled code). The program and then the request travel on stdin:
 secrets and file contents never reach a command line, and sudo, which logs
 every command line it runs, logs only the short bootstrap, not 50 KB of
@@ -75,9 +75,14 @@ def _encoded(source: str) -> tuple[str, bytes]:
 
 
 def agent_argv(source: str = AGENT_SOURCE) -> tuple[str, ...]:
-    """``python3 -c BOOTSTRAP DIGEST LENGTH``: the program itself comes first on stdin."""
+    """``python3 -I -S -c BOOTSTRAP DIGEST LENGTH``: the program itself comes first on stdin.
+
+    Isolated (``-I``): root's interpreter imports nothing from the login's working directory or
+    ``PYTHON*`` variables; and without ``site`` (``-S``), which only adds the host's installed packages
+    to a program that uses the standard library alone, at a few milliseconds a call.
+    """
     digest, data = _encoded(source)
-    return ("python3", "-c", BOOTSTRAP, digest, str(len(data)))
+    return ("python3", "-I", "-S", "-c", BOOTSTRAP, digest, str(len(data)))
 
 
 def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Command:
@@ -87,7 +92,7 @@ def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Comman
 
 def agent_request(command: Command) -> dict[str, Any]:
     """The request an :func:`agent_command` carries (what the agent reads after its program)."""
-    return json.loads(command.stdin[int(command.argv[4]):])
+    return json.loads(command.stdin[int(command.argv[-1]):])
 
 
 def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,

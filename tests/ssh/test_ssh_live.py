@@ -561,3 +561,25 @@ def test_stream_of_a_command_that_ends_exits_zero_with_all_its_output(fleet, tar
     process = fleet.stream(target, cmd("printf", "a\\nb\\n"))
     out, _ = process.communicate(timeout=30)
     assert out == b"a\nb\n" and process.returncode == 0
+
+
+# -- the agent -----------------------------------------------------------------
+
+
+def test_the_agent_runs_as_root_without_importing_from_the_login_s_directory(fleet, target, remote_dir):
+    from smship.remote import client as agent
+
+    home = Path(pwd.getpwnam(SUDO_USER).pw_dir)
+    marker = remote_dir / "imported"
+    planted = [home / "json.py", home / "sitecustomize.py"]
+    user = pwd.getpwnam(SUDO_USER)
+    try:
+        for trap in planted:
+            trap.write_text(f"open({str(marker)!r}, 'w').close()\n")
+            os.chown(trap, user.pw_uid, user.pw_gid)
+        seen = agent.ask(fleet, target, agent.inspect(str(remote_dir / "app"), str(remote_dir / "lock")))
+    finally:
+        for trap in planted:
+            trap.unlink(missing_ok=True)
+    assert seen.exists is False and seen.current is None
+    assert not marker.exists()
