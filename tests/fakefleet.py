@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from smship.remote import AGENT_SOURCE, agent, agent_argv, agent_request
-from smship.ssh import Fleet, Result, RsyncResult, SSHOptions
+from smship.ssh import Begun, Fleet, Result, RsyncResult, SSHOptions
 
 
 @dataclass
@@ -53,6 +53,17 @@ class FakeHost:
         self.releases[release] = True
         self.current = release
         self.activations.append((release, None))
+
+
+class _FakeBegun(Begun):
+    """Never begun on a host: run whole once finished; its finish or cancel is an event."""
+
+    def finish(self, tail: bytes, timeout=None, description=None) -> Result:
+        self.fleet._event("finish begun", self.target.name)
+        return super().finish(tail, timeout, description)
+
+    def cancel(self) -> None:
+        self.fleet._event("cancel begun", self.target.name)
 
 
 class FakeFleet(Fleet):
@@ -113,6 +124,12 @@ class FakeFleet(Fleet):
             host.releases[described.removeprefix("finish release ")] = True
         return Result(target.name, command.description or argv[0], code,
                       stderr="" if code == 0 else "failed on purpose by the test")
+
+    def begin(self, target, command) -> Begun:
+        """A command begun ahead (an agent awaiting its request): run whole, through run, once finished."""
+        target = self._target(target)
+        self._event("begin", target.name)
+        return _FakeBegun(self, target, command)
 
     def rsync(self, target, local_dir, remote_dir, **options) -> RsyncResult:
         target = self._target(target)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,55 @@ def agent_request(command: Command) -> dict[str, Any]:
     return json.loads(command.stdin[int(command.argv[-1]):])
 
 
+def begin_agent(fleet, target, source: str = AGENT_SOURCE):
+    """An agent started on ``target`` ahead of its request (a :class:`~smship.ssh.fleet.Begun`): sudo,
+    the interpreter and the program's imports run while smship still works out what to ask it."""
+    return fleet.begin(target, Command(agent_argv(source), sudo=True, stdin=_encoded(source)[1],
+                                       description="smship agent"))
+
+
+class AgentsAhead:
+    """Agents begun in the background on some hosts, each taken by the request it was begun for, or
+    cancelled (its agent then reads an empty request and exits, having changed nothing)."""
+
+    def __init__(self, fleet, targets) -> None:
+        self._begun: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._begin, args=(fleet, list(targets)), daemon=True,
+                                        name="smship-agents-ahead")
+        self._thread.start()
+
+    def _begin(self, fleet, targets) -> None:
+        for target in targets:
+            try:
+                self._begun[target.name] = begin_agent(fleet, target)
+            except Exception:   # none begun there: its request goes the ordinary way, and says what fails
+                pass
+
+    def take(self, name: str):
+        """The agent begun on ``name`` (None: none was), for one request."""
+        self._thread.join()
+        return self._begun.pop(name, None)
+
+    def cancel(self) -> None:
+        self._thread.join()
+        for begun in self._begun.values():
+            begun.cancel()
+        self._begun.clear()
+
+
 def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,
-               source: str = AGENT_SOURCE, read_only: bool = False) -> dict[str, Any]:
-    """Run one agent request on ``target``; a failure raises :class:`SmshipError` naming the host.
+               source: str = AGENT_SOURCE, read_only: bool = False, begun=None) -> dict[str, Any]:
+    """Run one agent request on ``target`` (through ``begun``, an agent of ``source`` begun ahead, when
+    given); a failure raises :class:`SmshipError` naming the host.
 
     A ``read_only`` request whose agent was lost (no exit status) is asked once more: it changed
     nothing, so asking again is safe, and a lost process is seldom lost twice.
     """
-    result = fleet.run(target, agent_command(request, source), timeout=timeout)
+    if begun is not None:
+        result = begun.finish(json.dumps(request).encode(), timeout=timeout,
+                              description=f"smship agent {request['op']}")
+    else:
+        result = fleet.run(target, agent_command(request, source), timeout=timeout)
     if read_only and result.lost:
         result = fleet.run(target, agent_command(request, source), timeout=timeout)
     if not result.ok:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from smship.errors import SmshipError
 from smship.hostos import HostOS, python_packages, requested_python
-from smship.remote import AGENT_SOURCE, PG_AGENT_SOURCE, call_agent
+from smship.remote import AGENT_SOURCE, PG_AGENT_SOURCE, AgentsAhead, call_agent
 
 T = TypeVar("T")
 
@@ -48,18 +48,20 @@ class Request(Generic[T]):
         raise SmshipError(f"{host}: the smship agent's {self.op} answer {problem}; report this as a bug in smship")
 
 
-def ask(fleet, target, request: Request[T]) -> T:
-    """Run ``request`` on ``target``; its parsed answer, or :class:`SmshipError` naming the host."""
+def ask(fleet, target, request: Request[T], ahead: AgentsAhead | None = None) -> T:
+    """Run ``request`` on ``target`` (on the agent ``ahead`` began there, if any); its parsed answer, or
+    :class:`SmshipError` naming the host."""
+    begun = ahead.take(target.name) if ahead is not None and request.source == AGENT_SOURCE else None
     return request.read(target.name, call_agent(fleet, target, request.body(), timeout=request.timeout,
-                                                source=request.source, read_only=request.read_only))
+                                                source=request.source, read_only=request.read_only, begun=begun))
 
 
 def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: Iterable | None = None,
-            waiting: Callable[[list[str], float], None] | None = None):
+            waiting: Callable[[list[str], float], None] | None = None, ahead: AgentsAhead | None = None):
     """``request`` (or ``request(target)``, one per host) on every target in parallel: a FleetResult
-    (``waiting``: see Fleet.map)."""
+    (``waiting``: see Fleet.map; ``ahead``: see ask)."""
     build = (lambda _: request) if isinstance(request, Request) else request
-    return fleet.map(lambda t: ask(fleet, t, build(t)), targets, waiting=waiting)
+    return fleet.map(lambda t: ask(fleet, t, build(t), ahead), targets, waiting=waiting)
 
 
 # -- releases, lock and audit --------------------------------------------------

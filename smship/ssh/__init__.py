@@ -11,8 +11,10 @@ concern:
 - :mod:`.hostkeys`: host keys are checked strictly unless the operator opts
   in to trusting new hosts; a changed key is always refused;
 - :mod:`.rsync`: rsync's statistics and failures in one line naming the host;
+- :mod:`.channel`: one command on its own session channel, begun ahead of
+  the rest of its stdin if need be;
 - :mod:`.fleet`: :class:`Fleet` (connections, commands, uploads, rsync,
-  parallel calls) and :class:`FleetResult`.
+  parallel calls), :class:`Begun` and :class:`FleetResult`.
 
 The real ``rsync`` binary is run with an ``ssh`` command line generated from
 the same options, so both paths reach the same host, as the same user, with
@@ -21,7 +23,7 @@ the same key checks.
 
 from smship.ssh.argv import (parse_jump, remote_line, resolve, rsync_argv, ssh_argv, stream_argv,
                              until_disconnected)
-from smship.ssh.fleet import WAIT_NOTICE_EVERY, Fleet, FleetResult
+from smship.ssh.fleet import WAIT_NOTICE_EVERY, Begun, Fleet, FleetResult
 from smship.ssh.hostkeys import read_known_hosts
 from smship.ssh.rsync import parse_rsync_stats
 from smship.ssh.values import (NO_EXIT, CommandError, ConnectError, Endpoint, Result, RsyncResult, SSHError,
@@ -39,6 +41,7 @@ __all__ = [
     "SudoPasswordRequired",
     "NO_EXIT",
     "Fleet",
+    "Begun",
     "FleetResult",
     "resolve",
     "parse_jump",

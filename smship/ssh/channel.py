@@ -39,39 +39,60 @@ class Exchange:
     stderr: bytes
 
 
-def run_on(transport: paramiko.Transport, line: str, stdin: bytes | None, timeout: float | None) -> Exchange:
-    """Run ``line`` through ``transport``'s server, ``stdin`` fed to it (then closed, so a command
-    reading it never hangs); raises ChannelTimedOut or ConnectionLost."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        channel = transport.open_session(timeout=timeout)
-        channel.exec_command(line)
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise ConnectionLost(str(exc) or type(exc).__name__) from exc
-    stderr = bytearray()
-    # Daemons: a channel closed under them ends their waits at once.
-    helpers = [threading.Thread(target=_feed, args=(channel, stdin), daemon=True, name="smship-ssh-stdin"),
-               threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True, name="smship-ssh-stderr")]
-    for helper in helpers:
-        helper.start()
-    stdout = bytearray()
-    try:
-        while chunk := _recv(channel, deadline):
-            stdout += chunk
-        if not channel.status_event.wait(_left(deadline)):
-            raise socket.timeout
+class Running:
+    """A command started on a channel of its own, its stdin still open: the rest of its stdin, its
+    end and its outcome come with :meth:`finish`, or :meth:`cancel` closes it (its stdin then ends)."""
+
+    def __init__(self, transport: paramiko.Transport, line: str, head: bytes | None, timeout: float | None):
+        self.transport = transport
+        try:
+            self.channel = transport.open_session(timeout=timeout)
+            self.channel.exec_command(line)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectionLost(str(exc) or type(exc).__name__) from exc
+        self._head = threading.Thread(target=_feed, args=(self.channel, head, False), daemon=True,
+                                      name="smship-ssh-stdin")
+        self._head.start()
+
+    def cancel(self) -> None:
+        self.channel.close()
+
+    def finish(self, tail: bytes | None, timeout: float | None) -> Exchange:
+        """Feed ``tail`` and close stdin (so a command reading it never hangs), then wait for the end;
+        raises ChannelTimedOut or ConnectionLost."""
+        channel, deadline = self.channel, None if timeout is None else time.monotonic() + timeout
+        stderr = bytearray()
+
+        def feed_tail():
+            self._head.join()
+            _feed(channel, tail, True)
+        # Daemons: a channel closed under them ends their waits at once.
+        helpers = [threading.Thread(target=feed_tail, daemon=True, name="smship-ssh-stdin"),
+                   threading.Thread(target=_drain_stderr, args=(channel, stderr), daemon=True,
+                                    name="smship-ssh-stderr")]
         for helper in helpers:
-            helper.join(_left(deadline))
-    except socket.timeout:
-        channel.close()
-        raise ChannelTimedOut(bytes(stdout), bytes(stderr)) from None
-    if not channel.exit_status_ready() or channel.exit_status == -1:
-        if not transport.is_active():
+            helper.start()
+        stdout = bytearray()
+        try:
+            while chunk := _recv(channel, deadline):
+                stdout += chunk
+            if not channel.status_event.wait(_left(deadline)):
+                raise socket.timeout
+            for helper in helpers:
+                helper.join(_left(deadline))
+        except socket.timeout:
+            channel.close()
+            raise ChannelTimedOut(bytes(stdout), bytes(stderr)) from None
+        code = channel.exit_status if channel.exit_status_ready() else -1
+        if code == -1 and not self.transport.is_active():
             raise ConnectionLost("the connection closed")
         channel.close()
-        return Exchange(NO_EXIT, bytes(stdout), bytes(stderr))
-    channel.close()
-    return Exchange(channel.exit_status, bytes(stdout), bytes(stderr))
+        return Exchange(NO_EXIT if code == -1 else code, bytes(stdout), bytes(stderr))
+
+
+def run_on(transport: paramiko.Transport, line: str, stdin: bytes | None, timeout: float | None) -> Exchange:
+    """Run ``line`` through ``transport``'s server with ``stdin`` (see Running.finish)."""
+    return Running(transport, line, None, timeout).finish(stdin, timeout)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -84,13 +105,14 @@ def _recv(channel: paramiko.Channel, deadline: float | None) -> bytes:
     return channel.recv(CHUNK)
 
 
-def _feed(channel: paramiko.Channel, data: bytes | None) -> None:
+def _feed(channel: paramiko.Channel, data: bytes | None, last: bool) -> None:
     try:
         if data:
             view = memoryview(data)
             for start in range(0, len(view), CHUNK):
                 channel.sendall(view[start:start + CHUNK])
-        channel.shutdown_write()
+        if last:
+            channel.shutdown_write()
     except (OSError, EOFError, paramiko.SSHException):
         # The command ended (or its channel closed) before reading all of it: its exit says the rest.
         pass

@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
@@ -17,7 +18,7 @@ from fabric import Config, Connection
 
 from smship.command import Command
 from smship.notices import notify_until_done
-from smship.ssh.channel import ChannelTimedOut, ConnectionLost, run_on
+from smship.ssh.channel import ChannelTimedOut, ConnectionLost, Exchange, Running, run_on
 from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
@@ -272,35 +273,25 @@ class Fleet:
             raise CommandError(result)
         return result
 
+    def begin(self, target: Target | str, command: Command) -> "Begun":
+        """Start ``command`` now, fed ``command.stdin`` but with its stdin left open: the rest of it
+        comes with :meth:`Begun.finish`, which gives the Result :meth:`run` would have. For a program
+        whose start-up can run ahead of the request it is waiting for; one round trip in all."""
+        target = self._target(target)
+        started = time.monotonic()
+        try:
+            connection = self.connection(target)
+            self._count(target.name)
+            running = Running(connection.transport, remote_line(command), command.stdin, None)
+        except (ConnectError, ConnectionLost):
+            # Run anew, whole, by finish: which says why it cannot.
+            return Begun(self, target, command)
+        return Begun(self, target, command, connection, running, started)
+
     def _exec(self, connection: Connection, name: str, command: Command,
               timeout: float | None, started: float) -> Result:
-        described = str(command)
-        try:
-            outcome = run_on(connection.transport, remote_line(command), command.stdin, timeout)
-        except ChannelTimedOut as exc:
-            return Result(
-                name, described, NO_EXIT,
-                stdout=_text(exc.stdout), stderr=_text(exc.stderr),
-                duration=time.monotonic() - started,
-                error=f"{name}: {described}: timed out after {timeout:g}s")
-        except ConnectionLost as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return Result(name, described, NO_EXIT,
-                          duration=time.monotonic() - started,
-                          error=f"{name}: {described}: connection lost: "
-                                f"{first}")
-        result = Result(name, described, outcome.exit_code,
-                        stdout=_text(outcome.stdout),
-                        stderr=_text(outcome.stderr),
-                        duration=time.monotonic() - started)
-        if _sudo_refused(command, result.exit_code, result.stderr):
-            who = connection.user
-            result.error = (
-                f"{name}: {described}: sudo on this host needs a password "
-                f"for user {who}; smship runs sudo non-interactively, so "
-                f"grant {who} passwordless sudo (NOPASSWD) "
-                f"[{_last_line(result.stderr)}]")
-        return result
+        return _outcome(connection, name, command, timeout, started,
+                        lambda: run_on(connection.transport, remote_line(command), command.stdin, timeout))
 
     def rsync(self, target: Target | str, local_dir: str | Path,
               remote_dir: str, *, link_dest: str | None = None,
@@ -403,6 +394,65 @@ class Fleet:
                 except Exception as exc:  # collected, reported per host
                     outcomes[name] = exc
         return FleetResult(outcomes)
+
+
+def _outcome(connection: Connection, name: str, command: Command, timeout: float | None, started: float,
+             exchange: Callable[[], Exchange]) -> Result:
+    """What ``exchange()`` (the command on its channel) gave, as a Result: a timeout, a lost connection
+    and sudo's refusal of a password each in one line naming the host."""
+    described = str(command)
+    try:
+        outcome = exchange()
+    except ChannelTimedOut as exc:
+        return Result(
+            name, described, NO_EXIT,
+            stdout=_text(exc.stdout), stderr=_text(exc.stderr),
+            duration=time.monotonic() - started,
+            error=f"{name}: {described}: timed out after {timeout:g}s")
+    except ConnectionLost as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return Result(name, described, NO_EXIT,
+                      duration=time.monotonic() - started,
+                      error=f"{name}: {described}: connection lost: "
+                            f"{first}")
+    result = Result(name, described, outcome.exit_code,
+                    stdout=_text(outcome.stdout),
+                    stderr=_text(outcome.stderr),
+                    duration=time.monotonic() - started)
+    if _sudo_refused(command, result.exit_code, result.stderr):
+        who = connection.user
+        result.error = (
+            f"{name}: {described}: sudo on this host needs a password "
+            f"for user {who}; smship runs sudo non-interactively, so "
+            f"grant {who} passwordless sudo (NOPASSWD) "
+            f"[{_last_line(result.stderr)}]")
+    return result
+
+
+class Begun:
+    """A command :meth:`Fleet.begin` started, waiting for the rest of its stdin."""
+
+    def __init__(self, fleet: Fleet, target: Target, command: Command, connection: Connection | None = None,
+                 running: Running | None = None, started: float = 0.0) -> None:
+        self.fleet, self.target, self.command = fleet, target, command
+        self._connection, self._running, self._started = connection, running, started
+
+    def finish(self, tail: bytes, timeout: float | None = None, description: str | None = None) -> Result:
+        """The command's Result once ``tail`` (then the end of its stdin) was fed; ``description`` names it
+        in the Result. A command that could not begin is run anew, whole."""
+        command = replace(self.command, stdin=(self.command.stdin or b"") + tail,
+                          description=description or self.command.description)
+        if self._running is None:
+            return self.fleet.run(self.target, command, timeout=timeout)
+        running, self._running = self._running, None
+        return _outcome(self._connection, self.target.name, command, timeout, self._started,
+                        lambda: running.finish(tail, timeout))
+
+    def cancel(self) -> None:
+        """Close it unfinished: the command reads the end of its stdin."""
+        if self._running is not None:
+            self._running.cancel()
+            self._running = None
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from smship.context import EnvContext
 from smship.inventory import Host
 from smship.layout import Layout
+from smship.remote import AgentsAhead
 from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 from smship.steps.lock import HeldLock
@@ -140,37 +141,49 @@ def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[
     request_for = Activations(ctx, release_for, units_for, health, ready_for, web_slots, background_for)
     result = RollResult()
     groups = batches(hosts, batch_size)
-    for number, batch in enumerate(groups, 1):
-        names = [h.name for h in batch]
-        if number > 1 and halt is not None and halt():
-            result.halted = [h.name for group in groups[number - 1:] for h in group]
-            break
-        report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
-        started = time.monotonic()
-        try:
-            note = drainer.note_for(names, title) if drainer else None
-            flag = drainer.flag if drainer and drainer.has_lb else None
-            answers = agent.ask_all(fleet, lambda t: request_for(t.name, flag, note), [targets[name] for name in names],
-                                    waiting=lambda hosts, seconds: report.waiting(
-                                        f"{title}: batch {number}/{len(groups)}", hosts, seconds))
-        except KeyboardInterrupt:
-            # Ctrl-C waits for the batch: each host finished its activation
-            # (and reverted itself if it failed), or never began it, so it
-            # may take traffic again.
-            report.warn(f"interrupted: {', '.join(names)} finished activating or never began; "
-                        "'smship status' shows which release each host runs")
+    ahead: AgentsAhead | None = None
+    try:
+        for number, batch in enumerate(groups, 1):
+            names = [h.name for h in batch]
+            if number > 1 and halt is not None and halt():
+                result.halted = [h.name for group in groups[number - 1:] for h in group]
+                break
+            report.step(f"{title}: batch {number}/{len(groups)}: {', '.join(names)}")
+            started = time.monotonic()
+            # The next batch's agents start up (sudo, interpreter, imports) while this one restarts.
+            this, ahead = ahead, (AgentsAhead(fleet, [targets[h.name] for h in groups[number]])
+                                  if number < len(groups) else None)
+            try:
+                note = drainer.note_for(names, title) if drainer else None
+                flag = drainer.flag if drainer and drainer.has_lb else None
+                answers = agent.ask_all(fleet, lambda t: request_for(t.name, flag, note),
+                                        [targets[name] for name in names], ahead=this,
+                                        waiting=lambda hosts, seconds: report.waiting(
+                                            f"{title}: batch {number}/{len(groups)}", hosts, seconds))
+            except KeyboardInterrupt:
+                # Ctrl-C waits for the batch: each host finished its activation
+                # (and reverted itself if it failed), or never began it, so it
+                # may take traffic again.
+                report.warn(f"interrupted: {', '.join(names)} finished activating or never began; "
+                            "'smship status' shows which release each host runs")
+                if drainer:
+                    drainer.undrain(names)
+                raise
+            finally:
+                if this is not None:
+                    this.cancel()
+            judge(report, title, names, answers, started, result)
             if drainer:
-                drainer.undrain(names)
-            raise
-        judge(report, title, names, answers, started, result)
-        if drainer:
-            # Reverted hosts serve the previous release again and put themselves back; the others
-            # (unreachable, or whose revert failed) stay drained.
-            drainer.settle(names, answers)
-        if result.failed:
-            break
-        if after_batch is not None:
-            after_batch()
+                # Reverted hosts serve the previous release again and put themselves back; the others
+                # (unreachable, or whose revert failed) stay drained.
+                drainer.settle(names, answers)
+            if result.failed:
+                break
+            if after_batch is not None:
+                after_batch()
+    finally:
+        if ahead is not None:
+            ahead.cancel()
     return result
 
 

@@ -127,6 +127,37 @@ def test_output_is_decoded_whole_however_it_is_split(fleet, target):
     assert result.stdout == text
 
 
+def appears(path: Path, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_a_begun_command_runs_before_the_rest_of_its_stdin_comes_and_ends_with_it(fleet, target, remote_dir):
+    started = remote_dir / "started"
+    begun = fleet.begin(target, cmd("sh", "-c", f"touch {started}; cat", stdin=b"head\n"))
+    assert appears(started)
+    result = begun.finish(b"tail\n", timeout=30, description="cat, begun ahead")
+    assert (result.ok, result.stdout, result.command) == (True, "head\ntail\n", "cat, begun ahead")
+    assert fleet.round_trips == {"web1": 1}
+
+
+def test_a_cancelled_begun_command_reads_the_end_of_its_stdin(fleet, target, remote_dir):
+    ended = remote_dir / "ended"
+    begun = fleet.begin(target, cmd("sh", "-c", f"cat >/dev/null; touch {ended}", stdin=b"head\n"))
+    begun.cancel()
+    assert appears(ended)
+    assert fleet.run(target, cmd("true")).ok
+
+
+def test_a_command_that_cannot_begin_is_run_whole_when_finished(sshd, options, closed_port):
+    down = Target("down", LOOPBACK, closed_port, user=SUDO_USER, identity=sshd.client_key)
+    with Fleet([down], options) as fleet:
+        result = fleet.begin(down, cmd("cat", stdin=b"head\n")).finish(b"tail\n", timeout=30)
+    assert (result.ok, result.error) == (False, f"down ({LOOPBACK}:{closed_port}): connection refused")
+
+
 # -- sudo --------------------------------------------------------------------
 
 
