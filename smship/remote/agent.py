@@ -1,6 +1,6 @@
 """The program smship runs on a host to read its state and apply changes.
 
-It is sent as ``python3 -c SOURCE`` and reads one JSON request on stdin, so
+It is sent as ``python3 -I -S -c SOURCE`` and reads one JSON request on stdin, so
 a host needs nothing installed beyond Debian's python3, file contents and
 secrets never appear on a command line, and a whole provisioning step costs
 one SSH round trip.  Standard library only: it runs on the host's Python.

@@ -1,6 +1,6 @@
 """The program smship runs on the db host for backups: pgBackRest and Postgres, as root.
 
-Sent like the host agent (``python3 -c SOURCE``, one JSON request on stdin,
+Sent like the host agent (``python3 -I -S -c SOURCE``, one JSON request on stdin,
 one JSON answer on stdout), standard library only.  Postgres commands run
 as the postgres user through ``runuser``; SQL values travel on stdin as psql
 variables, never inside the SQL text.
