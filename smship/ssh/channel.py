@@ -100,8 +100,12 @@ def _left(deadline: float | None) -> float | None:
 
 
 def _recv(channel: paramiko.Channel, deadline: float | None) -> bytes:
-    """The next stdout bytes, b"" at its end; socket.timeout once ``deadline`` has passed."""
-    channel.settimeout(_left(deadline))
+    """The next stdout bytes, b"" at its end; socket.timeout once ``deadline`` has passed, however
+    steadily the command still writes."""
+    left = _left(deadline)
+    if left == 0.0:
+        raise socket.timeout
+    channel.settimeout(left)
     return channel.recv(CHUNK)
 
 

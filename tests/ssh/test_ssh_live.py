@@ -127,6 +127,14 @@ def test_output_is_decoded_whole_however_it_is_split(fleet, target):
     assert result.stdout == text
 
 
+def test_timeout_ends_a_command_that_keeps_writing(fleet, target):
+    started = time.monotonic()
+    # Never a moment without output to read (bounded: 200 MB at most, should the timeout not hold).
+    result = fleet.run(target, cmd("sh", "-c", "yes tick | head -c 200000000"), timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert not result.ok and "timed out after 0.5s" in result.error and "tick" in result.stdout
+
+
 def appears(path: Path, seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while not path.exists() and time.monotonic() < deadline:
