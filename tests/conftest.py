@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,15 @@ LAB_IMAGE = os.environ.get("SMSHIP_LAB_IMAGE", "fat")
 LAB_DISTRO = os.environ.get("SMSHIP_LAB_DISTRO", "trixie")
 LAB_HOSTS = 3
 REFERENCE_APP = Path(__file__).resolve().parents[1] / "examples" / "smpy-app"
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as under a terminal: a test runner started in the background
+    (``&`` in a script, nohup) gets SIGINT ignored, and Python then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -304,7 +304,7 @@ def test_an_rsync_failure_names_what_went_wrong_not_the_generic_code():
     assert message.endswith("No space left on device (28)")
 
 
-def test_a_ctrl_c_while_the_work_is_handed_out_comes_once_every_host_s_work_began(monkeypatch):
+def test_a_ctrl_c_while_the_work_is_handed_out_comes_once_every_host_s_work_began(monkeypatch, ctrl_c_raises):
     import signal
     import threading
     from concurrent.futures import ThreadPoolExecutor

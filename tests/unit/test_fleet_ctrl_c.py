@@ -17,6 +17,8 @@ import pytest
 
 from smship.ssh import Fleet, SSHOptions, Target
 
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
+
 HOSTS = [f"h{i}" for i in range(8)]
 
 
