@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,20 @@ def agent_argv(source: str = AGENT_SOURCE) -> tuple[str, ...]:
     return ("python3", "-I", "-S", "-c", BOOTSTRAP, digest, str(len(data)))
 
 
+def _program_command(source: str) -> Command:
+    """The agent's command with its program on stdin, the request still to follow."""
+    return Command(agent_argv(source), sudo=True, stdin=_encoded(source)[1], description="smship agent")
+
+
+def _request_tail(request: dict[str, Any]) -> tuple[bytes, str]:
+    """What follows the program on the agent's stdin, and the description the command then has."""
+    return json.dumps(request).encode(), f"smship agent {request['op']}"
+
+
 def agent_command(request: dict[str, Any], source: str = AGENT_SOURCE) -> Command:
-    return Command(agent_argv(source), sudo=True, stdin=_encoded(source)[1] + json.dumps(request).encode(),
-                   description=f"smship agent {request['op']}")
+    tail, description = _request_tail(request)
+    program = _program_command(source)
+    return replace(program, stdin=program.stdin + tail, description=description)
 
 
 def agent_request(command: Command) -> dict[str, Any]:
@@ -99,8 +111,7 @@ def agent_request(command: Command) -> dict[str, Any]:
 def begin_agent(fleet, target, source: str = AGENT_SOURCE):
     """An agent started on ``target`` ahead of its request (a :class:`~smship.ssh.fleet.Begun`): sudo,
     the interpreter and the program's imports run while smship still works out what to ask it."""
-    return fleet.begin(target, Command(agent_argv(source), sudo=True, stdin=_encoded(source)[1],
-                                       description="smship agent"))
+    return fleet.begin(target, _program_command(source))
 
 
 class AgentsAhead:
@@ -141,8 +152,8 @@ def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,
     nothing, so asking again is safe, and a lost process is seldom lost twice.
     """
     if begun is not None:
-        result = begun.finish(json.dumps(request).encode(), timeout=timeout,
-                              description=f"smship agent {request['op']}")
+        tail, description = _request_tail(request)
+        result = begun.finish(tail, timeout=timeout, description=description)
     else:
         result = fleet.run(target, agent_command(request, source), timeout=timeout)
     if read_only and result.lost:

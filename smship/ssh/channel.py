@@ -50,9 +50,11 @@ class Running:
             self.channel.exec_command(line)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectionLost(str(exc) or type(exc).__name__) from exc
+        # A plain run feeds all its stdin in finish; only a command begun ahead has a head to send now.
         self._head = threading.Thread(target=_feed, args=(self.channel, head, False), daemon=True,
-                                      name="smship-ssh-stdin")
-        self._head.start()
+                                      name="smship-ssh-stdin") if head else None
+        if self._head is not None:
+            self._head.start()
 
     def cancel(self) -> None:
         self.channel.close()
@@ -64,7 +66,8 @@ class Running:
         stderr = bytearray()
 
         def feed_tail():
-            self._head.join()
+            if self._head is not None:
+                self._head.join()
             _feed(channel, tail, True)
         # Daemons: a channel closed under them ends their waits at once.
         helpers = [threading.Thread(target=feed_tail, daemon=True, name="smship-ssh-stdin"),
