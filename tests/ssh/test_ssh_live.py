@@ -129,8 +129,9 @@ def test_output_is_decoded_whole_however_it_is_split(fleet, target):
 
 def test_timeout_ends_a_command_that_keeps_writing(fleet, target):
     started = time.monotonic()
-    # Never a moment without output to read (bounded: 200 MB at most, should the timeout not hold).
-    result = fleet.run(target, cmd("sh", "-c", "yes tick | head -c 200000000"), timeout=0.5)
+    # Writes without pause, and for longer than the test waits (20 s at most, should the timeout not hold);
+    # a shell's echo is slow enough that what it writes in 0.5 s stays small.
+    result = fleet.run(target, cmd("timeout", "20", "sh", "-c", "while :; do echo tick; done"), timeout=0.5)
     assert time.monotonic() - started < 5
     assert not result.ok and "timed out after 0.5s" in result.error and "tick" in result.stdout
 
