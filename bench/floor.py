@@ -88,9 +88,10 @@ def floor_seconds(lab, release_path: str, wheels_path: str, batch_size: int | st
         return lab.ssh(name, ["sudo", "sh", "-c", f"systemctl restart {serving} && {HEALTHY}"], timeout=300)
 
     def restart_background(name):
-        units = [u for r, u in (("worker", "refapp-worker.service"), ("beat", "refapp-beat.service"))
-                 if r in roles[name]]
-        return lab.ssh(name, ["sudo", "systemctl", "restart", *units], timeout=300)
+        # The serving worker slot restarted in place, as the web slot is.
+        worker = "refapp-worker@\"$(readlink /srv/refapp/worker/live | sed 's/.*slot-//')\".service"
+        units = [u for r, u in (("worker", worker), ("beat", "refapp-beat.service")) if r in roles[name]]
+        return lab.ssh(name, ["sudo", "sh", "-c", f"systemctl restart {' '.join(units)}"], timeout=300)
 
     if isinstance(batch_size, str) and batch_size.isdigit():
         batch_size = int(batch_size)

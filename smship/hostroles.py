@@ -25,10 +25,13 @@ def app_hosts(hosts: Iterable[Host]) -> list[Host]:
     return [h for h in hosts if is_app_host(h)]
 
 
-def background_units(layout: Layout, roles: Iterable[str]) -> list[str]:
-    """The Celery units: restarted after the web tier, watched instead of health-checked."""
+def background_units(layout: Layout, roles: Iterable[str], pattern: bool = False) -> list[str]:
+    """The Celery units: restarted after the web tier, watched instead of health-checked. The worker
+    slots by their template name, which the agent reads as the serving slot's (see
+    smship.remote.agent._units); ``pattern``: both slots', for systemctl stop or journalctl."""
     roles = set(roles)
-    return ([layout.worker_service] if "worker" in roles else []) + ([layout.beat_service] if "beat" in roles else [])
+    worker = layout.worker_units if pattern else layout.worker_service
+    return ([worker] if "worker" in roles else []) + ([layout.beat_service] if "beat" in roles else [])
 
 
 def ready_lines(layout: Layout, roles: Iterable[str], host_name: str) -> dict[str, str]:
@@ -53,7 +56,7 @@ def app_units(layout: Layout, roles: Iterable[str], *, socket: bool = False, pat
     """The app's own units on a host with ``roles``; ``socket`` adds the web socket before the service."""
     roles = list(roles)
     web = _web_units(layout, socket, pattern)
-    return (web if "web" in roles else []) + background_units(layout, roles)
+    return (web if "web" in roles else []) + background_units(layout, roles, pattern)
 
 
 def units_of(layout: Layout, roles: Iterable[str], *, postgres_unit: str = "postgresql@*",
@@ -65,6 +68,7 @@ def units_of(layout: Layout, roles: Iterable[str], *, postgres_unit: str = "post
     """
     roles = list(roles)
     web = _web_units(layout, socket, pattern) + ([NGINX_UNIT] if nginx_on_web else [])
-    by_role = {"web": web, "worker": [layout.worker_service], "beat": [layout.beat_service],
+    by_role = {"web": web, "worker": [layout.worker_units if pattern else layout.worker_service],
+               "beat": [layout.beat_service],
                "db": [postgres_unit, REDIS_UNIT], "lb": [NGINX_UNIT]}
     return list(dict.fromkeys(u for role in roles for u in by_role[role]))

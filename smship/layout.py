@@ -183,9 +183,50 @@ class Layout:
 
     # systemd units.
 
+    # The worker runs in two slots too: a deploy starts the new release in the
+    # idle slot beside the serving worker, watches it come up, then asks the
+    # old one to stop without waiting for its tasks (see
+    # smship.remote.agent._activate_worker).
     @property
     def worker_service(self) -> str:
+        """The worker slots' template unit (``APP-worker@a.service`` is slot a)."""
+        return f"{self.app}-worker@.service"
+
+    @property
+    def worker_units(self) -> str:
+        """Both worker slots, as a pattern systemctl and journalctl match."""
+        return f"{self.app}-worker@*.service"
+
+    @property
+    def worker_slot_service(self) -> str:
+        """The worker slot's service with ``%s`` for the slot, as the agent fills it in."""
+        return f"{self.app}-worker@%s.service"
+
+    @property
+    def worker_state(self) -> str:
+        """Root's directory naming which worker slot serves and the release each runs."""
+        return f"{self.root}/worker"
+
+    @property
+    def worker_live(self) -> str:
+        """The link naming the serving worker slot (its release link), switched atomically."""
+        return f"{self.worker_state}/live"
+
+    @property
+    def worker_slot_release(self) -> str:
+        """The worker slot's link to the release it runs (``%s``: the slot), its working directory."""
+        return f"{self.worker_state}/slot-%s"
+
+    @property
+    def pre_slot_worker_service(self) -> str:
+        """The worker unit of an smship before worker slots."""
         return f"{self.app}-worker.service"
+
+    def worker_slots(self, stop_wait: float = 0) -> dict:
+        """What the agent needs to find and switch the worker slots: one dict, built only here.
+        ``stop_wait``: how long the idle slot may still be finishing its tasks (worker.stop_timeout)."""
+        return {"live": self.worker_live, "release": self.worker_slot_release, "service": self.worker_slot_service,
+                "legacy": self.pre_slot_worker_service, "stop_wait": stop_wait}
 
     @property
     def beat_service(self) -> str:

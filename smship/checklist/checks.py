@@ -347,6 +347,8 @@ def budget_numbers(facts, inventory_only: bool = False) -> Budget:
            + the beat x (pool + overflow)
            + one web batch's uvicorn workers again: while a batch restarts, each of its
              hosts runs the new web slot beside the serving one
+           + every worker host's Celery concurrency again: the workers take a release all at
+             once, each new worker slot beside the old one, which finishes its tasks
     limit  = max_connections - superuser_reserved_connections
 
     ``inventory_only``: the ceilings the inventory gives, once provisioning has
@@ -370,6 +372,10 @@ def budget_numbers(facts, inventory_only: bool = False) -> Budget:
     if web:
         batch = env.web.batch_count(len(web))
         rows.append((f"new web slots (batch of {batch})", batch * env.web.workers, max(c for _, _, c in web)))
+    workers = [row for row, host in zip(rows, facts.app_hosts()) if "worker" in host.roles]
+    if workers:
+        rows.append((f"new worker slots ({len(workers)} at once)", len(workers) * env.worker.concurrency,
+                     max(c for _, _, c in workers)))
     db = facts.db
     if db is not None and not db.error and db.max_connections is not None:
         limit, source = db.max_connections - db.reserved_connections, "read from Postgres"

@@ -126,7 +126,8 @@ def host_request(contract: AppContract, layout: Layout, host: Host, python: str 
               "units": units, "beat_unit": layout.beat_service, "nginx": edge,
               "certificate": layout.tls_certificate if edge else None,
               "drain_flag": layout.drain_flag if "web" in host.roles else None,
-              "web": layout.web_slots() if "web" in host.roles else None}
+              "web": layout.web_slots() if "web" in host.roles else None,
+              "worker": layout.worker_slots() if "worker" in host.roles else None}
     if python:
         fields["python"] = python
     if log_marker:

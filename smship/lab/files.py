@@ -51,10 +51,10 @@ def render_inventory(labdir: Path, app_source: Path, hosts: Sequence[tuple[str, 
                         "accept_unknown_hosts": False},
                 "tls": {"source": "self-signed"},
                 "secrets": {"backend": "file", "path": str(labdir / "secrets.env")},
-                # 11 processes (9, and a web batch's new slot during a roll) x (2 + 5)
-                # stays under Postgres' 100 connections.
+                # 15 processes (9, and during a roll a web batch's new slot and the
+                # workers' new slots) x (2 + 3) stays under Postgres' 100 connections.
                 "env": {"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json",
-                        "SM_DB_POOL_SIZE": "2", "SM_DB_MAX_OVERFLOW": "5"},
+                        "SM_DB_POOL_SIZE": "2", "SM_DB_MAX_OVERFLOW": "3"},
                 "web": {"workers": 2, "batch_size": 1},
                 "hosts": [{"name": name, "address": address, "roles": list(r)}
                           for (name, address), r in zip(hosts, roles)],

@@ -778,9 +778,15 @@ def _records(request):
 
 def _background_refusal(request):
     """Why the worker and beat cannot take a release here: a unit still runs from ``current`` (an
-    older smship's unit file), so moving their link would restart it on the old release."""
-    link = request["background"]["link"]
+    older smship's unit file), so moving their link would restart it on the old release; or the
+    worker unit of an smship before worker slots is still there."""
+    link, worker = request["background"]["link"], request.get("worker")
+    if worker and os.path.exists(os.path.join("/etc/systemd/system", worker["legacy"])):
+        return ("this host still runs %s, the worker unit of an older smship; run 'smship provision' "
+                "to hand it over to the worker slots" % worker["legacy"])
     for unit in request["restart"]:
+        if worker and unit == worker["service"] % "":
+            continue
         runs_from = _unit_show(unit, ["WorkingDirectory"]).get("WorkingDirectory", "")
         if runs_from != link:
             return ("%s runs from %s, not %s (a unit file of an older smship); run 'smship provision' "
@@ -791,19 +797,25 @@ def _background_refusal(request):
 def _start_and_check(request, release):
     since = time.time() - 1
     _point(request, release)
+    if request.get("health"):
+        _systemctl("restart", *request["restart"])
+        restarts = _unit_show(request["health"]["unit"], ["NRestarts"]).get("NRestarts", "").strip()
+        return wait_healthy(request["health"], since, restarts)
+    return _restart_watched(request["restart"], request.get("settle", 5), request.get("ready") or {}, since)
+
+
+def _restart_watched(units, settle, ready, since):
+    """Restart ``units`` and watch them come up (see ``_watch_units``)."""
     restarts, invocations = {}, {}
     # One call: systemd restarts the units side by side (a Celery worker's warm shutdown does not hold
     # back the beat's restart on a host that runs both).
-    if request["restart"]:
-        _systemctl("restart", *request["restart"])
-    for unit in request["restart"]:
+    if units:
+        _systemctl("restart", *units)
+    for unit in units:
         # The new run's id: journald tags every line that run logs with it.
         shown = _unit_show(unit, ["NRestarts", "InvocationID"])
         restarts[unit], invocations[unit] = shown.get("NRestarts", "").strip(), shown.get("InvocationID", "").strip()
-    if request.get("health"):
-        return wait_healthy(request["health"], since, restarts.get(request["health"]["unit"]))
-    return _watch_units(request["restart"], request.get("settle", 5), request.get("ready") or {}, restarts,
-                        invocations, since)
+    return _watch_units(units, settle, ready, restarts, invocations, since)
 
 
 def _drain(drain):
@@ -840,7 +852,12 @@ def activate(request):
             return {"ok": False, "untouched": True, "previous": previous, "release": request["release"],
                     "reason": "could not drain it from the load balancer (%s: %s)" % (drain["flag"], exc.strerror or exc),
                     "drained": os.path.lexists(drain["flag"]), "took": time.monotonic() - began}
-    outcome = _activate_web(request, previous) if request.get("web") else _activate(request, previous)
+    if request.get("web"):
+        outcome = _activate_web(request, previous)
+    elif request.get("worker") and request["worker"]["service"] % "" in request["restart"]:
+        outcome = _activate_worker(request, previous)
+    else:
+        outcome = _activate(request, previous)
     if drain:
         _undrain(drain, outcome)
     outcome["took"] = time.monotonic() - began
@@ -884,11 +901,14 @@ def _serving_slot(web):
 
 def _units(request):
     """``request["units"]``, where the web slots' template names (``APP-web@.service`` and ``.socket``)
-    stand for the serving slot's units (slot a's before any slot served), and ``request["postgres_unit"]``
+    stand for the serving slot's units (slot a's before any slot served), the worker slots' template
+    (``APP-worker@.service``) likewise for the serving worker slot, and ``request["postgres_unit"]``
     (``postgresql@%s-main.service``) for this host's cluster's."""
-    web = request.get("web")
+    web, worker = request.get("web"), request.get("worker")
     slot = (_serving_slot(web) or "a") if web else None
     named = {web["service"] % "": web["service"] % slot, web["socket_unit"] % "": web["socket_unit"] % slot} if web else {}
+    if worker:
+        named[worker["service"] % ""] = worker["service"] % (_serving_worker_slot(worker) or "a")
     if request.get("postgres_unit"):
         named[request["postgres_unit"]] = _postgres_unit(request["postgres_unit"])
     return [named.get(unit, unit) for unit in request["units"]]
@@ -967,6 +987,78 @@ def _activate_web(request, previous):
     return outcome
 
 
+# -- worker slots ----------------------------------------------------------------
+# ``worker`` (smship.layout.Layout.worker_slots): the link naming the serving slot
+# (``live``), and per slot (``%s``: a or b) its release link and service.
+
+def _serving_worker_slot(worker):
+    try:
+        target = os.readlink(worker["live"])
+    except OSError:
+        return None
+    return next((slot for slot in ("a", "b") if target == worker["release"] % slot), None)
+
+
+def _activate_worker(request, previous):
+    """Start ``release`` in the idle worker slot beside the serving one (and restart the other units,
+    the beat), watch them come up, then make the new slot the serving one and ask the old to stop
+    without waiting: its running tasks finish while the new worker already takes new ones. A new slot
+    that fails is stopped; the serving one never stopped."""
+    worker, release = request["worker"], request["release"]
+    template = worker["service"] % ""
+    serving = _serving_worker_slot(worker)
+    slot = "b" if serving == "a" else "a"
+    unit = worker["service"] % slot
+    others = [u for u in request["restart"] if u != template]
+    ready = {(unit if u == template else u): line for u, line in (request.get("ready") or {}).items()}
+    settle = request.get("settle", 5)
+    outcome = {"previous": previous, "release": release}
+    try:
+        target = _complete_release(request["root"], release)
+        # The idle slot may still be finishing the tasks it ran when the last deploy asked it to stop.
+        _await_stopped(unit, worker.get("stop_wait") or STOP_WAIT)
+        since = time.time() - 1
+        _link({"path": worker["release"] % slot, "target": target})
+        _point(request, release)
+        outcome.update(_restart_watched([unit] + others, settle, ready, since))
+    except Exception as exc:
+        outcome.update(ok=False, reason=str(exc))
+    if not outcome["ok"]:
+        _stop_units([unit], outcome, wait=False)
+        if not previous or previous == release:
+            return outcome
+        try:
+            _point(request, previous)
+            back = _restart_watched(others, settle, ready, time.time() - 1) if others else {"ok": True}
+            serves = serving and _run(["systemctl", "is-active", worker["service"] % serving])[1].strip() == "active"
+            outcome["reverted"] = back["ok"] and bool(serves)
+            if not back["ok"]:
+                outcome["revert_reason"] = back["reason"]
+            elif not serves:
+                outcome["revert_reason"] = ("worker slot %s does not run either" % serving) if serving \
+                    else "no worker slot ran before"
+            elif _records(request):
+                _record_live(request, outcome, previous, previous)
+        except Exception as exc:
+            outcome.update(reverted=False, revert_reason=str(exc))
+        return outcome
+    _link({"path": worker["live"], "target": worker["release"] % slot})
+    if _records(request):
+        _record_live(request, outcome, release, previous)
+    # At boot the serving slot starts, not the other (see _activate_web for the reload).
+    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
+    if serving:
+        _run(["systemctl", "disable", "--quiet", "--no-reload", worker["service"] % serving])
+    reloaded = _start(["systemctl", "daemon-reload"])
+    if serving:
+        # Warm: its running tasks finish (up to TimeoutStopSec) on their own time, not the deploy's.
+        _stop_units([worker["service"] % serving], outcome, wait=False)
+    code, _, err = reloaded()
+    if code != 0:
+        outcome["reload_error"] = "systemctl daemon-reload: %s" % err.strip()[-300:]
+    return outcome
+
+
 def _complete_release(root, release):
     target = os.path.join(root, "releases", release)
     if not os.path.exists(os.path.join(target, COMPLETE_MARKER)):
@@ -995,19 +1087,23 @@ def _await_backlog(path):
 STOP_WAIT = 35
 
 
-def _await_stopped(unit):
-    """Until ``unit`` is no longer stopping (uvicorn's graceful shutdown is bounded by TimeoutStopSec)."""
-    deadline = time.monotonic() + STOP_WAIT
+def _await_stopped(unit, wait=STOP_WAIT):
+    """Until ``unit`` is no longer stopping (its graceful shutdown is bounded by TimeoutStopSec), at most ``wait`` s."""
+    deadline = time.monotonic() + wait
     while _run(["systemctl", "is-active", unit])[1].strip() == "deactivating" and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
 def _stop_slot(web, slot, outcome, wait=True):
     """Stop a slot and its socket (uvicorn finishes the requests it holds); a failure is reported, not fatal."""
-    code, out, err = _run(["systemctl", "stop"] + ([] if wait else ["--no-block"]) +
-                          [web["service"] % slot, web["socket_unit"] % slot])
+    _stop_units([web["service"] % slot, web["socket_unit"] % slot], outcome, wait)
+
+
+def _stop_units(units, outcome, wait=True):
+    """Stop ``units`` gracefully; a failure is reported in ``outcome``, not fatal."""
+    code, out, err = _run(["systemctl", "stop"] + ([] if wait else ["--no-block"]) + units)
     if code != 0:
-        outcome["stop_error"] = "systemctl stop %s: %s" % (web["service"] % slot, (err or out).strip()[-300:])
+        outcome["stop_error"] = "systemctl stop %s: %s" % (units[0], (err or out).strip()[-300:])
 
 
 def _record_live(request, outcome, release, previous):

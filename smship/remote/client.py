@@ -223,7 +223,7 @@ class Activation:
     undrain_error: str | None = None   # why it could not be put back in
     took: float | None = None          # seconds on the host, restart and gate included
     kept: bool = False                 # a web slot that failed its gate: the serving slot never stopped
-    stop_error: str | None = None      # a web slot that could not be stopped
+    stop_error: str | None = None      # a web or worker slot that could not be stopped
     reload_error: str | None = None    # systemd could not reload after the slots' boot links changed
 
 
@@ -238,19 +238,22 @@ def _activation(_host: str, answer: dict[str, Any]) -> Activation:
 def activate(root: str, release: str, units: list[str], health: dict | None, activation_log: str | None,
              timeout: float = 900, ready: dict[str, str] | None = None, drain_flag: str | None = None,
              drain_note: str | None = None, web: dict | None = None,
-             background: dict | None = None) -> Request[Activation]:
+             background: dict | None = None, worker: dict | None = None) -> Request[Activation]:
     """Switch ``current``, restart ``units``, gate on ``health`` (or, without it, watch the units stay up;
     ``ready`` maps a unit to the line it logs once it works, which shortens the watch); the host reverts
     itself on failure. With ``web`` (Layout.web_slots) the release starts in the idle web slot instead,
     and the serving one stops only once it passed. With ``drain_flag`` (a web host behind an lb) the host
     puts itself back in the lb once it serves a healthy release; with ``drain_note`` too, it drains itself
     first. With ``background`` (:func:`background_link`) the units run from a link of their own, switched
-    instead of ``current``."""
+    instead of ``current``; with ``worker`` (Layout.worker_slots) the worker among them starts in its idle
+    slot, and the serving one is asked to stop only once the new one works."""
     fields = {"root": root, "release": release, "restart": units, "health": health, "activation_log": activation_log}
     if web:
         fields["web"] = web
     if background:
         fields["background"] = background
+    if worker:
+        fields["worker"] = worker
     if ready:
         fields["ready"] = ready
     if drain_flag:
@@ -307,13 +310,14 @@ def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
 
 def status(root: str, lock: str, units: list[str], health: dict | None, drain_flag: str | None,
            timeout: float = 900, web: dict | None = None, background: str | None = None,
-           postgres_unit: str | None = None) -> Request[HostStatus]:
+           postgres_unit: str | None = None, worker: dict | None = None) -> Request[HostStatus]:
     """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's;
+    so does the worker's with ``worker`` (Layout.worker_slots, on a worker host);
     ``background`` (Layout.background_release, on a worker or beat host): the release that link names;
     ``postgres_unit`` (``postgresql@%s-main.service``, one of ``units``): the cluster's unit, its major read
     by the host in the same round trip."""
     fields = {"root": root, "lock": lock, "units": units, "health": health, "drain_flag": drain_flag}
-    optional = {"web": web, "background": background, "postgres_unit": postgres_unit}
+    optional = {"web": web, "background": background, "postgres_unit": postgres_unit, "worker": worker}
     return Request("status", fields | {k: v for k, v in optional.items() if v}, _host_status, timeout, read_only=True)
 
 
@@ -340,10 +344,12 @@ class KeyState:
 
 
 def keystate(name: str, root: str, env_file: str, units: list[str], timeout: float = 900,
-             web: dict | None = None) -> Request[KeyState]:
-    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's."""
+             web: dict | None = None, worker: dict | None = None) -> Request[KeyState]:
+    """``web`` (Layout.web_slots, on a web host): the web units' template names stand for the serving slot's;
+    so does the worker's with ``worker`` (Layout.worker_slots, on a worker host)."""
     fields = {"name": name, "root": root, "env_file": env_file, "units": units}
-    return Request("keystate", fields | ({"web": web} if web else {}),
+    optional = {"web": web, "worker": worker}
+    return Request("keystate", fields | {k: v for k, v in optional.items() if v},
                    lambda _, a: KeyState(a["current"], a["file"],
                                          {u: UnitKey(s["running"], s["fingerprint"]) for u, s in a["units"].items()}),
                    timeout, read_only=True)

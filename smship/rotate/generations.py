@@ -53,4 +53,5 @@ def probe(fleet: Fleet, targets: list[Target], hosts: dict[str, Host], layout: L
     """One round trip per host: a FleetResult of :class:`HostKey`."""
     return agent.ask_all(fleet, lambda t: agent.keystate(
         name, layout.root, layout.env_file, app_units(layout, hosts[t.name].roles), timeout=60,
-        web=layout.web_slots() if "web" in hosts[t.name].roles else None), targets)
+        web=layout.web_slots() if "web" in hosts[t.name].roles else None,
+        worker=layout.worker_slots() if "worker" in hosts[t.name].roles else None), targets)

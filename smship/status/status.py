@@ -36,6 +36,7 @@ def status(ctx: EnvContext) -> bool:
                             health if "web" in host.roles else None,
                             layout.drain_flag if "web" in host.roles else None, timeout=60,
                             web=layout.web_slots() if "web" in host.roles else None,
+                            worker=layout.worker_slots() if "worker" in host.roles else None,
                             background=layout.background_release if background_units(layout, host.roles) else None,
                             postgres_unit=POSTGRES_CLUSTER_UNIT if "db" in host.roles and not major else None)
 

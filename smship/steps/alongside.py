@@ -21,7 +21,8 @@ from smship.steps.roll import Activations, RollResult, judge
 
 class Alongside:
     # Once the caller waits for the batch, which hosts it still waits for is said this often (seconds
-    # since the batch began): a worker's warm shutdown lasts as long as the tasks it runs.
+    # since the batch began): a worker slot a deploy before asked to stop is waited for (its warm
+    # shutdown lasts as long as the tasks it runs) before the new release starts in it.
     NOTICE_EVERY = WAIT_NOTICE_EVERY
 
     def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], names: list[str],
@@ -64,7 +65,7 @@ class Alongside:
 
         notify_until_done(ended_within, lambda: [n for n in self.names if n not in self._answered],
                           lambda hosts, seconds: self.ctx.reporter.waiting(
-                              self.title, hosts, seconds, "a worker's warm shutdown waits for its running tasks, "
+                              self.title, hosts, seconds, "the idle worker slot still finishes the tasks it ran before, "
                               f"up to worker.stop_timeout: {self.ctx.env.worker.stop_timeout}s"),
                           self._started, self.NOTICE_EVERY)
 

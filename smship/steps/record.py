@@ -35,7 +35,9 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smship-prune") as beside:
         # The prune and the audit line touch different files: one waits for the other for nothing.
         pruning = beside.submit(agent.ask_all, fleet, agent.prune(
-            layout.root, ctx.env.keep_releases, [outcome["release"], *protect], [layout.background_release]),
+            layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
+            # A worker slot asked to stop may still run its tasks from its release.
+            [layout.background_release, layout.worker_slot_release % "a", layout.worker_slot_release % "b"]),
             chosen) if prune else None
         written = agent.ask_all(fleet, agent.audit(layout.audit_log, entry), chosen)
     problems = {**{n: str(e) for n, e in written.failed.items()},

@@ -199,6 +199,8 @@ class Activations:
     background_for: object = None
     # Seconds a unit's stop may take within the restart (a worker's warm shutdown waits for its tasks).
     stop_wait: float = 0
+    # The worker slots of a host (Layout.worker_slots), None where it runs no worker.
+    worker_for: object = None
 
     def __call__(self, name: str, drain_flag: str | None = None, drain_note: str | None = None):
         layout = self.ctx.layout
@@ -207,7 +209,8 @@ class Activations:
             timeout=self.stop_wait + self.ctx.env.health.timeout * 2 + 120,
             ready=self.ready_for(name) if self.ready_for else None,
             drain_flag=drain_flag, drain_note=drain_note, web=self.web_slots,
-            background=self.background_for(name) if self.background_for else None)
+            background=self.background_for(name) if self.background_for else None,
+            worker=self.worker_for(name) if self.worker_for else None)
 
 
 def judge(report, title: str, names: list[str], answers, started: float, result: RollResult) -> None:
@@ -225,7 +228,7 @@ def judge(report, title: str, names: list[str], answers, started: float, result:
             continue
         answer = answers.succeeded[name]
         if answer.stop_error:
-            report.warn(f"{name}: the web slot it left could not be stopped ({answer.stop_error})")
+            report.warn(f"{name}: the slot it left could not be stopped ({answer.stop_error})")
         if answer.reload_error:
             report.warn(f"{name}: {answer.reload_error}; systemctl warns that unit files changed "
                         "until 'systemctl daemon-reload' succeeds there")

@@ -23,7 +23,8 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
     request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60,
                             content=content, background=layout.background_release,
-                            workdirs=[layout.worker_service, layout.beat_service])
+                            workdirs=[layout.worker_slot_service % "a", layout.beat_service,
+                                      layout.pre_slot_worker_service])
     roles = {h.name: h.roles for h in ctx.env.hosts}
     answers = agent.ask_all(fleet, request)
     problems, found = [], {}
@@ -38,15 +39,22 @@ def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
             ctx.reporter.host(name, "failed", problems[-1])
             continue
         stale = [f"{unit} runs from {answer.workdirs[unit]}" for unit in background_units(layout, roles.get(name, ()))
-                 if restarts and answer.workdirs.get(unit) not in (None, layout.background_release)]
+                 if unit == layout.beat_service and restarts
+                 and answer.workdirs.get(unit) not in (None, layout.background_release)]
         if stale:
             problems.append(f"{name}: {', '.join(stale)}, not {layout.background_release} (an older smship's unit "
                             f"file); run 'smship provision {ctx.name}' first")
             ctx.reporter.host(name, "failed", problems[-1])
             continue
+        if restarts and "worker" in roles.get(name, ()) and answer.workdirs.get(layout.pre_slot_worker_service):
+            problems.append(f"{name}: {layout.pre_slot_worker_service} is the worker unit of an older smship; "
+                            f"run 'smship provision {ctx.name}' first to hand it over to the worker slots")
+            ctx.reporter.host(name, "failed", problems[-1])
+            continue
         found[name] = answer
         ctx.reporter.host(name, "ok", f"live: {answer.current or 'none'}")
-        kill_mode = answer.kill_modes.get(layout.worker_service)
+        slot = layout.worker_slot_service % "a"
+        kill_mode = answer.kill_modes.get(slot)
         if restarts and "worker" in roles.get(name, ()) and kill_mode not in (None, WORKER_KILL_MODE):
             ctx.reporter.warn(f"{name}: {layout.worker_service} (KillMode={kill_mode}, an older smship's unit file) "
                               f"kills the tasks it runs when it restarts; 'smship provision {ctx.name}' gives it "

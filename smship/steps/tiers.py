@@ -80,7 +80,9 @@ def background_activations(ctx: EnvContext, hosts: list[Host], release_for: dict
                        ready_for=lambda name: ready_lines(layout, roles[name], name),
                        background_for=lambda name: agent.background_link(layout.background_release,
                                                                          "web" not in roles[name]),
-                       stop_wait=ctx.env.worker.stop_timeout)
+                       stop_wait=ctx.env.worker.stop_timeout,
+                       worker_for=lambda name: layout.worker_slots(ctx.env.worker.stop_timeout)
+                       if "worker" in roles[name] else None)
 
 
 def put_back(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], moved: RollResult,

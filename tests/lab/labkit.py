@@ -273,14 +273,22 @@ def wait_state(lab, host: str, unit: str, state: str, seconds: float = 60) -> No
         time.sleep(0.5)
 
 
+WORKER_UNIT = "refapp-worker@$(readlink /srv/refapp/worker/live | sed 's/.*slot-//').service"
+
+
+def worker_unit(lab, host: str) -> str:
+    """The serving worker slot's service on ``host`` (refapp-worker@a.service or @b)."""
+    return remote(lab, host, f"echo {WORKER_UNIT}").strip()
+
+
 def web_unit(lab, host: str) -> str:
     """The serving web slot's service on ``host`` (refapp-web@a.service or @b)."""
     return remote(lab, host, f"echo {WEB_UNIT}").strip()
 
 
 def main_pids(lab, host: str) -> dict[str, str]:
-    """The main PID of each app unit: a web slot switch changes the web unit's name and PID."""
-    units = [web_unit(lab, host), "refapp-worker.service"] if host in WEB else ["refapp-beat.service"]
+    """The main PID of each app unit: a slot switch changes the web or worker unit's name and PID."""
+    units = [web_unit(lab, host), worker_unit(lab, host)] if host in WEB else ["refapp-beat.service"]
     return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
 
 

@@ -197,8 +197,8 @@ def test_a_web_tier_without_celery_provisions_and_deploys(lab, own_contract):
     web_only = inventory(None, "web-only")
     before = {h: live_release(lab, h) for h in WEB}
     run_smship("provision", ENV, inventory=web_only, check=True)
-    for host, unit in (("lab2", "refapp-worker.service"), ("lab3", "refapp-worker.service"),
-                       ("lab1", "refapp-beat.service")):
+    for host, unit in [(h, f"refapp-worker{u}.service") for h in WEB for u in ("@", "@a", "@b", "")] + \
+            [("lab1", "refapp-beat.service")]:
         assert remote(lab, host, f"test -e /etc/systemd/system/{unit} && echo yes || echo no").strip() == "no"
         assert remote(lab, host, f"systemctl is-active {unit} || true").strip() != "active"
     run = run_smship("deploy", ENV, "-o", "json", "--force", inventory=web_only, check=True)

@@ -313,15 +313,16 @@ def test_pools_too_large_for_max_connections_fail_the_budget_with_a_suggestion(l
 
     verdict = status_of(lab, smship, "connection-budget", inventory=write_inventory(lab, tmp_path, big_pools))
     assert verdict["status"] == "fail", verdict
-    # 11 processes: lab1 beat 1, lab2 and lab3 2 uvicorn workers + 2 Celery processes each, and the
-    # 2 uvicorn workers of a batch's new web slot, which run beside the serving ones during a roll.
-    assert ("605 connections at most (lab1 1x55 + lab2 4x55 + lab3 4x55 + new web slots (batch of 1) 2x55) "
-            "for a limit of 97") in verdict["reason"]
+    # 15 processes: lab1 beat 1, lab2 and lab3 2 uvicorn workers + 2 Celery processes each, the
+    # 2 uvicorn workers of a batch's new web slot and the 2 + 2 Celery processes of the workers' new
+    # slots, which run beside the serving ones during a roll.
+    assert ("795 connections at most (lab1 1x53 + lab2 4x53 + lab3 4x53 + new web slots (batch of 1) 2x53 "
+            "+ new worker slots (2 at once) 4x53) for a limit of 97") in verdict["reason"]
     assert "read from Postgres" in verdict["reason"]
-    assert "SM_DB_POOL_SIZE: 2 and SM_DB_MAX_OVERFLOW: 5" in verdict["fix"]
+    assert "SM_DB_POOL_SIZE: 1 and SM_DB_MAX_OVERFLOW: 4" in verdict["fix"]
     assert "db.pooler: {pool_size: 87, max_client_conn: 1000}" in verdict["fix"]
     passed = status_of(lab, smship, "connection-budget")
-    assert passed["status"] == "pass" and "77 connections at most" in passed["reason"], passed
+    assert passed["status"] == "pass" and "75 connections at most" in passed["reason"], passed
 
 
 def test_a_second_beat_or_none_fails(lab, smship, deployed):

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from labkit import (APP_HOSTS, APP_ROOT, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
-                    fleet_state, git, live_release, main_pids, nginx_workers, psql, remote, served_release, start_smship,
-                    steady_clients, wait_for_line, wait_state, web_unit)
+                    fleet_state, git, live_release, main_pids, nginx_workers, psql, remote, run_smship, served_release,
+                    start_smship, steady_clients, wait_for_line, wait_state, web_unit, worker_unit)
 
 pytestmark = pytest.mark.lab
 
@@ -48,6 +48,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
     before = {h: live_release(lab, h) for h in APP_HOSTS}
     web_before = {h: web_unit(lab, h) for h in WEB}
+    worker_before = {h: worker_unit(lab, h) for h in WEB}
     lb_workers = nginx_workers(lab, "lab1")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
@@ -74,7 +75,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
     # The slots' boot links changed, and systemd reloaded them: no unit is left "changed on disk".
     for host in WEB:
         assert remote(lab, host, f"systemctl show -p NeedDaemonReload --value {web_unit(lab, host)} "
-                                 "refapp-worker nginx").split() == ["no"] * 3, host
+                                 f"{worker_unit(lab, host)} nginx").split() == ["no"] * 3, host
     assert run.stderr.count("migrating the database once") == 1
     for host in APP_HOSTS:
         assert "SM_DEPLOY_NOTE=rolled-by-deploy" in remote(lab, host, "cat /srv/refapp/shared/env")
@@ -84,13 +85,18 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
         # Back to what the lab's own inventory renders, for the tests after this one (the processes
         # keep the value until their next restart, which is harmless).
         remote(lab, host, "sed -i '/^SM_DEPLOY_NOTE=/d' /srv/refapp/shared/env")
-    # The worker and beat took the release alongside the web tier, from their own link, once
-    # the first web batch was healthy (its host's line came before theirs).
+    # The worker and beat took the release alongside the web tier, once the first web batch was
+    # healthy (its host's line came before theirs): the beat from their own link, the worker from
+    # the slot it started in beside the old one, which no longer runs.
     for host in APP_HOSTS:
         assert remote(lab, host, "basename \"$(readlink /srv/refapp/background)\"").strip() == release, host
-        unit = "refapp-worker" if host in WEB else "refapp-beat"
-        assert remote(lab, host, f"systemctl show -p WorkingDirectory --value {unit}").strip() == \
-            "/srv/refapp/background", host
+        unit = worker_unit(lab, host) if host in WEB else "refapp-beat"
+        workdir = f"/srv/refapp/worker/slot-{unit[-9]}" if host in WEB else "/srv/refapp/background"
+        assert remote(lab, host, f"systemctl show -p WorkingDirectory --value {unit}").strip() == workdir, host
+        if host in WEB:
+            assert unit != worker_before[host], f"{host} did not start the release in its idle worker slot"
+            assert remote(lab, host, f"basename \"$(readlink {workdir})\"").strip() == release, host
+            wait_state(lab, host, worker_before[host], "inactive")
     steps = [t["step"] for t in run.document["timeline"]]
     assert steps.index("deploy: web: batch 1/2: lab2") < steps.index("deploy: workers: batch 1/1: lab1, lab2, lab3") \
         < steps.index("deploy: web: batch 2/2: lab3"), steps
@@ -194,72 +200,77 @@ def task_answer(lab, task_id: str) -> dict:
     return json.loads(remote(lab, "lab2", f"curl -sk -H 'Host: refapp.lab.test' https://127.0.0.1/tasks/{task_id}"))
 
 
-def test_a_task_running_when_a_deploy_restarts_its_worker_finishes_before_the_worker_stops(lab, deployed):
+def test_a_task_running_when_a_deploy_restarts_its_worker_finishes_while_the_new_worker_already_serves(
+        lab, deployed):
     name = f"held-{uuid.uuid4().hex[:12]}"
     running, go = f"{HELD_DIR}/{name}.running", f"{HELD_DIR}/{name}.go"
     task_id = enqueue_held_task(lab, name)
-    proc, released = None, False
+    released = False
     try:
         deadline = time.monotonic() + 60
         while not (host := next((h for h in WEB if remote(lab, h, f"cat {running} 2>/dev/null || true").strip()), None)):
             assert time.monotonic() < deadline, f"no worker ran the held task: {task_answer(lab, task_id)}"
             time.sleep(0.3)
-        old_worker = main_pids(lab, host)["refapp-worker.service"]
-        proc = start_smship("deploy", ENV, "--force", inventory=lab.inventory)
-        # The deploy restarts the workers: the one running the task stops warmly and waits for it.
-        deadline = time.monotonic() + 240
-        while remote(lab, host, "systemctl is-active refapp-worker || true").strip() != "deactivating":
-            assert proc.poll() is None, f"the deploy ended before {host}'s worker began to stop:\n{proc.stderr.read()}"
-            assert time.monotonic() < deadline, f"{host}'s worker never began to stop"
-            time.sleep(0.2)
-        time.sleep(2)
-        # SIGTERM reached the worker's main process alone: the pool process running the task lives on.
+        old_unit = worker_unit(lab, host)
+        old_worker = main_pids(lab, host)[old_unit]
+        # The deploy does not wait for the task: the new worker starts in the other slot, and the old
+        # one, asked to stop, finishes the task on its own time.
+        run_smship("deploy", ENV, "--force", inventory=lab.inventory, check=True, timeout=240)
+        new_unit = worker_unit(lab, host)
+        assert new_unit != old_unit
+        assert remote(lab, host, f"systemctl is-active {new_unit} || true").strip() == "active"
+        # SIGTERM reached the old worker's main process alone: the pool process running the task lives on.
+        assert remote(lab, host, f"systemctl is-active {old_unit} || true").strip() == "deactivating", \
+            f"{host}'s old worker stopped without waiting for the task it ran"
+        assert remote(lab, host, f"systemctl show -p MainPID --value {old_unit}").strip() == old_worker
         assert task_answer(lab, task_id)["state"] == "PENDING", task_answer(lab, task_id)
-        assert remote(lab, host, "systemctl is-active refapp-worker || true").strip() == "deactivating", \
-            f"{host}'s worker stopped without waiting for the task it ran"
         remote(lab, host, f"touch {go}")
         released = True
-        _, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr
+        wait_state(lab, host, old_unit, "inactive", seconds=60)
         answer = task_answer(lab, task_id)
         assert (answer["state"], answer["result"]) == ("SUCCESS", host), answer
-        assert main_pids(lab, host)["refapp-worker.service"] != old_worker
         assert remote(lab, host, f"ls {running} {go} 2>/dev/null || true").strip() == ""
+        assert remote(lab, host, f"systemctl is-enabled {old_unit} || true").strip() == "disabled"
+        assert remote(lab, host, f"systemctl is-enabled {new_unit} || true").strip() == "enabled"
     finally:
         if not released:
             # No worker may hold the task on into the next test's restart (it removes the file it finds).
             for h in WEB:
                 remote(lab, h, f"touch {go}")
-        if proc is not None and proc.poll() is None:
-            proc.communicate(timeout=300)
 
 
-def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_moves_it_to_its_own_link(lab, smship, deployed):
-    unit = "/etc/systemd/system/refapp-worker.service"
+def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_hands_it_over_to_a_slot(lab, smship, deployed):
     live = live_release(lab, "lab3")
-    # What an smship before the worker's own link left on lab3: the unit runs from current, and no link.
-    remote(lab, "lab3", f"sed -i 's|{APP_ROOT}/background|{APP_ROOT}/current|g' {unit} && rm {APP_ROOT}/background "
-                        "&& systemctl daemon-reload && systemctl restart refapp-worker")
-    before = fleet_state(lab)
+    template, legacy = "/etc/systemd/system/refapp-worker@.service", "/etc/systemd/system/refapp-worker.service"
+    # What an smship before worker slots left on lab3: one worker unit, run from the worker and beat's link.
+    remote(lab, "lab3", f"systemctl disable --now refapp-worker@a.service refapp-worker@b.service && "
+                        f"sed 's|{APP_ROOT}/worker/slot-%i|{APP_ROOT}/background|g' {template} > {legacy} && "
+                        f"rm -f {template} && rm -rf {APP_ROOT}/worker && systemctl daemon-reload && "
+                        "systemctl enable --now refapp-worker.service")
+    wait_state(lab, "lab3", "refapp-worker.service", "active")
+    old_worker = remote(lab, "lab3", "systemctl show -p MainPID --value refapp-worker.service").strip()
+    before = fleet_state(lab, hosts=("lab1", "lab2"))
     refused = smship("deploy", ENV, "--force", check=False)
     assert refused.returncode != 0, refused
-    assert f"lab3: refapp-worker.service runs from {APP_ROOT}/current, not {APP_ROOT}/background" in refused.output
+    assert "lab3: refapp-worker.service is the worker unit of an older smship" in refused.output, refused
     assert "preflight failed, nothing was changed" in refused.output, refused
-    assert fleet_state(lab) == before, "a refused deploy restarted or switched something"
+    assert fleet_state(lab, hosts=("lab1", "lab2")) == before, "a refused deploy restarted or switched something"
+    assert remote(lab, "lab3", "systemctl show -p MainPID --value refapp-worker.service").strip() == old_worker
     smship("provision", ENV, check=True)
-    # The link starts where current points: the worker restarted on the release it ran.
-    assert remote(lab, "lab3", f"basename \"$(readlink {APP_ROOT}/background)\"").strip() == live
-    assert remote(lab, "lab3", "systemctl show -p WorkingDirectory --value refapp-worker").strip() == \
-        f"{APP_ROOT}/background"
-    wait_state(lab, "lab3", "refapp-worker", "active")
+    # Slot a serves the release the old unit ran; the old unit is gone.
+    assert remote(lab, "lab3", f"test -e {legacy} && echo yes || echo no").strip() == "no"
+    assert worker_unit(lab, "lab3") == "refapp-worker@a.service"
+    assert remote(lab, "lab3", f"basename \"$(readlink {APP_ROOT}/worker/slot-a)\"").strip() == live
+    wait_state(lab, "lab3", "refapp-worker@a.service", "active")
+    assert remote(lab, "lab3", "systemctl is-enabled refapp-worker@a.service").strip() == "enabled"
     # A worker unit whose stop signals all its processes (an older smship's) is named; the deploy goes on.
-    remote(lab, "lab2", "sed -i '/^KillMode=/d' /etc/systemd/system/refapp-worker.service && systemctl daemon-reload")
+    remote(lab, "lab2", f"sed -i '/^KillMode=/d' {template} && systemctl daemon-reload")
     warned = smship("deploy", ENV, "--force", check=True)
-    assert "lab2: refapp-worker.service (KillMode=control-group, an older smship's unit file) kills the tasks" \
+    assert "lab2: refapp-worker@.service (KillMode=control-group, an older smship's unit file) kills the tasks" \
         in warned.output, warned
-    assert "lab3: refapp-worker.service (KillMode" not in warned.output
+    assert "lab3: refapp-worker@.service (KillMode" not in warned.output
     smship("provision", ENV, check=True)
-    assert remote(lab, "lab2", "systemctl show -p KillMode --value refapp-worker").strip() == "mixed"
+    assert remote(lab, "lab2", "systemctl show -p KillMode --value refapp-worker@a.service").strip() == "mixed"
 
 
 def test_a_drained_host_gets_none_of_the_lbs_requests_yet_still_serves_direct_ones(lab):

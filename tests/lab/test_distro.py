@@ -43,8 +43,8 @@ def other_host(lab):
         yield name, address
     finally:
         lab.lab.remove(name)
-        for script in ("systemctl disable --now mixedpy-worker.service 2>/dev/null || true",
-                       "rm -f /etc/systemd/system/mixedpy-worker.service && systemctl daemon-reload",
+        for script in ("systemctl disable --now mixedpy-worker@a.service mixedpy-worker@b.service 2>/dev/null || true",
+                       "rm -f /etc/systemd/system/mixedpy-worker@.service && systemctl daemon-reload",
                        "userdel mixedpy 2>/dev/null || true; rm -rf /srv/mixedpy"):
             remote(lab, "lab3", script)
 

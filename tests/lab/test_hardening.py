@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from labkit import APP_HOSTS, APP_ROOT, ENV, WEB, CommandLineWatch, lab_env, remote, web_unit, write_inventory
+from labkit import (APP_HOSTS, APP_ROOT, ENV, WEB, CommandLineWatch, lab_env, remote, web_unit, worker_unit,
+                    write_inventory)
 from smship.layout import Layout
 from smship.secrets import read_file_backend
 from smship.steps.migrate import transient_unit_properties
@@ -127,8 +128,8 @@ def test_a_redis_password_with_a_space_and_a_hash_works_and_provision_shows_no_s
 
 
 def test_every_unit_smship_creates_scores_ok_or_better(lab, deployed):
-    units = {"lab1": ["refapp-beat.service"], "lab2": [web_unit(lab, "lab2"), "refapp-worker.service"],
-             "lab3": [web_unit(lab, "lab3"), "refapp-worker.service"]}
+    units = {"lab1": ["refapp-beat.service"], "lab2": [web_unit(lab, "lab2"), worker_unit(lab, "lab2")],
+             "lab3": [web_unit(lab, "lab3"), worker_unit(lab, "lab3")]}
     for host, names in units.items():
         for unit in names:
             score, band = exposure(lab, host, unit)

@@ -68,7 +68,7 @@ def test_inventory_is_a_complete_lab_environment(tmp_path):
     assert load(tmp_path / "inventory.yml").environment("lab").tls.source == "self-signed"
     assert env["secrets"] == {"backend": "file", "path": str(labdir / "secrets.env")}
     assert env["env"] == {"SM_ENVIRONMENT": "production", "SM_LOG_FORMAT": "json",
-                          "SM_DB_POOL_SIZE": "2", "SM_DB_MAX_OVERFLOW": "5"}
+                          "SM_DB_POOL_SIZE": "2", "SM_DB_MAX_OVERFLOW": "3"}
     assert env["web"] == {"workers": 2, "batch_size": 1}
     assert env["hosts"] == [
         {"name": "lab1", "address": "192.168.250.11", "roles": ["db", "lb", "beat"]},

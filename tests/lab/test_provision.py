@@ -27,14 +27,15 @@ DOMAIN = "refapp.lab.test"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SITE = "/etc/nginx/sites-available/refapp.conf"
 # Units whose process must survive a provisioning run that changes nothing.
-WATCHED = ["nginx", "redis-server", '"$web.socket"', '"$web.service"',
-           "refapp-worker.service", "refapp-beat.service"]
+WATCHED = ["nginx", "redis-server", '"$web.socket"', '"$web.service"', '"$worker"', "refapp-beat.service"]
 
 
 def process_snapshot(lab, host: str) -> str:
     """Each watched unit's main PID and start time, and nginx's workers (a reload replaces them)."""
     # The serving web slot (nginx's link names its socket); none on a host without the web role.
+    # And the serving worker slot, by the link naming it.
     script = ('web=refapp-web@"$(basename "$(readlink /var/www/refapp/web/uvicorn.sock 2>/dev/null)" .sock)"; '
+              "worker=refapp-worker@\"$(readlink /srv/refapp/worker/live 2>/dev/null | sed 's/.*slot-//')\".service; "
               "for u in " + " ".join([postgres_unit(lab), *WATCHED]) + "; do "
               'echo "$u $(systemctl show -p MainPID -p ActiveEnterTimestampMonotonic --value "$u" | tr "\\n" " ")"; '
               "done; echo nginx-workers $(pgrep -P \"$(systemctl show -p MainPID --value nginx)\" | sort)")
@@ -164,8 +165,8 @@ def test_nginx_serves_https_with_the_configured_certificate(lab, smship, provisi
 
 def test_every_app_unit_is_hardened_by_systemd_analyze_security(lab, provisioned):
     # Before a deploy no slot serves; both slots are instances of one template, analysed alike.
-    units = {"lab1": ["refapp-beat.service"], "lab2": ["refapp-web@a.service", "refapp-worker.service"],
-             "lab3": ["refapp-web@b.service", "refapp-worker.service"]}
+    units = {"lab1": ["refapp-beat.service"], "lab2": ["refapp-web@a.service", "refapp-worker@a.service"],
+             "lab3": ["refapp-web@b.service", "refapp-worker@b.service"]}
     for host, names in units.items():
         for unit in names:
             report = remote(lab, host, f"systemd-analyze security --no-pager {unit}")

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from labkit import ENV, postgres_unit, remote, web_unit
+from labkit import ENV, postgres_unit, remote, web_unit, worker_unit
 
 pytestmark = pytest.mark.lab
 
@@ -67,13 +67,14 @@ def test_status_shows_release_units_uptime_readiness_and_disk(lab, smship, deplo
 
 
 def test_status_shows_a_stopped_unit(lab, smship, deployed):
+    stopped, serving = worker_unit(lab, "lab3"), worker_unit(lab, "lab2")
     try:
-        remote(lab, "lab3", "systemctl stop refapp-worker.service")
+        remote(lab, "lab3", f"systemctl stop {stopped}")
         document = smship("status", ENV, "-o", "json").document
-        assert document["hosts_status"]["lab3"]["units"]["refapp-worker.service"]["state"] == "inactive"
-        assert document["hosts_status"]["lab2"]["units"]["refapp-worker.service"]["state"] == "active"
+        assert document["hosts_status"]["lab3"]["units"][stopped]["state"] == "inactive"
+        assert document["hosts_status"]["lab2"]["units"][serving]["state"] == "active"
     finally:
-        remote(lab, "lab3", "systemctl start refapp-worker.service")
+        remote(lab, "lab3", f"systemctl start {stopped}")
 
 
 def test_logs_prefix_every_line_with_its_host_and_keep_json_whole(lab, smship, deployed):

@@ -42,10 +42,10 @@ def test_the_web_template_names_in_a_request_stand_for_the_serving_slot(tmp_path
     web = slots_in(tmp_path)
     units = [LAYOUT.web_socket, LAYOUT.web_service, LAYOUT.worker_service]
     assert agent._units({"units": units, "web": web}) == ["shop-web@a.socket", "shop-web@a.service",
-                                                          "shop-worker.service"]
+                                                          "shop-worker@.service"]
     (tmp_path / "uvicorn.sock").symlink_to(tmp_path / "b.sock")
     assert agent._units({"units": units, "web": web})[:2] == ["shop-web@b.socket", "shop-web@b.service"]
-    assert agent._units({"units": [LAYOUT.worker_service]}) == ["shop-worker.service"]
+    assert agent._units({"units": [LAYOUT.worker_service]}) == ["shop-worker@.service"]
 
 
 def test_a_host_still_running_the_pre_slot_web_unit_is_refused_by_name(tmp_path, monkeypatch):

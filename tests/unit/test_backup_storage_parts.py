@@ -68,7 +68,7 @@ def test_a_restore_stops_only_the_units_a_host_has_and_the_web_sockets():
 
     layout = Layout(app="shop", user="shop", root="/srv/shop")
     assert stop_command(layout, ["web", "worker"]).argv == (
-        "systemctl", "stop", "shop-web@*.socket", "shop-web@*.service", "shop-worker.service")
+        "systemctl", "stop", "shop-web@*.socket", "shop-web@*.service", "shop-worker@*.service")
     assert stop_command(layout, ["db", "lb", "beat"]).argv == ("systemctl", "stop", "shop-beat.service")
 
 

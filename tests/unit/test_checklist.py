@@ -136,9 +136,11 @@ def test_budget_formula_and_suggestion():
     made = facts()
     numbers = checks.budget_numbers(made)
     # web1, web2: 2 uvicorn workers each; jobs1: 2 Celery processes + the beat (inventory.example);
-    # and while a web batch rolls, its hosts' new slots run beside the serving ones.
+    # and while a web batch rolls, its hosts' new slots run beside the serving ones; the workers' new
+    # slots all at once beside theirs.
     batch = made.env.web.batch_count(2)
-    assert numbers.rows[-1] == (f"new web slots (batch of {batch})", batch * made.env.web.workers, 30)
+    assert numbers.rows[-2] == (f"new web slots (batch of {batch})", batch * made.env.web.workers, 30)
+    assert numbers.rows[-1] == ("new worker slots (1 at once)", made.env.worker.concurrency, 30)
     assert numbers.processes == sum(p for _, p, _ in numbers.rows)
     assert numbers.demand == numbers.processes * 30 and numbers.limit == 97
     verdict = judge("connection-budget", made)
@@ -342,7 +344,7 @@ def test_log_prefix_keeps_the_line_whole():
 
 def test_units_for_roles():
     layout = Layout(app="shop", user="shop", root="/srv/shop")
-    assert units_of(layout, ["web", "worker"]) == ["shop-web@.service", "shop-worker.service"]
+    assert units_of(layout, ["web", "worker"]) == ["shop-web@.service", "shop-worker@.service"]
     assert units_of(layout, ["web"], pattern=True, socket=True) == ["shop-web@*.socket", "shop-web@*.service"]
     assert units_of(layout, ["lb"]) == ["nginx.service"]
 

@@ -100,7 +100,7 @@ def test_default_units_are_the_smpy_ones(tmp_path):
     assert web.endswith("/.venv/bin/uvicorn main:app --fd 3 --workers 2 --proxy-headers --forwarded-allow-ips "
                         "* --timeout-graceful-shutdown 25")
     jobs = files_of(project(tmp_path), "jobs1")
-    assert " -A scripts.run_worker:celery worker " in exec_start(jobs, "shop-worker.service")
+    assert " -A scripts.run_worker:celery worker " in exec_start(jobs, "shop-worker@.service")
     assert exec_start(jobs, "shop-beat.service").endswith(" -A scripts.run_worker:celery beat --loglevel INFO "
                                                           "--schedule /var/lib/shop-beat/schedule")
 
@@ -115,8 +115,8 @@ def test_declared_processes_and_their_arguments_reach_the_units_quoted(tmp_path)
     assert "/uvicorn backend.api:app --fd 3 " in web
     assert web.endswith('--timeout-graceful-shutdown 25 --root-path /api --header "x-shop:yes please"')
     jobs = files_of(inventory, "jobs1")
-    assert " -A backend.jobs:celery worker " in exec_start(jobs, "shop-worker.service")
-    assert exec_start(jobs, "shop-worker.service").endswith(" --pool threads")
+    assert " -A backend.jobs:celery worker " in exec_start(jobs, "shop-worker@.service")
+    assert exec_start(jobs, "shop-worker@.service").endswith(" --pool threads")
     # Beat runs the worker's Celery app unless it names its own.
     beat = exec_start(jobs, "shop-beat.service")
     assert " -A backend.jobs:celery beat " in beat and beat.endswith(" --max-interval 5")

@@ -260,14 +260,22 @@ def test_workers_that_fail_stop_the_web_roll_before_its_next_batch(fleet_of, rel
     assert no_lock_left(fleet)
 
 
-def test_a_worker_unit_of_an_older_smship_fails_the_preflight_yet_releases_still_lists(fleet_of, release, monkeypatch):
+@pytest.mark.parametrize("older", ["beat from current", "the worker unit before slots"])
+def test_a_unit_of_an_older_smship_fails_the_preflight_yet_releases_still_lists(fleet_of, release, monkeypatch, older):
     from smship.deploy import rollback as rollback_command
 
     ctx, fleet = fleet_of()
-    fleet.hosts["jobs1"].workdirs = {"shop-worker.service": "/srv/shop/current",
-                                     "shop-beat.service": "/srv/shop/background"}
-    with pytest.raises(Exception, match="jobs1: shop-worker.service runs from /srv/shop/current, not "
-                                        "/srv/shop/background .*run 'smship provision prod' first"):
+    if older == "beat from current":
+        fleet.hosts["jobs1"].workdirs = {"shop-worker@a.service": "/srv/shop/worker/slot-a",
+                                         "shop-beat.service": "/srv/shop/current"}
+        said = ("jobs1: shop-beat.service runs from /srv/shop/current, not /srv/shop/background .*"
+                "run 'smship provision prod' first")
+    else:
+        fleet.hosts["jobs1"].workdirs = {"shop-worker.service": "/srv/shop/background",
+                                         "shop-beat.service": "/srv/shop/background"}
+        said = ("jobs1: shop-worker.service is the worker unit of an older smship; run 'smship provision prod' "
+                "first to hand it over to the worker slots")
+    with pytest.raises(Exception, match=said):
         run_deploy(ctx, fleet)
     assert fleet.happened("rsync") == [] and fleet.happened("lock") == [] and restarts(fleet) == []
     monkeypatch.setattr(rollback_command, "open_fleet", lambda ctx, hosts=None: fleet)
@@ -676,13 +684,13 @@ def test_a_workers_batch_that_ends_with_the_web_roll_says_nothing_more(fleet_of,
 def test_a_worker_unit_that_would_kill_its_tasks_is_named_in_the_preflight_and_the_deploy_goes_on(
         fleet_of, release, capsys, worker_kill_mode):
     ctx, fleet = fleet_of()
-    fleet.hosts["jobs1"].kill_modes = {"shop-worker.service": worker_kill_mode, "shop-beat.service": "control-group"}
+    fleet.hosts["jobs1"].kill_modes = {"shop-worker@a.service": worker_kill_mode, "shop-beat.service": "control-group"}
     assert run_deploy(ctx, fleet)
     said = capsys.readouterr().err
     if worker_kill_mode == "mixed":     # the unit this smship writes: nothing to say (beat runs one process)
         assert "KillMode" not in said, said
         return
-    assert ("jobs1: shop-worker.service (KillMode=control-group, an older smship's unit file) kills the tasks it "
+    assert ("jobs1: shop-worker@.service (KillMode=control-group, an older smship's unit file) kills the tasks it "
             "runs when it restarts; 'smship provision prod' gives it KillMode=mixed") in said, said
     assert said.count("KillMode=") == 2, said
 

@@ -122,7 +122,7 @@ def test_env_file_is_secret_and_carries_settings(project):
 def test_worker_and_beat_units(project):
     state = state_for(project, "jobs1")
     assert state.roles == ["base", "firewall", "app", "worker", "beat"]
-    worker = file_text(state, "shop-worker.service")
+    worker = file_text(state, "shop-worker@.service")
     assert "Environment=SM_MODULES_ENABLED=background_tasks,uploads" in worker
     assert "TimeoutStopSec=600" in worker and "--concurrency 2" in worker
     # The warm shutdown's SIGTERM reaches the main process alone, not the pool children running tasks.
@@ -131,10 +131,12 @@ def test_worker_and_beat_units(project):
     # The line the watch after a restart waits for names the worker as its unit does.
     layout = EnvContext.open("prod", project / "smship.yml").layout
     ready = ready_lines(layout, state.roles, "jobs1")
-    assert " --hostname shop@jobs1\n" in worker and ready["shop-worker.service"] == "shop@jobs1 ready."
+    assert " --hostname shop@jobs1\n" in worker and ready["shop-worker@.service"] == "shop@jobs1 ready."
     assert ready["shop-beat.service"] == "beat: Starting..." and "--loglevel INFO" in worker
-    # They run from their own link, which the host keeps; a host without them has none.
-    assert "WorkingDirectory=/srv/shop/background\n" in worker and "ExecStart=/srv/shop/background/.venv/" in worker
+    # The worker runs from its slot's link (%i: the slot), the beat from the worker and beat's own link,
+    # which the host keeps; a host without them has none.
+    assert "WorkingDirectory=/srv/shop/worker/slot-%i\n" in worker and "ExecStart=/srv/shop/worker/slot-%i/.venv/" in worker
+    assert "WorkingDirectory=/srv/shop/background\n" in file_text(state, "shop-beat.service")
     link = "no worker and beat release link (neither runs here)"
     assert link not in [e.name for e in state.ensures]
     assert "the worker and beat's release link" in [e.name for e in state.ensures]
@@ -266,12 +268,12 @@ def test_a_changed_env_file_restarts_the_web_tier_through_its_slots_once_and_oth
     assert (health["host"], health["timeout"], health["unit"]) == ("shop.example.com", 45.5, "shop-web@.service")
     assert health["ready"]["path"] == "/health/ready" and health["live"]["path"] == "/health/live"
     commands = [a["argv"] for a in actions if a["kind"] == "command"]
-    assert ["systemctl", "try-restart", "shop-worker.service"] in commands
+    assert ["systemctl", "try-restart", "shop-worker@*.service"] in commands
     assert not any("shop-web@" in word for argv in commands for word in argv if "try-restart" in argv)
     # jobs1 has no web tier: its units restart in place, as before.
     jobs = state_for(project, "jobs1")
     assert not any(isinstance(step, WebSlotRestart) for steps in jobs.handlers.values() for step in steps)
-    assert ("systemctl", "try-restart", "shop-worker.service") in jobs.handlers["restart app units"]
+    assert ("systemctl", "try-restart", "shop-worker@*.service") in jobs.handlers["restart app units"]
 
 
 def test_a_role_s_handler_step_is_a_command_or_a_restart_through_the_web_slots(project):
