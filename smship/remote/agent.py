@@ -722,11 +722,19 @@ READY_GRACE = 1.0
 
 
 def _logged(invocation, line):
-    """Whether the run ``invocation`` logged ``line`` (within any message: plain or JSON logs)."""
+    """When the run ``invocation`` logged ``line`` (within any message: plain or JSON logs), in seconds
+    since the epoch; None: not yet."""
     if not invocation:
-        return False
-    _, out, _ = _run(["journalctl", "--no-pager", "-o", "cat", "_SYSTEMD_INVOCATION_ID=" + invocation])
-    return any(line in message for message in out.splitlines())
+        return None
+    _, out, _ = _run(["journalctl", "--no-pager", "-o", "short-unix", "_SYSTEMD_INVOCATION_ID=" + invocation])
+    for entry in out.splitlines():
+        stamp, _, message = entry.partition(" ")
+        if line in message:
+            try:
+                return float(stamp)
+            except ValueError:    # a continuation line of a message logged over several
+                return time.time()
+    return None
 
 
 def _watch_units(units, settle, ready, restarts_before, invocations, since):
@@ -747,9 +755,11 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
             if state not in ("active", "activating", "reloading") or shown.get("SubState") == "auto-restart" \
                     or shown.get("NRestarts", "").strip() != restarts_before[unit]:
                 return {"ok": False, "reason": "%s crashed after the restart (%s): %s" % (unit, state, _crash_cause(unit, since))}
-            if state == "active" and unit not in ready_at and ready.get(unit) and \
-                    _logged(invocations.get(unit), ready[unit]):
-                ready_at[unit] = now
+            logged = _logged(invocations.get(unit), ready[unit]) \
+                if state == "active" and unit not in ready_at and ready.get(unit) else None
+            if logged is not None:
+                # The grace counts from when it logged the line, not from when this poll read it.
+                ready_at[unit] = min(now, now - (time.time() - logged))
             if state == "active" and unit in ready_at and now - ready_at[unit] >= READY_GRACE:
                 pending.remove(unit)
             elif now - began >= settle:
@@ -758,7 +768,9 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
                 pending.remove(unit)
         if not pending:
             return {"ok": True}
-        time.sleep(0.25)
+        # Every quarter second, or at once when a unit's grace ends sooner.
+        graces = [ready_at[u] + READY_GRACE - time.monotonic() for u in pending if u in ready_at]
+        time.sleep(max(0.0, min([0.25] + graces)))
 
 
 def _point(request, release):
@@ -1043,17 +1055,16 @@ def _activate_worker(request, previous):
             outcome.update(reverted=False, revert_reason=str(exc))
         return outcome
     _link({"path": worker["live"], "target": worker["release"] % slot})
+    if serving:
+        # Warm: its running tasks finish (up to TimeoutStopSec) on their own time, not the deploy's.
+        _stop_units([worker["service"] % serving], outcome, wait=False)
     if _records(request):
         _record_live(request, outcome, release, previous)
     # At boot the serving slot starts, not the other (see _activate_web for the reload).
     _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
     if serving:
         _run(["systemctl", "disable", "--quiet", "--no-reload", worker["service"] % serving])
-    reloaded = _start(["systemctl", "daemon-reload"])
-    if serving:
-        # Warm: its running tasks finish (up to TimeoutStopSec) on their own time, not the deploy's.
-        _stop_units([worker["service"] % serving], outcome, wait=False)
-    code, _, err = reloaded()
+    code, _, err = _run(["systemctl", "daemon-reload"])
     if code != 0:
         outcome["reload_error"] = "systemctl daemon-reload: %s" % err.strip()[-300:]
     return outcome

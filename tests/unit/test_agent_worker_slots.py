@@ -43,7 +43,7 @@ class FakeSystemd:
         self.active: set[str] = set()
         monkeypatch.setattr(agent, "_run", self.run)
         monkeypatch.setattr(agent, "_start", lambda argv, stdin=None: (self.run(argv), lambda: (0, "", ""))[1])
-        monkeypatch.setattr(agent, "_logged", lambda invocation, line: True)
+        monkeypatch.setattr(agent, "_logged", lambda invocation, line: agent.time.time())
         monkeypatch.setattr(agent, "READY_GRACE", 0)
         monkeypatch.setattr(agent.time, "sleep", lambda seconds: None)
 
