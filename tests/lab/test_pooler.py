@@ -94,7 +94,7 @@ def test_pools_that_outgrow_postgres_are_told_the_pooler_with_numbers(lab, resto
     code, verdicts = check_verdicts(lab, write_inventory(lab, tmp_path, lambda d: lab_env(d)["env"].update(FRAMEWORK_POOLS)))
     budget = verdicts["connection-budget"]
     assert code == 1 and budget["status"] == "fail", budget
-    assert "330 connections at most" in budget["reason"] and "for a limit of 97" in budget["reason"], budget
+    assert "450 connections at most" in budget["reason"] and "for a limit of 97" in budget["reason"], budget
     assert "db.pooler: {pool_size: 87, max_client_conn: 1000}" in budget["fix"], budget
 
 
@@ -123,8 +123,9 @@ def test_through_the_pooler_the_app_serves_and_deploys_while_migrations_go_strai
     budget = verdicts["connection-budget"]
     assert code == 0 and budget["status"] == "pass", [v for v in verdicts.values() if v["status"] != "pass"]
     assert budget["reason"].startswith(
-        "330 client connections at most (lab1 1x30 + lab2 4x30 + lab3 4x30 + new web slots (batch of 1) 2x30) "
-        "for PgBouncer's max_client_conn 1000; its pool of 20 server connections for a limit of 97"), budget
+        "450 client connections at most (lab1 1x30 + lab2 4x30 + lab3 4x30 + new web slots (batch of 1) 2x30 "
+        "+ new worker slots (2 at once) 4x30) for PgBouncer's max_client_conn 1000; its pool of 20 server "
+        "connections for a limit of 97"), budget
     assert verdicts["firewall"]["status"] == "pass" and "lab1:6432" in verdicts["firewall"]["reason"], verdicts["firewall"]
 
     # The app's processes reach the database only through PgBouncer ...

@@ -110,7 +110,8 @@ def steady(lab, stack, password: str) -> list[SteadyClient]:
 
 def no_failed_request(clients: list[SteadyClient]) -> None:
     for client in clients:
-        assert client.total >= 20, client.summary()
+        # Each ran through the command: from a second before it, one request per interval (0.25 s at most).
+        assert client.total >= 10, client.summary()
         assert not client.failures, client.summary()
 
 
