@@ -96,8 +96,11 @@ def floor_seconds(lab, release_path: str, wheels_path: str, batch_size: int | st
     if isinstance(batch_size, str) and batch_size.isdigit():
         batch_size = int(batch_size)
     size = Web(batch_size=batch_size).batch_count(len(web)) if web else 1
-    restarts = sum(timed(lambda: on_all(web[i:i + size], restart_web)) for i in range(0, len(web), size))
-    restarts += timed(lambda: on_all(background, restart_background))
+    web_batches = [timed(lambda: on_all(web[i:i + size], restart_web)) for i in range(0, len(web), size)]
+    background_restart = timed(lambda: on_all(background, restart_background))
+    restarts = sum(web_batches) + background_restart
     noop = timed(lambda: on_all(names, lambda n: lab.ssh(n, ["true"])))
+    parts = {"rsync": full, "venv": venv, "one file": small, "web batches": web_batches,
+             "worker and beat": background_restart, "no-op": noop}
     return {"full deploy": full + venv + restarts, "one changed .py": small + restarts, "no-op deploy": restarts,
-            "rollback": restarts, "rotate-secret": restarts, "no-op provision": noop}
+            "rollback": restarts, "rotate-secret": restarts, "no-op provision": noop, "parts": parts}

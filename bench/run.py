@@ -166,6 +166,10 @@ def bench_fleet(size: int, image: str, distro: str = "trixie", batch_size: str |
             floors = floor_seconds(lab, str(work / "release"), str(work / "wheels"), batch_size or 1)
             for row in rows:
                 row["floor"] = floors.get(row["case"])
+            parts = floors["parts"]
+            say("floor parts: " + ", ".join(f"{k} {[round(x, 2) for x in v] if isinstance(v, list) else round(v, 2)}"
+                                            for k, v in parts.items()))
+            rows[0]["floor_parts"] = parts
     finally:
         say("tearing the lab down")
         lab.down()
