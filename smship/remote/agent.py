@@ -904,11 +904,16 @@ def _activate(request, previous):
 # socket unit and socket. The slot the link points at serves; the other is idle.
 
 def _serving_slot(web):
+    return _slot_named(web["upstream"], web["socket"])
+
+
+def _slot_named(link, pattern):
+    """The slot (a or b) whose ``pattern`` (``%s``: the slot) ``link`` points at; None: none, or no link."""
     try:
-        target = os.readlink(web["upstream"])
+        target = os.readlink(link)
     except OSError:
         return None
-    return next((slot for slot in ("a", "b") if target == web["socket"] % slot), None)
+    return next((slot for slot in ("a", "b") if target == pattern % slot), None)
 
 
 def _units(request):
@@ -1004,11 +1009,7 @@ def _activate_web(request, previous):
 # (``live``), and per slot (``%s``: a or b) its release link and service.
 
 def _serving_worker_slot(worker):
-    try:
-        target = os.readlink(worker["live"])
-    except OSError:
-        return None
-    return next((slot for slot in ("a", "b") if target == worker["release"] % slot), None)
+    return _slot_named(worker["live"], worker["release"])
 
 
 def _activate_worker(request, previous):
