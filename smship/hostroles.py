@@ -68,7 +68,6 @@ def units_of(layout: Layout, roles: Iterable[str], *, postgres_unit: str = "post
     """
     roles = list(roles)
     web = _web_units(layout, socket, pattern) + ([NGINX_UNIT] if nginx_on_web else [])
-    by_role = {"web": web, "worker": [layout.worker_units if pattern else layout.worker_service],
-               "beat": [layout.beat_service],
+    by_role = {"web": web, "worker": background_units(layout, ["worker"], pattern), "beat": [layout.beat_service],
                "db": [postgres_unit, REDIS_UNIT], "lb": [NGINX_UNIT]}
     return list(dict.fromkeys(u for role in roles for u in by_role[role]))

@@ -988,20 +988,30 @@ def _activate_web(request, previous):
                        kept=bool(serving))
         return outcome
     _record_live(request, outcome, release, previous)
-    # At boot the serving slot starts, not the other. Changed links leave every unit "changed on disk"
-    # (systemctl warns of it) until systemd reloads: its reload runs while the old slot drains.
-    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
-    if serving:
-        _run(["systemctl", "disable", "--quiet", "--no-reload", web["service"] % serving])
-    reloaded = _start(["systemctl", "daemon-reload"])
+    # Its reload runs while the old slot drains.
+    reloaded = _boot_with(unit, web["service"] % serving if serving else None)
     if serving:
         _await_backlog(web["socket"] % serving)
         # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
         _stop_slot(web, serving, outcome, wait=False)
+    _reloaded(reloaded, outcome)
+    return outcome
+
+
+def _boot_with(unit, instead):
+    """At boot ``unit`` starts, not the slot ``instead`` (None: no other slot served). Changed links
+    leave every unit "changed on disk" (systemctl warns of it) until systemd reloads: the reload is
+    started here, and its outcome is ``_reloaded``'s."""
+    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
+    if instead:
+        _run(["systemctl", "disable", "--quiet", "--no-reload", instead])
+    return _start(["systemctl", "daemon-reload"])
+
+
+def _reloaded(reloaded, outcome):
     code, _, err = reloaded()
     if code != 0:
         outcome["reload_error"] = "systemctl daemon-reload: %s" % err.strip()[-300:]
-    return outcome
 
 
 # -- worker slots ----------------------------------------------------------------
@@ -1061,13 +1071,7 @@ def _activate_worker(request, previous):
         _stop_units([worker["service"] % serving], outcome, wait=False)
     if _records(request):
         _record_live(request, outcome, release, previous)
-    # At boot the serving slot starts, not the other (see _activate_web for the reload).
-    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
-    if serving:
-        _run(["systemctl", "disable", "--quiet", "--no-reload", worker["service"] % serving])
-    code, _, err = _run(["systemctl", "daemon-reload"])
-    if code != 0:
-        outcome["reload_error"] = "systemctl daemon-reload: %s" % err.strip()[-300:]
+    _reloaded(_boot_with(unit, worker["service"] % serving if serving else None), outcome)
     return outcome
 
 
