@@ -131,6 +131,10 @@ class FakeFleet(Fleet):
         self._event("begin", target.name)
         return _FakeBegun(self, target, command)
 
+    def prepare_rsync(self, targets) -> None:
+        for target in targets:
+            self._event("prepare rsync", self._target(target).name)
+
     def rsync(self, target, local_dir, remote_dir, **options) -> RsyncResult:
         target = self._target(target)
         self._count(target.name)

@@ -179,6 +179,8 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
                              live, release.id, started, checked=False)
         compared = True  # under the lock, only the deploy is left
     building = None if release is not None else BuildAhead(ctx, release_path, ref, dirty, target)
+    # rsync's connections log in while the checklist asks the hosts (a failed check leaves them unused).
+    fleet.prepare_rsync([targets[h.name] for h in chosen])
     with report.phase("preflight"):
         try:
             # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.

@@ -164,13 +164,33 @@ def _proxy_command(jumps: tuple[Endpoint, ...],
     return " ".join(words)
 
 
-def ssh_argv(endpoint: Endpoint, options: SSHOptions) -> list[str]:
-    """The ``ssh`` argv (without a host) matching what paramiko does."""
+def ssh_argv(endpoint: Endpoint, options: SSHOptions, control_path: str | None = None) -> list[str]:
+    """The ``ssh`` argv (without a host) matching what paramiko does; with ``control_path``, it opens
+    its session on the master connection listening there (see :func:`master_argv`), or, when none
+    listens, connects on its own."""
     argv = ["ssh", *_ssh_option_args(options), *_endpoint_args(endpoint)]
     proxy = _proxy_command(endpoint.jumps, options)
     if proxy is not None:
         argv += ["-o", f"ProxyCommand={proxy}"]
+    if control_path is not None:
+        argv += ["-o", "ControlMaster=no", "-o", f"ControlPath={_escape_percent(control_path)}"]
     return argv
+
+
+def master_argv(endpoint: Endpoint, options: SSHOptions, control_path: str, persist: int) -> list[str]:
+    """The ``ssh`` that logs in to ``endpoint``, then goes to the background (``-f``) as a master
+    connection listening on ``control_path`` for other ssh processes' sessions (``-N``: none of its
+    own). It exits with 0 once logged in, else with ssh's 255 and reason; it ends ``persist`` seconds
+    after its last session, or at :func:`master_exit_argv`."""
+    return [*ssh_argv(endpoint, options), "-f", "-N", "-o", "ControlMaster=yes", "-o", f"ControlPath={_escape_percent(control_path)}",
+            "-o", f"ControlPersist={persist}",
+            "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3", endpoint.host]
+
+
+def master_exit_argv(endpoint: Endpoint, control_path: str) -> list[str]:
+    """The ``ssh`` that asks the master listening on ``control_path`` to close its connection."""
+    return ["ssh", "-F", "none", "-o", f"ControlPath={_escape_percent(control_path)}", "-O", "exit",
+            endpoint.host]
 
 
 # sshd sends no hangup to a session without a terminal, so a command that
@@ -210,8 +230,9 @@ def rsync_argv(endpoint: Endpoint, options: SSHOptions, local_dir: str | Path,
                remote_dir: str, *, link_dest: str | None = None,
                delete: bool = True, excludes: Iterable[str] = (),
                sudo: bool = False, checksum: bool = False,
-               chown: str | None = None) -> list[str]:
-    """The local ``rsync`` argv copying the contents of ``local_dir``.
+               chown: str | None = None, control_path: str | None = None) -> list[str]:
+    """The local ``rsync`` argv copying the contents of ``local_dir`` (its ssh on the master
+    connection at ``control_path``, if one listens there).
 
     ``--secluded-args`` sends paths inside the rsync protocol instead of on
     the remote command line, so an odd remote path is never shell syntax.
@@ -219,7 +240,7 @@ def rsync_argv(endpoint: Endpoint, options: SSHOptions, local_dir: str | Path,
     """
     argv = ["rsync", "-rlpt", "--stats", "--no-human-readable",
             "--secluded-args",
-            "-e", shlex.join(ssh_argv(endpoint, options))]
+            "-e", shlex.join(ssh_argv(endpoint, options, control_path))]
     if delete:
         argv.append("--delete")
     if checksum:

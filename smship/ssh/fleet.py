@@ -21,6 +21,7 @@ from smship.notices import notify_until_done
 from smship.ssh.channel import ChannelTimedOut, ConnectionLost, Exchange, Running, run_on
 from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
+from smship.ssh.mux import Masters
 from smship.ssh.rsync import _rsync_error, parse_rsync_stats
 from smship.ssh.values import (CommandError, ConnectError, Endpoint, NO_EXIT, Result, RsyncResult,
                                SSHOptions, SudoPasswordRequired, Target, _last_line)
@@ -79,8 +80,8 @@ class Fleet:
     """One long-lived SSH connection per host for a whole smship command.
 
     Connections open lazily on first use and are reused by every later
-    operation on that host; :meth:`close` (or leaving the ``with`` block)
-    closes them all.  ``round_trips`` counts remote exchanges per host:
+    operation on that host (rsync's ssh shares one of its own per host);
+    :meth:`close` (or leaving the ``with`` block) closes them all.  ``round_trips`` counts remote exchanges per host:
     each exec channel, upload and rsync process is one.
     """
 
@@ -97,6 +98,7 @@ class Fleet:
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._jump_lock = threading.Lock()
+        self._masters = Masters(self.options)
         for target in targets:
             self.add(target)
 
@@ -225,8 +227,19 @@ class Fleet:
             self._connections[target.name] = connection
             return connection
 
+    def prepare_rsync(self, targets: Iterable[Target | str]) -> None:
+        """Begin opening, without waiting, the connection :meth:`rsync` will copy to each of ``targets``
+        over (see :mod:`smship.ssh.mux`): it logs in while the caller does other work."""
+        for target in targets:
+            target = self._target(target)
+            try:
+                self._masters.open(target.name, self.endpoint(target))
+            except OSError:  # rsync connects on its own then
+                pass
+
     def close(self) -> None:
-        """Close every connection, jump hosts last."""
+        """Close every connection, jump hosts last, and rsync's."""
+        self._masters.close()
         with self._lock:
             connections = list(self._connections.values())
             jumps = list(self._jump_connections.values())
@@ -309,7 +322,7 @@ class Fleet:
         argv = rsync_argv(endpoint, self.options, local_dir, remote_dir,
                           link_dest=link_dest, delete=delete,
                           excludes=excludes, sudo=sudo, checksum=checksum,
-                          chown=chown)
+                          chown=chown, control_path=self._masters.path(target.name, endpoint))
         described = f"rsync {local_dir} -> {remote_dir}"
         self._count(target.name)
         started = time.monotonic()

@@ -21,6 +21,7 @@ from smship.ssh import (ConnectError, Endpoint, Result, SSHOptions, Target,
                         parse_jump, parse_rsync_stats,
                         remote_line, resolve, rsync_argv,
                         ssh_argv)
+from smship.ssh.argv import master_argv, master_exit_argv
 
 NASTY = ["x; rm -rf /", "$(id)", "`id`", "a b", "it's", "-n", "*", "\\", ""]
 
@@ -216,6 +217,31 @@ def test_rsync_argv_shape():
     assert argv[-2:] == ["/src/app/", "deploy@10.0.0.5:/srv/app/rel 2/"]
     [rsh] = value_of(argv, "-e")
     assert rsync_split(rsh) == ssh_argv(endpoint, options())
+
+
+def test_rsync_s_ssh_shares_the_master_at_the_control_path_or_connects_on_its_own():
+    endpoint = Endpoint("10.0.0.5", 2200, "deploy", Path("/k/id"))
+    argv = rsync_argv(endpoint, options(), "/src/app", "/srv/app/rel2", control_path="/tmp/s 1/100%/0")
+    [rsh] = value_of(argv, "-e")
+    words = rsync_split(rsh)
+    # Never a master of its own (ControlMaster=no): without one listening there, ssh logs in itself.
+    assert value_of(words, "-o")[-2:] == ["ControlMaster=no", "ControlPath=/tmp/s 1/100%%/0"]
+    assert words == ssh_argv(endpoint, options(), "/tmp/s 1/100%/0")
+    assert "ControlPath" not in " ".join(ssh_argv(endpoint, options()))
+
+
+def test_the_master_logs_in_then_waits_in_the_background_for_sessions_and_ends_when_asked():
+    jump = Endpoint("b", 22, "ops")
+    endpoint = Endpoint("10.0.0.5", 2200, "deploy", Path("/k/id"), jumps=(jump,))
+    argv = master_argv(endpoint, options(), "/tmp/d/0", 60)
+    assert argv[:len(ssh_argv(endpoint, options()))] == ssh_argv(endpoint, options())
+    assert {"-f", "-N"} <= set(argv) and argv[-1] == "10.0.0.5"
+    assert {"ControlMaster=yes", "ControlPath=/tmp/d/0", "ControlPersist=60",
+            "ServerAliveInterval=10"} <= set(value_of(argv, "-o"))
+    assert any(o.startswith("ProxyCommand=") for o in value_of(argv, "-o"))
+    closing = master_exit_argv(endpoint, "/tmp/d/0")
+    assert value_of(closing, "-O") == ["exit"] and value_of(closing, "-F") == ["none"]
+    assert "ControlPath=/tmp/d/0" in value_of(closing, "-o") and closing[-1] == "10.0.0.5"
 
 
 def test_rsync_argv_defaults_and_guards():

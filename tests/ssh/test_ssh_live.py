@@ -12,6 +12,7 @@ import os
 import pwd
 import secrets
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -284,6 +285,67 @@ def test_rsync_copies_deletes_and_reports_stats(fleet, target, remote_dir,
     again = fleet.rsync(target, tmp_path / "src", str(dest),
                         excludes=("*.pyc",), checksum=True)
     assert again.ok and not (dest / "stale.txt").exists()
+
+
+def masters_of(fleet) -> list[int]:
+    """The pids of the ssh masters listening in this fleet's socket directory."""
+    directory = fleet._masters._dir
+    if directory is None:
+        return []
+    found = subprocess.run(["pgrep", "-f", f"ControlPath={directory}/"], capture_output=True, text=True,
+                           timeout=10)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_rsyncs_to_a_host_share_one_login_and_it_ends_with_the_fleet(sshd, options, target, remote_dir,
+                                                                      tmp_path):
+    make_tree(tmp_path / "src")
+    fleet = Fleet([target], options)
+    try:
+        logins = accepted_logins(sshd)
+        fleet.prepare_rsync([target])   # logs in now, in the background
+        results = []
+        threads = [threading.Thread(target=lambda n=n: results.append(
+            fleet.rsync(target, tmp_path / "src", str(remote_dir / f"copy{n}")))) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(results) == 3 and all(r.ok for r in results), [r.summary() for r in results]
+        assert all((remote_dir / f"copy{n}" / "app.py").is_file() for n in range(3))
+        assert fleet.round_trips["web1"] == 3
+        # One login in all: the master's.
+        assert wait_for_logins(sshd, logins + 2) == logins + 1
+        directory = fleet._masters._dir
+        assert directory is not None and os.listdir(directory) and masters_of(fleet)
+        assert os.stat(directory).st_mode & 0o077 == 0
+    finally:
+        pids = masters_of(fleet)
+        directory = fleet._masters._dir
+        fleet.close()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert not os.path.exists(directory)
+
+
+def test_rsync_logs_in_anew_when_its_master_has_ended(sshd, options, target, remote_dir, tmp_path):
+    make_tree(tmp_path / "src")
+    with Fleet([target], options) as fleet:
+        assert fleet.rsync(target, tmp_path / "src", str(remote_dir / "one")).ok
+        endpoint = fleet.endpoint(target)
+        path = fleet._masters.path("web1", endpoint)
+        subprocess.run(["ssh", "-o", f"ControlPath={path}", "-O", "exit", "x"], capture_output=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logins = accepted_logins(sshd)
+        again = fleet.rsync(target, tmp_path / "src", str(remote_dir / "two"))
+        assert again.ok, again.summary()
+        assert (remote_dir / "two" / "app.py").is_file()
+        assert wait_for_logins(sshd, logins + 1) == logins + 1
+        assert os.path.exists(path)   # a new master listens there
 
 
 def test_rsync_link_dest_hard_links_unchanged_files(fleet, target,

@@ -149,6 +149,10 @@ def test_a_deploy_migrates_once_before_the_first_restart_then_rolls_every_host(f
     settings = max(i for i, e in enumerate(fleet.events) if e[0] == "file" and e[2] == ctx.layout.env_file)
     # complete everywhere, env files written, then migrated, then restarted
     assert shipped < settings < migrated < first_restart
+    # rsync's connections were asked for ahead, before the checklist and the lock.
+    prepared = [i for i, e in enumerate(fleet.events) if e[0] == "prepare rsync"]
+    assert sorted(fleet.events[i][1] for i in prepared) == sorted(APP_HOSTS)
+    assert max(prepared) < min(i for i, e in enumerate(fleet.events) if e[0] in ("lock", "rsync"))
     assert tiers(fleet) == rolled("r1")
     assert all(fleet.hosts[n].current == "r1" for n in [*WEB, "jobs1"]) and fleet.hosts["jobs1"].background == "r1"
     assert fleet.hosts["db1"].current == "r0"           # not an app host: never switched
