@@ -818,6 +818,11 @@ def _start_and_check(request, release):
 
 def _restart_watched(units, settle, ready, since):
     """Restart ``units`` and watch them come up (see ``_watch_units``)."""
+    return _watch_units(units, settle, ready, *_restarted(units), since)
+
+
+def _restarted(units):
+    """Restart ``units``; each one's NRestarts and InvocationID once restarted."""
     restarts, invocations = {}, {}
     # One call: systemd restarts the units side by side (a Celery worker's warm shutdown does not hold
     # back the beat's restart on a host that runs both).
@@ -827,7 +832,7 @@ def _restart_watched(units, settle, ready, since):
         # The new run's id: journald tags every line that run logs with it.
         shown = _unit_show(unit, ["NRestarts", "InvocationID"])
         restarts[unit], invocations[unit] = shown.get("NRestarts", "").strip(), shown.get("InvocationID", "").strip()
-    return _watch_units(units, settle, ready, restarts, invocations, since)
+    return restarts, invocations
 
 
 def _drain(drain):
@@ -956,7 +961,8 @@ def _activate_web(request, previous):
     serving = _serving_slot(web)
     slot = "b" if serving == "a" else "a"
     unit = web["service"] % slot
-    outcome = {"previous": previous, "release": release}
+    old = web["service"] % serving if serving else None
+    outcome, rebooting = {"previous": previous, "release": release}, None
     try:
         target = _complete_release(request["root"], release)
         _await_stopped(unit)
@@ -964,12 +970,15 @@ def _activate_web(request, previous):
         _link({"path": web["release"] % slot, "target": target})
         _systemctl("restart", unit)
         restarts = _unit_show(unit, ["NRestarts"]).get("NRestarts", "").strip()
+        # Which slot starts at boot, and systemd's reload, change while the new one starts.
+        rebooting = _boot_with(unit, old)
         health = dict(request["health"], unit=unit, socket=web["socket"] % slot)
         outcome.update(wait_healthy(health, since, restarts))
     except Exception as exc:
         outcome.update(ok=False, reason=str(exc))
     if not outcome["ok"]:
         _stop_slot(web, slot, outcome)
+        _boot_back(rebooting, unit, old, outcome)
         serves = bool(serving) and _run(["systemctl", "is-active", web["service"] % serving])[1].strip() == "active"
         outcome.update(reverted=serves, kept=serves)
         if not serves:
@@ -984,28 +993,36 @@ def _activate_web(request, previous):
         if previous:
             _switch(request["root"], previous)
         _stop_slot(web, slot, outcome)
+        _boot_back(rebooting, unit, old, outcome)
         outcome.update(ok=False, reason="could not switch to slot %s: %s" % (slot, exc), reverted=bool(serving),
                        kept=bool(serving))
         return outcome
     _record_live(request, outcome, release, previous)
-    # Its reload runs while the old slot drains.
-    reloaded = _boot_with(unit, web["service"] % serving if serving else None)
     if serving:
         _await_backlog(web["socket"] % serving)
         # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
         _stop_slot(web, serving, outcome, wait=False)
-    _reloaded(reloaded, outcome)
+    _reloaded(rebooting, outcome)
     return outcome
 
 
 def _boot_with(unit, instead):
-    """At boot ``unit`` starts, not the slot ``instead`` (None: no other slot served). Changed links
-    leave every unit "changed on disk" (systemctl warns of it) until systemd reloads: the reload is
-    started here, and its outcome is ``_reloaded``'s."""
-    _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
+    """At boot ``unit`` starts (None: none), not the slot ``instead`` (None: no other slot served).
+    Changed links leave every unit "changed on disk" (systemctl warns of it) until systemd reloads:
+    the reload is started here, and its outcome is ``_reloaded``'s."""
+    if unit:
+        _run(["systemctl", "enable", "--quiet", "--no-reload", unit])
     if instead:
         _run(["systemctl", "disable", "--quiet", "--no-reload", instead])
     return _start(["systemctl", "daemon-reload"])
+
+
+def _boot_back(rebooting, unit, instead, outcome):
+    """Undo ``_boot_with(unit, instead)`` begun as ``rebooting`` (None: it never began): the slot that
+    served before starts at boot again."""
+    if rebooting is not None:
+        _reloaded(rebooting, outcome)
+        _reloaded(_boot_with(instead, unit), outcome)
 
 
 def _reloaded(reloaded, outcome):
@@ -1035,7 +1052,8 @@ def _activate_worker(request, previous):
     others = [u for u in request["restart"] if u != template]
     ready = {(unit if u == template else u): line for u, line in (request.get("ready") or {}).items()}
     settle = request.get("settle", 5)
-    outcome = {"previous": previous, "release": release}
+    old = worker["service"] % serving if serving else None
+    outcome, rebooting = {"previous": previous, "release": release}, None
     try:
         target = _complete_release(request["root"], release)
         # The idle slot may still be finishing the tasks it ran when the last deploy asked it to stop.
@@ -1043,11 +1061,15 @@ def _activate_worker(request, previous):
         since = time.time() - 1
         _link({"path": worker["release"] % slot, "target": target})
         _point(request, release)
-        outcome.update(_restart_watched([unit] + others, settle, ready, since))
+        restarted = _restarted([unit] + others)
+        # Which slot starts at boot, and systemd's reload, change while the new one starts.
+        rebooting = _boot_with(unit, old)
+        outcome.update(_watch_units([unit] + others, settle, ready, *restarted, since))
     except Exception as exc:
         outcome.update(ok=False, reason=str(exc))
     if not outcome["ok"]:
         _stop_units([unit], outcome, wait=False)
+        _boot_back(rebooting, unit, old, outcome)
         if not previous or previous == release:
             return outcome
         try:
@@ -1068,10 +1090,10 @@ def _activate_worker(request, previous):
     _link({"path": worker["live"], "target": worker["release"] % slot})
     if serving:
         # Warm: its running tasks finish (up to TimeoutStopSec) on their own time, not the deploy's.
-        _stop_units([worker["service"] % serving], outcome, wait=False)
+        _stop_units([old], outcome, wait=False)
     if _records(request):
         _record_live(request, outcome, release, previous)
-    _reloaded(_boot_with(unit, worker["service"] % serving if serving else None), outcome)
+    _reloaded(rebooting, outcome)
     return outcome
 
 

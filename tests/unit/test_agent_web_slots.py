@@ -233,7 +233,17 @@ def deploy_r2(tmp_path, web) -> dict:
     return agent.activate(request.body())
 
 
-def test_a_deploy_s_switch_has_systemd_reload_the_boot_links_while_the_old_slot_drains(tmp_path, serving_a,
+def enabled(calls) -> set[str]:
+    """The units that start at boot after ``calls``' enables and disables."""
+    units: set[str] = set()
+    for call in calls:
+        if call[1] in ("enable", "disable"):
+            named = {a for a in call[2:] if not a.startswith("--")}
+            units = units | named if call[1] == "enable" else units - named
+    return units
+
+
+def test_a_deploy_s_switch_has_systemd_reload_the_boot_links_while_the_new_slot_starts(tmp_path, serving_a,
                                                                                        monkeypatch):
     web, systemd = serving_a
     monkeypatch.setattr(agent, "_start", lambda argv: systemd.calls.append(list(argv)) or (lambda: (0, "", "")))
@@ -244,6 +254,22 @@ def test_a_deploy_s_switch_has_systemd_reload_the_boot_links_while_the_old_slot_
                     ["disable", "--quiet", "--no-reload", web["service"] % "a"],
                     ["daemon-reload"],
                     ["stop", "--no-block", web["service"] % "a", web["socket_unit"] % "a"]]
+    restart = systemd.calls.index(["systemctl", "restart", web["service"] % "b"])
+    gate = next(i for i, call in enumerate(systemd.calls) if i > restart and call[1] == "is-active")
+    assert restart < systemd.calls.index(["systemctl", "daemon-reload"]) < gate
+
+
+def test_a_deploy_s_new_slot_failing_its_gate_leaves_the_old_slot_the_one_that_starts_at_boot(tmp_path, serving_a,
+                                                                                              monkeypatch):
+    web, systemd = serving_a
+    monkeypatch.setattr(agent, "_start", lambda argv: systemd.calls.append(list(argv)) or (lambda: (0, "", "")))
+    systemd.calls.append(["systemctl", "enable", web["service"] % "a"])    # as the slot serving before was
+    systemd.status = "starting"
+    answer = deploy_r2(tmp_path, web)
+    assert answer["ok"] is False and answer["kept"] is True
+    assert ["systemctl", "enable", "--quiet", "--no-reload", web["service"] % "b"] in systemd.calls
+    assert enabled(systemd.calls) == {web["service"] % "a"}
+    assert systemd.calls.count(["systemctl", "daemon-reload"]) == 2
 
 
 def test_a_reload_that_fails_is_said_and_the_switch_stands(tmp_path, serving_a, monkeypatch):

@@ -68,6 +68,15 @@ class FakeSystemd:
     def ran(self, *argv: str) -> bool:
         return list(argv) in self.calls
 
+    def enabled(self) -> set[str]:
+        """The units that start at boot after every enable and disable call so far."""
+        units: set[str] = set()
+        for call in self.calls:
+            if call[:2] in (["systemctl", "enable"], ["systemctl", "disable"]):
+                named = {a for a in call[2:] if not a.startswith("--")}
+                units = units | named if call[1] == "enable" else units - named
+        return units
+
 
 def test_the_serving_worker_slot_is_the_one_the_live_link_names(tmp_path):
     worker = slots(root_with(tmp_path))
@@ -96,7 +105,12 @@ def test_the_new_release_starts_in_the_idle_slot_and_the_old_one_is_asked_to_sto
     assert systemd.ran("systemctl", "disable", "--quiet", "--no-reload", "shop-worker@a.service")
     restart = systemd.calls.index(["systemctl", "restart", "shop-worker@b.service", "shop-beat.service"])
     stop = systemd.calls.index(["systemctl", "stop", "--no-block", "shop-worker@a.service"])
-    assert restart < stop
+    # Which slot starts at boot (and systemd's reload) changes while the new slot starts, before the watch.
+    boot = systemd.calls.index(["systemctl", "enable", "--quiet", "--no-reload", "shop-worker@b.service"])
+    watched = next(i for i, call in enumerate(systemd.calls) if i > restart and call[:2] == ["systemctl", "show"]
+                   and "ActiveState" in " ".join(call))
+    assert restart < boot < watched < stop
+    assert systemd.enabled() == {"shop-worker@b.service"}
     assert agent._serving_worker_slot(slots(root)) == "b"
     assert agent._linked(str(root / "worker" / "slot-b")) == "r2"
     assert agent._linked(str(root / "worker" / "slot-a")) == "r1"     # it may still finish tasks there
@@ -117,6 +131,9 @@ def test_a_new_slot_that_crashes_is_stopped_and_the_serving_one_never_is(tmp_pat
     assert not any(call[:2] == ["systemctl", "restart"] and "shop-worker@a.service" in call for call in systemd.calls)
     assert agent._serving_worker_slot(slots(root)) == "a"
     assert (agent._linked(str(root / "background")), agent._current(str(root))) == ("r1", "r1")
+    # Slot b was enabled for boot as it started: slot a is again the one that starts at boot.
+    assert systemd.ran("systemctl", "enable", "--quiet", "--no-reload", "shop-worker@b.service")
+    assert systemd.enabled() == {"shop-worker@a.service"}
 
 
 def test_a_host_still_running_the_pre_slot_worker_unit_is_refused_by_name(tmp_path, monkeypatch):
