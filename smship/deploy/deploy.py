@@ -11,11 +11,11 @@ chosen host (and env files the inventory leaves alone) is a no-op, recorded as o
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
-from smship.checklist.run import INVENTORY_SKIP, preflight, skipped_checks
+from smship.ahead import Ahead
+from smship.checklist.run import INVENTORY_SKIP, ChecksAhead, preflight, skipped_checks
 from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
 from smship.steps.envfile import refresh_settings, settings_files
@@ -108,36 +108,25 @@ class BuildAhead:
 
     def __init__(self, ctx: EnvContext, release_path: str | None, ref: str, dirty: bool, target):
         self.ctx, self.held = ctx, HeldLines()
-        self.release, self.error, self.seconds = None, None, 0.0
-        self._thread = threading.Thread(target=self._build, args=(release_path, ref, dirty, target),
-                                        name="smship-build", daemon=True)
-        self._thread.start()
-
-    def _build(self, release_path, ref, dirty, target) -> None:
-        began = time.monotonic()
-        try:
-            self.release = obtain_release(self.ctx, release_path, ref, dirty, target, report=self.held)
-        except BaseException as exc:   # raised in the caller's thread by take()
-            self.error = exc
-        self.seconds = time.monotonic() - began
+        self._work = Ahead(lambda: obtain_release(ctx, release_path, ref, dirty, target, report=self.held),
+                           "smship-build")
 
     def abandon(self) -> None:
         """The checklist failed: the build still ends before smship does, so no build tool is left
         writing into the cache behind the user's back."""
-        if self._thread.is_alive():
+        if self._work.running():
             self.ctx.reporter.info("waiting for the release build under way to end")
-        self._thread.join()
+        self._work.wait()
 
     def take(self):
         """The release, once built (waiting for it; Ctrl-C stops the wait)."""
-        self._thread.join()
+        self._work.wait()
         self.held.say(self.ctx.reporter)
         phases = self.ctx.reporter.data.setdefault("phases", {})
-        phases["build"] = round(phases.get("build", 0) + self.seconds, 3)
-        if self.error is not None:
-            raise self.error
-        name_release(self.ctx, self.release)
-        return self.release
+        phases["build"] = round(phases.get("build", 0) + self._work.seconds, 3)
+        release = self._work.take()
+        name_release(self.ctx, release)
+        return release
 
 
 def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
@@ -155,6 +144,14 @@ def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD
 
 def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
             dirty: bool, skip_checks: list[str], force: bool = False) -> bool:
+    # The checklist asks the hosts while the survey does (it needs nothing the survey says). A deploy
+    # that stops, or finds nothing to do, before the checklist waits for it and drops what it found.
+    with ChecksAhead(ctx, fleet, skip_checks) as checks:
+        return _deploy_checked(ctx, fleet, layout, chosen, release_path, ref, dirty, skip_checks, force, checks)
+
+
+def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
+                    dirty: bool, skip_checks: list[str], force: bool, checks: ChecksAhead) -> bool:
     from smship.release import venv_commands, venv_dir
 
     report, started = ctx.reporter, time.time()
@@ -184,7 +181,7 @@ def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: 
     with report.phase("preflight"):
         try:
             # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
-            preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen})
+            preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen}, ahead=checks)
         except Exception:
             if building is not None:
                 building.abandon()
