@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import posixpath
+import re
 import shutil
 import sys
 import tomllib
@@ -129,11 +130,25 @@ def _toml(files: RepoFiles, path: str) -> dict:
         raise SmshipError(f"{path}: cannot parse ({exc})") from None
 
 
+def _top_level(files: RepoFiles, path: str) -> dict:
+    """The keys of a TOML file's top level: they come before its first table, and a lock file's tables
+    (thousands of lines of packages) take longer to parse than the build's other work. When the text
+    before the first line that opens with ``[`` is not TOML on its own, the whole file is parsed."""
+    data = files.read(path)
+    if data is None:
+        return {}
+    head = re.split(rb"^\[", data, maxsplit=1, flags=re.M)[0]
+    try:
+        return tomllib.loads(head.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return _toml(files, path)
+
+
 def requires_python(files: RepoFiles, lock: Lock) -> tuple[str | None, str]:
     """The lock's ``requires-python`` (uv.lock and pylock.toml carry it), else the
     project's ``pyproject.toml``'s; with the file it came from."""
     if lock.kind in ("uv", "pylock"):
-        wanted = _toml(files, lock.path).get("requires-python")
+        wanted = _top_level(files, lock.path).get("requires-python")
         if wanted:
             return wanted, lock.path
     pyproject = _join(lock.project, "pyproject.toml")

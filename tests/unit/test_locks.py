@@ -8,7 +8,7 @@ import pytest
 
 from smship.errors import SmshipError
 from smship.release.apppaths import OUTSIDE_OUTPUT, AppPaths
-from smship.release.locks import Lock, find_lock, requirement_lines
+from smship.release.locks import Lock, find_lock, requirement_lines, requires_python
 from smship.release.source import RepoFiles
 from smship.contract import AppContract
 
@@ -109,3 +109,24 @@ def test_paths_stay_in_the_repository():
     with pytest.raises(SmshipError, match=r"app.root: '../x' leaves the repository"):
         AppPaths.of("", AppContract.model_validate({"root": "../x"}))
     assert AppPaths.of("", AppContract.model_validate({"frontend": False})).output is None
+
+
+UV_LOCK_HEAD = 'version = 1\nrequires-python = ">=3.12"\nresolution-markers = [\n    "python_full_version >= \'3.13\'",\n]\n'
+
+
+@pytest.mark.parametrize("head", [
+    UV_LOCK_HEAD,
+    # A line opening with "[" inside a top-level array: the text before it is no TOML document, and the
+    # whole file is read instead.
+    'version = 1\nodd = [\n["nested"],\n]\nrequires-python = ">=3.12"\n',
+])
+def test_the_lock_s_requires_python_is_read_from_its_top_level(tmp_path, head):
+    packages = "".join(f'\n[[package]]\nname = "p{i}"\nversion = "1.0"\n' for i in range(50))
+    files = tree(tmp_path, {"uv.lock": head + packages, "pyproject.toml": '[project]\nrequires-python = ">=3.9"\n'})
+    assert requires_python(files, Lock("uv", "uv.lock", project="")) == (">=3.12", "uv.lock")
+
+
+def test_a_lock_without_requires_python_leaves_it_to_the_project(tmp_path):
+    files = tree(tmp_path, {"uv.lock": 'version = 1\n\n[[package]]\nname = "p"\nrequires-python = ">=3.8"\n',
+                            "pyproject.toml": '[project]\nrequires-python = ">=3.10"\n'})
+    assert requires_python(files, Lock("uv", "uv.lock", project="")) == (">=3.10", "pyproject.toml")
