@@ -737,10 +737,11 @@ def _logged(invocation, line):
     return None
 
 
-def _watch_units(units, settle, ready, restarts_before, invocations, since):
+def _watch_units(units, settle, ready, restarts_before, invocations, since, when_ready=None):
     """Units without a health URL are good when they stay up ``settle`` seconds after their restart or,
     for a unit with a ready line (what it logs once it works: Celery's "<hostname> ready."),
-    READY_GRACE seconds after logging it. All are watched at once, from the restart on.
+    READY_GRACE seconds after logging it. All are watched at once, from the restart on. ``when_ready()``
+    is called once every unit with a ready line has logged it, as their grace begins.
 
     "activating" is not enough: a unit crash-looping under Restart=on-failure
     spends most of its time there, so a restart counted by systemd fails it.
@@ -766,6 +767,9 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since):
                 if state != "active":
                     return {"ok": False, "reason": "%s is still %s %ss after the restart" % (unit, state, settle)}
                 pending.remove(unit)
+        if when_ready is not None and all(u in ready_at for u in units if ready.get(u)):
+            when_ready()
+            when_ready = None
         if not pending:
             return {"ok": True}
         # Every quarter second, or at once when a unit's grace ends sooner.
@@ -962,7 +966,7 @@ def _activate_web(request, previous):
     slot = "b" if serving == "a" else "a"
     unit = web["service"] % slot
     old = web["service"] % serving if serving else None
-    outcome, rebooting = {"previous": previous, "release": release}, None
+    outcome, boot = {"previous": previous, "release": release}, _BootSwitch(unit, old)
     try:
         target = _complete_release(request["root"], release)
         _await_stopped(unit)
@@ -971,14 +975,14 @@ def _activate_web(request, previous):
         _systemctl("restart", unit)
         restarts = _unit_show(unit, ["NRestarts"]).get("NRestarts", "").strip()
         # Which slot starts at boot, and systemd's reload, change while the new one starts.
-        rebooting = _boot_with(unit, old)
+        boot.begin()
         health = dict(request["health"], unit=unit, socket=web["socket"] % slot)
         outcome.update(wait_healthy(health, since, restarts))
     except Exception as exc:
         outcome.update(ok=False, reason=str(exc))
     if not outcome["ok"]:
         _stop_slot(web, slot, outcome)
-        _boot_back(rebooting, unit, old, outcome)
+        boot.undo(outcome)
         serves = bool(serving) and _run(["systemctl", "is-active", web["service"] % serving])[1].strip() == "active"
         outcome.update(reverted=serves, kept=serves)
         if not serves:
@@ -993,7 +997,7 @@ def _activate_web(request, previous):
         if previous:
             _switch(request["root"], previous)
         _stop_slot(web, slot, outcome)
-        _boot_back(rebooting, unit, old, outcome)
+        boot.undo(outcome)
         outcome.update(ok=False, reason="could not switch to slot %s: %s" % (slot, exc), reverted=bool(serving),
                        kept=bool(serving))
         return outcome
@@ -1002,7 +1006,7 @@ def _activate_web(request, previous):
         _await_backlog(web["socket"] % serving)
         # It finishes its in-flight requests on its own time: the roll does not wait for the longest.
         _stop_slot(web, serving, outcome, wait=False)
-    _reloaded(rebooting, outcome)
+    boot.finish(outcome)
     return outcome
 
 
@@ -1017,12 +1021,26 @@ def _boot_with(unit, instead):
     return _start(["systemctl", "daemon-reload"])
 
 
-def _boot_back(rebooting, unit, instead, outcome):
-    """Undo ``_boot_with(unit, instead)`` begun as ``rebooting`` (None: it never began): the slot that
-    served before starts at boot again."""
-    if rebooting is not None:
-        _reloaded(rebooting, outcome)
-        _reloaded(_boot_with(instead, unit), outcome)
+class _BootSwitch:
+    """An activation's ``_boot_with(unit, instead)``: begun once, at the moment the activation picks,
+    then waited for (:meth:`finish`), or undone (:meth:`undo`) when the new slot failed."""
+
+    def __init__(self, unit, instead):
+        self.unit, self.instead, self._reload = unit, instead, None
+
+    def begin(self):
+        if self._reload is None:
+            self._reload = _boot_with(self.unit, self.instead)
+
+    def finish(self, outcome):
+        self.begin()
+        _reloaded(self._reload, outcome)
+
+    def undo(self, outcome):
+        """The slot that served before starts at boot again (nothing to undo when it never began)."""
+        if self._reload is not None:
+            _reloaded(self._reload, outcome)
+            _reloaded(_boot_with(self.instead, self.unit), outcome)
 
 
 def _reloaded(reloaded, outcome):
@@ -1053,7 +1071,7 @@ def _activate_worker(request, previous):
     ready = {(unit if u == template else u): line for u, line in (request.get("ready") or {}).items()}
     settle = request.get("settle", 5)
     old = worker["service"] % serving if serving else None
-    outcome, rebooting = {"previous": previous, "release": release}, None
+    outcome, boot = {"previous": previous, "release": release}, _BootSwitch(unit, old)
     try:
         target = _complete_release(request["root"], release)
         # The idle slot may still be finishing the tasks it ran when the last deploy asked it to stop.
@@ -1062,14 +1080,14 @@ def _activate_worker(request, previous):
         _link({"path": worker["release"] % slot, "target": target})
         _point(request, release)
         restarted = _restarted([unit] + others)
-        # Which slot starts at boot, and systemd's reload, change while the new one starts.
-        rebooting = _boot_with(unit, old)
-        outcome.update(_watch_units([unit] + others, settle, ready, *restarted, since))
+        # Which slot starts at boot, and systemd's reload, change in the grace after the new worker's ready
+        # line: a quiet second, where during its start they would take CPU from its imports.
+        outcome.update(_watch_units([unit] + others, settle, ready, *restarted, since, when_ready=boot.begin))
     except Exception as exc:
         outcome.update(ok=False, reason=str(exc))
     if not outcome["ok"]:
         _stop_units([unit], outcome, wait=False)
-        _boot_back(rebooting, unit, old, outcome)
+        boot.undo(outcome)
         if not previous or previous == release:
             return outcome
         try:
@@ -1093,7 +1111,7 @@ def _activate_worker(request, previous):
         _stop_units([old], outcome, wait=False)
     if _records(request):
         _record_live(request, outcome, release, previous)
-    _reloaded(rebooting, outcome)
+    boot.finish(outcome)
     return outcome
 
 

@@ -40,6 +40,7 @@ class FakeSystemd:
         self.root = root
         self.calls: list[list[str]] = []
         self.crashing = set(crashing)
+        self.crash_after: dict[str, int] = {}   # unit: how many watch polls it survives
         self.active: set[str] = set()
         monkeypatch.setattr(agent, "_run", self.run)
         monkeypatch.setattr(agent, "_start", lambda argv, stdin=None: (self.run(argv), lambda: (0, "", ""))[1])
@@ -59,6 +60,10 @@ class FakeSystemd:
             units = [a for a in argv[2:] if a.endswith(".service")]
             blocks = []
             for unit in units:
+                if unit in self.crash_after and "ActiveState" in " ".join(argv):
+                    self.crash_after[unit] -= 1
+                    if self.crash_after[unit] < 0:
+                        self.crashing.add(unit)
                 state = "failed" if unit in self.crashing else "active"
                 blocks.append(f"ActiveState={state}\nSubState=running\nNRestarts=0\nInvocationID=x\n"
                               f"WorkingDirectory={self.root}/background\n")
@@ -105,11 +110,12 @@ def test_the_new_release_starts_in_the_idle_slot_and_the_old_one_is_asked_to_sto
     assert systemd.ran("systemctl", "disable", "--quiet", "--no-reload", "shop-worker@a.service")
     restart = systemd.calls.index(["systemctl", "restart", "shop-worker@b.service", "shop-beat.service"])
     stop = systemd.calls.index(["systemctl", "stop", "--no-block", "shop-worker@a.service"])
-    # Which slot starts at boot (and systemd's reload) changes while the new slot starts, before the watch.
+    # Which slot starts at boot (and systemd's reload) changes once the new slot logged its ready line,
+    # in its grace, before the old slot is asked to stop.
     boot = systemd.calls.index(["systemctl", "enable", "--quiet", "--no-reload", "shop-worker@b.service"])
     watched = next(i for i, call in enumerate(systemd.calls) if i > restart and call[:2] == ["systemctl", "show"]
                    and "ActiveState" in " ".join(call))
-    assert restart < boot < watched < stop
+    assert restart < watched < boot < systemd.calls.index(["systemctl", "daemon-reload"]) < stop
     assert systemd.enabled() == {"shop-worker@b.service"}
     assert agent._serving_worker_slot(slots(root)) == "b"
     assert agent._linked(str(root / "worker" / "slot-b")) == "r2"
@@ -131,9 +137,25 @@ def test_a_new_slot_that_crashes_is_stopped_and_the_serving_one_never_is(tmp_pat
     assert not any(call[:2] == ["systemctl", "restart"] and "shop-worker@a.service" in call for call in systemd.calls)
     assert agent._serving_worker_slot(slots(root)) == "a"
     assert (agent._linked(str(root / "background")), agent._current(str(root))) == ("r1", "r1")
-    # Slot b was enabled for boot as it started: slot a is again the one that starts at boot.
+    # It crashed before its ready line: which slot starts at boot never changed.
+    assert not any(call[1] in ("enable", "disable", "daemon-reload") for call in systemd.calls)
+
+
+def test_a_new_slot_that_crashes_in_its_grace_leaves_the_serving_slot_the_one_that_starts_at_boot(
+        tmp_path, monkeypatch):
+    root = root_with(tmp_path, "r1", "r2")
+    systemd = FakeSystemd(monkeypatch, root)
+    assert agent.activate(request(root, "r1"))["ok"]
+    assert systemd.enabled() == {"shop-worker@a.service"}
+    monkeypatch.setattr(agent, "READY_GRACE", 0.3)
+    systemd.crash_after["shop-worker@b.service"] = 1     # ready at the first poll, dead at the second
+    answer = agent.activate(request(root, "r2"))
+    assert not answer["ok"] and "shop-worker@b.service crashed after the restart" in answer["reason"]
+    assert answer["reverted"] is True and "reload_error" not in answer
+    # Slot b was enabled for boot as its grace began, then slot a again.
     assert systemd.ran("systemctl", "enable", "--quiet", "--no-reload", "shop-worker@b.service")
     assert systemd.enabled() == {"shop-worker@a.service"}
+    assert agent._serving_worker_slot(slots(root)) == "a"
 
 
 def test_a_host_still_running_the_pre_slot_worker_unit_is_refused_by_name(tmp_path, monkeypatch):
