@@ -14,6 +14,7 @@ import time
 
 from smship.context import EnvContext
 from smship.notices import notify_until_done
+from smship.remote import AgentsAhead
 from smship.remote import client as agent
 from smship.ssh import WAIT_NOTICE_EVERY, Fleet, Target
 from smship.steps.roll import Activations, RollResult, judge
@@ -35,6 +36,17 @@ class Alongside:
         self._started = 0.0
         self._result: RollResult | None = None
         self._answered: set[str] = set()
+        self._ahead: AgentsAhead | None = None
+
+    def begin_agents(self) -> None:
+        """Start the batch's agents up (sudo, interpreter, imports) now, while the caller's own batch runs:
+        the batch then begins with its requests. Agents the batch never asks exit, having done nothing."""
+        if self._ahead is None and self._thread is None and self.names:
+            self._ahead = AgentsAhead(self.fleet, [self.targets[name] for name in self.names])
+
+    def _cancel_agents(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
 
     def start(self) -> None:
         """Begin the batch (once; later calls do nothing)."""
@@ -49,13 +61,15 @@ class Alongside:
     def _run(self) -> None:
         def activate(target):
             try:
-                return agent.ask(self.fleet, target, self.request_for(target.name))
+                return agent.ask(self.fleet, target, self.request_for(target.name), self._ahead)
             finally:
                 self._answered.add(target.name)
         try:
             self._answers = self.fleet.map(activate, [self.targets[name] for name in self.names])
         except BaseException as exc:   # handed to the caller's thread by wait()
             self._error = exc
+        finally:
+            self._cancel_agents()
 
     def _join(self) -> None:
         """Until the batch ends, saying every NOTICE_EVERY seconds which hosts it still waits for."""
@@ -84,6 +98,7 @@ class Alongside:
         began it.
         """
         if self._thread is None:
+            self._cancel_agents()
             return None
         if self._result is not None:
             return self._result

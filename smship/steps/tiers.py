@@ -40,6 +40,8 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
         try:
             if vouched:
                 background.start()
+            else:
+                background.begin_agents()
             rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
                           health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
                           web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed)

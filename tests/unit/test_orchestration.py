@@ -191,11 +191,12 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
 def test_each_later_web_batch_s_agents_are_begun_ahead_and_each_takes_its_activation(fleet_of, release):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
-    # Begun while the batch before restarted; the first batch has none before it.
-    assert sorted(e[1] for e in fleet.happened("begin")) == ["web2", "web3"]
-    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["web2", "web3"]
+    # Begun while the batch before restarted (the first batch has none before it); the workers' batch's
+    # while the first web batch did.
+    assert sorted(e[1] for e in fleet.happened("begin")) == ["jobs1", "web2", "web3"]
+    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["jobs1", "web2", "web3"]
     assert fleet.happened("cancel begun") == []
-    for name in ("web2", "web3"):
+    for name in ("web2", "web3", "jobs1"):
         mine = [e[0] for e in fleet.events if len(e) > 1 and e[1] == name and e[0] in ("begin", "finish begun",
                                                                                       "activate")]
         assert mine == ["begin", "finish begun", "activate"], mine
@@ -207,6 +208,15 @@ def test_the_agents_begun_for_a_batch_a_failure_halted_are_cancelled(fleet_of, r
     assert not run_deploy(ctx, fleet)
     assert [e[1] for e in fleet.happened("cancel begun")] == ["web3"]
     assert not [e for e in fleet.happened("activate") if e[1] == "web3"]
+
+
+def test_the_workers_agents_begun_beside_a_first_batch_that_failed_are_cancelled(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.hosts["web1"].unhealthy.add("r1")
+    assert not run_deploy(ctx, fleet)
+    assert sorted(e[1] for e in fleet.happened("cancel begun")) == ["jobs1", "web2"]
+    assert not [e for e in fleet.happened("activate") if e[1] in ("jobs1", "web2")]
+    assert fleet.hosts["jobs1"].background == "r0"
 
 
 def test_the_lock_says_which_web_hosts_a_halted_deploy_left_drained_and_the_roll_asks_no_more(
