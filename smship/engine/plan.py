@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from smship.engine.resources import HostState, WebSlotRestart
+from smship.engine.resources import HostState, WebSlotRestart, WorkerSlotRestart
 from smship.remote import client as agent
 
 
@@ -162,17 +162,19 @@ def plan(state: HostState, facts: agent.HostFacts) -> Plan:
 def apply_request(state: HostState, p: Plan, hostos: agent.Request | None = None) -> agent.Request[agent.Applied]:
     """The one request that applies everything but packages, in order (and asks ``hostos`` after)."""
     actions = [c.action for c in p.changes if c.action]
-    restarted: list[WebSlotRestart] = []
+    restarted: list[WebSlotRestart | WorkerSlotRestart] = []
     for name in p.handlers:
         for step in state.handlers[name]:
             label = f"handler {name}"
-            if not isinstance(step, WebSlotRestart):
+            if not isinstance(step, (WebSlotRestart, WorkerSlotRestart)):
                 actions.append({"kind": "command", "argv": list(step), "label": label})
             elif step not in restarted:
-                # Handlers run once every file is in place: one new uvicorn reads them all, a second
+                # Handlers run once every file is in place: one new process reads them all, a second
                 # would only switch back.
                 restarted.append(step)
-                actions.append(agent.web_slot_restart(step.root, step.web, step.health, label))
+                actions.append(agent.web_slot_restart(step.root, step.web, step.health, label)
+                               if isinstance(step, WebSlotRestart)
+                               else agent.worker_slot_restart(step.root, step.worker, step.ready, label))
     return agent.apply(actions + _service_actions(p), p.handlers, hostos=hostos,
                        timeout=agent.APPLY_TIMEOUT + (state.handler_wait if p.handlers else 0))
 

@@ -97,8 +97,24 @@ class WebSlotRestart:
     health: dict = field(hash=False)
 
 
-# One step of a handler: a command's argv, or a restart through the web slots.
-HandlerStep = tuple[str, ...] | WebSlotRestart
+@dataclass(frozen=True)
+class WorkerSlotRestart:
+    """A handler step: the Celery worker's restart through its slots (a role's ``{worker slots: restart}``).
+
+    A plain restart of the serving slot waits for the tasks it runs (its warm
+    shutdown, up to worker.stop_timeout) and takes none meanwhile; a new worker
+    started beside it on the same release takes over once it logged ``ready``,
+    and the old one finishes its tasks on its own time. ``worker`` is
+    Layout.worker_slots, ``ready`` the line the new worker logs once it works.
+    """
+
+    root: str
+    worker: dict = field(hash=False)
+    ready: str
+
+
+# One step of a handler: a command's argv, or a restart through the web or worker slots.
+HandlerStep = tuple[str, ...] | WebSlotRestart | WorkerSlotRestart
 
 
 @dataclass

@@ -19,7 +19,8 @@ import yaml
 
 from smship.errors import SmshipError
 from smship.engine.resources import (Absent, Directory, Ensure, File, HandlerStep, HostState, Link, Service,
-                                        User, WebSlotRestart)
+                                        User, WebSlotRestart, WorkerSlotRestart)
+from smship.hostroles import ready_lines
 from smship.remote import client as agent
 from smship.templating import UnrenderableValue, compiled_string, find
 
@@ -116,15 +117,20 @@ class Renderer:
         return tuple(self.text(item) for item in items)
 
     def handler_step(self, step: Any) -> HandlerStep:
-        """A command (a list), or ``{web slots: restart}``: the host's web slots switched onto the
-        live release, gated on the environment's health settings as a deploy gates them."""
+        """A command (a list), ``{web slots: restart}``: the host's web slots switched onto the live
+        release, gated on the environment's health settings as a deploy gates them, or ``{worker slots:
+        restart}``: the worker's slots switched onto the serving worker's release, as a deploy does."""
         if isinstance(step, list):
             return self.argv(step)
+        layout = self.vars["layout"]
         if step == {"web slots": "restart"}:
-            layout = self.vars["layout"]
             return WebSlotRestart(layout.root, layout.web_slots(),
                                   agent.health_gate(self.vars["health"], self.vars["domain"], layout.web_service))
-        raise RoleError(f"{self.where}: handler step {step!r}: a command (a list) or {{web slots: restart}}")
+        if step == {"worker slots": "restart"}:
+            return WorkerSlotRestart(layout.root, layout.worker_slots(self.vars["worker"].stop_timeout),
+                                     ready_lines(layout, ["worker"], self.vars["host"].name)[layout.worker_service])
+        raise RoleError(f"{self.where}: handler step {step!r}: a command (a list), {{web slots: restart}} "
+                        "or {worker slots: restart}")
 
     def notify(self, entry: dict[str, Any]) -> tuple[str, ...]:
         return tuple(self.text(name) for name in entry.get("notify", []))

@@ -303,8 +303,27 @@ def _web_slots(action):
                        % (new, release, outcome.get("reason"), left))
 
 
+def _worker_slots(action):
+    """A handler's restart of the Celery worker: the serving worker's release started in the idle slot
+    beside it and switched to once it works (``_activate_worker``, as a deploy does it); the old one
+    finishes its tasks on its own time."""
+    worker = action["worker"]
+    serving = _serving_worker_slot(worker)
+    # As try-restart: a host whose worker does not run (never deployed, or stopped) stays so.
+    if not serving or _run(["systemctl", "is-active", worker["service"] % serving])[1].strip() \
+            not in ("active", "activating", "reloading"):
+        return
+    release = _linked(worker["release"] % serving)
+    template = worker["service"] % ""
+    outcome = _activate_worker({"root": action["root"], "release": release, "worker": worker, "restart": [template],
+                                "ready": {template: action["ready"]}, "in_place": True}, release)
+    if not outcome["ok"]:
+        raise RuntimeError("the new worker (release %s) failed and was stopped: %s; the old one (slot %s) "
+                           "kept running" % (release, outcome.get("reason"), serving))
+
+
 APPLY = {"file": _write_file, "link": _link, "directory": _directory, "absent": _absent, "command": _command,
-         "web slots": _web_slots}
+         "web slots": _web_slots, "worker slots": _worker_slots}
 
 
 # Handlers owed by an apply that failed part way: its files are already in
@@ -779,7 +798,10 @@ def _watch_units(units, settle, ready, restarts_before, invocations, since, when
 
 def _point(request, release):
     """Make ``release`` the one the units start from: their own link for the worker and beat (with
-    ``current`` too on a host without a web tier), else ``current``."""
+    ``current`` too on a host without a web tier), else ``current``; none for an ``in_place`` restart
+    (the release the units run already)."""
+    if request.get("in_place"):
+        return
     if request.get("background"):
         _link({"path": request["background"]["link"], "target": _complete_release(request["root"], release)})
     if _records(request):
@@ -789,7 +811,7 @@ def _point(request, release):
 def _records(request):
     """Whether this activation moves ``current``, and so writes the activation log."""
     background = request.get("background")
-    return not background or background["moves_current"]
+    return not request.get("in_place") and (not background or background["moves_current"])
 
 
 def _background_refusal(request):

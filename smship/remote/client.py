@@ -283,6 +283,14 @@ def web_slot_restart(root: str, web: dict, health: dict, label: str) -> dict[str
     return {"kind": "web slots", "root": root, "web": web, "health": health, "label": label}
 
 
+def worker_slot_restart(root: str, worker: dict, ready: str, label: str) -> dict[str, Any]:
+    """An ``apply`` action: the Celery worker restarted through its slots on the serving worker's
+    release, as a deploy switches them (see :func:`activate`): the new one takes over once it logged
+    ``ready``, the old one finishes its tasks on its own time; nothing where no worker slot runs. A new
+    slot that fails fails the apply, the serving one never stopped."""
+    return {"kind": "worker slots", "root": root, "worker": worker, "ready": ready, "label": label}
+
+
 @dataclass(frozen=True)
 class UnitStatus:
     state: str

@@ -257,12 +257,14 @@ def test_a_worker_unit_of_an_older_smship_is_refused_until_provision_hands_it_ov
     assert fleet_state(lab, hosts=("lab1", "lab2")) == before, "a refused deploy restarted or switched something"
     assert remote(lab, "lab3", "systemctl show -p MainPID --value refapp-worker.service").strip() == old_worker
     smship("provision", ENV, check=True)
-    # Slot a serves the release the old unit ran; the old unit is gone.
+    # A worker slot serves the release the old unit ran; the old unit is gone. (Slot a took over from
+    # it; the changed unit file's restart then switched to slot b, a new worker beside it.)
     assert remote(lab, "lab3", f"test -e {legacy} && echo yes || echo no").strip() == "no"
-    assert worker_unit(lab, "lab3") == "refapp-worker@a.service"
-    assert remote(lab, "lab3", f"basename \"$(readlink {APP_ROOT}/worker/slot-a)\"").strip() == live
-    wait_state(lab, "lab3", "refapp-worker@a.service", "active")
-    assert remote(lab, "lab3", "systemctl is-enabled refapp-worker@a.service").strip() == "enabled"
+    unit = worker_unit(lab, "lab3")
+    slot = unit.split("@")[1][0]
+    assert remote(lab, "lab3", f"basename \"$(readlink {APP_ROOT}/worker/slot-{slot})\"").strip() == live
+    wait_state(lab, "lab3", unit, "active")
+    assert remote(lab, "lab3", f"systemctl is-enabled {unit}").strip() == "enabled"
     # A worker unit whose stop signals all its processes (an older smship's) is named; the deploy goes on.
     remote(lab, "lab2", f"sed -i '/^KillMode=/d' {template} && systemctl daemon-reload")
     warned = smship("deploy", ENV, "--force", check=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labkit import (ENV, WEB, assert_no_failed_request, lab_env, postgres_unit, remote, steady_clients, wait_state,
-                    web_unit, write_inventory)
+                    web_unit, worker_unit, write_inventory)
 
 pytestmark = pytest.mark.lab
 
@@ -248,6 +248,12 @@ def environ(lab, host: str, pid: str) -> list[str]:
     return remote(lab, host, f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
 
 
+def worker_pid(lab, host: str) -> tuple[str, str]:
+    """The serving worker slot's service and its main PID."""
+    unit = worker_unit(lab, host)
+    return unit, remote(lab, host, f"systemctl show -p MainPID --value {unit}").strip()
+
+
 def test_a_changed_env_value_restarts_the_web_hosts_through_their_slots_with_no_failed_request(
         lab, smship, deployed, tmp_path):
     def with_note(value: str, **health):
@@ -259,6 +265,7 @@ def test_a_changed_env_value_restarts_the_web_hosts_through_their_slots_with_no_
 
     try:
         before = {host: serving(lab, host) for host in WEB}
+        workers = {host: worker_pid(lab, host) for host in WEB}
         with ExitStack() as stack:
             clients = steady_clients(lab, stack)
             time.sleep(1)
@@ -273,6 +280,14 @@ def test_a_changed_env_value_restarts_the_web_hosts_through_their_slots_with_no_
             assert unit != before[host][0], f"{host} restarted its serving slot in place"
             assert "SM_PROVISION_NOTE=switched" in environ(lab, host, pid)
             wait_state(lab, host, before[host][0], "inactive")
+            assert remote(lab, host, f"systemctl is-enabled {unit}").strip() == "enabled"
+            # The worker switched slots too, onto the release it ran: a new worker read the env file.
+            unit, pid = worker_pid(lab, host)
+            assert unit != workers[host][0], f"{host} restarted its serving worker slot in place"
+            assert "SM_PROVISION_NOTE=switched" in environ(lab, host, pid)
+            assert remote(lab, host, "readlink -f /srv/refapp/worker/live") == \
+                remote(lab, host, f"readlink -f /srv/refapp/worker/slot-{workers[host][0].split('@')[1][0]}")
+            wait_state(lab, host, workers[host][0], "inactive")
             assert remote(lab, host, f"systemctl is-enabled {unit}").strip() == "enabled"
 
         # A change the new uvicorn fails its gate on (here a ready endpoint it does not have): it is
@@ -298,3 +313,4 @@ def test_a_changed_env_value_restarts_the_web_hosts_through_their_slots_with_no_
     for host in WEB:
         assert "SM_PROVISION_NOTE" not in remote(lab, host, "cat /srv/refapp/shared/env")
         assert not any(line.startswith("SM_PROVISION_NOTE=") for line in environ(lab, host, serving(lab, host)[1]))
+        assert not any(line.startswith("SM_PROVISION_NOTE=") for line in environ(lab, host, worker_pid(lab, host)[1]))

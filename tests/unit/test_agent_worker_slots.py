@@ -174,3 +174,57 @@ def test_the_layout_hands_the_agent_the_slots_and_how_long_the_idle_one_may_stil
     worker = Layout(app="shop", user="shop", root="/srv/shop").worker_slots(stop_wait)
     assert worker == {"live": "/srv/shop/worker/live", "release": "/srv/shop/worker/slot-%s",
                       "service": "shop-worker@%s.service", "legacy": "shop-worker.service", "stop_wait": stop_wait}
+
+
+def worker_restart(root) -> dict:
+    return client.worker_slot_restart(str(root), slots(root), "shop@jobs1 ready.", "handler restart worker")
+
+
+def test_a_handler_s_restart_starts_the_idle_worker_slot_on_the_serving_release_and_moves_nothing_else(
+        tmp_path, monkeypatch):
+    root = root_with(tmp_path, "r1", "r2")
+    monkeypatch.setattr(agent, "PENDING_HANDLERS", str(tmp_path / "pending-handlers.json"))
+    systemd = FakeSystemd(monkeypatch, root)
+    assert agent.activate(request(root, "r1"))["ok"]
+    # The worker and beat's own link names another release (a deploy that failed part way, say).
+    agent._link({"path": str(root / "background"), "target": str(root / "releases" / "r2")})
+    log = (root / "activations").read_text()
+    systemd.calls.clear()
+    answer = agent.apply({"actions": [worker_restart(root)], "handlers": ["restart worker"]})
+    assert answer == {"ok": True, "done": ["handler restart worker"]}
+    assert systemd.ran("systemctl", "restart", "shop-worker@b.service")
+    assert systemd.ran("systemctl", "stop", "--no-block", "shop-worker@a.service")
+    assert not any(call[1] == "restart" and "shop-worker@a.service" in call for call in systemd.calls)
+    assert agent._serving_worker_slot(slots(root)) == "b"
+    assert agent._linked(str(root / "worker" / "slot-b")) == "r1"       # the release the worker ran
+    assert systemd.enabled() == {"shop-worker@b.service"}
+    # Neither ``current``, nor the worker and beat's link, nor the activation log moved.
+    assert (agent._linked(str(root / "background")), agent._current(str(root))) == ("r2", "r1")
+    assert (root / "activations").read_text() == log
+
+
+def test_a_handler_s_new_worker_that_crashes_fails_the_apply_and_the_serving_one_runs_on(tmp_path, monkeypatch):
+    root = root_with(tmp_path, "r1")
+    monkeypatch.setattr(agent, "PENDING_HANDLERS", str(tmp_path / "pending-handlers.json"))
+    systemd = FakeSystemd(monkeypatch, root)
+    assert agent.activate(request(root, "r1"))["ok"]
+    systemd.crashing.add("shop-worker@b.service")
+    systemd.calls.clear()
+    answer = agent.apply({"actions": [worker_restart(root)], "handlers": ["restart worker"]})
+    assert answer["ok"] is False and answer["failed"] == "handler restart worker"
+    assert "the new worker (release r1) failed and was stopped" in answer["error"]
+    assert "the old one (slot a) kept running" in answer["error"]
+    assert agent._serving_worker_slot(slots(root)) == "a" and "shop-worker@a.service" in systemd.active
+    assert not any(call[1] in ("stop", "restart") and "shop-worker@a.service" in call for call in systemd.calls)
+
+
+def test_a_handler_s_restart_starts_no_worker_where_none_runs(tmp_path, monkeypatch):
+    root = root_with(tmp_path, "r1")
+    monkeypatch.setattr(agent, "PENDING_HANDLERS", str(tmp_path / "pending-handlers.json"))
+    systemd = FakeSystemd(monkeypatch, root)
+    assert agent.apply({"actions": [worker_restart(root)]})["ok"]          # never deployed
+    assert agent.activate(request(root, "r1"))["ok"]
+    systemd.active.clear()                                                  # stopped by hand
+    systemd.calls.clear()
+    assert agent.apply({"actions": [worker_restart(root)]})["ok"]
+    assert not any(call[1] in ("restart", "start") for call in systemd.calls)

@@ -17,7 +17,7 @@ from smship.hostos import HostOS
 from smship.hostroles import WORKER_KILL_MODE, ready_lines
 from smship.layout import Layout
 from smship.engine.plan import apply_request, facts_request, plan
-from smship.engine.resources import WebSlotRestart
+from smship.engine.resources import WebSlotRestart, WorkerSlotRestart
 from smship.engine.roles import RoleError, desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.remote.agent import key_fingerprint
@@ -247,7 +247,7 @@ def test_handlers_owed_by_an_interrupted_run_still_run(project):
     assert [a["kind"] for a in request["actions"]] == ["web slots"]
 
 
-def test_a_changed_env_file_restarts_the_web_tier_through_its_slots_once_and_other_units_in_place(project):
+def test_a_changed_env_file_restarts_the_web_tier_and_the_worker_through_their_slots_once_and_beat_in_place(project):
     text = (project / "smship.yml").read_text()
     text = text.replace("        roles: [web]\n", "        roles: [web, worker]\n", 1)
     (project / "smship.yml").write_text(text.replace("      timeout: 60\n", "      timeout: 45.5\n"))
@@ -267,19 +267,24 @@ def test_a_changed_env_file_restarts_the_web_tier_through_its_slots_once_and_oth
     health = switch["health"]
     assert (health["host"], health["timeout"], health["unit"]) == ("shop.example.com", 45.5, "shop-web@.service")
     assert health["ready"]["path"] == "/health/ready" and health["live"]["path"] == "/health/live"
+    # The worker too, once, through its slots: the same Layout.worker_slots a deploy hands the agent.
+    [worker] = [a for a in actions if a["kind"] == "worker slots"]
+    assert worker["worker"] == Layout(app="shop", user="shop", root="/srv/shop").worker_slots(600)
+    assert worker["ready"] == "shop@web1 ready."
     commands = [a["argv"] for a in actions if a["kind"] == "command"]
-    assert ["systemctl", "try-restart", "shop-worker@*.service"] in commands
-    assert not any("shop-web@" in word for argv in commands for word in argv if "try-restart" in argv)
-    # jobs1 has no web tier: its units restart in place, as before.
+    assert not any(word.startswith(("shop-web@", "shop-worker@")) for argv in commands for word in argv
+                   if "try-restart" in argv or "restart" in argv)
+    # jobs1 has no web tier: its worker switches slots, its beat restarts in place.
     jobs = state_for(project, "jobs1")
     assert not any(isinstance(step, WebSlotRestart) for steps in jobs.handlers.values() for step in steps)
-    assert ("systemctl", "try-restart", "shop-worker@*.service") in jobs.handlers["restart app units"]
+    [step] = jobs.handlers["restart worker"]
+    assert isinstance(step, WorkerSlotRestart) and step.ready == "shop@jobs1 ready."
 
 
-def test_a_role_s_handler_step_is_a_command_or_a_restart_through_the_web_slots(project):
+def test_a_role_s_handler_step_is_a_command_or_a_restart_through_the_web_or_worker_slots(project):
     (project / "roles").mkdir()
     (project / "roles" / "worker.yml").write_text("handlers:\n  restart worker:\n    - {web slots: reload}\n")
-    with pytest.raises(RoleError, match="a command \\(a list\\) or {web slots: restart}"):
+    with pytest.raises(RoleError, match="a command \\(a list\\), {web slots: restart} or {worker slots: restart}"):
         state_for(project, "jobs1")
 
 
