@@ -148,8 +148,9 @@ def call_agent(fleet, target, request: dict[str, Any], timeout: float = 900,
     """Run one agent request on ``target`` (through ``begun``, an agent of ``source`` begun ahead, when
     given); a failure raises :class:`SmshipError` naming the host.
 
-    A ``read_only`` request whose agent was lost (no exit status) is asked once more: it changed
-    nothing, so asking again is safe, and a lost process is seldom lost twice.
+    A ``read_only`` request whose agent was lost (no exit status, or its connection gone: the next
+    request opens a new one) is asked once more: it changed nothing, so asking again is safe, and a
+    lost process is seldom lost twice.
     """
     if begun is not None:
         tail, description = _request_tail(request)

@@ -1224,12 +1224,17 @@ def status(request):
     answer = inspect(request)
     units = {}
     names = _units(request)
-    shown = _units_show(names, ["ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "LoadState"])
-    for unit, props in zip(names, shown):
+    idle = _idle_slots(request)
+    shown = _units_show(names + idle, ["ActiveState", "SubState", "ActiveEnterTimestampMonotonic", "LoadState"])
+    for unit, props in zip(names + idle, shown):
+        if unit in idle and props.get("ActiveState") not in RUNNING:
+            continue
         since = int(props.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
         up = time.clock_gettime(time.CLOCK_MONOTONIC) - since if since and props.get("ActiveState") == "active" else None
         units[unit] = {"state": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
                        "loaded": props.get("LoadState", ""), "uptime": up}
+        if unit in idle:
+            units[unit]["idle"] = True
     ready = None
     if request.get("health"):
         health = request["health"]
@@ -1240,6 +1245,22 @@ def status(request):
             ready = "unreachable: %s" % exc
     answer.update(units=units, ready=ready, drained=_drained(request))
     return answer
+
+
+# The states of a unit whose process still runs (or is about to, or ends on its own time).
+RUNNING = ("active", "activating", "deactivating", "reloading")
+
+
+def _idle_slots(request):
+    """The services of the web and worker slots that do not serve: listed by status while their process
+    still runs (an old slot finishing its requests or tasks after a deploy switched away from it)."""
+    idle = []
+    web, worker = request.get("web"), request.get("worker")
+    if web and _serving_slot(web):
+        idle.append(web["service"] % ("b" if _serving_slot(web) == "a" else "a"))
+    if worker and _serving_worker_slot(worker):
+        idle.append(worker["service"] % ("b" if _serving_worker_slot(worker) == "a" else "a"))
+    return idle
 
 
 # A key generation is named by a fingerprint: 48 bits of a hash over a string

@@ -297,6 +297,7 @@ class UnitStatus:
     sub: str
     loaded: str
     uptime: float | None
+    idle: bool = False      # a slot that does not serve, its process still running (an old one ending)
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,8 @@ class HostStatus:
 
 
 def _host_status(_host: str, answer: dict[str, Any]) -> HostStatus:
-    units = {name: UnitStatus(u["state"], u["sub"], u["loaded"], u["uptime"]) for name, u in answer["units"].items()}
+    units = {name: UnitStatus(u["state"], u["sub"], u["loaded"], u["uptime"], bool(u.get("idle")))
+             for name, u in answer["units"].items()}
     return HostStatus(answer["current"], answer["free_bytes"], units, answer["ready"], bool(answer.get("drained")),
                       answer, answer.get("background"))
 

@@ -427,7 +427,7 @@ def _outcome(connection: Connection, name: str, command: Command, timeout: float
         return Result(name, described, NO_EXIT,
                       duration=time.monotonic() - started,
                       error=f"{name}: {described}: connection lost: "
-                            f"{first}")
+                            f"{first}", connection_lost=True)
     result = Result(name, described, outcome.exit_code,
                     stdout=_text(outcome.stdout),
                     stderr=_text(outcome.stderr),

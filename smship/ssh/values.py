@@ -95,6 +95,8 @@ class Result:
     stderr: str = ""
     duration: float = 0.0
     error: str | None = None
+    # The connection went down under the command (its session's sshd process gone with it).
+    connection_lost: bool = False
 
     @property
     def ok(self) -> bool:
@@ -103,8 +105,9 @@ class Result:
     @property
     def lost(self) -> bool:
         """The remote process ended without an exit status: killed by a signal, or torn down with its
-        session (logind stopping the user's slice as a new session begins can do that)."""
-        return self.exit_code == -1 and self.error is None
+        session, or with its whole connection (logind stopping the user's slice as a new session begins
+        can do either: the connection's sshd process runs in that slice too)."""
+        return self.exit_code == -1 and (self.error is None or self.connection_lost)
 
     def summary(self) -> str:
         """One line fit for a terminal or a log."""

@@ -224,6 +224,11 @@ def test_a_task_running_when_a_deploy_restarts_its_worker_finishes_while_the_new
             f"{host}'s old worker stopped without waiting for the task it ran"
         assert remote(lab, host, f"systemctl show -p MainPID --value {old_unit}").strip() == old_worker
         assert task_answer(lab, task_id)["state"] == "PENDING", task_answer(lab, task_id)
+        # status names the old slot while it finishes the task.
+        shown = run_smship("status", ENV, "-o", "json", inventory=lab.inventory, check=True)
+        units = shown.document["hosts_status"][host]["units"]
+        assert units[old_unit]["state"] == "deactivating" and units[old_unit]["idle"] is True, units
+        assert units[new_unit]["state"] == "active" and not units[new_unit].get("idle"), units
         remote(lab, host, f"touch {go}")
         released = True
         wait_state(lab, host, old_unit, "inactive", seconds=60)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from contextlib import ExitStack
 
@@ -131,6 +132,13 @@ def test_postgres_down_fails_the_migration_restarts_nothing_and_a_rerun_complete
     unchanged_then_a_rerun_completes(lab, smship, inventory, before)
 
 
+def close_rsync_connection(lab, host: str) -> None:
+    """End this machine's ssh master to ``host`` (smship.ssh.mux), open or still logging in: with new
+    connections refused, rsync then has none to ``host``."""
+    address = re.escape(lab.address(host))
+    subprocess.run(["pkill", "-f", f"ControlMaster=yes .* {address}$"], check=False, timeout=10)
+
+
 def test_ssh_refused_on_one_host_is_named_and_changes_nothing(lab, smship, variants):
     inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 'ssh refused'\n"})
     before = fleet_state(lab)
@@ -141,12 +149,14 @@ def test_ssh_refused_on_one_host_is_named_and_changes_nothing(lab, smship, varia
     assert "preflight failed" in early.output and "lab3" in early.output, early
     assert "connection refused" in early.output, early
 
-    # During the deploy (sshd gone after preflight): the ship to lab3 fails; the
-    # connections already open still release the lock.
+    # During the deploy (sshd gone once the hosts answered the survey, and the connection rsync shares,
+    # begun beside the checklist, closed as well): the ship to lab3 fails; the connections already open
+    # still release the lock.
     deploy = start_smship("deploy", ENV, "-o", "json", inventory=inventory)
     try:
-        wait_for_line(deploy, "building a release")
+        wait_for_line(deploy, "preflight: the production checklist")
         with ssh_refused(lab, "lab3"):
+            close_rsync_connection(lab, "lab3")
             run = finish(deploy)
     finally:
         deploy.kill()

@@ -108,6 +108,18 @@ def test_timeout_ends_the_command_and_keeps_the_connection(fleet, target):
     assert fleet.run(target, cmd("true")).ok
 
 
+# Kills the nearest sshd process above the command: its session's connection goes down with it.
+KILL_OWN_SSHD = ('p=$$; while [ "$p" -gt 1 ]; do case "$(cat /proc/$p/comm)" in sshd*) kill -9 "$p"; break;; esac; '
+                 "p=$(awk '{print $4}' /proc/$p/stat); done; sleep 5")
+
+
+def test_a_connection_that_goes_down_under_a_command_is_said_and_the_next_command_opens_a_new_one(fleet, target):
+    result = fleet.run(target, cmd("sh", "-c", KILL_OWN_SSHD), timeout=30)
+    assert result.connection_lost and result.lost and not result.ok, result
+    assert result.error.startswith("web1: ") and "connection lost" in result.error, result
+    assert fleet.run(target, cmd("echo", "back"), check=True).stdout == "back\n"
+
+
 def test_a_command_killed_by_a_signal_has_no_exit_status_and_the_connection_stays(fleet, target):
     # The login shell sshd started for the command dies by the signal.
     result = fleet.run(target, cmd("sh", "-c", "echo before; kill -KILL $PPID"))

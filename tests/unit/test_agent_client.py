@@ -382,7 +382,13 @@ class LosingFleet:
         self.calls += 1
         code = self.exit_codes.pop(0)
         answer = '{"current": "r1", "releases": [], "lock": null, "free_bytes": 1, "exists": true, "ok": true}'
+        if code == DROPPED:     # as Fleet.run says a connection that went down under the command
+            return Result(target.name, command.description, -1, connection_lost=True,
+                          error=f"{target.name}: {command.description}: connection lost: the connection closed")
         return Result(target.name, command.description, code, stdout=answer if code == 0 else "")
+
+
+DROPPED = "the connection went down"
 
 
 class OneHost:
@@ -399,6 +405,16 @@ def test_a_read_only_question_whose_agent_was_lost_is_asked_once_more_and_a_chan
     # A request that changes the host is never sent twice: it may have done its work.
     fleet = LosingFleet(-1, 0)
     with pytest.raises(SmshipError, match="exit -1"):
+        agent.ask(fleet, OneHost(), agent.activate("/srv/a", "r2", ["w.service"], None, None))
+    assert fleet.calls == 1
+    # Its whole connection went down (logind stopping the user's slice takes the session's sshd too):
+    # asked once more, over a new connection; a change, never.
+    fleet = LosingFleet(DROPPED, 0)
+    assert agent.ask(fleet, OneHost(), agent.inspect("/srv/a", "/l")).current == "r1" and fleet.calls == 2
+    with pytest.raises(SmshipError, match="web1: smship agent inspect: connection lost: the connection closed"):
+        agent.ask(LosingFleet(DROPPED, DROPPED), OneHost(), agent.inspect("/srv/a", "/l"))
+    fleet = LosingFleet(DROPPED, 0)
+    with pytest.raises(SmshipError, match="connection lost"):
         agent.ask(fleet, OneHost(), agent.activate("/srv/a", "r2", ["w.service"], None, None))
     assert fleet.calls == 1
     # A plain failure is not a lost agent.

@@ -41,6 +41,7 @@ class FakeSystemd:
         self.calls: list[list[str]] = []
         self.crashing = set(crashing)
         self.crash_after: dict[str, int] = {}   # unit: how many watch polls it survives
+        self.states: dict[str, str] = {}        # unit: the ActiveState show gives (default active)
         self.active: set[str] = set()
         monkeypatch.setattr(agent, "_run", self.run)
         monkeypatch.setattr(agent, "_start", lambda argv, stdin=None: (self.run(argv), lambda: (0, "", ""))[1])
@@ -64,7 +65,7 @@ class FakeSystemd:
                     self.crash_after[unit] -= 1
                     if self.crash_after[unit] < 0:
                         self.crashing.add(unit)
-                state = "failed" if unit in self.crashing else "active"
+                state = "failed" if unit in self.crashing else self.states.get(unit, "active")
                 blocks.append(f"ActiveState={state}\nSubState=running\nNRestarts=0\nInvocationID=x\n"
                               f"WorkingDirectory={self.root}/background\n")
             return 0, "\n".join(blocks), ""
@@ -228,3 +229,18 @@ def test_a_handler_s_restart_starts_no_worker_where_none_runs(tmp_path, monkeypa
     systemd.calls.clear()
     assert agent.apply({"actions": [worker_restart(root)]})["ok"]
     assert not any(call[1] in ("restart", "start") for call in systemd.calls)
+
+
+def test_status_lists_the_old_worker_slot_while_it_still_finishes_its_tasks(tmp_path, monkeypatch):
+    root = root_with(tmp_path, "r1", "r2")
+    systemd = FakeSystemd(monkeypatch, root)
+    assert agent.activate(request(root, "r1"))["ok"] and agent.activate(request(root, "r2"))["ok"]
+    asked = client.status(str(root), str(root / "lock"), ["shop-worker@.service"], None, None,
+                          worker=slots(root)).body()
+    systemd.states["shop-worker@a.service"] = "deactivating"
+    answer = client._host_status("jobs1", agent.status(asked))
+    assert list(answer.units) == ["shop-worker@b.service", "shop-worker@a.service"]
+    assert not answer.units["shop-worker@b.service"].idle
+    assert answer.units["shop-worker@a.service"].idle and answer.units["shop-worker@a.service"].state == "deactivating"
+    systemd.states["shop-worker@a.service"] = "inactive"
+    assert list(client._host_status("jobs1", agent.status(asked)).units) == ["shop-worker@b.service"]
