@@ -290,13 +290,12 @@ def _web_slots(action):
     web, root = action["web"], action["root"]
     serving, release = _serving_slot(web), _current(root)
     # As try-restart: a host whose web tier does not run (never deployed, or stopped) stays so.
-    if not serving or not release or \
-            _run(["systemctl", "is-active", web["service"] % serving])[1].strip() not in ("active", "activating", "reloading"):
+    if not serving or not release or not _started(web["service"] % serving):
         return
     outcome = _activate_web({"root": root, "release": release, "web": web, "health": action["health"]}, release)
     if outcome["ok"]:
         return
-    new = "b" if serving == "a" else "a"
+    new = _other(serving)
     left = ("the old process (slot %s) kept serving" % serving if outcome.get("kept")
             else "slot %s does not serve either: %s" % (serving, outcome.get("revert_reason")))
     raise RuntimeError("the new web process (slot %s, release %s) failed its gate and was stopped: %s; %s"
@@ -310,8 +309,7 @@ def _worker_slots(action):
     worker = action["worker"]
     serving = _serving_worker_slot(worker)
     # As try-restart: a host whose worker does not run (never deployed, or stopped) stays so.
-    if not serving or _run(["systemctl", "is-active", worker["service"] % serving])[1].strip() \
-            not in ("active", "activating", "reloading"):
+    if not serving or not _started(worker["service"] % serving):
         return
     release = _linked(worker["release"] % serving)
     template = worker["service"] % ""
@@ -320,6 +318,16 @@ def _worker_slots(action):
     if not outcome["ok"]:
         raise RuntimeError("the new worker (release %s) failed and was stopped: %s; the old one (slot %s) "
                            "kept running" % (release, outcome.get("reason"), serving))
+
+
+def _started(unit):
+    """Whether ``unit`` runs, or is starting: what ``systemctl try-restart`` would restart."""
+    return _run(["systemctl", "is-active", unit])[1].strip() in ("active", "activating", "reloading")
+
+
+def _other(slot):
+    """The slot that is not ``slot`` (a or b); slot a when none is."""
+    return "b" if slot == "a" else "a"
 
 
 APPLY = {"file": _write_file, "link": _link, "directory": _directory, "absent": _absent, "command": _command,
@@ -985,7 +993,7 @@ def _activate_web(request, previous):
     gate is stopped; nginx never sent it a request, and ``current`` never moved."""
     web, release = request["web"], request["release"]
     serving = _serving_slot(web)
-    slot = "b" if serving == "a" else "a"
+    slot = _other(serving)
     unit = web["service"] % slot
     old = web["service"] % serving if serving else None
     outcome, boot = {"previous": previous, "release": release}, _BootSwitch(unit, old)
@@ -1087,7 +1095,7 @@ def _activate_worker(request, previous):
     worker, release = request["worker"], request["release"]
     template = worker["service"] % ""
     serving = _serving_worker_slot(worker)
-    slot = "b" if serving == "a" else "a"
+    slot = _other(serving)
     unit = worker["service"] % slot
     others = [u for u in request["restart"] if u != template]
     ready = {(unit if u == template else u): line for u, line in (request.get("ready") or {}).items()}
@@ -1254,13 +1262,10 @@ RUNNING = ("active", "activating", "deactivating", "reloading")
 def _idle_slots(request):
     """The services of the web and worker slots that do not serve: listed by status while their process
     still runs (an old slot finishing its requests or tasks after a deploy switched away from it)."""
-    idle = []
     web, worker = request.get("web"), request.get("worker")
-    if web and _serving_slot(web):
-        idle.append(web["service"] % ("b" if _serving_slot(web) == "a" else "a"))
-    if worker and _serving_worker_slot(worker):
-        idle.append(worker["service"] % ("b" if _serving_worker_slot(worker) == "a" else "a"))
-    return idle
+    serving = [(web["service"], _serving_slot(web))] if web else []
+    serving += [(worker["service"], _serving_worker_slot(worker))] if worker else []
+    return [service % _other(slot) for service, slot in serving if slot]
 
 
 # A key generation is named by a fingerprint: 48 bits of a hash over a string

@@ -81,8 +81,9 @@ class Fleet:
 
     Connections open lazily on first use and are reused by every later
     operation on that host (rsync's ssh shares one of its own per host);
-    :meth:`close` (or leaving the ``with`` block) closes them all.  ``round_trips`` counts remote exchanges per host:
-    each exec channel, upload and rsync process is one.
+    :meth:`close` (or leaving the ``with`` block) closes them all.
+    ``round_trips`` counts remote exchanges per host: each exec channel,
+    upload and rsync process is one.
     """
 
     def __init__(self, targets: Iterable[Target] = (),

@@ -65,10 +65,11 @@ def status(ctx: EnvContext) -> bool:
         last = [ready, f"{answer.free_bytes / 2**30:.1f} GiB"]
         for name, unit in answer.units.items() or {"-": None}.items():
             state = "-" if unit is None else unit.state if unit.state == "active" else f"[red]{unit.state}[/]"
+            label = name.removesuffix(".service")
             if unit is not None and unit.idle:
                 # The slot a deploy switched away from, still finishing its requests or tasks.
-                name, state = f"{name.removesuffix('.service')} (old slot)", f"[yellow]{unit.state}[/]"
-            table.add_row(*first, name.removesuffix(".service"), state, "-" if unit is None else _uptime(unit.uptime), *last)
+                label, state = f"{label} (old slot)", f"[yellow]{unit.state}[/]"
+            table.add_row(*first, label, state, "-" if unit is None else _uptime(unit.uptime), *last)
             first, last = ["", "", ""], ["", ""]
         table.add_section()
         ctx.reporter.data.setdefault("hosts_status", {})[host.name] = {**answer.answer, "roles": host.roles}
