@@ -30,6 +30,7 @@ from smship.release.alembic_heads import alembic_heads
 from smship.release.apppaths import AppPaths, within
 from smship.release.files import copy_tree, hash_tree, link_escapes, sha256_file, walk
 from smship.release.frontend import build_frontend
+from smship.release.hashmemo import remembered_hashes
 from smship.release.ids import make_release_id
 from smship.release.locks import find_lock, requirement_lines, requires_python
 from smship.release.model import (CONTENT, FORMAT, RELEASE_ID_FILE, WHEELS_DIR, Release, content_digest,
@@ -38,6 +39,10 @@ from smship.release.source import RepoFiles, export, locate
 from smship.release.wheelhouse import TRIXIE, Target, build_wheelhouse, require_python
 
 Progress = Callable[[str], None]
+# Under the cache: the remembered hashes of the wheelhouses (smship.release.hashmemo).
+HASHES_DIR = "hashes"
+# Under the cache: uv lock exports, by what they read (smship.release.locks).
+EXPORTS_DIR = "exports"
 
 
 def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_dir: Path,
@@ -109,12 +114,14 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
                                       output_from_client=posixpath.relpath(paths.output, paths.frontend or "."))
             if frontend is not None and within(paths.output, paths.root) is None:
                 copy_tree(output, tree / paths.output_in_release)
-        wheelhouse = build_wheelhouse(requirement_lines(at_commit, lock, cachedir.fresh_tmp(staging)), cache,
+        wheelhouse = build_wheelhouse(requirement_lines(at_commit, lock, cachedir.fresh_tmp(staging),
+                                                        cache / EXPORTS_DIR), cache,
                                       python=python, target=target, progress=say)
 
         (tree / RELEASE_ID_FILE).write_text(release_id + "\n")
         files, links = hash_tree(tree)
-        wheel_hashes, _ = hash_tree(wheelhouse.path)
+        # The wheelhouses are cached trees: their hashes are remembered between builds.
+        wheel_hashes, _ = remembered_hashes(wheelhouse.path, cache / HASHES_DIR)
         manifest = {
             "format": FORMAT,
             "id": release_id,
@@ -146,7 +153,7 @@ def build_release(source: Path, *, ref: str = "HEAD", dirty: bool = False, work_
         final, manifest = publish_tree(tree, manifest, work_dir, now)
         release_id = manifest["id"]
         wheels = work_dir / WHEELS_DIR / wheelhouse.deps_id
-        if wheels.is_dir() and hash_tree(wheels)[0] != wheel_hashes:
+        if wheels.is_dir() and remembered_hashes(wheels, cache / HASHES_DIR)[0] != wheel_hashes:
             shutil.rmtree(wheels)
         if not wheels.is_dir():
             tmp = cachedir.fresh_tmp(wheels.parent)

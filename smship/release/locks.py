@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import json
+import os
 import posixpath
 import re
 import shutil
@@ -23,11 +25,14 @@ from pathlib import Path
 
 from smship.errors import SmshipError
 from smship.release import proc
+from smship.release.files import sha256_bytes
 from smship.release.source import RepoFiles
 
 UV_LOCK = "uv.lock"
 PYLOCK = "pylock.toml"
 REQUIREMENTS_TXT = "requirements.txt"
+# uv exports kept (smship.release.locks._uv_export): one per lock a machine builds, and its recent changes.
+EXPORTS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -155,10 +160,12 @@ def requires_python(files: RepoFiles, lock: Lock) -> tuple[str | None, str]:
     return _toml(files, pyproject).get("project", {}).get("requires-python"), pyproject
 
 
-def requirement_lines(files: RepoFiles, lock: Lock, scratch: Path) -> list[str]:
-    """Pinned requirement lines (with markers) of the app's non-dev dependencies."""
+def requirement_lines(files: RepoFiles, lock: Lock, scratch: Path, memo_dir: Path | None = None) -> list[str]:
+    """Pinned requirement lines (with markers) of the app's non-dev dependencies; ``memo_dir``: where
+    a uv lock's export is kept, by what it read and which uv read it, so an unchanged lock is not
+    exported again."""
     if lock.kind == "uv":
-        return _uv_export(files, lock, scratch)
+        return _uv_export(files, lock, scratch, memo_dir)
     text = (files.read(lock.path) or b"").decode()
     if lock.kind == "pylock":
         return _pylock_lines(text, lock.path)
@@ -175,28 +182,71 @@ def uv_command() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
 
-def _uv_export(files: RepoFiles, lock: Lock, scratch: Path) -> list[str]:
+def _uv_identity(command: list[str]) -> list:
+    """What tells one uv from another without running it: its program's (or module's) size and times."""
+    where = command[0] if len(command) == 1 else importlib.util.find_spec("uv").origin
+    info = Path(where).stat()
+    return [*command, where, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _uv_export(files: RepoFiles, lock: Lock, scratch: Path, memo_dir: Path | None = None) -> list[str]:
     # A frozen export reads only the lock, the workspace's pyproject.toml and
     # the member's: those are copied out of the commit, nothing else.
     top = posixpath.dirname(lock.path)
-    for rel in {lock.path, _join(top, "pyproject.toml"), _join(lock.project, "pyproject.toml")}:
-        data = files.read(rel)
+    read = {rel: files.read(rel) for rel in sorted({lock.path, _join(top, "pyproject.toml"),
+                                                    _join(lock.project, "pyproject.toml")})}
+    command = uv_command()
+    options = ["export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header",
+               "--no-annotate", "--offline"]
+    member = ["--package", lock.package] if lock.package else []
+    memo = None
+    if memo_dir is not None:
+        key = json.dumps([_uv_identity(command), options, member, top,
+                          {rel: None if data is None else sha256_bytes(data) for rel, data in read.items()}])
+        memo = memo_dir / f"{sha256_bytes(key.encode())[:32]}.json"
+        try:
+            return _export_lines(json.loads(memo.read_text()), lock.path)
+        except (OSError, ValueError, TypeError):
+            pass
+    for rel, data in read.items():
         if data is not None:
             target = scratch / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-    argv = [*uv_command(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-            "--no-header", "--no-annotate", "--offline", "--directory", str(scratch / top)]
-    if lock.package:
-        argv += ["--package", lock.package]
-    done = proc.run(argv, env={"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}, what=f"uv export ({lock.path})")
+    done = proc.run([*command, *options, "--directory", str(scratch / top), *member],
+                    env={"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}, what=f"uv export ({lock.path})")
+    exported = done.stdout.decode().splitlines()
+    lines = _export_lines(exported, lock.path)
+    if memo is not None:
+        _remember_export(memo, exported)
+    return lines
+
+
+def _remember_export(memo: Path, exported: list[str]) -> None:
+    """Kept under a temporary name, then renamed; the oldest exports go beyond EXPORTS_KEPT."""
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(exported))
+        os.replace(partial, memo)
+        kept = sorted(memo.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[EXPORTS_KEPT:]:
+            old.unlink()
+    except OSError:
+        pass    # not kept: the next build exports again
+
+
+def _export_lines(exported: list[str], where: str) -> list[str]:
+    """The requirement lines of ``uv export``'s output (its lines)."""
+    if not isinstance(exported, list) or not all(isinstance(line, str) for line in exported):
+        raise TypeError("an export is a list of lines")
     lines = []
-    for raw in done.stdout.decode().splitlines():
+    for raw in exported:
         line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
         if not line:
             continue
         if line.startswith(("-e ", "--editable", "./", "../", "/", "file:")):
-            raise SmshipError(f"{lock.path} has a local dependency ({line}); hosts can only install "
+            raise SmshipError(f"{where} has a local dependency ({line}); hosts can only install "
                               "packages from the wheelhouse: publish it or drop it")
         if line.startswith("-"):
             continue        # index options: the wheelhouse replaces any index
