@@ -261,6 +261,15 @@ class FakeFleet(Fleet):
     def _op_prune(self, host: FakeHost, request: dict) -> dict:
         return {"removed": []}
 
+    def _op_together(self, host: FakeHost, request: dict) -> dict:
+        answers = []
+        for each in request["requests"]:
+            answer = getattr(self, "_op_" + each["op"], None)
+            if answer is None:
+                raise AssertionError(f"the fake fleet does not model the agent op {each['op']!r}")
+            answers.append({"answer": answer(host, each)})
+        return {"answers": answers}
+
     def _op_keystate(self, host: FakeHost, request: dict) -> dict:
         name = request["name"]
         units = {u: {"running": u in host.units, "fingerprint": agent.key_fingerprint(name, host.units.get(u, {}).get(name))}

@@ -42,7 +42,7 @@ def require_built_for(release, env_name: str, domain: str) -> None:
 
 
 def unchanged(ctx: EnvContext, fleet, targets: dict, layout: Layout, outcome: dict, live: list[str],
-              built: str, started: float, checked: bool = True) -> bool:
+              built: str, started: float, checked: bool = True, held=None) -> bool:
     """Nothing to deploy: say which release is live, and leave an audit line that says so."""
     ctx.reporter.data["noop"] = True
     ctx.reporter.info(f"already live: release {', '.join(live)} on {len(outcome['hosts'])} host(s) has the "
@@ -50,7 +50,7 @@ def unchanged(ctx: EnvContext, fleet, targets: dict, layout: Layout, outcome: di
     if not checked:
         ctx.reporter.info(f"the checks were not run, as nothing changes: 'smship check {ctx.name}' runs them")
     record(ctx, fleet, targets, layout, {**outcome, "release": ", ".join(live), "built": built, "noop": True},
-           NOOP, started)
+           NOOP, started, held=held)
     return True
 
 
@@ -201,7 +201,7 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
         live = None if force or compared else already_live(ctx, fleet, targets, release, chosen_survey, settings)
         report.data["noop"] = False
         if live is not None:
-            return unchanged(ctx, fleet, targets, layout, outcome, live, release.id, started)
+            return unchanged(ctx, fleet, targets, layout, outcome, live, release.id, started, held=held)
         roles = {h.name: h.roles for h in chosen}
         app_targets = [targets[h.name] for h in chosen]
 
@@ -223,7 +223,7 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
         for name, problem in short.items():
             report.host(name, "failed", f"{layout.root}/releases: {problem}; nothing was shipped")
         if short:
-            return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started)
+            return record(ctx, fleet, targets, layout, outcome, "failed: disk space", started, held=held)
 
         report.step(f"shipping {release.id} to {len(chosen)} host(s)")
         front_url = ctx.app.frontend.url if ctx.app.frontend is not None else None
@@ -233,7 +233,7 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
                                    front_url if "web" in roles[t.name] else None),
                 lambda s: (f"{s.bytes_sent} bytes, {s.files} files", {"bytes_sent": s.bytes_sent}), "shipping")
         if not shipped:
-            return record(ctx, fleet, targets, layout, outcome, "failed: ship", started)
+            return record(ctx, fleet, targets, layout, outcome, "failed: ship", started, held=held)
 
         report.step(f"installing {release.id} on {len(chosen)} host(s)")
         commands = venv_commands(layout.root, release.deps_id, ctx.app.interpreter, layout.user)
@@ -242,29 +242,30 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
             installed = each_host(lambda t: install(fleet, t, layout, release, commands, target_venv),
                                   lambda _: ("virtualenv ready, release complete", {}), "installing")
         if not installed:
-            return record(ctx, fleet, targets, layout, outcome, "failed: install", started)
+            return record(ctx, fleet, targets, layout, outcome, "failed: install", started, held=held)
 
         with report.phase("settings"):
             if not refresh_settings(ctx, fleet, targets, settings):
-                return record(ctx, fleet, targets, layout, outcome, "failed: settings", started)
+                return record(ctx, fleet, targets, layout, outcome, "failed: settings", started, held=held)
 
         steps = release_steps(ctx.app, layout, release.id)
         if ctx.env.backup is not None and steps:
             from smship.steps.backupgate import before_migration
             with report.phase("backup gate"):
                 if not before_migration(ctx, fleet, release.id):
-                    return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started)
+                    return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started, held=held)
 
         migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
         with report.phase("migrate"):
             failed_step = run_release_steps(ctx, fleet, targets[migrator.name], steps)
         if failed_step:
-            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed_step}", started)
+            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed_step}", started, held=held)
 
         with report.phase("roll"):
             failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy", held)
         with report.phase("record"):
             if failed:
-                return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
+                return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started, held=held)
             replaced = sorted({hosts[h.name].current for h in chosen if hosts[h.name].current})
-            return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True, protect=replaced)
+            return record(ctx, fleet, targets, layout, outcome, "ok", started, prune=True, protect=replaced,
+                          held=held)

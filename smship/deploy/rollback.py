@@ -130,8 +130,8 @@ def _switch_back(ctx: EnvContext, fleet, layout: Layout, chosen: list, targets: 
             failed = roll_tiers(ctx, fleet, targets, chosen, release_for, "rollback", held, vouched=vouched)
         schema.result()              # said before the rollback's outcome
         if failed:
-            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started)
-        return record(ctx, fleet, targets, layout, outcome, "ok", started)
+            return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started, held=held)
+        return record(ctx, fleet, targets, layout, outcome, "ok", started, held=held)
 
 
 def releases(ctx: EnvContext) -> bool:

@@ -64,6 +64,23 @@ def ask_all(fleet, request: Request[T] | Callable[[Any], Request[T]], targets: I
     return fleet.map(lambda t: ask(fleet, t, build(t), ahead), targets, waiting=waiting)
 
 
+def together(requests: list[Request]) -> Request[list]:
+    """``requests`` answered by one agent on one host, in order: a list of their answers, each read by its
+    own request, or the :class:`SmshipError` of one that failed there (the others still ran)."""
+    if not requests or any(r.source != AGENT_SOURCE for r in requests):
+        raise ValueError("together takes one or more requests of the host agent")
+
+    def parse(host: str, answer: dict[str, Any]) -> list:
+        answers = answer["answers"]
+        if len(answers) != len(requests):
+            raise ValueError(f"{len(answers)} answers to {len(requests)} requests")
+        return [request.read(host, each["answer"]) if "answer" in each else
+                SmshipError(f"{host}: the smship agent's {request.op} failed: {each['failed']}")
+                for request, each in zip(requests, answers)]
+    return Request("together", {"requests": [r.body() for r in requests]}, parse,
+                   max(r.timeout for r in requests), read_only=all(r.read_only for r in requests))
+
+
 # -- releases, lock and audit --------------------------------------------------
 
 @dataclass(frozen=True)

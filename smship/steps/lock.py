@@ -14,7 +14,7 @@ import secrets
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from smship.errors import SmshipError
@@ -85,6 +85,22 @@ class HeldLock:
     # No deploy drains or puts back a host while this lock is held, so a roll under it
     # can count on what the lock found (see smship.steps.roll.Drainer).
     drained: frozenset[str]
+    path: str = ""
+    # Hosts whose lock a command's last exchange already gave back (see smship.steps.record).
+    released: set[str] = field(default_factory=set, compare=False)
+
+    def still_held(self) -> list[str]:
+        return sorted(self.hosts - self.released)
+
+    def release_request(self) -> agent.Request[agent.LockAnswer]:
+        """The unlock of this holder's lock, to be sent with a command's last requests."""
+        return agent.unlock(self.path, self.holder.token)
+
+    def given_back(self, name: str, answer) -> None:
+        """``answer`` (a LockAnswer, or the error of an unlock that failed) to :meth:`release_request`
+        on ``name``: released only when the host said so; the ``with`` block's end asks the others again."""
+        if isinstance(answer, agent.LockAnswer) and answer.ok:
+            self.released.add(name)
 
 
 @contextmanager
@@ -106,6 +122,7 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
 
     answers = fleet.map(take, targets)
     taken = [name for name, answer in answers.succeeded.items() if answer.ok]
+    held = None
     try:
         for name in answers:
             if name in answers.failed:
@@ -115,9 +132,11 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
             if not answers.succeeded[name].ok:
                 raise LockHeld(f"{name}: another deploy holds the lock: {holder_text(answers.succeeded[name].holder)}; "
                                f"wait for it, or if it died run 'smship unlock ENV'")
-        yield HeldLock(holder, frozenset(taken), frozenset(n for n in taken if answers.succeeded[n].drained))
+        held = HeldLock(holder, frozenset(taken), frozenset(n for n in taken if answers.succeeded[n].drained), path)
+        yield held
     finally:
-        released = agent.ask_all(fleet, agent.unlock(path, holder.token), [t for t in targets if t.name in taken])
+        left = set(held.still_held()) if held is not None else set(taken)
+        released = agent.ask_all(fleet, agent.unlock(path, holder.token), [t for t in targets if t.name in left])
         stuck = sorted(released.failed)
         if stuck and warn:
             warn(f"the deploy lock is still held on {', '.join(stuck)} (unreachable): the next deploy from "

@@ -1,16 +1,16 @@
-"""The end of every deploy: an audit line on each host, old releases pruned."""
+"""The end of every deploy: an audit line on each host, old releases pruned, the lock given back."""
 
 from __future__ import annotations
 
 import getpass
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from smship.context import EnvContext
 from smship.layout import Layout
 from smship.remote import client as agent
 from smship.ssh import Fleet, Target
+from smship.steps.lock import HeldLock
 
 
 # The result of a deploy that found its release live already on every host it was to deploy to.
@@ -24,30 +24,40 @@ def who_and_when(ctx: EnvContext, started: float) -> dict:
 
 
 def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: Layout, outcome: dict,
-           result: str, started: float, prune: bool = False, protect: list[str] = ()) -> bool:
-    """The audit line on each host; with ``prune``, old releases removed but for ``protect``.
+           result: str, started: float, prune: bool = False, protect: list[str] = (),
+           held: HeldLock | None = None) -> bool:
+    """The audit line on each host; with ``prune``, old releases removed but for ``protect``; with ``held``,
+    the lock given back too. Each host gets them in one exchange.
 
     A deploy protects the releases it replaced: rollback's default target,
     which need not be among the newest (releases that never went live are).
     """
     entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
-    chosen = [targets[name] for name in outcome["hosts"]]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smship-prune") as beside:
-        # The prune and the audit line touch different files: one waits for the other for nothing.
-        pruning = beside.submit(agent.ask_all, fleet, agent.prune(
-            layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
-            # A worker slot asked to stop may still run its tasks from its release.
-            [layout.background_release, layout.worker_slot_release % "a", layout.worker_slot_release % "b"]),
-            chosen) if prune else None
-        written = agent.ask_all(fleet, agent.audit(layout.audit_log, entry), chosen)
-    problems = {**{n: str(e) for n, e in written.failed.items()},
-                **{n: a.error for n, a in written.succeeded.items() if not a.ok}}
+    chosen = set(outcome["hosts"])
+    unlocking = set(held.still_held()) if held is not None else set()
+    asked = {name: ([agent.audit(layout.audit_log, entry)] if name in chosen else []) +
+             ([agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
+                           # A worker slot asked to stop may still run its tasks from its release.
+                           [layout.background_release, layout.worker_slot_release % "a",
+                            layout.worker_slot_release % "b"])] if prune and name in chosen else []) +
+             ([held.release_request()] if name in unlocking else [])
+             for name in [*outcome["hosts"], *sorted(unlocking - chosen)]}
+    answers = agent.ask_all(fleet, lambda t: agent.together(asked[t.name]), [targets[name] for name in asked])
+    problems, removed = {}, set()
+    for name, requests in asked.items():
+        said = answers.succeeded.get(name) or [answers.failed[name]] * len(requests)
+        for request, answer in zip(requests, said):
+            if request.op == "audit":
+                if isinstance(answer, Exception) or not answer.ok:
+                    problems[name] = str(answer) if isinstance(answer, Exception) else answer.error
+            elif request.op == "prune" and not isinstance(answer, Exception):
+                removed.update(answer.removed)
+            elif request.op == "unlock":
+                held.given_back(name, answer)
     for name, problem in sorted(problems.items()):
         ctx.reporter.warn(f"{name}: the audit line was not written: {problem}")
-    if pruning is not None:
-        removed = sorted({r for answer in pruning.result().succeeded.values() for r in answer.removed})
-        if removed:
-            ctx.reporter.info(f"pruned old releases: {', '.join(removed)}")
+    if removed:
+        ctx.reporter.info(f"pruned old releases: {', '.join(sorted(removed))}")
     ctx.reporter.data["audit"] = entry
     ctx.reporter.info(f"audit: {entry['who']} {entry['environment']} {outcome['release']} {result} in {entry['seconds']}s")
     return result == "ok"

@@ -148,6 +148,20 @@ def test_lock_refuses_a_second_holder_and_unlock_needs_the_token(fleet, tmp_path
     assert one(fleet, agent.inspect(str(tmp_path), path)).lock is None
 
 
+def test_requests_together_are_answered_in_order_and_one_that_fails_does_not_stop_the_rest(fleet, tmp_path):
+    path, log = str(tmp_path / "deploy.lock"), tmp_path / "audit.log"
+    assert one(fleet, agent.lock(path, agent.LockHolder(token="a"))).ok
+    # prune of a root with no releases directory fails there; the unlock after it still runs.
+    audited, pruned, unlocked = one(fleet, agent.together([agent.audit(str(log), {"result": "ok"}),
+                                                           agent.prune(str(tmp_path / "nowhere"), 3, []),
+                                                           agent.unlock(path, "a")]))
+    assert audited == agent.Audited(True) and json.loads(log.read_text()) == {"result": "ok"}
+    assert isinstance(pruned, SmshipError) and str(pruned).startswith("h1: the smship agent's prune failed: ")
+    assert unlocked.ok and one(fleet, agent.inspect(str(tmp_path), path)).lock is None
+    assert agent.together([agent.unlock("/l", "t")]).body() == \
+        {"op": "together", "requests": [{"op": "unlock", "path": "/l", "token": "t"}]}
+
+
 def test_the_lock_says_whether_a_halted_deploy_left_the_host_drained(fleet, tmp_path):
     path, flag = str(tmp_path / "deploy.lock"), tmp_path / "draining"
     assert one(fleet, agent.lock(path, agent.LockHolder(token="a"), str(flag))).drained is False

@@ -557,6 +557,41 @@ def test_force_deploys_the_live_content_again(fleet_of, release, rebuilt):
     assert tiers(fleet) == rolled("r2")
 
 
+def ending_exchanges(fleet, monkeypatch, fail_unlock_on: str | None = None) -> list[tuple[str, list[str]]]:
+    """The ops each host was asked together (as a command's last exchange); ``fail_unlock_on``: that host's
+    agent answers the unlock among them with a failure, as one that could not remove the lock would."""
+    asked = []
+    real = fleet._op_together
+
+    def together(host, request):
+        ops = [r["op"] for r in request["requests"]]
+        asked.append((host.name, ops))
+        if host.name != fail_unlock_on:
+            return real(host, request)
+        answers = real(host, {"requests": [r for r in request["requests"] if r["op"] != "unlock"]})["answers"]
+        return {"answers": answers + [{"failed": "OSError: read-only file system"}]}
+    monkeypatch.setattr(fleet, "_op_together", together)
+    return asked
+
+
+def test_a_deploy_ends_with_one_exchange_per_host_its_audit_line_prune_and_unlock(fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    asked = ending_exchanges(fleet, monkeypatch)
+    assert run_deploy(ctx, fleet)
+    assert sorted(asked) == sorted([(name, ["audit", "prune", "unlock"]) for name in APP_HOSTS] +
+                                   [(h.name, ["unlock"]) for h in ctx.env.hosts if h.name not in APP_HOSTS])
+    assert no_lock_left(fleet)
+
+
+def test_a_lock_its_last_exchange_could_not_give_back_is_asked_again_at_the_end(fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    ending_exchanges(fleet, monkeypatch, fail_unlock_on="web1")
+    assert run_deploy(ctx, fleet)
+    assert no_lock_left(fleet)
+    unlocked = [host for _, host in fleet.happened("unlock")]
+    assert unlocked[-1] == "web1" and unlocked.count("web1") == 1
+
+
 def test_the_live_commit_again_is_compared_before_the_checks_and_the_lock(fleet_of, release, rebuilt):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
