@@ -120,7 +120,8 @@ def _rollback(ctx: EnvContext, fleet, layout: Layout, chosen: list, to: str | No
 def _switch_back(ctx: EnvContext, fleet, layout: Layout, chosen: list, targets: dict, release_for: dict[str, str],
                  started: float, schema: Future, vouched: bool = False) -> bool:
     """``vouched``: each host goes back to the release live there just before (not one named with --to),
-    which has served already: its workers start with the first web batch."""
+    which has served already: its workers start with the first web batch even when
+    ``worker.after_first_web_batch`` keeps a new release's behind it."""
     report = ctx.reporter
     with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"rollback {ctx.name}",
                           warn=report.warn) as held:

@@ -144,6 +144,9 @@ class Worker(StrictModel):
     modules_enabled: list[str] = Field(default_factory=lambda: ["background_tasks"])
     queues: list[str] = Field(default_factory=lambda: ["celery"])
     stop_timeout: int = Field(default=600, ge=1)
+    after_first_web_batch: bool = Field(default=False, description=(
+        "A deploy's (or rotation's) workers and beat take the new release only once its first web batch is "
+        "healthy; by default they start with that batch (and go back should it fail)."))
 
     @field_validator("modules_enabled", "queues")
     @classmethod

@@ -1,8 +1,8 @@
 """One batch of activations run in a thread of its own while the caller rolls another tier.
 
-The worker and beat take a new release alongside the web tier's later batches
-(see smship.steps.tiers): their restart and watch, seconds of Celery start-up,
-then cost no time of their own. The batch is announced when it starts and
+The worker and beat take a new release alongside the web tier's batches (see
+smship.steps.tiers): their restart and watch, seconds of Celery start-up, then
+cost no time of their own. The batch is announced when it starts and
 judged when it is waited for, both from the caller's thread, so its lines never
 land inside another batch's.
 """

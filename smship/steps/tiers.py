@@ -1,19 +1,21 @@
 """The app's tiers as every restart takes them: web batches, with the workers and beat alongside.
 
 Deploy, rollback and secret rotation all restart the same way. The web hosts
-go in health-gated batches (drained from an lb). Once the first web batch is
-healthy, the release has shown it starts and serves, and the Celery workers and
-the one beat take it too, all at once, while the remaining web batches roll:
-they have no health URL and must stay up after their restart (until a moment
-after they log that they work), and that watch then costs no time of its own.
-They run from a link of their own (Layout.background_release), so a host's
-worker can move before its web tier does.
+go in health-gated batches (drained from an lb). The Celery workers and the one
+beat take the release all at once, beside the first web batch: they have no
+health URL and must stay up after their restart (until a moment after they log
+that they work), and that watch, seconds of Celery start-up, then costs no time
+of its own. Neither tier waits for the other: each new process starts beside
+the old one, which serves until its successor works. They run from a link of
+their own (Layout.background_release), so a host's worker can move before its
+web tier does.
 
-If a later web batch fails, the workers and beat that moved are put back on
-the release they ran; if they fail (each host reverts itself), no further web
-batch starts. Without web hosts they simply go on their own. A release that
-has already shown it serves (``vouched``: a rollback to the release live just
-before) needs no first batch to show it: the workers and beat start with it.
+If a web batch fails, the workers and beat that moved are put back on the
+release they ran; if they fail (each host reverts itself), no further web batch
+starts. Without web hosts they simply go on their own. ``worker.after_first_web_batch``
+makes them wait until the first web batch is healthy (the release has shown it
+starts and serves) unless the release has shown that already (``vouched``: a
+rollback to the release live just before).
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ from smship.steps.roll import Activations, RollResult, health_request, roll
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
                release_for: dict[str, str], verb: str, held: HeldLock, vouched: bool = False) -> str | None:
     """Activate ``release_for[host]`` tier by tier under the lock ``held``; the failed phase's name, or None
-    when all went well. ``vouched``: the workers need not wait for the first web batch."""
+    when all went well. ``vouched``: the workers need not wait for the first web batch even when
+    ``worker.after_first_web_batch`` asks them to."""
     report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
     background = background_tier(ctx, fleet, targets, hosts, release_for, f"{verb}: workers")
     rolled = None
     if web:
         try:
-            if vouched:
+            if vouched or not ctx.env.worker.after_first_web_batch:
                 background.start()
             else:
                 background.begin_agents()

@@ -292,6 +292,16 @@ def main_pids(lab, host: str) -> dict[str, str]:
     return {u: remote(lab, host, f"systemctl show -p MainPID --value {u}").strip() for u in units}
 
 
+def web_pid(lab, host: str) -> str:
+    """The main PID of ``host``'s serving web slot: unchanged = its web tier was not restarted."""
+    return main_pids(lab, host)[web_unit(lab, host)]
+
+
+def background_release(lab, host: str) -> str:
+    """The release ``host``'s worker and beat run from (their own link)."""
+    return remote(lab, host, f"basename \"$(readlink {APP_ROOT}/background)\"").strip()
+
+
 def fleet_state(lab, hosts=APP_HOSTS) -> dict[str, tuple[str, dict[str, str]]]:
     """Each host's live release and the main PIDs of its units: equal before and after = nothing restarted."""
     return {h: (live_release(lab, h), main_pids(lab, h)) for h in hosts}

@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from labkit import (APP_HOSTS, APP_ROOT, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
-                    fleet_state, git, live_release, main_pids, nginx_workers, psql, remote, run_smship, served_release,
-                    start_smship, steady_clients, wait_for_line, wait_state, web_unit, worker_unit)
+                    background_release, fleet_state, git, live_release, main_pids, nginx_workers, psql, remote,
+                    run_smship, served_release, start_smship, steady_clients, wait_for_line, wait_state, web_pid,
+                    web_unit, worker_unit)
 
 pytestmark = pytest.mark.lab
 
@@ -85,9 +86,9 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
         # Back to what the lab's own inventory renders, for the tests after this one (the processes
         # keep the value until their next restart, which is harmless).
         remote(lab, host, "sed -i '/^SM_DEPLOY_NOTE=/d' /srv/refapp/shared/env")
-    # The worker and beat took the release alongside the web tier, once the first web batch was
-    # healthy (its host's line came before theirs): the beat from their own link, the worker from
-    # the slot it started in beside the old one, which no longer runs.
+    # The worker and beat took the release alongside the web tier, from the first web batch on: the
+    # beat from their own link, the worker from the slot it started in beside the old one, which no
+    # longer runs.
     for host in APP_HOSTS:
         assert remote(lab, host, "basename \"$(readlink /srv/refapp/background)\"").strip() == release, host
         unit = worker_unit(lab, host) if host in WEB else "refapp-beat"
@@ -98,7 +99,7 @@ def test_deploy_rolls_a_new_release_with_no_failed_request(lab, smship, variants
             assert remote(lab, host, f"basename \"$(readlink {workdir})\"").strip() == release, host
             wait_state(lab, host, worker_before[host], "inactive")
     steps = [t["step"] for t in run.document["timeline"]]
-    assert steps.index("deploy: web: batch 1/2: lab2") < steps.index("deploy: workers: batch 1/1: lab1, lab2, lab3") \
+    assert steps.index("deploy: workers: batch 1/1: lab1, lab2, lab3") < steps.index("deploy: web: batch 1/2: lab2") \
         < steps.index("deploy: web: batch 2/2: lab3"), steps
     # An audit line on every host, naming the release and the result.
     for host in APP_HOSTS:
@@ -336,7 +337,7 @@ def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(la
                                                              "        if True:  # a broken release\n")]},
                                    message="sm010")
     before = {h: live_release(lab, h) for h in APP_HOSTS}
-    untouched, serving = main_pids(lab, "lab3"), main_pids(lab, "lab2")
+    untouched, serving = web_pid(lab, "lab3"), web_pid(lab, "lab2")
     with ExitStack() as stack:
         clients = steady_clients(lab, stack)
         time.sleep(1)
@@ -346,9 +347,11 @@ def test_a_release_failing_sm010_is_halted_after_the_first_batch_and_reverted(la
     assert "lab2" in run.output and "SM010" in run.output, run
     assert before["lab2"] + " kept serving; the new release never took a request" in run.output, run
     assert {h: live_release(lab, h) for h in APP_HOSTS} == before
-    assert main_pids(lab, "lab3") == untouched, "a host after the failing batch was restarted"
-    assert main_pids(lab, "lab2") == serving, "lab2's serving web slot was restarted"
+    assert web_pid(lab, "lab3") == untouched, "a host after the failing batch was restarted"
+    assert web_pid(lab, "lab2") == serving, "lab2's serving web slot was restarted"
     assert served_release(lab, "lab2") == before["lab2"]
+    # The workers and beat, started beside the failing batch, went back to the release they ran.
+    assert {h: background_release(lab, h) for h in APP_HOSTS} == before
 
 
 def test_an_unhealthy_release_is_reverted(lab, smship, variants):

@@ -35,7 +35,7 @@ ALL_CHECKS = list(NAMES)
 OLD_KEY = secretkey.generate()
 
 
-def inventory(tmp_path: Path, *, lb: bool = True, batch_size: int = 1) -> Path:
+def inventory(tmp_path: Path, *, lb: bool = True, batch_size: int = 1, after_first_web_batch: bool = False) -> Path:
     source = tmp_path / "app"
     source.mkdir()
     secrets = tmp_path / "prod.env"
@@ -52,6 +52,7 @@ def inventory(tmp_path: Path, *, lb: bool = True, batch_size: int = 1) -> Path:
                 "tls": {"source": "files", "certificate": str(tmp_path / "c.pem"), "key": str(tmp_path / "k.pem")},
                 "secrets": {"backend": "file", "path": str(secrets)},
                 "web": {"batch_size": batch_size},
+                "worker": {"after_first_web_batch": after_first_web_batch},
                 "env": {"SM_ENVIRONMENT": "production"},
                 "hosts": hosts}}}
     path = tmp_path / "smship.yml"
@@ -116,12 +117,12 @@ def restarts(fleet) -> list[tuple[str, str]]:
     return [(host, release) for _, host, release, _ in fleet.happened("activate")]
 
 
-def tiers(fleet) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The web hosts' restarts in order, and the worker host's, which began only after the first web batch
-    (alongside the later ones)."""
+def tiers(fleet, after_first_web_batch: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The web hosts' restarts in order, and the worker host's (``after_first_web_batch``: which began only
+    after the first web batch, alongside the later ones)."""
     seen = restarts(fleet)
     background = [r for r in seen if r[0] == "jobs1"]
-    if background:
+    if background and after_first_web_batch:
         assert seen[0][0] != "jobs1", seen
     return [r for r in seen if r[0] != "jobs1"], background
 
@@ -191,8 +192,18 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
 def test_each_later_web_batch_s_agents_are_begun_ahead_and_each_takes_its_activation(fleet_of, release):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
-    # Begun while the batch before restarted (the first batch has none before it); the workers' batch's
-    # while the first web batch did.
+    # Begun while the batch before restarted (the first batch has none before it); the workers' batch
+    # starts with the first web batch, its agents asked at once.
+    assert sorted(e[1] for e in fleet.happened("begin")) == ["web2", "web3"]
+    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["web2", "web3"]
+    assert fleet.happened("cancel begun") == []
+
+
+def test_workers_kept_behind_the_first_web_batch_have_their_agents_begun_beside_it(fleet_of, release):
+    ctx, fleet = fleet_of(after_first_web_batch=True)
+    assert run_deploy(ctx, fleet)
+    assert tiers(fleet, after_first_web_batch=True) == rolled("r1")
+    # The workers' batch's agents were begun while the first web batch restarted.
     assert sorted(e[1] for e in fleet.happened("begin")) == ["jobs1", "web2", "web3"]
     assert sorted(e[1] for e in fleet.happened("finish begun")) == ["jobs1", "web2", "web3"]
     assert fleet.happened("cancel begun") == []
@@ -211,12 +222,25 @@ def test_the_agents_begun_for_a_batch_a_failure_halted_are_cancelled(fleet_of, r
 
 
 def test_the_workers_agents_begun_beside_a_first_batch_that_failed_are_cancelled(fleet_of, release):
-    ctx, fleet = fleet_of()
+    ctx, fleet = fleet_of(after_first_web_batch=True)
     fleet.hosts["web1"].unhealthy.add("r1")
     assert not run_deploy(ctx, fleet)
     assert sorted(e[1] for e in fleet.happened("cancel begun")) == ["jobs1", "web2"]
     assert not [e for e in fleet.happened("activate") if e[1] in ("jobs1", "web2")]
     assert fleet.hosts["jobs1"].background == "r0"
+
+
+def test_the_workers_start_with_the_first_web_batch_and_go_back_when_it_fails(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.hosts["web1"].unhealthy.add("r1")
+    assert not run_deploy(ctx, fleet)
+    steps = [t["step"] for t in ctx.reporter.data["timeline"]]
+    assert steps.index("deploy: workers: batch 1/1: jobs1") < steps.index("deploy: web: batch 1/3: web1"), steps
+    assert tiers(fleet) == ([("web1", "r1")], [("jobs1", "r1"), ("jobs1", "r0")])
+    assert fleet.hosts["jobs1"].background == "r0" and fleet.hosts["jobs1"].current == "r0"
+    assert [e[1] for e in fleet.happened("cancel begun")] == ["web2"]
+    assert {e["result"] for h in fleet.hosts.values() for e in h.audit} == {"failed: web roll"}
+    assert no_lock_left(fleet)
 
 
 def test_the_lock_says_which_web_hosts_a_halted_deploy_left_drained_and_the_roll_asks_no_more(
@@ -409,12 +433,12 @@ def test_a_rollback_switches_back_without_migrating(fleet_of, release):
 
 
 def test_a_rollback_to_a_named_release_keeps_the_workers_behind_the_first_web_batch(fleet_of, release):
-    ctx, fleet = fleet_of()
+    ctx, fleet = fleet_of(after_first_web_batch=True)
     assert run_deploy(ctx, fleet)
     fleet.events.clear()
     chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
     assert _rollback(ctx, fleet, ctx.layout, chosen, "r0", False, 0.0)
-    assert tiers(fleet) == rolled("r0")
+    assert tiers(fleet, after_first_web_batch=True) == rolled("r0")
     steps = [t["step"] for t in ctx.reporter.data["timeline"]]
     assert steps.index("rollback: web: batch 1/3: web1") < steps.index("rollback: workers: batch 1/1: jobs1"), steps
 
@@ -452,8 +476,10 @@ def test_a_roll_of_two_hosts_per_batch_halts_after_the_failing_batch(fleet_of, r
     ctx, fleet = fleet_of(batch_size=2, lb=False)
     fleet.hosts["web1"].unhealthy.add("r1")
     assert not run_deploy(ctx, fleet)
-    # web1 and web2 were one batch: web2 went live and stays, web1 kept r0 serving, web3 was never reached.
-    assert sorted(restarts(fleet)) == [("web1", "r1"), ("web2", "r1")]
+    # web1 and web2 were one batch: web2 went live and stays, web1 kept r0 serving, web3 was never reached;
+    # the worker host started r1 with that batch and went back to r0.
+    assert sorted(restarts(fleet)) == [("jobs1", "r0"), ("jobs1", "r1"), ("web1", "r1"), ("web2", "r1")]
+    assert fleet.hosts["jobs1"].background == "r0"
     assert [fleet.hosts[n].current for n in WEB] == ["r0", "r1", "r0"]
     assert no_lock_left(fleet)
 
