@@ -19,7 +19,7 @@ from smship.checklist.run import INVENTORY_SKIP, ChecksAhead, preflight, skipped
 from smship.context import EnvContext, counted_fleet, targets_of
 from smship.deploy.keycheck import require_strong_key
 from smship.steps.envfile import refresh_settings, settings_files
-from smship.steps.lock import environment_lock
+from smship.steps.lock import LockAhead, LockHeld
 from smship.steps.migrate import release_steps, run_release_steps
 from smship.steps.record import NOOP, record
 from smship.steps.ship import install, transfer, without_room
@@ -176,19 +176,28 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
                              live, release.id, started, checked=False)
         compared = True  # under the lock, only the deploy is left
     building = None if release is not None else BuildAhead(ctx, release_path, ref, dirty, target)
-    # rsync's connections log in while the checklist asks the hosts (a failed check leaves them unused).
+    # rsync's connections log in, and the lock is taken, while the checklist asks the hosts (a failed check
+    # leaves the connections unused and gives the lock back).
     fleet.prepare_rsync([targets[h.name] for h in chosen])
-    with report.phase("preflight"):
-        try:
-            # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
-            preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen}, ahead=checks)
-        except Exception:
-            if building is not None:
-                building.abandon()
-            raise
-    release = release or building.take()
-    with environment_lock(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
-                          warn=report.warn) as held:
+    locking = LockAhead(fleet, [targets[h.name] for h in ctx.env.hosts], layout, f"deploy {ctx.name}",
+                        warn=report.warn)
+    try:
+        with report.phase("preflight"):
+            try:
+                # This deploy rewrites the chosen hosts' env files: the budget is judged on what they will hold.
+                preflight(ctx, fleet, skip_checks, rewritten={h.name for h in chosen}, ahead=checks)
+            except Exception:
+                if building is not None:
+                    building.abandon()
+                raise
+        release = release or building.take()
+    except BaseException as failure:
+        refused = locking.abandon()
+        if isinstance(failure, Exception) and isinstance(refused, LockHeld):
+            # Another deploy is changing the fleet: what the checks saw of it is no reason of this one's.
+            raise refused from None
+        raise
+    with locking as held:
         outcome = {"release": release.id, "hosts": [h.name for h in chosen]}
         off = skipped_checks(ctx, skip_checks)
         if off:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from smship.ahead import Ahead
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.remote import client as agent
@@ -141,3 +142,44 @@ def environment_lock(fleet: Fleet, targets: list[Target], layout: Layout, comman
         if stuck and warn:
             warn(f"the deploy lock is still held on {', '.join(stuck)} (unreachable): the next deploy from "
                  "this machine removes it, or run 'smship unlock ENV' from another")
+
+
+class LockAhead:
+    """The lock taken in a thread of its own while the command still checks (the checklist needs no lock,
+    nor the lock the checklist): ``with`` it holds the lock as :func:`environment_lock` does; a command
+    that stops first gives it back with :meth:`abandon`. What the taking warns of is said when it is
+    entered or abandoned, so it never lands inside the checklist's lines."""
+
+    def __init__(self, fleet: Fleet, targets: list[Target], layout: Layout, command: str, warn=None):
+        self._warn, self._said = warn, []
+        self._lock = environment_lock(fleet, targets, layout, command, warn=self._said.append)
+        self._taking = Ahead(self._lock.__enter__, "smship-lock")
+
+    def _say(self) -> None:
+        said, self._said[:] = list(self._said), []
+        for message in said:
+            if self._warn:
+                self._warn(message)
+
+    def __enter__(self) -> HeldLock:
+        try:
+            return self._taking.take()
+        finally:
+            self._say()
+
+    def __exit__(self, *exc_info) -> bool | None:
+        try:
+            return self._lock.__exit__(*exc_info)
+        finally:
+            self._say()
+
+    def abandon(self) -> BaseException | None:
+        """The command stops before it needs the lock: given back once taken (a taking that failed gave
+        back what it had). Why the lock could not be taken, if it could not."""
+        try:
+            self._taking.take()
+        except BaseException as refused:
+            self._say()
+            return refused
+        self.__exit__(None, None, None)
+        return None

@@ -315,7 +315,8 @@ def test_a_unit_of_an_older_smship_fails_the_preflight_yet_releases_still_lists(
                 "first to hand it over to the worker slots")
     with pytest.raises(Exception, match=said):
         run_deploy(ctx, fleet)
-    assert fleet.happened("rsync") == [] and fleet.happened("lock") == [] and restarts(fleet) == []
+    assert fleet.happened("rsync") == [] and all(h.lock is None for h in fleet.hosts.values()) \
+        and restarts(fleet) == []
     monkeypatch.setattr(rollback_command, "open_fleet", lambda ctx, hosts=None: fleet)
     assert rollback_command.releases(ctx)
     assert ctx.reporter.data["releases"]["jobs1"] == [{"id": "r0", "live": True, "complete": True}]
@@ -360,10 +361,12 @@ def test_a_failed_checklist_waits_for_the_build_under_way_and_changes_nothing(fl
     with pytest.raises(SmshipError, match="preflight failed"):
         run_deploy(ctx, fleet)
     assert ended.is_set()
-    assert fleet.happened("lock") == [] and fleet.happened("rsync") == [] and restarts(fleet) == []
+    # The lock, taken beside the checklist, was given back.
+    assert no_lock_left(fleet) and fleet.happened("rsync") == [] and restarts(fleet) == []
 
 
-def test_a_build_that_fails_beside_the_checklist_fails_the_deploy_before_the_lock(fleet_of, release, monkeypatch):
+def test_a_build_that_fails_beside_the_checklist_fails_the_deploy_and_gives_the_lock_back(
+        fleet_of, release, monkeypatch):
     ctx, fleet = fleet_of()
 
     def build(*args, **kwargs):
@@ -372,7 +375,74 @@ def test_a_build_that_fails_beside_the_checklist_fails_the_deploy_before_the_loc
     monkeypatch.setattr(deploy_command, "obtain_release", build)
     with pytest.raises(SmshipError, match="no uv.lock"):
         run_deploy(ctx, fleet)
-    assert fleet.happened("lock") == [] and fleet.happened("rsync") == []
+    assert no_lock_left(fleet) and fleet.happened("rsync") == []
+
+
+def test_the_lock_is_taken_while_the_checklist_runs(fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    locked = threading.Event()
+    lock_op = fleet._op_lock
+
+    def lock(host, request):
+        answer = lock_op(host, request)
+        if len(fleet.happened("lock")) == len(fleet.hosts):
+            locked.set()
+        return answer
+
+    def checklist(*args, **kwargs):
+        assert locked.wait(10), "the lock was not taken while the checklist ran"
+
+    fleet._op_lock = lock
+    monkeypatch.setattr(deploy_command, "preflight", checklist)
+    assert run_deploy(ctx, fleet)
+    assert tiers(fleet) == rolled("r1") and no_lock_left(fleet)
+
+
+def test_a_deploy_the_lock_refuses_says_so_rather_than_what_its_checks_saw_of_the_other_deploy(
+        fleet_of, release, monkeypatch):
+    ctx, fleet = fleet_of()
+    fleet.hosts["web2"].lock = {"token": "theirs", "user": "ann", "machine": "elsewhere", "pid": 1,
+                                "command": "deploy prod", "since": time.time()}
+
+    def checklist(*args, **kwargs):
+        raise SmshipError("preflight failed (test): beat is restarting")
+
+    monkeypatch.setattr(deploy_command, "preflight", checklist)
+    with pytest.raises(SmshipError, match="web2: another deploy holds the lock: ann@elsewhere"):
+        run_deploy(ctx, fleet)
+    assert fleet.hosts["web2"].lock["token"] == "theirs"
+    assert all(h.lock is None for n, h in fleet.hosts.items() if n != "web2")
+
+
+def test_a_stale_lock_removed_beside_the_checklist_is_said_after_it(fleet_of, release, monkeypatch, capsys):
+    import socket
+
+    ctx, fleet = fleet_of()
+    fleet.hosts["web2"].lock = {"token": "gone", "user": "ann", "machine": socket.gethostname(), "pid": 2 ** 22 + 7,
+                                "command": "deploy prod", "since": time.time()}
+
+    def checklist(*args, **kwargs):
+        ctx.reporter.step("checklist (test)")
+        time.sleep(0.2)      # the lock's taking, and its warning, happen meanwhile
+
+    monkeypatch.setattr(deploy_command, "preflight", checklist)
+    assert run_deploy(ctx, fleet)
+    said = capsys.readouterr().err
+    assert "web2: removing a stale deploy lock: ann@" in said, said
+    assert said.index("checklist (test)") < said.index("removing a stale deploy lock"), said
+    assert all(h.lock is None for h in fleet.hosts.values())
+
+
+def test_a_deploy_the_lock_refuses_shows_its_checklist_and_changes_nothing(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.hosts["db1"].lock = {"token": "theirs", "user": "ann", "machine": "elsewhere", "pid": 1,
+                               "command": "deploy prod", "since": time.time()}
+    with pytest.raises(SmshipError, match="db1: another deploy holds the lock: ann@elsewhere"):
+        run_deploy(ctx, fleet)
+    assert ctx.reporter.data["checks"], "the checklist was not shown"
+    assert fleet.happened("rsync") == [] and restarts(fleet) == []
+    assert fleet.hosts["db1"].lock["token"] == "theirs"
+    assert all(h.lock is None for n, h in fleet.hosts.items() if n != "db1")
 
 
 def test_a_failed_migration_restarts_nothing(fleet_of, release):
