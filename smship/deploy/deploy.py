@@ -23,7 +23,7 @@ from smship.steps.lock import LockAhead, LockHeld
 from smship.steps.migrate import release_steps, run_release_steps
 from smship.steps.record import NOOP, record
 from smship.steps.ship import install, transfer, without_room
-from smship.steps.tiers import roll_tiers
+from smship.steps.tiers import TiersAhead, roll_tiers
 from smship.steps.survey import survey
 from smship.steps.unchanged import already_live, worth_building_first
 from smship.errors import SmshipError
@@ -265,13 +265,21 @@ def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, releas
                     return record(ctx, fleet, targets, layout, outcome, "failed: WAL archiving", started, held=held)
 
         migrator = next((h for h in chosen if "web" in h.roles), chosen[0])
+        # The roll's first agents start up while the migration runs; they change nothing until asked.
+        ahead = TiersAhead(ctx, fleet, targets, chosen)
         with report.phase("migrate"):
-            failed_step = run_release_steps(ctx, fleet, targets[migrator.name], steps)
+            try:
+                failed_step = run_release_steps(ctx, fleet, targets[migrator.name], steps)
+            except BaseException:
+                ahead.cancel()
+                raise
         if failed_step:
+            ahead.cancel()
             return record(ctx, fleet, targets, layout, outcome, f"failed: {failed_step}", started, held=held)
 
         with report.phase("roll"):
-            failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy", held)
+            failed = roll_tiers(ctx, fleet, targets, chosen, {h.name: release.id for h in chosen}, "deploy", held,
+                                ahead=ahead)
         with report.phase("record"):
             if failed:
                 return record(ctx, fleet, targets, layout, outcome, f"failed: {failed}", started, held=held)

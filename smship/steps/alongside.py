@@ -44,6 +44,13 @@ class Alongside:
         if self._ahead is None and self._thread is None and self.names:
             self._ahead = AgentsAhead(self.fleet, [self.targets[name] for name in self.names])
 
+    def adopt_agents(self, ahead: AgentsAhead | None) -> None:
+        """The batch's agents, begun by the caller (see smship.steps.tiers.TiersAhead)."""
+        if self._ahead is None and self._thread is None:
+            self._ahead = ahead
+        elif ahead is not None:
+            ahead.cancel()
+
     def _cancel_agents(self) -> None:
         if self._ahead is not None:
             self._ahead.cancel()

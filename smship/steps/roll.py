@@ -132,16 +132,17 @@ def _aftermath(answer: agent.Activation) -> str:
 
 def roll(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host], release_for: dict[str, str],
          units_for, health: dict | None, batch_size: int, title: str, held: HeldLock, ready_for=None,
-         web_slots: dict | None = None, background_for=None, after_batch=None, halt=None) -> RollResult:
+         web_slots: dict | None = None, background_for=None, after_batch=None, halt=None,
+         first_ahead: AgentsAhead | None = None) -> RollResult:
     """Activate ``release_for[host]`` on ``hosts`` batch by batch under the lock ``held``; stop at the first
     failing batch, or before a batch when ``halt()`` says so. ``after_batch()`` is called after each batch
-    that passed."""
+    that passed. ``first_ahead``: the first batch's agents, begun by the caller."""
     report = ctx.reporter
     drainer = Drainer(ctx, fleet, targets, held) if health else None
     request_for = Activations(ctx, release_for, units_for, health, ready_for, web_slots, background_for)
     result = RollResult()
     groups = batches(hosts, batch_size)
-    ahead: AgentsAhead | None = None
+    ahead: AgentsAhead | None = first_ahead
     try:
         for number, batch in enumerate(groups, 1):
             names = [h.name for h in batch]

@@ -23,21 +23,43 @@ from __future__ import annotations
 from smship.context import EnvContext
 from smship.hostroles import background_units, ready_lines
 from smship.inventory import Host
+from smship.remote import AgentsAhead
 from smship.remote import client as agent
 from smship.ssh import Fleet, Target
 from smship.steps.alongside import Alongside
 from smship.steps.lock import HeldLock
-from smship.steps.roll import Activations, RollResult, health_request, roll
+from smship.steps.roll import Activations, RollResult, batches, health_request, roll
+
+
+class TiersAhead:
+    """The agents of a roll's first web batch and of its workers' batch, begun while the release's steps
+    (the migration) run: sudo, the interpreter and the agent's imports are then out of the roll's way.
+    Taken by :func:`roll_tiers`, or cancelled (each agent then exits, having done nothing)."""
+
+    def __init__(self, ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host]):
+        web = [h for h in hosts if "web" in h.roles]
+        first = batches(web, ctx.env.web.batch_count(len(web)))[0] if web else []
+        background = [h for h in hosts if background_units(ctx.layout, h.roles)]
+        self.web = AgentsAhead(fleet, [targets[h.name] for h in first]) if first else None
+        self.background = AgentsAhead(fleet, [targets[h.name] for h in background]) if background else None
+
+    def cancel(self) -> None:
+        for ahead in (self.web, self.background):
+            if ahead is not None:
+                ahead.cancel()
 
 
 def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts: list[Host],
-               release_for: dict[str, str], verb: str, held: HeldLock, vouched: bool = False) -> str | None:
+               release_for: dict[str, str], verb: str, held: HeldLock, vouched: bool = False,
+               ahead: TiersAhead | None = None) -> str | None:
     """Activate ``release_for[host]`` tier by tier under the lock ``held``; the failed phase's name, or None
     when all went well. ``vouched``: the workers need not wait for the first web batch even when
-    ``worker.after_first_web_batch`` asks them to."""
+    ``worker.after_first_web_batch`` asks them to. ``ahead``: the agents begun for the roll."""
     report, layout = ctx.reporter, ctx.layout
     web = [h for h in hosts if "web" in h.roles]
     background = background_tier(ctx, fleet, targets, hosts, release_for, f"{verb}: workers")
+    if ahead is not None:
+        background.adopt_agents(ahead.background)
     rolled = None
     if web:
         try:
@@ -47,7 +69,8 @@ def roll_tiers(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], hosts:
                 background.begin_agents()
             rolled = roll(ctx, fleet, targets, web, release_for, lambda name: [layout.web_service],
                           health_request(ctx, layout), ctx.env.web.batch_count(len(web)), f"{verb}: web", held,
-                          web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed)
+                          web_slots=layout.web_slots(), after_batch=background.start, halt=background.failed,
+                          first_ahead=ahead.web if ahead is not None else None)
         except BaseException:
             # Ctrl-C, or a failure of smship's own: the workers' batch under way ends first, under the lock.
             background.wait()

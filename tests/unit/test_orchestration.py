@@ -189,23 +189,35 @@ def test_each_web_batch_is_drained_from_the_lb_before_its_restart_and_put_back_a
     assert all(b["on_hosts"] == 0.25 and b["seconds"] >= 0 for b in batches), batches
 
 
-def test_each_later_web_batch_s_agents_are_begun_ahead_and_each_takes_its_activation(fleet_of, release):
+def test_each_web_batch_s_agents_are_begun_ahead_and_each_takes_its_activation(fleet_of, release):
     ctx, fleet = fleet_of()
     assert run_deploy(ctx, fleet)
-    # Begun while the batch before restarted (the first batch has none before it); the workers' batch
-    # starts with the first web batch, its agents asked at once.
-    assert sorted(e[1] for e in fleet.happened("begin")) == ["web2", "web3"]
-    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["web2", "web3"]
+    # The first web batch's and the workers' while the migration ran; a later batch's while the batch
+    # before restarted.
+    assert sorted(e[1] for e in fleet.happened("begin")) == ["jobs1", "web1", "web2", "web3"]
+    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["jobs1", "web1", "web2", "web3"]
     assert fleet.happened("cancel begun") == []
+    for name in ("web1", "web2", "web3", "jobs1"):
+        mine = [e[0] for e in fleet.events if len(e) > 1 and e[1] == name and e[0] in ("begin", "finish begun",
+                                                                                      "activate")]
+        assert mine == ["begin", "finish begun", "activate"], mine
 
 
-def test_workers_kept_behind_the_first_web_batch_have_their_agents_begun_beside_it(fleet_of, release):
+def test_the_agents_begun_beside_a_failed_migration_are_cancelled(fleet_of, release):
+    ctx, fleet = fleet_of()
+    fleet.fail_command(lambda host, what: what.startswith("alembic upgrade head"))
+    assert not run_deploy(ctx, fleet)
+    assert sorted(e[1] for e in fleet.happened("cancel begun")) == ["jobs1", "web1"]
+    assert fleet.happened("finish begun") == [] and restarts(fleet) == []
+    assert no_lock_left(fleet)
+
+
+def test_workers_kept_behind_the_first_web_batch_have_their_agents_begun_ahead_too(fleet_of, release):
     ctx, fleet = fleet_of(after_first_web_batch=True)
     assert run_deploy(ctx, fleet)
     assert tiers(fleet, after_first_web_batch=True) == rolled("r1")
-    # The workers' batch's agents were begun while the first web batch restarted.
-    assert sorted(e[1] for e in fleet.happened("begin")) == ["jobs1", "web2", "web3"]
-    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["jobs1", "web2", "web3"]
+    assert sorted(e[1] for e in fleet.happened("begin")) == ["jobs1", "web1", "web2", "web3"]
+    assert sorted(e[1] for e in fleet.happened("finish begun")) == ["jobs1", "web1", "web2", "web3"]
     assert fleet.happened("cancel begun") == []
     for name in ("web2", "web3", "jobs1"):
         mine = [e[0] for e in fleet.events if len(e) > 1 and e[1] == name and e[0] in ("begin", "finish begun",
