@@ -8,6 +8,7 @@ next build ignores (and :func:`fresh_tmp` sweeps when it is old).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,6 +50,19 @@ def publish(tmp: Path, final: Path) -> Path:
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def keep_json(path: Path, value) -> bool:
+    """``value`` as JSON at ``path``, written whole under a temporary name and renamed (a reader sees the
+    old file or the new one); False when it could not be: a memo not kept only costs the next build."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(value))
+        os.replace(partial, path)
+        return True
+    except OSError:
+        return False
 
 
 BUILD_NAME = re.compile(r"^\d{8}T\d{6}Z-")

@@ -13,10 +13,10 @@ as a clock tick, so a write just after the hashing could leave them unchanged.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
+from smship.release.cachedir import keep_json
 from smship.release.files import sha256_bytes, sha256_file, walk
 
 # A file whose change time is this recent is hashed again next time (see above).
@@ -45,14 +45,7 @@ def _load(memo: Path, root: Path) -> dict[str, list]:
 
 
 def _save(memo: Path, root: Path, files: dict[str, list]) -> None:
-    """Written whole under a temporary name and renamed: a reader sees the old memo or the new one."""
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"root": str(Path(root).resolve()), "files": files}))
-        os.replace(partial, memo)
-    except OSError:
-        pass    # a memo that cannot be kept only costs the next build its hashing
+    keep_json(memo, {"root": str(Path(root).resolve()), "files": files})
     _forget_gone(memo.parent)
 
 

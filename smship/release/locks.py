@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from smship.errors import SmshipError
 from smship.release import proc
+from smship.release.cachedir import keep_json
 from smship.release.files import sha256_bytes
 from smship.release.source import RepoFiles
 
@@ -223,17 +223,15 @@ def _uv_export(files: RepoFiles, lock: Lock, scratch: Path, memo_dir: Path | Non
 
 
 def _remember_export(memo: Path, exported: list[str]) -> None:
-    """Kept under a temporary name, then renamed; the oldest exports go beyond EXPORTS_KEPT."""
+    """Kept for the next build; the oldest exports go beyond EXPORTS_KEPT."""
+    if not keep_json(memo, exported):
+        return
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(exported))
-        os.replace(partial, memo)
         kept = sorted(memo.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in kept[EXPORTS_KEPT:]:
             old.unlink()
     except OSError:
-        pass    # not kept: the next build exports again
+        pass    # removed by another build meanwhile
 
 
 def _export_lines(exported: list[str], where: str) -> list[str]:

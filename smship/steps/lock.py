@@ -157,9 +157,8 @@ class LockAhead:
 
     def _say(self) -> None:
         said, self._said[:] = list(self._said), []
-        for message in said:
-            if self._warn:
-                self._warn(message)
+        for message in said if self._warn else ():
+            self._warn(message)
 
     def __enter__(self) -> HeldLock:
         try:

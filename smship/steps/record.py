@@ -34,25 +34,30 @@ def record(ctx: EnvContext, fleet: Fleet, targets: dict[str, Target], layout: La
     """
     entry = {**who_and_when(ctx, started), "result": result, "seconds": round(time.time() - started, 1), **outcome}
     chosen = set(outcome["hosts"])
+    audit = agent.audit(layout.audit_log, entry)
+    # A worker slot asked to stop may still run its tasks from its release.
+    pruning = agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
+                          [layout.background_release, layout.worker_slot_release % "a",
+                           layout.worker_slot_release % "b"]) if prune else None
     unlocking = set(held.still_held()) if held is not None else set()
-    asked = {name: ([agent.audit(layout.audit_log, entry)] if name in chosen else []) +
-             ([agent.prune(layout.root, ctx.env.keep_releases, [outcome["release"], *protect],
-                           # A worker slot asked to stop may still run its tasks from its release.
-                           [layout.background_release, layout.worker_slot_release % "a",
-                            layout.worker_slot_release % "b"])] if prune and name in chosen else []) +
-             ([held.release_request()] if name in unlocking else [])
-             for name in [*outcome["hosts"], *sorted(unlocking - chosen)]}
+    release = held.release_request() if unlocking else None
+
+    def asked_of(name: str) -> list:
+        mine = [audit, pruning] if name in chosen else []
+        return [r for r in mine if r is not None] + ([release] if name in unlocking else [])
+
+    asked = {name: asked_of(name) for name in [*outcome["hosts"], *sorted(unlocking - chosen)]}
     answers = agent.ask_all(fleet, lambda t: agent.together(asked[t.name]), [targets[name] for name in asked])
     problems, removed = {}, set()
     for name, requests in asked.items():
         said = answers.succeeded.get(name) or [answers.failed[name]] * len(requests)
         for request, answer in zip(requests, said):
-            if request.op == "audit":
-                if isinstance(answer, Exception) or not answer.ok:
-                    problems[name] = str(answer) if isinstance(answer, Exception) else answer.error
-            elif request.op == "prune" and not isinstance(answer, Exception):
+            failed = isinstance(answer, Exception)
+            if request is audit and (failed or not answer.ok):
+                problems[name] = str(answer) if failed else answer.error
+            elif request is pruning and not failed:
                 removed.update(answer.removed)
-            elif request.op == "unlock":
+            elif request is release:
                 held.given_back(name, answer)
     for name, problem in sorted(problems.items()):
         ctx.reporter.warn(f"{name}: the audit line was not written: {problem}")
