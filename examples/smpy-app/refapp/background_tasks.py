@@ -63,8 +63,10 @@ def hold(name: str, limit: float = 120.0) -> str:
     directory = Settings.from_env().file_storage_path
     running, go = os.path.join(directory, name + ".running"), os.path.join(directory, name + ".go")
     host = socket.gethostname()
-    with open(running, "w") as marker:
+    # Written whole, then renamed: whoever sees the marker reads the host's name, never an empty file.
+    with open(running + ".tmp", "w") as marker:
         marker.write(host + "\n")
+    os.replace(running + ".tmp", running)
     log.info("holding until %s exists", go)
     deadline = time.monotonic() + limit
     try:
