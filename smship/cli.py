@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import inspect
 import signal
 import sys
@@ -121,6 +122,9 @@ def collection_help(argv: list[str], namespace: Collection) -> str | None:
 def main() -> None:
     # `smship status prod | head` should end quietly, like any Unix tool.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # `kill -USR1 PID` prints where each of smship's threads is, for a run that seems stuck. Code
+    # locations only: no values, so no secret.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     group_help = collection_help(sys.argv, program.namespace)
     if group_help is not None:
         print(group_help)

@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import paramiko
 
+from smship.ahead import Ahead
 from smship.ssh.values import NO_EXIT
 
 CHUNK = 64 * 1024
@@ -32,6 +34,24 @@ class ConnectionLost(Exception):
     """The connection went down under the command."""
 
 
+T = TypeVar("T")
+
+
+def off_the_main_thread(work: Callable[[], T]) -> T:
+    """``work()``, paramiko's calls, in a thread of its own when the caller is the main thread.
+
+    Ctrl-C raises KeyboardInterrupt in the main thread between any two bytecodes, and paramiko takes
+    some locks (the transport's send lock among them) with an ``acquire()`` a step before the ``try``
+    that releases them: an interrupt there leaves the lock taken, and every later command on that
+    connection, from any thread (a deploy's unlock among them), waits for it forever. Here the
+    interrupt lands in the caller's wait, and the exchange goes on in its thread, as it would on a
+    remote host whose operator closed the terminal.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    return Ahead(work, "smship-ssh").take()
+
+
 @dataclass(frozen=True)
 class Exchange:
     exit_code: int              # NO_EXIT: the process ended without a status (a signal, or its session torn down)
@@ -45,11 +65,7 @@ class Running:
 
     def __init__(self, transport: paramiko.Transport, line: str, head: bytes | None, timeout: float | None):
         self.transport = transport
-        try:
-            self.channel = transport.open_session(timeout=timeout)
-            self.channel.exec_command(line)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ConnectionLost(str(exc) or type(exc).__name__) from exc
+        self.channel = off_the_main_thread(lambda: _open(transport, line, timeout))
         # A plain run feeds all its stdin in finish; only a command begun ahead has a head to send now.
         self._head = threading.Thread(target=_feed, args=(self.channel, head, False), daemon=True,
                                       name="smship-ssh-stdin") if head else None
@@ -57,11 +73,14 @@ class Running:
             self._head.start()
 
     def cancel(self) -> None:
-        self.channel.close()
+        off_the_main_thread(self.channel.close)
 
     def finish(self, tail: bytes | None, timeout: float | None) -> Exchange:
         """Feed ``tail`` and close stdin (so a command reading it never hangs), then wait for the end;
         raises ChannelTimedOut or ConnectionLost."""
+        return off_the_main_thread(lambda: self._finish(tail, timeout))
+
+    def _finish(self, tail: bytes | None, timeout: float | None) -> Exchange:
         channel, deadline = self.channel, None if timeout is None else time.monotonic() + timeout
         stderr = bytearray()
 
@@ -95,7 +114,16 @@ class Running:
 
 def run_on(transport: paramiko.Transport, line: str, stdin: bytes | None, timeout: float | None) -> Exchange:
     """Run ``line`` through ``transport``'s server with ``stdin`` (see Running.finish)."""
-    return Running(transport, line, None, timeout).finish(stdin, timeout)
+    return off_the_main_thread(lambda: Running(transport, line, None, timeout).finish(stdin, timeout))
+
+
+def _open(transport: paramiko.Transport, line: str, timeout: float | None) -> paramiko.Channel:
+    try:
+        channel = transport.open_session(timeout=timeout)
+        channel.exec_command(line)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise ConnectionLost(str(exc) or type(exc).__name__) from exc
+    return channel
 
 
 def _left(deadline: float | None) -> float | None:

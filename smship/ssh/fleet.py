@@ -18,7 +18,7 @@ from fabric import Config, Connection
 
 from smship.command import Command
 from smship.notices import notify_until_done
-from smship.ssh.channel import ChannelTimedOut, ConnectionLost, Exchange, Running, run_on
+from smship.ssh.channel import ChannelTimedOut, ConnectionLost, Exchange, Running, off_the_main_thread, run_on
 from smship.ssh.argv import _load_ssh_config, remote_line, resolve, rsync_argv, stream_argv
 from smship.ssh.hostkeys import _AcceptNewPolicy, _StrictPolicy, _describe_failure, read_known_hosts
 from smship.ssh.mux import Masters
@@ -210,6 +210,12 @@ class Fleet:
     def connection(self, target: Target | str) -> Connection:
         """The open connection to ``target``; raises :class:`ConnectError`."""
         target = self._target(target)
+        connection = self._connections.get(target.name)
+        if connection is not None and connection.is_connected:
+            return connection
+        return off_the_main_thread(lambda: self._connect(target))
+
+    def _connect(self, target: Target) -> Connection:
         endpoint = self.endpoint(target)
         with self._host_locks[target.name]:
             connection = self._connections.get(target.name)

@@ -378,6 +378,25 @@ def start_smship(*argv: str, inventory: Path, new_session: bool = False) -> subp
                             preexec_fn=_terminal_signals if new_session else None)
 
 
+def finish_smship(proc: subprocess.Popen, timeout: float = 600) -> SmshipRun:
+    """What :func:`start_smship`'s smship printed once it ended. One still running after ``timeout`` is
+    asked where its threads are (SIGUSR1, see smship.cli), then killed, so its lock is a dead process's
+    that the next command removes; the failure shows those stacks."""
+    import signal
+    import time
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"smship {' '.join(proc.args[3:])} had not ended after {timeout:g}s; "
+                             f"its threads then:\n{err[-12000:]}") from None
+    return SmshipRun(proc.args[3:], proc.returncode, out, err)
+
+
 def _terminal_signals() -> None:
     """Ctrl-C's default action in the child, as an operator's shell gives it: a test session
     started in the background by a script inherits SIGINT ignored (POSIX shells do that to

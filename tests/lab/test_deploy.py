@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from labkit import (APP_HOSTS, APP_ROOT, DRAIN_FLAG, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
-                    background_release, fleet_state, git, live_release, main_pids, nginx_workers, psql, remote,
+                    background_release, finish_smship, fleet_state, git, live_release, main_pids, nginx_workers, psql, remote,
                     run_smship, served_release, start_smship, steady_clients, wait_for_line, wait_state, web_pid,
                     web_unit, worker_unit)
 
@@ -425,8 +425,8 @@ def test_a_second_deploy_is_refused_while_the_first_holds_the_lock(lab, smship, 
         wait_for_line(first, "building a release")
         second = smship("deploy", ENV, inventory=inventory, check=False)
     finally:
-        out, err = first.communicate(timeout=600)
-    assert first.returncode == 0, err
+        first_run = finish_smship(first)
+    assert first_run.returncode == 0, first_run
     assert "another deploy holds the lock" in second.output and "deploy lab" in second.output, second
     # Released on the way out, on every host: the next deploy's mkdir takes it.
     for host in APP_HOSTS:      # every host of the lab
@@ -442,10 +442,10 @@ def test_a_host_killed_mid_deploy_halts_it_the_fleet_keeps_serving_and_a_rerun_c
             wait_for_line(deploy, "web: batch 2/2: lab3")
             lab.kill("lab3")
         finally:
-            out, err = deploy.communicate(timeout=600)
+            run = finish_smship(deploy)
         time.sleep(2)
-    assert deploy.returncode != 0, err
-    assert "lab3" in err.split("deploy halted")[-1], err
+    assert run.returncode != 0, run
+    assert "lab3" in run.stderr.split("deploy halted")[-1], run
     assert through_lb.failures == [], through_lb.summary()
     assert through_lb.total >= 50, through_lb.summary()
 

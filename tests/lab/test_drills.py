@@ -21,8 +21,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from labkit import (APP_HOSTS, APP_ROOT, ENV, WEB, SmshipRun, SteadyClient, assert_no_failed_request, drained,
-                    background_release, empty_releases_volume, fill_releases_volume, fleet_state,
+from labkit import (APP_HOSTS, APP_ROOT, ENV, WEB, SteadyClient, assert_no_failed_request, drained,
+                    background_release, empty_releases_volume, fill_releases_volume, finish_smship, fleet_state,
                     give_releases_a_volume, interrupt, live_release, main_pids, psql, remote, served_release,
                     ssh_refused, start_smship, wait_for_line, web_pid)
 
@@ -64,11 +64,6 @@ def unchanged_then_a_rerun_completes(lab, smship, inventory, before) -> None:
     assert fleet_state(lab) == before
     assert_fleet_sound(lab)
     rerun_completes(lab, smship, inventory)
-
-
-def finish(proc) -> SmshipRun:
-    out, err = proc.communicate(timeout=600)
-    return SmshipRun(proc.args[3:], proc.returncode, out, err)
 
 
 def test_a_release_that_crashes_on_boot_is_reverted_and_the_message_shows_the_crash(lab, smship, variants):
@@ -162,7 +157,7 @@ def test_ssh_refused_on_one_host_is_named_and_changes_nothing(lab, smship, varia
         wait_for_line(deploy, "preflight: the production checklist")
         with ssh_refused(lab, "lab3"):
             close_rsync_connection(lab, "lab3")
-            run = finish(deploy)
+            run = finish_smship(deploy)
     finally:
         deploy.kill()
     assert run.returncode != 0, run
@@ -197,7 +192,7 @@ def test_a_host_powered_off_mid_ship_restarts_nothing_and_a_rerun_completes(lab,
             wait_for_line(deploy, "==> shipping")
             lab.kill("lab3")
         finally:
-            run = finish(deploy)
+            run = finish_smship(deploy)
         time.sleep(2)
     assert run.returncode != 0, run
     assert run.document["audit"]["result"] == "failed: ship", run
@@ -257,7 +252,7 @@ def test_ctrl_c_in_each_phase_leaves_the_fleet_whole_and_a_rerun_completes(lab, 
                 wait_for_line(deploy, needle)
                 interrupt(deploy)
             finally:
-                run = finish(deploy)
+                run = finish_smship(deploy)
         assert run.returncode != 0, run
         assert "interrupted" in run.stderr, run
         assert_no_failed_request(clients)

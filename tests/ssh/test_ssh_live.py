@@ -180,6 +180,39 @@ def test_a_command_that_cannot_begin_is_run_whole_when_finished(sshd, options, c
     assert (result.ok, result.error) == (False, f"down ({LOOPBACK}:{closed_port}): connection refused")
 
 
+def test_no_packet_is_sent_from_the_main_thread_where_ctrl_c_could_break_paramikos_locks(
+        sshd, options, target, monkeypatch):
+    import paramiko
+
+    senders: set[threading.Thread] = set()
+    for method in ("_send_message", "_send_user_message"):
+        original = getattr(paramiko.Transport, method)
+
+        def recording(self, data, _original=original):
+            senders.add(threading.current_thread())
+            return _original(self, data)
+        monkeypatch.setattr(paramiko.Transport, method, recording)
+    with Fleet([target], options) as fleet:
+        assert fleet.run(target, cmd("true")).ok
+        assert fleet.begin(target, cmd("cat", stdin=b"head ")).finish(b"tail", timeout=30).stdout == "head tail"
+        fleet.begin(target, cmd("cat")).cancel()
+        seen = set(senders)
+    assert seen and threading.main_thread() not in seen
+
+
+def test_ctrl_c_during_a_command_is_raised_at_once_and_the_connection_still_serves(fleet, target):
+    import signal
+
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fleet.run(target, cmd("sleep", "5"))
+    assert time.monotonic() - began < 3
+    answer = fleet.map(lambda t: fleet.run(t, cmd("echo", "still here"), timeout=10), [target])
+    assert answer.succeeded["web1"].stdout == "still here\n"
+    assert fleet.run(target, cmd("echo", "and here"), timeout=10).stdout == "and here\n"
+
+
 # -- sudo --------------------------------------------------------------------
 
 
