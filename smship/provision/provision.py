@@ -25,7 +25,7 @@ from smship.provision import osmemo
 from smship.steps.dbrestart import settle_restart
 from smship.steps.lock import environment_lock
 from smship.command import Command, script
-from smship.context import EnvContext, open_fleet, select_hosts
+from smship.context import EnvContext
 from smship.errors import SmshipError
 from smship.inventory import Host
 from smship.engine.plan import Plan, apply_request, facts_request, plan
@@ -34,6 +34,7 @@ from smship.engine.roles import desired_state
 from smship.engine.variables import host_variables, roles_of
 from smship.hostroles import is_app_host
 from smship import upstreamtls
+from smship.remote import AgentsAhead
 from smship.remote import client as agent
 from smship.secrets import backend_for
 from smship.ssh import Fleet, FleetResult, Target
@@ -56,11 +57,11 @@ class HostOutcome:
 
 def provision_host(fleet: Fleet, target: Target, state, check: bool,
                    confirm: agent.Request[HostOS] | None = None,
-                   after: agent.Request[HostOS] | None = None) -> HostOutcome:
+                   after: agent.Request[HostOS] | None = None, ahead: AgentsAhead | None = None) -> HostOutcome:
     """Plan (and unless ``check``, apply) ``state``. The host's distribution facts come back with
     the first facts when asked by ``confirm``, and with the applying when asked by ``after``,
-    in the same round trips."""
-    facts = agent.ask(fleet, target, facts_request(state, confirm))
+    in the same round trips; the first facts are asked of the agent ``ahead`` began there, if any."""
+    facts = agent.ask(fleet, target, facts_request(state, confirm), ahead)
     host_plan = plan(state, facts)
     if check or host_plan.empty:
         return HostOutcome(host_plan, False, facts.hostos)
@@ -84,9 +85,10 @@ def diff_texts(plan) -> list[str]:
             for change in plan.changes if change.diff or change.kind == "file"]
 
 
-def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit: str | None = None,
-              restart_db: bool = False, show=None) -> bool:
-    hosts: list[Host] = select_hosts(ctx, limit)
+def provision(ctx: EnvContext, fleet: Fleet, hosts: list[Host], ahead: AgentsAhead | None = None, *,
+              check: bool = False, diff: bool = False, restart_db: bool = False, show=None) -> bool:
+    """Provision ``hosts`` through ``fleet`` (its targets are theirs); ``ahead``: their agents, begun
+    while this module loaded."""
     project_dir = ctx.inventory.path.parent
     jinja = environment(project_dir)
     secrets = upstream_ca_secrets(ctx, ctx.secrets, check)
@@ -98,60 +100,62 @@ def provision(ctx: EnvContext, *, check: bool = False, diff: bool = False, limit
 
     roles = {h.name: h.roles for h in hosts}
     question = hostos_question(ctx)
-    with open_fleet(ctx, hosts) as fleet:
-        states, planned = render_and_look(ctx, fleet, hosts, secrets, project_dir, jinja)
+    states, planned = render_and_look(ctx, fleet, hosts, secrets, project_dir, jinja, ahead)
 
-        def work(target: Target, known: HostOutcome | None = None,
-                 narrow: Callable[[HostState], HostState] | None = None) -> HostOutcome:
-            started = time.monotonic()
-            try:
-                if target.name in states.failed:
-                    raise states.failed[target.name]
-                state = states.succeeded[target.name]
-                outcome = known or provision_host(fleet, target, narrow(state) if narrow else state, check,
-                                                  after=None if narrow else question)
-            except Exception as exc:
-                report.host(target.name, "failed", str(exc), time.monotonic() - started)
-                raise
-            lines = outcome.plan.describe()
-            if narrow:                   # the host's own line comes with the rest of its changes
-                report.info(f"{target.name}: first {'; '.join(lines) or 'nothing'}")
-                return outcome
-            status = "changed" if lines else "ok"
-            verb = "would change" if check else "changed"
-            message = f"{verb} {len(lines)}: " + "; ".join(lines) if lines else "in desired state"
-            diffs = diff_texts(outcome.plan) if diff else []
-            inside = {"diffs": diffs} if diff and report.output == "json" else {}
-            report.host(target.name, status, message, time.monotonic() - started,
-                        changes=lines, round_trips=fleet.round_trips.get(target.name, 0), **inside)
-            for text in diffs:
-                show(text)
-            if ctx.env.backup and not check and "db" in roles[target.name]:
-                said = settle_restart(ctx, fleet, target, restart_db, states.succeeded[target.name].postgres_major)
-                if said:
-                    (report.info if restart_db else report.warn)(said)
-                    report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
+    def work(target: Target, known: HostOutcome | None = None,
+             narrow: Callable[[HostState], HostState] | None = None) -> HostOutcome:
+        started = time.monotonic()
+        try:
+            if target.name in states.failed:
+                raise states.failed[target.name]
+            state = states.succeeded[target.name]
+            outcome = known or provision_host(fleet, target, narrow(state) if narrow else state, check,
+                                              after=None if narrow else question)
+        except Exception as exc:
+            report.host(target.name, "failed", str(exc), time.monotonic() - started)
+            raise
+        lines = outcome.plan.describe()
+        if narrow:                   # the host's own line comes with the rest of its changes
+            report.info(f"{target.name}: first {'; '.join(lines) or 'nothing'}")
             return outcome
+        status = "changed" if lines else "ok"
+        verb = "would change" if check else "changed"
+        message = f"{verb} {len(lines)}: " + "; ".join(lines) if lines else "in desired state"
+        diffs = diff_texts(outcome.plan) if diff else []
+        inside = {"diffs": diffs} if diff and report.output == "json" else {}
+        report.host(target.name, status, message, time.monotonic() - started,
+                    changes=lines, round_trips=fleet.round_trips.get(target.name, 0), **inside)
+        for text in diffs:
+            show(text)
+        if ctx.env.backup and not check and "db" in roles[target.name]:
+            said = settle_restart(ctx, fleet, target, restart_db, states.succeeded[target.name].postgres_major)
+            if said:
+                (report.info if restart_db else report.warn)(said)
+                report.data.setdefault("postgres_restart", {})[target.name] = "done" if restart_db else "pending"
+        return outcome
 
-        if check:
-            outcomes = fleet.map(lambda t: work(t, planned.succeeded[t.name])) if planned else fleet.map(work)
+    if check:
+        outcomes = fleet.map(lambda t: work(t, planned.succeeded.get(t.name))) if planned else fleet.map(work)
+    else:
+        # A look first, without the lock: hosts already in their desired state need neither (a host that
+        # could not be reached is reported as failed either way).
+        reachable = [fleet.targets[name] for name in states.succeeded]
+        looked = planned or fleet.map(lambda t: provision_host(fleet, t, states.succeeded[t.name], check=True),
+                                      reachable)
+        if all(name in looked.succeeded and looked.succeeded[name].plan.empty for name in states.succeeded):
+            outcomes = fleet.map(lambda t: work(t, looked.succeeded.get(t.name)))
         else:
-            # A look first, without the lock: a fleet already in its desired state needs neither.
-            looked = planned or (None if states.failed else fleet.map(
-                lambda t: provision_host(fleet, t, states.succeeded[t.name], check=True)))
-            if looked is not None and looked.ok and all(o.plan.empty for o in looked.succeeded.values()):
-                outcomes = fleet.map(lambda t: work(t, looked.succeeded[t.name]))
-            else:
-                # Handlers restart app units: never in the middle of a deploy's roll. The facts are
-                # read again under the lock (a deploy may have written an env file since the look).
-                reachable = [fleet.targets[name] for name in states.succeeded]
-                with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
-                    outcomes = in_waves(fleet, work, provision_waves(list(fleet.targets.values()), roles, looked,
-                                                                     ctx.layout.env_file, ctx.env.web.batch_count),
-                                        report)
-        # What a host is after applying (new packages, a new cluster) renders the next run's guess.
-        osmemo.remember(ctx.name, fleet.targets, question,
-                        {name: o.hostos for name, o in outcomes.succeeded.items() if o.applied and o.hostos})
+            # Handlers restart app units: never in the middle of a deploy's roll. The facts are
+            # read again under the lock (a deploy may have written an env file since the look).
+            # The waves are judged on every host's plan, or not at all (one wave).
+            whole = looked if not states.failed else None
+            with environment_lock(fleet, reachable, ctx.layout, f"provision {ctx.name}", warn=report.warn):
+                outcomes = in_waves(fleet, work, provision_waves(list(fleet.targets.values()), roles, whole,
+                                                                 ctx.layout.env_file, ctx.env.web.batch_count),
+                                    report)
+    # What a host is after applying (new packages, a new cluster) renders the next run's guess.
+    osmemo.remember(ctx.name, fleet.targets, question,
+                    {name: o.hostos for name, o in outcomes.succeeded.items() if o.applied and o.hostos})
     report.data["round_trips"] = dict(fleet.round_trips)
     return outcomes.ok
 
@@ -272,9 +276,11 @@ def hostos_question(ctx: EnvContext) -> agent.Request[HostOS]:
 
 
 def render_and_look(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
-                    jinja) -> tuple[FleetResult[HostState], FleetResult[HostOutcome] | None]:
-    """Each host's desired state, and when every host's distribution answered as remembered,
-    the look at each host that confirmed it (one round trip per host); else the look is None.
+                    jinja, ahead: AgentsAhead | None = None
+                    ) -> tuple[FleetResult[HostState], FleetResult[HostOutcome] | None]:
+    """Each host's desired state (or why it has none), and when every host that answered had the
+    distribution remembered, the look at each of them (one round trip per host); else the look is None.
+    The first question to each host goes to the agent ``ahead`` began there, if any.
     """
     question = hostos_question(ctx)
     asked = [fleet.targets[h.name] for h in hosts]
@@ -286,26 +292,33 @@ def render_and_look(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: d
         except SmshipError:
             states = None            # refused on the memo: the hosts' own answers decide
         if states is not None:
-            looked = fleet.map(lambda t: provision_host(fleet, t, states.succeeded[t.name], True, question))
+            looked = fleet.map(lambda t: provision_host(fleet, t, states.succeeded[t.name], True, question,
+                                                        ahead=ahead))
             answers = {name: outcome.hostos for name, outcome in looked.succeeded.items()}
-            if looked.ok and all(osmemo.same(guessed[name], answers[name]) for name in guessed):
-                return states, looked
-            fresh = answers if looked.ok else None
-    states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, fresh)
+            if all(osmemo.same(guessed[name], answers[name]) for name in answers):
+                # A host that could not be looked at is not asked again: its failure is its outcome.
+                return FleetResult({h.name: looked.failed.get(h.name, states[h.name]) for h in hosts}), looked
+            fresh = {**answers, **looked.failed}
+    states = desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, fresh, ahead)
     osmemo.remember(ctx.name, fleet.targets, question,
                     {name: state.hostos for name, state in states.succeeded.items()})
     return states, None
 
 
 def desired_states(ctx: EnvContext, fleet: Fleet, hosts: list[Host], secrets: dict[str, str], project_dir,
-                   jinja, known: dict[str, HostOS] | None = None) -> FleetResult[HostState]:
-    """Each host's desired state, rendered with what its distribution has: ``known``, else asked
-    (one round trip per host).
+                   jinja, known: dict[str, HostOS | Exception] | None = None,
+                   ahead: AgentsAhead | None = None) -> FleetResult[HostState]:
+    """Each host's desired state, rendered with what its distribution has: ``known`` (a host's facts, or
+    why it could not give them), else asked (one round trip per host).
 
     A fleet whose app hosts would run different Python versions is refused here,
     before any host changes: one release's wheels fit one interpreter.
     """
-    facts = FleetResult(dict(known)) if known is not None else agent.ask_all(fleet, hostos_question(ctx))
+    given = dict(known or {})
+    unknown = [fleet.targets[h.name] for h in hosts if h.name not in given]
+    if unknown:
+        given.update(agent.ask_all(fleet, hostos_question(ctx), unknown, ahead=ahead))
+    facts = FleetResult({h.name: given[h.name] for h in hosts})
     known = facts.succeeded
     app_facts = {h.name: known[h.name] for h in hosts if h.name in known and is_app_host(h)}
     hostos.require_python_available(ctx.app, app_facts)

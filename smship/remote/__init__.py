@@ -115,25 +115,37 @@ def begin_agent(fleet, target, source: str = AGENT_SOURCE):
 
 
 class AgentsAhead:
-    """Agents begun in the background on some hosts, each taken by the request it was begun for, or
-    cancelled (its agent then reads an empty request and exits, having changed nothing)."""
+    """Agents begun in the background on some hosts, all at once, each taken by the request it was begun
+    for, or cancelled (its agent then reads an empty request and exits, having changed nothing)."""
 
     def __init__(self, fleet, targets) -> None:
+        targets = list(targets)
         self._begun: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._begin, args=(fleet, list(targets)), daemon=True,
+        self._ready = {target.name: threading.Event() for target in targets}
+        self._thread = threading.Thread(target=self._begin, args=(fleet, targets), daemon=True,
                                         name="smship-agents-ahead")
         self._thread.start()
 
     def _begin(self, fleet, targets) -> None:
-        for target in targets:
+        def one(target) -> None:
             try:
                 self._begun[target.name] = begin_agent(fleet, target)
             except Exception:   # none begun there: its request goes the ordinary way, and says what fails
                 pass
+            finally:
+                self._ready[target.name].set()
+        try:
+            fleet.map(one, targets)
+        finally:
+            for ready in self._ready.values():
+                ready.set()
 
     def take(self, name: str):
-        """The agent begun on ``name`` (None: none was), for one request."""
-        self._thread.join()
+        """The agent begun on ``name`` (None: none was), for one request; waits for that host's only."""
+        ready = self._ready.get(name)
+        if ready is None:
+            return None
+        ready.wait()
         return self._begun.pop(name, None)
 
     def cancel(self) -> None:

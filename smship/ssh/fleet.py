@@ -301,10 +301,14 @@ class Fleet:
         started = time.monotonic()
         try:
             connection = self.connection(target)
-            self._count(target.name)
+        except ConnectError as exc:
+            # Said by finish, as run says it: a host that did not answer now is not asked twice.
+            return Begun(self, target, command, started=started, unreachable=exc)
+        self._count(target.name)
+        try:
             running = Running(connection.transport, remote_line(command), command.stdin, None)
-        except (ConnectError, ConnectionLost):
-            # Run anew, whole, by finish: which says why it cannot.
+        except ConnectionLost:
+            # Run anew, whole, by finish, on a new connection.
             return Begun(self, target, command)
         return Begun(self, target, command, connection, running, started)
 
@@ -453,15 +457,21 @@ class Begun:
     """A command :meth:`Fleet.begin` started, waiting for the rest of its stdin."""
 
     def __init__(self, fleet: Fleet, target: Target, command: Command, connection: Connection | None = None,
-                 running: Running | None = None, started: float = 0.0) -> None:
+                 running: Running | None = None, started: float = 0.0,
+                 unreachable: ConnectError | None = None) -> None:
         self.fleet, self.target, self.command = fleet, target, command
         self._connection, self._running, self._started = connection, running, started
+        self._unreachable = unreachable
 
     def finish(self, tail: bytes, timeout: float | None = None, description: str | None = None) -> Result:
         """The command's Result once ``tail`` (then the end of its stdin) was fed; ``description`` names it
-        in the Result. A command that could not begin is run anew, whole."""
+        in the Result. A command whose host could not be reached fails as :meth:`Fleet.run` would; one
+        whose connection was lost as it began is run anew, whole."""
         command = replace(self.command, stdin=(self.command.stdin or b"") + tail,
                           description=description or self.command.description)
+        if self._unreachable is not None:
+            return Result(self.target.name, str(command), NO_EXIT, duration=time.monotonic() - self._started,
+                          error=str(self._unreachable))
         if self._running is None:
             return self.fleet.run(self.target, command, timeout=timeout)
         running, self._running = self._running, None

@@ -24,6 +24,16 @@ def provision(ctx: EnvContext, check=False, diff=False, limit=None, restart_db=F
     need a restart (turning WAL archiving on) are named, and applied only
     with --restart-db.
     """
-    from smship.provision.provision import provision as run
+    from smship.context import open_fleet, select_hosts
+    from smship.remote import AgentsAhead
 
-    return run(ctx, check=check, diff=diff, limit=limit, restart_db=restart_db)
+    hosts = select_hosts(ctx, limit)
+    with open_fleet(ctx, hosts) as fleet:
+        # Each host logs in and starts its agent while provisioning's own code loads and renders.
+        ahead = AgentsAhead(fleet, list(fleet.targets.values()))
+        try:
+            from smship.provision.provision import provision as run
+
+            return run(ctx, fleet, hosts, ahead, check=check, diff=diff, restart_db=restart_db)
+        finally:
+            ahead.cancel()

@@ -173,11 +173,16 @@ def test_a_cancelled_begun_command_reads_the_end_of_its_stdin(fleet, target, rem
     assert fleet.run(target, cmd("true")).ok
 
 
-def test_a_command_that_cannot_begin_is_run_whole_when_finished(sshd, options, closed_port):
+def test_a_command_whose_host_cannot_be_reached_fails_when_finished_without_a_second_attempt(
+        sshd, options, closed_port):
     down = Target("down", LOOPBACK, closed_port, user=SUDO_USER, identity=sshd.client_key)
     with Fleet([down], options) as fleet:
+        attempts = []
+        connect = fleet.connection
+        fleet.connection = lambda target: attempts.append(target) or connect(target)
         result = fleet.begin(down, cmd("cat", stdin=b"head\n")).finish(b"tail\n", timeout=30)
     assert (result.ok, result.error) == (False, f"down ({LOOPBACK}:{closed_port}): connection refused")
+    assert len(attempts) == 1
 
 
 def test_no_packet_is_sent_from_the_main_thread_where_ctrl_c_could_break_paramikos_locks(

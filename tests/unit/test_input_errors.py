@@ -173,9 +173,7 @@ def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
     host = SimpleNamespace(name="web1", roles=["web"])
     plan = Plan(changes=[Change("file", "/etc/nginx/x.conf", "content", diff="--- a\n+++ b\n-old\n+new"),
                          Change("file", "/srv/app/shared/env", "content (secret)")])
-    monkeypatch.setattr(engine, "select_hosts", lambda ctx, limit: [host])
     monkeypatch.setattr(engine, "environment", lambda d: None)
-    monkeypatch.setattr(engine, "open_fleet", lambda ctx, hosts: _FakeFleet([SimpleNamespace(name="web1")]))
     monkeypatch.setattr(engine, "render_and_look", lambda *a: (FleetResult({"web1": object()}), None))
     monkeypatch.setattr(engine, "provision_host", lambda fleet, target, state, check, **_: engine.HostOutcome(plan, False))
     reporter = Reporter(output)
@@ -184,7 +182,7 @@ def _provision_with_a_diff(monkeypatch, output: str, show=None) -> Reporter:
                                               db=SimpleNamespace(pooler=None)),
                           app=SimpleNamespace(settings=SimpleNamespace(backend_names=lambda: ()), interpreter="/usr/bin/python3",
                                               python=None))
-    assert engine.provision(ctx, check=True, diff=True, show=show)
+    assert engine.provision(ctx, _FakeFleet([SimpleNamespace(name="web1")]), [host], check=True, diff=True, show=show)
     return reporter
 
 

@@ -67,13 +67,15 @@ def drive(monkeypatch, on_hosts: dict[str, HostOS]):
     and the looks that carried the question."""
     rendered, confirming = [], []
 
-    def desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, known=None):
+    def desired_states(ctx, fleet, hosts, secrets, project_dir, jinja, known=None, ahead=None):
         known = known if known is not None else dict(on_hosts)   # None: asked, one round trip each
         rendered.append(dict(known))
         return FleetResult({h.name: SimpleNamespace(hostos=known[h.name]) for h in hosts})
 
-    def provision_host(fleet, target, state, check, confirm=None, after=None):
+    def provision_host(fleet, target, state, check, confirm=None, after=None, ahead=None):
         confirming.append((target.name, confirm))
+        if isinstance(on_hosts[target.name], Exception):
+            raise on_hosts[target.name]
         return engine.HostOutcome(engine.Plan(), False, on_hosts[target.name] if confirm else None)
 
     monkeypatch.setattr(engine, "desired_states", desired_states)
@@ -117,3 +119,14 @@ def test_a_memo_for_only_some_hosts_is_not_used(monkeypatch):
     osmemo.remember("prod", TARGETS, QUESTION, {"web1": answers["web1"]})
     rendered, confirming, _, looked = drive(monkeypatch, answers)
     assert rendered == [answers] and confirming == [] and looked is None
+
+
+def test_a_host_that_cannot_be_looked_at_keeps_its_failure_and_the_others_their_look(monkeypatch):
+    answers = {"web1": os_of("web1"), "db1": os_of("db1")}
+    osmemo.remember("prod", TARGETS, QUESTION, answers)
+    down = engine.SmshipError("db1 (10.0.0.3:22): connection timed out after 10s")
+    rendered, confirming, states, looked = drive(monkeypatch, {"web1": answers["web1"], "db1": down})
+    # Neither rendered nor asked again: its failure is its outcome, reported with the others'.
+    assert rendered == [answers] and confirming == [("web1", QUESTION), ("db1", QUESTION)]
+    assert states.failed == {"db1": down} and set(states.succeeded) == {"web1"}
+    assert set(looked.succeeded) == {"web1"} and looked.failed == {"db1": down}
