@@ -371,7 +371,7 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
     assert "preflight failed, nothing was changed: check(s) log-format failed" in refused.output, refused
     assert "--skip-check log-format" in refused.output
     assert live_release(lab, "lab2") == before
-    # The deploy would not change the hosts' env file (provision does): overriding is safe here.
+    # Overridden, the deploy goes ahead and writes the inventory's settings, text logs too.
     try:
         forced = smship("deploy", ENV, "-o", "json", "--skip-check", "log-format", "--force", inventory=inventory,
                         check=True)
@@ -380,6 +380,8 @@ def test_deploy_runs_the_checks_first_and_skip_check_is_audited(lab, smship, dep
         assert audit["skipped_checks"] == ["log-format"] and audit["result"] == "ok"
         assert {c["name"]: c["status"] for c in forced.document["checks"]}["log-format"] == "skip"
     finally:
-        # The session's first release goes live again, as the other lab tests expect.
+        # The session's first release goes live again, on the lab's own settings, as the other lab tests expect.
         smship("rollback", ENV, "--to", before, check=True)
+        smship("provision", ENV, check=True)
     assert live_release(lab, "lab2") == before
+    assert "SM_LOG_FORMAT=json" in remote(lab, "lab2", "cat /srv/refapp/shared/env")
