@@ -91,6 +91,22 @@ def counted_fleet(ctx: EnvContext, hosts: list | None = None):
             ctx.reporter.data["round_trips"] = dict(fleet.round_trips)
 
 
+@contextmanager
+def fleet_begun(ctx: EnvContext, hosts: list | None = None):
+    """:func:`counted_fleet`, and an agent begun on each of its hosts at once: the logins, sudo, the
+    interpreters and the agent's imports run while the command's own code loads and works out its first
+    question, which takes them (``ahead=`` of :func:`smship.remote.client.ask`). Yields ``(fleet, ahead)``;
+    an agent no request took is cancelled at the end, having changed nothing."""
+    from smship.remote import AgentsAhead
+
+    with counted_fleet(ctx, hosts) as fleet:
+        ahead = AgentsAhead(fleet, list(fleet.targets.values()))
+        try:
+            yield fleet, ahead
+        finally:
+            ahead.cancel()
+
+
 def select_hosts(ctx: EnvContext, limit: str | None, role: str | None = None) -> list:
     """Hosts named by ``--limit`` (host names or roles, comma separated), optionally of one role."""
     from smship.errors import SmshipError

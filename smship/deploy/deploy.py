@@ -16,8 +16,7 @@ from pathlib import Path
 
 from smship.ahead import Ahead
 from smship.checklist.run import INVENTORY_SKIP, ChecksAhead, preflight, skipped_checks
-from smship.context import EnvContext, counted_fleet, targets_of
-from smship.deploy.keycheck import require_strong_key
+from smship.context import EnvContext, targets_of
 from smship.steps.envfile import refresh_settings, settings_files
 from smship.steps.lock import LockAhead, LockHeld
 from smship.steps.migrate import release_steps, run_release_steps
@@ -129,35 +128,30 @@ class BuildAhead:
         return release
 
 
-def deploy(ctx: EnvContext, *, release_path: str | None = None, ref: str = "HEAD", dirty: bool = False,
-           limit: str | None = None, skip_checks: list[str] = (), force: bool = False) -> bool:
-    from smship.context import select_hosts
-
-    layout = ctx.layout
-    chosen = app_hosts(select_hosts(ctx, limit))
-    if not chosen:
-        raise SmshipError(f"no host of {ctx.name} runs the app{' within --limit ' + limit if limit else ''}")
-    require_strong_key(ctx.name, ctx.app, ctx.env, ctx.secrets)
-    with counted_fleet(ctx) as fleet:
-        return _deploy(ctx, fleet, layout, chosen, release_path, ref, dirty, list(skip_checks), force)
+def deploy(ctx: EnvContext, fleet, chosen: list, *, ahead=None, release_path: str | None = None, ref: str = "HEAD",
+           dirty: bool = False, skip_checks: list[str] = (), force: bool = False) -> bool:
+    """Deploy to ``chosen`` (see :func:`smship.deploy.chosen.deploy_hosts`) through ``fleet``, the whole
+    environment's; ``ahead``: its agents, begun while this module loaded."""
+    return _deploy(ctx, fleet, ctx.layout, chosen, release_path, ref, dirty, list(skip_checks), force, ahead=ahead)
 
 
 def _deploy(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
-            dirty: bool, skip_checks: list[str], force: bool = False) -> bool:
+            dirty: bool, skip_checks: list[str], force: bool = False, ahead=None) -> bool:
     # The checklist asks the hosts while the survey does (it needs nothing the survey says). A deploy
     # that stops, or finds nothing to do, before the checklist waits for it and drops what it found.
     with ChecksAhead(ctx, fleet, skip_checks) as checks:
-        return _deploy_checked(ctx, fleet, layout, chosen, release_path, ref, dirty, skip_checks, force, checks)
+        return _deploy_checked(ctx, fleet, layout, chosen, release_path, ref, dirty, skip_checks, force, checks,
+                               ahead)
 
 
 def _deploy_checked(ctx: EnvContext, fleet, layout: Layout, chosen: list, release_path: str | None, ref: str,
-                    dirty: bool, skip_checks: list[str], force: bool, checks: ChecksAhead) -> bool:
+                    dirty: bool, skip_checks: list[str], force: bool, checks: ChecksAhead, ahead=None) -> bool:
     from smship.release import venv_commands, venv_dir
 
     report, started = ctx.reporter, time.time()
     targets = {t.name: t for t in targets_of(ctx)}
     with report.phase("preflight"):
-        hosts = survey(ctx, fleet, layout, [h.name for h in chosen], content=True)
+        hosts = survey(ctx, fleet, layout, [h.name for h in chosen], content=True, ahead=ahead)
         # Every app host, not only --limit's: the fleet must stay on one Python.
         target = wheel_target(ctx.app, {h.name: hosts[h.name].interpreter for h in ctx.env.hosts
                                         if is_app_host(h)})

@@ -156,7 +156,6 @@ def provision(ctx: EnvContext, fleet: Fleet, hosts: list[Host], ahead: AgentsAhe
     # What a host is after applying (new packages, a new cluster) renders the next run's guess.
     osmemo.remember(ctx.name, fleet.targets, question,
                     {name: o.hostos for name, o in outcomes.succeeded.items() if o.applied and o.hostos})
-    report.data["round_trips"] = dict(fleet.round_trips)
     return outcomes.ok
 
 

@@ -17,16 +17,17 @@ HostSurvey = agent.Inspection
 
 
 def survey(ctx: EnvContext, fleet: Fleet, layout: Layout, app_hosts: list[str],
-           content: bool = False, restarts: bool = True) -> dict[str, HostSurvey]:
-    """One round trip per host (with ``content``, the live release's digest too); raises naming every
-    host that is not ready (with ``restarts``, for the command to restart its units)."""
+           content: bool = False, restarts: bool = True, ahead=None) -> dict[str, HostSurvey]:
+    """One round trip per host (with ``content``, the live release's digest too; through the agents
+    ``ahead`` began, if any); raises naming every host that is not ready (with ``restarts``, for the
+    command to restart its units)."""
     ctx.reporter.step(f"preflight: {len(ctx.env.hosts)} host(s) of {ctx.name}")
     request = agent.inspect(layout.root, lock_path(layout), layout.activation_log, ctx.app.interpreter, timeout=60,
                             content=content, background=layout.background_release,
                             workdirs=[layout.worker_slot_service % "a", layout.beat_service,
                                       layout.pre_slot_worker_service])
     roles = {h.name: h.roles for h in ctx.env.hosts}
-    answers = agent.ask_all(fleet, request)
+    answers = agent.ask_all(fleet, request, ahead=ahead)
     problems, found = [], {}
     for name in answers:
         if name in answers.failed:

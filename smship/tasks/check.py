@@ -21,12 +21,12 @@ def check(ctx: EnvContext, skip_check=None, cert_days=14):
     the names the app reads (app.settings). Secret values are judged on the
     hosts and never shown. Deploy runs the same checks first.
     """
-    from smship.checklist.checks import NAMES
+    from smship.checknames import CHECK_NAMES
     from smship.checklist.model import parse_skips
     from smship.checklist.run import run_checks, show
     from smship.context import open_fleet
 
-    skips = parse_skips(skip_check, NAMES)
+    skips = parse_skips(skip_check, CHECK_NAMES)
     ctx.reporter.step(f"checking {ctx.app.name} / {ctx.name}")
     with open_fleet(ctx) as fleet:
         verdicts = run_checks(ctx, fleet, skip=skips, cert_days=int(cert_days))

@@ -35,12 +35,19 @@ def deploy(ctx: EnvContext, release=None, ref="HEAD", dirty=False, limit=None, s
     the release, restarts nothing and records a no-op (--force deploys
     anyway). A --dirty build always deploys.
     """
-    from smship.checklist.checks import NAMES
     from smship.checklist.model import parse_skips
-    from smship.deploy.deploy import deploy as run
+    from smship.checknames import CHECK_NAMES
+    from smship.context import fleet_begun
+    from smship.deploy.chosen import deploy_hosts
 
-    return run(ctx, release_path=release, ref=ref, dirty=dirty, limit=limit,
-               skip_checks=parse_skips(skip_check, NAMES), force=force)
+    skips = parse_skips(skip_check, CHECK_NAMES)
+    chosen = deploy_hosts(ctx, limit)
+    # Each host logs in and starts its agent while the deploy's own code loads.
+    with fleet_begun(ctx) as (fleet, ahead):
+        from smship.deploy.deploy import deploy as run
+
+        return run(ctx, fleet, chosen, ahead=ahead, release_path=release, ref=ref, dirty=dirty, skip_checks=skips,
+                   force=force)
 
 
 @env_command(help={

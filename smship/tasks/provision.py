@@ -24,16 +24,10 @@ def provision(ctx: EnvContext, check=False, diff=False, limit=None, restart_db=F
     need a restart (turning WAL archiving on) are named, and applied only
     with --restart-db.
     """
-    from smship.context import open_fleet, select_hosts
-    from smship.remote import AgentsAhead
+    from smship.context import fleet_begun, select_hosts
 
     hosts = select_hosts(ctx, limit)
-    with open_fleet(ctx, hosts) as fleet:
-        # Each host logs in and starts its agent while provisioning's own code loads and renders.
-        ahead = AgentsAhead(fleet, list(fleet.targets.values()))
-        try:
-            from smship.provision.provision import provision as run
+    with fleet_begun(ctx, hosts) as (fleet, ahead):
+        from smship.provision.provision import provision as run
 
-            return run(ctx, fleet, hosts, ahead, check=check, diff=diff, restart_db=restart_db)
-        finally:
-            ahead.cancel()
+        return run(ctx, fleet, hosts, ahead, check=check, diff=diff, restart_db=restart_db)
