@@ -870,3 +870,17 @@ def test_a_web_batch_still_at_work_names_its_hosts_while_the_deploy_waits(fleet_
     notices = [line.strip() for line in capsys.readouterr().err.splitlines() if "still waiting" in line]
     assert notices and all(line.startswith("deploy: web: batch 2/3: still waiting for web2 after ") for line in notices), \
         notices
+
+
+def test_the_survey_asks_each_host_through_the_agent_begun_there_while_the_deploy_loaded(fleet_of, release):
+    from smship.remote import AgentsAhead
+
+    ctx, fleet = fleet_of()
+    ahead = AgentsAhead(fleet, list(fleet.targets.values()))
+    chosen = [h for h in ctx.env.hosts if {"web", "worker", "beat"} & set(h.roles)]
+    assert deploy_command.deploy(ctx, fleet, chosen, ahead=ahead, skip_checks=ALL_CHECKS)
+    ahead.cancel()
+    assert fleet.happened("cancel begun") == []          # every host's was taken
+    for name in fleet.hosts:
+        kinds = [e[0] for e in fleet.events if len(e) > 1 and e[1] == name]
+        assert "finish begun" in kinds and kinds.index("finish begun") < kinds.index("lock"), (name, kinds)
