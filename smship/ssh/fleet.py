@@ -16,6 +16,7 @@ from typing import Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 import paramiko
 from fabric import Config, Connection
 
+from smship.ahead import ctrl_c_noted, raise_ctrl_c
 from smship.command import Command
 from smship.notices import notify_until_done
 from smship.ssh.channel import ChannelTimedOut, ConnectionLost, Exchange, Running, off_the_main_thread, run_on
@@ -487,32 +488,13 @@ class Begun:
 
 @contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """Ctrl-C comes once every host's work is handed to a thread.
-
-    A Ctrl-C that lands while the pool starts a thread leaves that thread
-    unknown to the pool: the pool's exit would not wait for it, and its host's
-    work (an activation) would go on after smship let go of the connection.
-    Blocking SIGINT in this thread is not enough: the kernel hands the signal
-    to any thread that does not block it (paramiko's, a build's), and Python
-    then runs its handler here all the same. So the handler itself only notes
-    the Ctrl-C while the block runs, and the Ctrl-C is raised as it ends.
-    Only the main thread ever sees KeyboardInterrupt: elsewhere this does
-    nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
+    """Ctrl-C comes once every host's work is handed to a thread: one that landed while the pool started
+    a thread would leave it unknown to the pool, whose exit would not wait for it, and its host's work (an
+    activation) would go on after smship let go of the connection (see smship.ahead.ctrl_c_noted)."""
+    with ctrl_c_noted() as noted:
         yield
-        return
-    noted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if noted and previous not in (signal.SIG_IGN, None):
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        else:
-            signal.raise_signal(signal.SIGINT)
+    if noted:
+        raise_ctrl_c()
 
 
 class FleetResult(Mapping[str, "T | Exception"], Generic[T]):

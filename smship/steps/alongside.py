@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
+from smship.ahead import waited_through_ctrl_c
 from smship.context import EnvContext
 from smship.notices import notify_until_done
 from smship.remote import AgentsAhead
@@ -109,17 +110,9 @@ class Alongside:
             return None
         if self._result is not None:
             return self._result
-        interrupted = False
-        while True:
-            try:
-                self._join()
-                break
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise
-                interrupted = True
-                self.ctx.reporter.warn(f"interrupted: waiting for {', '.join(self.names)} to finish "
-                                       "activating (Ctrl-C again to stop waiting)")
+        waiting = (f"interrupted: waiting for {', '.join(self.names)} to finish activating "
+                   "(Ctrl-C again to stop waiting)")
+        interrupted = waited_through_ctrl_c(self._join, lambda: self.ctx.reporter.warn(waiting))
         if self._error is not None:
             raise self._error
         self._result = RollResult()

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from smship.ahead import to_its_end
 from smship.command import Command, cmd
 from smship.context import EnvContext
 from smship.contract import AppContract
@@ -120,15 +121,24 @@ def run_release_steps(ctx: EnvContext, fleet, target, steps) -> str | None:
                 + f", from {target.name}")
     for step in steps:
         began = time.monotonic()
-        result = fleet.run(target, step.command, timeout=1800)
+        # Ctrl-C waits for the step under way: stopped halfway, or left running on the host after the
+        # lock is given back, it could meet the next deploy's.
+        waiting = (f"interrupted: waiting for the {step.kind} under way on {target.name} to end ({step.shown}); "
+                   "no host will be restarted (Ctrl-C again to stop waiting: it then goes on there without smship)")
+        result, interrupted = to_its_end(lambda: fleet.run(target, step.command, timeout=1800),
+                                         "smship-release-step", lambda: report.warn(waiting))
         if not result.ok:
             report.host(target.name, "failed", f"{step.shown} failed ({step.kind}); no host was restarted",
                         time.monotonic() - began)
             masked = masking(ctx)
             for line in (result.stderr or result.stdout or result.error or "").strip().splitlines()[-15:]:
                 report.info(masked(line))
+            if interrupted:
+                raise KeyboardInterrupt
             return "migration" if step.kind == "migration" else f"release command '{step.shown}'"
         report.host(target.name, "changed", f"{step.kind}: {step.shown}", time.monotonic() - began)
+        if interrupted:
+            raise KeyboardInterrupt
     return None
 
 

@@ -260,6 +260,10 @@ def test_ctrl_c_in_each_phase_leaves_the_fleet_whole_and_a_rerun_completes(lab, 
             assert_fleet_sound(lab)
         except AssertionError as unsound:
             raise AssertionError(f"{unsound}\nthe interrupted deploy said:\n{run.stderr}") from None
+        if phase == "migrate":
+            # Waited for to its end under the lock, not left running for the rerun to meet.
+            assert "waiting for the migration under way on" in run.stderr, run
+            assert psql(lab, "SELECT version_num FROM alembic_version").strip() == "0003_slow", run
         if phase != "roll":
             assert fleet_state(lab) == before, run
         else:

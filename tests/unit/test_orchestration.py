@@ -487,6 +487,27 @@ def test_ctrl_c_during_a_batch_stops_the_roll_and_releases_the_lock(fleet_of, re
     assert not any(ctx.layout.drain_flag in h.files for h in fleet.hosts.values())
 
 
+def test_ctrl_c_during_the_migration_waits_for_it_to_end_then_restarts_nothing(fleet_of, release, capsys):
+    import os
+    import signal
+
+    ctx, fleet = fleet_of()
+    run, ended = fleet.run, []
+
+    def migration_meeting_ctrl_c(target, command, **options):
+        if (command.description or "").startswith("alembic upgrade head"):
+            os.kill(os.getpid(), signal.SIGINT)     # the operator's Ctrl-C, while the host migrates
+            time.sleep(0.3)
+            ended.append(time.monotonic())
+        return run(target, command, **options)
+    fleet.run = migration_meeting_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        run_deploy(ctx, fleet)
+    assert ended and migrations(fleet) == ["web1"]      # waited for, to its end
+    assert restarts(fleet) == [] and no_lock_left(fleet)
+    assert "waiting for the migration under way on web1 to end" in capsys.readouterr().err
+
+
 def test_a_deploy_is_refused_while_another_holds_the_lock_and_changes_nothing(fleet_of, release):
     ctx, fleet = fleet_of()
     fleet.hosts["jobs1"].lock = {"token": "other", "user": "ana", "machine": "elsewhere", "pid": 1,
