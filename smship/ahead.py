@@ -13,12 +13,17 @@ T = TypeVar("T")
 
 class Ahead(Generic[T]):
     """``work()`` under way in a daemon thread (Ctrl-C leaves it behind); :meth:`take` gives its
-    result, or raises its exception in the taker's thread."""
+    result, or raises its exception in the taker's thread.
+
+    Its end is an Event, not the thread's join: a ``Thread.join()`` that Ctrl-C interrupts while the
+    thread still runs marks it as stopped (CPython 3.11 releases the lock the running thread holds), and
+    every later join returns at once; a wait on an Event can be interrupted and begun again."""
 
     def __init__(self, work: Callable[[], T], name: str) -> None:
         self.seconds = 0.0
         self._result: T | None = None
         self._error: BaseException | None = None
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
         self._thread.start()
 
@@ -28,21 +33,22 @@ class Ahead(Generic[T]):
             self._result = work()
         except BaseException as exc:   # raised in the taker's thread
             self._error = exc
-        self.seconds = time.monotonic() - began
+        finally:
+            self.seconds = time.monotonic() - began
+            self._done.set()
 
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.is_set()
 
-    def wait(self) -> None:
-        """Until the work has ended (Ctrl-C stops the wait)."""
-        self._thread.join()
+    def wait(self, seconds: float | None = None) -> bool:
+        """Until the work has ended, or ``seconds`` passed (Ctrl-C stops the wait): whether it ended."""
+        return self._done.wait(seconds)
 
     def take(self) -> T:
         self.wait()
         if self._error is not None:
             raise self._error
         return self._result
-
 
 
 @contextmanager

@@ -149,7 +149,8 @@ class AgentsAhead:
         return self._begun.pop(name, None)
 
     def cancel(self) -> None:
-        self._thread.join()
+        for ready in self._ready.values():      # not the thread's join: see smship.ahead.Ahead
+            ready.wait()
         for begun in self._begun.values():
             begun.cancel()
         self._begun.clear()

@@ -32,6 +32,7 @@ class Alongside:
         self.ctx, self.fleet, self.targets, self.names = ctx, fleet, targets, names
         self.request_for, self.title = request_for, title
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()
         self._answers = None
         self._error: BaseException | None = None
         self._started = 0.0
@@ -78,14 +79,13 @@ class Alongside:
             self._error = exc
         finally:
             self._cancel_agents()
+            self._ended.set()
 
     def _join(self) -> None:
-        """Until the batch ends, saying every NOTICE_EVERY seconds which hosts it still waits for."""
-        def ended_within(seconds: float) -> bool:
-            self._thread.join(seconds)
-            return not self._thread.is_alive()
-
-        notify_until_done(ended_within, lambda: [n for n in self.names if n not in self._answered],
+        """Until the batch ends, saying every NOTICE_EVERY seconds which hosts it still waits for. On an
+        Event, not the thread's join, which a Ctrl-C can leave believing a running thread ended (see
+        smship.ahead.Ahead)."""
+        notify_until_done(self._ended.wait, lambda: [n for n in self.names if n not in self._answered],
                           lambda hosts, seconds: self.ctx.reporter.waiting(
                               self.title, hosts, seconds, "the idle worker slot still finishes the tasks it ran before, "
                               f"up to worker.stop_timeout: {self.ctx.env.worker.stop_timeout}s"),
@@ -93,8 +93,7 @@ class Alongside:
 
     def failed(self) -> bool:
         """Whether the batch has ended and a host of it failed (it does not wait)."""
-        thread = self._thread
-        if thread is None or thread.is_alive():
+        if self._thread is None or not self._ended.is_set():
             return False
         return not self.wait().ok
 
