@@ -23,9 +23,7 @@ Requests (one per call; the answer is one JSON document on stdout):
   hostos    the distribution, the app's interpreter, Postgres and nginx versions (installed or offered)
 """
 
-import base64
 import grp
-import hashlib
 import json
 import os
 import pwd
@@ -33,12 +31,29 @@ import re
 import stat
 import subprocess
 import sys
-import shlex
-import shutil
-import socket
-import tempfile
 import threading
 import time
+
+
+class _OnFirstUse:
+    """A module imported when first used. The agent is a new process on every call, and most requests
+    need few modules: importing all of them cost a call more CPU than most requests' own work."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        module = __import__(self._name)
+        globals()[self._name] = module
+        return getattr(module, attribute)
+
+
+base64 = _OnFirstUse("base64")
+hashlib = _OnFirstUse("hashlib")
+shlex = _OnFirstUse("shlex")
+shutil = _OnFirstUse("shutil")
+socket = _OnFirstUse("socket")
+tempfile = _OnFirstUse("tempfile")
 
 
 def _run(argv, stdin=None):
@@ -596,53 +611,126 @@ def _journal_has(unit, since, needle):
     return None
 
 
-def _slot_connection(http_client, path, timeout):
-    """HTTP over a web slot's own socket: the new uvicorn alone answers it."""
+# A health answer is a few bytes; one larger than this is refused, not read whole.
+ANSWER_LIMIT = 1 << 20
 
-    class SlotConnection(http_client.HTTPConnection):
-        def connect(self):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(path)
-            except OSError:
-                sock.close()
-                raise
-            self.sock = sock
 
-    return SlotConnection("localhost", timeout=timeout)
+def _slot_socket(path, timeout):
+    """A connection to a web slot's own socket: the new uvicorn alone answers it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _nginx_socket(port, timeout):
+    """A TLS connection to this host's own nginx. The name on its certificate is the site's, not
+    127.0.0.1, and the point is the app, not TLS: no CA store is loaded (that alone cost more CPU
+    than the check)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    # Not create_connection: its getaddrinfo imports the IDNA codec, even for an address.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(("127.0.0.1", port))
+        return context.wrap_socket(sock)
+    except OSError:
+        sock.close()
+        raise
+
+
+def _read_until(sock, buffer, enough):
+    """Receive into ``buffer`` until ``enough(buffer)``; False when the peer closed first."""
+    while not enough(buffer):
+        if len(buffer) > ANSWER_LIMIT:
+            raise OSError("the answer is larger than %d bytes" % ANSWER_LIMIT)
+        data = sock.recv(65536)
+        if not data:
+            return False
+        buffer += data
+    return True
+
+
+def _chunked_body(sock, buffer):
+    body = bytearray()
+    while True:
+        if not _read_until(sock, buffer, lambda b: b"\r\n" in b):
+            raise OSError("the answer ended inside its chunked body")
+        line_end = buffer.index(b"\r\n")
+        size = bytes(buffer[:line_end]).split(b";")[0].strip()
+        if not size or size.strip(b"0123456789abcdefABCDEF"):
+            raise OSError("a chunk's size is not hexadecimal: %r" % size[:20])
+        size = int(size, 16)
+        del buffer[:line_end + 2]
+        if size == 0:
+            return bytes(body)      # what trailers follow are not read
+        if len(body) + size > ANSWER_LIMIT:
+            raise OSError("the answer is larger than %d bytes" % ANSWER_LIMIT)
+        if not _read_until(sock, buffer, lambda b: len(b) >= size + 2):
+            raise OSError("the answer ended inside a chunk")
+        body += buffer[:size]
+        del buffer[:size + 2]
+
+
+def _http_get(sock, path, headers):
+    """(status, body) of one HTTP/1.1 GET on ``sock``; an answer that is not HTTP raises OSError.
+
+    The health checks' own client: http.client's imports alone (the email package) cost a status
+    call more CPU than everything else it does."""
+    fields = "".join("%s: %s\r\n" % item for item in headers.items())
+    sock.sendall(("GET %s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (path, fields)).encode("latin-1"))
+    buffer = bytearray()
+    if not _read_until(sock, buffer, lambda b: b"\r\n\r\n" in b):
+        raise OSError("the connection closed before the answer's headers ended")
+    head_end = buffer.index(b"\r\n\r\n")
+    status_line, *field_lines = bytes(buffer[:head_end]).split(b"\r\n")
+    del buffer[:head_end + 4]
+    version, _, rest = status_line.partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() or rest[3:4] not in (b"", b" "):
+        raise OSError("not an HTTP answer: %r" % status_line[:80])
+    answer = {}
+    for line in field_lines:
+        name, _, value = line.partition(b":")
+        answer[name.strip().lower()] = value.strip()
+    if answer.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
+        return int(code), _chunked_body(sock, buffer)
+    if b"content-length" in answer:
+        length = answer[b"content-length"]
+        if not length.isdigit() or int(length) > ANSWER_LIMIT:
+            raise OSError("an answer's Content-Length is %r" % length[:20])
+        length = int(length)
+        if not _read_until(sock, buffer, lambda b: len(b) >= length):
+            raise OSError("the answer ended before its Content-Length")
+        return int(code), bytes(buffer[:length])
+    _read_until(sock, buffer, lambda b: False)      # its end is the connection's
+    return int(code), bytes(buffer)
 
 
 def _get(health, path):
     """GET ``path`` from a slot's socket (``health["socket"]``), else through this host's own nginx;
     an HTTP protocol error is raised as an OSError, as a refused connection is."""
-    # Imported here: most requests never check health, and these imports cost a call more than its work.
-    import http.client
-
-    headers = {"Host": health["host"], "User-Agent": "smship-health"}
+    headers = {"Host": health["host"], "User-Agent": "smship-health", "Accept-Encoding": "identity"}
+    if any("\r" in text or "\n" in text for text in [path, health["host"]]):
+        raise OSError("a line break in a health check's path or host")    # the inventory refuses them
     if health.get("socket"):
         # As nginx would send it: the app sees the scheme and client it sees in production.
         headers.update({"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1"})
-        connection = _slot_connection(http.client, health["socket"], 5)
+        sock = _slot_socket(health["socket"], 5)
     else:
-        import ssl
-
-        # The check goes to this host's own nginx; the name on its certificate
-        # is the site's, not 127.0.0.1, and the point is the app, not TLS: no
-        # CA store is loaded (that alone cost more CPU than the check).
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection("127.0.0.1", health["port"], timeout=5, context=context)
+        sock = _nginx_socket(health["port"], 5)
     try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-    except http.client.HTTPException as exc:
-        raise OSError(str(exc) or type(exc).__name__) from exc
+        return _http_get(sock, path, headers)
     finally:
-        connection.close()
-    return response.status, body
+        sock.close()
 
 
 # What the smpy JSON "status" must say on each endpoint (expect: status).
