@@ -169,6 +169,12 @@ class FakeFleet(Fleet):
             answer["interpreter"] = {"version": host.python, "machine": "x86_64", "glibc": "2.41"}
         return answer
 
+    def _op_status(self, host: FakeHost, request: dict) -> dict:
+        units = {unit: {"state": "active", "sub": "running", "loaded": "loaded", "uptime": 60.0}
+                 for unit in request["units"]}
+        return {"current": host.current, "free_bytes": 10 ** 10, "units": units, "drained": False,
+                "ready": "healthy" if request.get("health") else None}
+
     def _op_lock(self, host: FakeHost, request: dict) -> dict:
         if host.lock is not None:
             return {"ok": False, "holder": host.lock}

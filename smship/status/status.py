@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from smship.context import EnvContext, open_fleet
+from smship.context import EnvContext
 from smship.steps.lock import lock_path
 from smship.steps.roll import health_request
 from smship.hostroles import POSTGRES_CLUSTER_UNIT, background_units, units_of
@@ -21,7 +21,9 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def status(ctx: EnvContext) -> bool:
+def status(ctx: EnvContext, fleet, ahead=None) -> bool:
+    """The table (or JSON) of every host's answer; ``ahead``: agents begun on the hosts (see
+    :func:`smship.context.fleet_begun`)."""
     layout = ctx.layout
     health = health_request(ctx, layout)
 
@@ -40,8 +42,7 @@ def status(ctx: EnvContext) -> bool:
                             background=layout.background_release if background_units(layout, host.roles) else None,
                             postgres_unit=POSTGRES_CLUSTER_UNIT if "db" in host.roles and not major else None)
 
-    with open_fleet(ctx) as fleet:
-        answers = agent.ask_all(fleet, ask)
+    answers = agent.ask_all(fleet, ask, ahead=ahead)
     table = Table(title=f"{ctx.app.name} / {ctx.name}")
     for column in ("host", "roles", "live release", "unit", "state", "uptime", "ready", "disk free"):
         table.add_column(column, no_wrap=column in ("live release", "unit"))

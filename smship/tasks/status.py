@@ -12,6 +12,9 @@ def status(ctx: EnvContext):
 
     With --output json the same facts come as one JSON document on stdout.
     """
-    from smship.status.status import status as run
+    from smship.context import fleet_begun
 
-    return run(ctx)
+    with fleet_begun(ctx) as (fleet, ahead):
+        from smship.status.status import status as run
+
+        return run(ctx, fleet, ahead)

@@ -812,8 +812,8 @@ def test_the_fake_refuses_an_agent_op_it_does_not_model(fleet_of):
     from smship.remote import call_agent
 
     ctx, fleet = fleet_of()
-    with pytest.raises(AssertionError, match="does not model the agent op 'status'"):
-        call_agent(fleet, fleet.targets["web1"], {"op": "status"})
+    with pytest.raises(AssertionError, match="does not model the agent op 'hostos'"):
+        call_agent(fleet, fleet.targets["web1"], {"op": "hostos"})
     assert json.loads(json.dumps(fleet.hosts["web1"].activations)) == [["r0", None]]
 
 
@@ -905,3 +905,17 @@ def test_the_survey_asks_each_host_through_the_agent_begun_there_while_the_deplo
     for name in fleet.hosts:
         kinds = [e[0] for e in fleet.events if len(e) > 1 and e[1] == name]
         assert "finish begun" in kinds and kinds.index("finish begun") < kinds.index("lock"), (name, kinds)
+
+
+def test_status_asks_each_host_through_the_agent_begun_there_while_its_code_loaded(fleet_of):
+    from smship.remote import AgentsAhead
+    from smship.status.status import status
+
+    ctx, fleet = fleet_of()
+    ahead = AgentsAhead(fleet, list(fleet.targets.values()))
+    assert status(ctx, fleet, ahead)
+    ahead.cancel()
+    assert fleet.happened("cancel begun") == []          # every host's was taken
+    assert sorted(e[1] for e in fleet.happened("finish begun")) == sorted(fleet.hosts)
+    assert sorted(ctx.reporter.data["hosts_status"]) == sorted(fleet.hosts)
+    assert all(fleet.round_trips[name] == 1 for name in fleet.hosts)
