@@ -103,17 +103,20 @@ def create(spec: HostSpec, authorized_key: str, all_hosts: dict[str, str]) -> st
         old.unlink(missing_ok=True)
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{spec.name}",
          "-f", str(key)])
-    uid, gid = _user_ids(root, DEPLOY_USER)
-    ssh_dir = root / "home" / DEPLOY_USER / ".ssh"
-    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chown(ssh_dir, uid, gid)
-    auth = ssh_dir / "authorized_keys"
-    _write(auth, authorized_key.strip() + "\n", mode=0o600)
-    os.chown(auth, uid, gid)
-    # The SSH user lingers: logind then never stops its user slice, which it does ten seconds after
-    # the user's last session ends, and a command's new session caught in that stop is killed with it
-    # (seen as an agent call ending by a signal, exit -1, right after the previous command).
-    _write(root / "var/lib/systemd/linger" / DEPLOY_USER, "")
+    # The same key logs in as root too, for an inventory that says so (as a host without a sudo user is
+    # reached); Debian's sshd lets root in by key.
+    for user, home in ((DEPLOY_USER, root / "home" / DEPLOY_USER), ("root", root / "root")):
+        uid, gid = _user_ids(root, user)
+        ssh_dir = home / ".ssh"
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(ssh_dir, uid, gid)
+        auth = ssh_dir / "authorized_keys"
+        _write(auth, authorized_key.strip() + "\n", mode=0o600)
+        os.chown(auth, uid, gid)
+        # Each SSH user lingers: logind then never stops its user slice, which it does ten seconds after
+        # the user's last session ends, and a command's new session caught in that stop is killed with it
+        # (seen as an agent call ending by a signal, exit -1, right after the previous command).
+        _write(root / "var/lib/systemd/linger" / user, "")
     pub = key.with_name(key.name + ".pub").read_text().split()
     return f"{pub[0]} {pub[1]}"
 

@@ -102,15 +102,24 @@ def _resolve_hop(hop: tuple[str | None, str, int | None],
     )
 
 
-def remote_line(command: Command) -> str:
-    """The exact line sent to the remote shell, sudo wrapper included.
+def remote_line(command: Command, login: str | None = None) -> str:
+    """The exact line sent to the remote shell (logged in as ``login``), sudo wrapper included.
 
     ``sudo -n`` never prompts (a prompt would hang a non-interactive run),
     ``-H`` gives the command the target user's HOME, and ``--`` keeps an
     argv that starts with ``-`` from being read as sudo options.
+
+    A login as root needs no sudo: the command runs as it is, or through
+    ``runuser`` (util-linux, on every Debian host) for another user. Such a
+    host need not have sudo installed, and each command is spared sudo's
+    start, its PAM checks and its journal line.
     """
     if not (command.sudo or command.user):
         return command.line()
+    if login == "root":
+        if command.user in (None, "root"):
+            return command.line()
+        return shlex.join(["runuser", "-u", command.user, "--", *command.argv])
     wrapper = ["sudo", "-n"]
     if command.user:
         wrapper += ["-u", command.user]
@@ -223,7 +232,7 @@ def stream_argv(endpoint: Endpoint, options: SSHOptions,
     """
     return [*ssh_argv(endpoint, options), "-T",
             "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3",
-            endpoint.host, remote_line(command)]
+            endpoint.host, remote_line(command, endpoint.user)]
 
 
 def rsync_argv(endpoint: Endpoint, options: SSHOptions, local_dir: str | Path,
@@ -245,7 +254,7 @@ def rsync_argv(endpoint: Endpoint, options: SSHOptions, local_dir: str | Path,
         argv.append("--delete")
     if checksum:
         argv.append("--checksum")
-    if sudo:
+    if sudo and endpoint.user != "root":     # root's own rsync writes as root already
         argv.append("--rsync-path=sudo -n rsync")
     if chown:
         argv.append(f"--chown={chown}")

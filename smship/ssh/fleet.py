@@ -307,7 +307,7 @@ class Fleet:
             return Begun(self, target, command, started=started, unreachable=exc)
         self._count(target.name)
         try:
-            running = Running(connection.transport, remote_line(command), command.stdin, None)
+            running = Running(connection.transport, remote_line(command, connection.user), command.stdin, None)
         except ConnectionLost:
             # Run anew, whole, by finish, on a new connection.
             return Begun(self, target, command)
@@ -316,7 +316,8 @@ class Fleet:
     def _exec(self, connection: Connection, name: str, command: Command,
               timeout: float | None, started: float) -> Result:
         return _outcome(connection, name, command, timeout, started,
-                        lambda: run_on(connection.transport, remote_line(command), command.stdin, timeout))
+                        lambda: run_on(connection.transport, remote_line(command, connection.user), command.stdin,
+                                       timeout))
 
     def rsync(self, target: Target | str, local_dir: str | Path,
               remote_dir: str, *, link_dest: str | None = None,

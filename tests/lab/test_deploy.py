@@ -514,6 +514,33 @@ def test_nginx_serves_hashed_assets_immutable_and_marks_the_session_cookie_secur
         assert "; secure" in set_cookie.lower() and "httponly" in set_cookie.lower(), set_cookie
 
 
+def test_hosts_reached_as_root_are_deployed_and_rolled_back_without_sudo(lab, smship, variants):
+    # A host with no sudo user is reached as root; smship then runs nothing through sudo (which such a
+    # host may not have): sudo logs each command it runs, and this window's log must hold none of smship's.
+    inventory = variants.inventory(files={"refapp/deploy_marker.py": "MARK = 6\n"}, message="deployed as root")
+    data = yaml.safe_load(inventory.read_text())
+    data["environments"][ENV]["ssh"]["user"] = "root"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = live_release(lab, "lab2")
+    since = int(time.time()) + 1
+    time.sleep(since - time.time())     # --since counts whole seconds: the sudo of the line above is left out
+    run = smship("deploy", ENV, "-o", "json", inventory=inventory)
+    assert run.returncode == 0, run.output[-3000:]
+    status = smship("status", ENV, "-o", "json", inventory=inventory, check=True).document["hosts_status"]
+    rollback = smship("rollback", ENV, inventory=inventory)
+    assert rollback.returncode == 0, rollback.output[-3000:]
+    for host in APP_HOSTS:
+        ran = remote(lab, host, f"journalctl -q --no-pager -o cat _COMM=sudo --since @{since} | grep COMMAND= || true")
+        assert [line for line in ran.splitlines() if "journalctl" not in line] == [], (host, ran)
+    release = run.document["audit"]["release"]
+    assert {status[host]["current"] for host in APP_HOSTS} == {release}
+    assert all(status[host]["ready"] == "healthy" for host in WEB), status
+    for host in APP_HOSTS:
+        assert live_release(lab, host) == before
+    for host in WEB:
+        assert served_release(lab, host) == before
+
+
 def test_an_app_without_a_front_end_ships(lab, smship, variants):
     inventory = variants.inventory(message="no front end yet")
     git(variants.repo, "rm", "-rq", "client_app")

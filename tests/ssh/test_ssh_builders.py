@@ -71,6 +71,15 @@ def test_sudo_wrapper_keeps_a_leading_dash_argument_out_of_sudo_options():
     assert argv.index("--") < argv.index("-rf")
 
 
+def test_a_root_login_runs_root_s_commands_as_they_are_and_another_user_s_through_runuser():
+    assert remote_line(cmd("systemctl", "restart", "x; reboot", sudo=True), "root") == \
+        "systemctl restart 'x; reboot'"
+    assert shlex.split(remote_line(cmd("-rf", sudo=True, user="x; id"), "root")) == \
+        ["runuser", "-u", "x; id", "--", "-rf"]
+    assert remote_line(cmd("id", user="root"), "root") == "id"
+    assert remote_line(cmd("id", sudo=True), "deploy") == "sudo -n -H -- id"     # only root is spared sudo
+
+
 # -- jump specs and ssh config ------------------------------------------------
 
 
@@ -242,6 +251,12 @@ def test_the_master_logs_in_then_waits_in_the_background_for_sessions_and_ends_w
     closing = master_exit_argv(endpoint, "/tmp/d/0")
     assert value_of(closing, "-O") == ["exit"] and value_of(closing, "-F") == ["none"]
     assert "ControlPath=/tmp/d/0" in value_of(closing, "-o") and closing[-1] == "10.0.0.5"
+
+
+def test_rsync_as_root_needs_no_sudo_for_the_remote_rsync():
+    argv = rsync_argv(Endpoint("10.0.0.5", 22, "root"), options(), "/src/app", "/srv/app/rel2", sudo=True)
+    assert not any(a.startswith("--rsync-path") for a in argv)
+    assert argv[-1] == "root@10.0.0.5:/srv/app/rel2/"
 
 
 def test_rsync_argv_defaults_and_guards():
