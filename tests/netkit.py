@@ -4,8 +4,10 @@ server on a unix socket as a web slot's uvicorn listens."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -54,3 +56,12 @@ def wait_listening(port: int, timeout: float, why_not: Callable[[], str], alive:
         except OSError:
             assert alive() and time.monotonic() < deadline, why_not()
             time.sleep(0.05)
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) files of a fresh self-signed P-256 certificate for ``name``, made by openssl."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", f"/CN={name}", "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from netkit import UnixServer, free_port
+from netkit import UnixServer, free_port, self_signed
 from smship.remote import agent
 
 HEALTH = {"host": "shop.example.com"}
@@ -99,11 +99,8 @@ def test_a_line_break_in_the_path_is_refused_before_anything_is_sent(tmp_path):
 
 
 def test_the_check_through_nginx_speaks_tls_to_the_loopback_port(tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-subj", "/CN=shop.example.com", "-days", "2", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(*self_signed(tmp_path, "shop.example.com"))
     port = free_port()
     listener = socket.create_server(("127.0.0.1", port))
     heads = []
