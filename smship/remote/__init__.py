@@ -122,9 +122,8 @@ class AgentsAhead:
         targets = list(targets)
         self._begun: dict[str, Any] = {}
         self._ready = {target.name: threading.Event() for target in targets}
-        self._thread = threading.Thread(target=self._begin, args=(fleet, targets), daemon=True,
-                                        name="smship-agents-ahead")
-        self._thread.start()
+        # Never joined: take and cancel wait on each host's event (see smship.ahead.Ahead for why not a join).
+        threading.Thread(target=self._begin, args=(fleet, targets), daemon=True, name="smship-agents-ahead").start()
 
     def _begin(self, fleet, targets) -> None:
         def one(target) -> None:
