@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -32,11 +33,20 @@ def _handshake(address: str, port: int, domain: str, context: ssl.SSLContext, ti
             return tls.getpeercert(binary_form=True)
 
 
-@functools.cache
+_CONTEXTS_LOCK = threading.Lock()
+
+
 def _contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(one that takes any certificate, one that trusts this machine's CA store), made once: loading the
-    store costs about 20 ms of CPU each time, twice per host (a second on 24 hosts). A context is shared
-    by the threads that probe the hosts at once, as the ssl module allows."""
+    store costs about 20 ms of CPU each time, twice per host (a second on 24 hosts). The hosts are
+    probed at once, so the first probes wait for one making rather than each making its own; a context
+    is then shared by their threads, as the ssl module allows."""
+    with _CONTEXTS_LOCK:
+        return _made_contexts()
+
+
+@functools.cache
+def _made_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     loose = ssl.create_default_context()
     loose.check_hostname = False
     loose.verify_mode = ssl.CERT_NONE

@@ -44,14 +44,24 @@ def test_a_self_signed_certificate_is_read_and_found_untrusted_with_the_store_lo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ssl, "create_default_context", counted)
-    tls._contexts.cache_clear()
+    tls._made_contexts.cache_clear()
     listener = serving(tmp_path, "shop.example.com")
+    served, ready = [], threading.Barrier(3)
+
+    def probe():
+        ready.wait()        # all at once, as the checklist probes a fleet's hosts
+        served.append(tls.probe("127.0.0.1", "shop.example.com", timeout=5, port=port))
     try:
         port = listener.getsockname()[1]
-        served = [tls.probe("127.0.0.1", "shop.example.com", timeout=5, port=port) for _ in range(3)]
+        probing = [threading.Thread(target=probe) for _ in range(3)]
+        for thread in probing:
+            thread.start()
+        for thread in probing:
+            thread.join(30)
     finally:
         listener.close()
-        tls._contexts.cache_clear()
+        tls._made_contexts.cache_clear()
+    assert len(served) == 3
     for each in served:
         assert each.error == "" and each.trusted is False, each
         assert "self-signed" in each.trust_error or "self signed" in each.trust_error, each.trust_error
