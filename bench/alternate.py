@@ -17,7 +17,6 @@ same.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
-from commands import cpu_usec, host_cgroup  # noqa: E402
+from commands import cpu_usec, host_cgroup, lab_arguments  # noqa: E402
 from smship.context import EnvContext  # noqa: E402
 
 # Runs smship from the checkout named first: the checkout's source before anything installed.
@@ -71,12 +70,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="runs of each version (default: 10)")
     parser.add_argument("--env", default="lab", help="the inventory's environment, for its hosts (default: lab)")
     parser.add_argument("command", nargs="+", help="smship's arguments, after --")
-    args = parser.parse_args()
-    inventory = os.environ.get("SMSHIP_INVENTORY")
-    if not inventory:
-        parser.error("SMSHIP_INVENTORY must name a running lab's inventory")
-    if not 1 <= args.runs <= 200:
-        parser.error("--runs must be 1-200")
+    args, inventory = lab_arguments(parser, "runs", 200)
     versions = {"before": args.before.resolve(), "after": args.after.resolve()}
     for name, checkout in versions.items():
         if not (checkout / "smship" / "cli.py").is_file():

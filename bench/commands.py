@@ -44,6 +44,18 @@ def cpu_usec(cgroup: Path | None) -> int | None:
     return None
 
 
+def lab_arguments(parser: argparse.ArgumentParser, count: str, most: int) -> tuple[argparse.Namespace, str]:
+    """The parsed arguments, and the running lab's inventory (``SMSHIP_INVENTORY``); the option named
+    ``count`` must be 1 to ``most``."""
+    args = parser.parse_args()
+    inventory = os.environ.get("SMSHIP_INVENTORY")
+    if not inventory:
+        parser.error("SMSHIP_INVENTORY must name a running lab's inventory")
+    if not 1 <= getattr(args, count) <= most:
+        parser.error(f"--{count} must be 1-{most}")
+    return args, inventory
+
+
 def measure(count: int, cgroup: Path | None, once) -> tuple[float, float, float | None]:
     """Mean wall ms, smship CPU ms and host CPU ms of ``once()``."""
     host_before, cpu_before, began = cpu_usec(cgroup), time.process_time(), time.perf_counter()
@@ -61,12 +73,7 @@ def main() -> int:
     parser.add_argument("--env", default="lab", help="the inventory's environment (default: lab)")
     parser.add_argument("--host", help="the host to ask (default: the environment's second, else first)")
     parser.add_argument("--count", type=int, default=20, help="commands of each kind (default: 20)")
-    args = parser.parse_args()
-    inventory = os.environ.get("SMSHIP_INVENTORY")
-    if not inventory:
-        parser.error("SMSHIP_INVENTORY must name a running lab's inventory")
-    if not 1 <= args.count <= 1000:
-        parser.error("--count must be 1-1000")
+    args, inventory = lab_arguments(parser, "count", 1000)
     ctx = EnvContext.open(args.env, inventory)
     names = [h.name for h in ctx.env.hosts]
     name = args.host or names[min(1, len(names) - 1)]

@@ -20,15 +20,15 @@ the lab is left whole; its failure fails the soak.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / "lab")]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests" / "lab")]
 
+from commands import lab_arguments  # noqa: E402
 from labkit import finish_smship, interrupt, start_smship  # noqa: E402
 
 
@@ -89,12 +89,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="the delays' random seed")
     parser.add_argument("--stacks", type=Path, default=Path("ctrlc-soak-stacks.txt"),
                         help="where a hung smship's threads are written (default: ./ctrlc-soak-stacks.txt)")
-    args = parser.parse_args()
-    inventory = os.environ.get("SMSHIP_INVENTORY")
-    if not inventory:
-        parser.error("SMSHIP_INVENTORY must name a running lab's inventory")
-    if not 1 <= args.runs <= 1000:
-        parser.error("--runs must be 1-1000")
+    args, inventory = lab_arguments(parser, "runs", 1000)
     draw = random.Random(args.seed)
     results = []
     for number in range(1, args.runs + 1):
