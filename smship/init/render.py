@@ -130,7 +130,7 @@ def _frontend(out: _Writer, frontend: dict[str, Fact] | Fact) -> None:
 def _environment(out: _Writer, found: Survey) -> None:
     out.line(2, f"domain: {_yaml(FILL_IN)}", "FILL IN: the site's public name")
     out.line(2, "ssh:")
-    out.line(3, "user: deploy", "GUESS: a login user with sudo on every host")
+    out.line(3, "user: deploy", "GUESS: a login user with passwordless sudo on every host, or root")
     out.line(2, "tls:", "FILL IN: the certificate and key files (source: self-signed only for labs)")
     out.line(3, "source: files")
     out.line(3, f"certificate: {_yaml(FILL_IN)}")
