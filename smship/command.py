@@ -56,3 +56,14 @@ def script(body: str, *, sudo: bool = False, user: str | None = None,
     """
     return Command(("sh", "-c", body, "smship", *args), sudo=sudo, user=user,
                    stdin=stdin, description=description)
+
+
+def in_turn(*commands: Command, description: str) -> Command:
+    """One exchange running ``commands`` one after another, each its argv whole, stopping at the first that
+    fails. They must run as the same user and read no stdin."""
+    if not commands or any(c.stdin is not None for c in commands):
+        raise ValueError("in_turn takes one or more commands that read no stdin")
+    if len({(c.sudo, c.user) for c in commands}) != 1:
+        raise ValueError("in_turn takes commands run as one user")
+    body = " && ".join(c.line() for c in commands)
+    return Command(("sh", "-c", body), sudo=commands[0].sudo, user=commands[0].user, description=description)

@@ -70,7 +70,7 @@ class FakeFleet(Fleet):
     """A :class:`Fleet` whose hosts are :class:`FakeHost` objects.
 
     ``fail_command(predicate)`` makes matching non-agent commands exit 1 (a
-    ``finish release ID`` command marks the release complete, as the real one
+    command whose description ends with ``finish release ID`` marks the release complete, as the real one
     does); ``interrupt(predicate)`` makes a matching agent request raise
     KeyboardInterrupt, as Ctrl-C does in the thread that waits on it.
     """
@@ -120,8 +120,8 @@ class FakeFleet(Fleet):
         described = command.description or " ".join(argv)
         self._event("command", target.name, described)
         code = 1 if any(p(target.name, described) for p in self._failing) else 0
-        if code == 0 and described.startswith("finish release "):
-            host.releases[described.removeprefix("finish release ")] = True
+        if code == 0 and "finish release " in described:
+            host.releases[described.rsplit("finish release ", 1)[1]] = True
         return Result(target.name, command.description or argv[0], code,
                       stderr="" if code == 0 else "failed on purpose by the test")
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from smship.command import Command, script
+from smship.command import Command, in_turn, script
 from smship.errors import SmshipError
 from smship.layout import Layout
 from smship.release.hostcmds import COMPLETE_MARKER
@@ -93,8 +93,10 @@ def transfer(fleet: Fleet, target: Target, layout: Layout, release, previous: st
 
 def install(fleet: Fleet, target: Target, layout: Layout, release, venv_commands: list[Command],
             venv_dir: str) -> None:
-    """Build the virtualenv (once per lock file), link it, and only then mark the release complete."""
-    for command in [*venv_commands, finish_command(layout, release.id, venv_dir)]:
-        result = fleet.run(target, command, timeout=900)
-        if not result.ok:
-            raise SmshipError(result.summary())
+    """Build the virtualenv (once per lock file), link it, and only then mark the release complete: one
+    exchange with the host."""
+    finish = finish_command(layout, release.id, venv_dir)
+    command = in_turn(*venv_commands, finish, description=f"virtualenv {release.deps_id}, then {finish.description}")
+    result = fleet.run(target, command, timeout=900)
+    if not result.ok:
+        raise SmshipError(result.summary())

@@ -16,7 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from smship.command import cmd
+from smship.command import cmd, in_turn, script
 from smship.ssh import (ConnectError, Endpoint, Result, SSHOptions, Target,
                         parse_jump, parse_rsync_stats,
                         remote_line, resolve, rsync_argv,
@@ -78,6 +78,22 @@ def test_a_root_login_runs_root_s_commands_as_they_are_and_another_user_s_throug
         ["runuser", "-u", "x; id", "--", "-rf"]
     assert remote_line(cmd("id", user="root"), "root") == "id"
     assert remote_line(cmd("id", sudo=True), "deploy") == "sudo -n -H -- id"     # only root is spared sudo
+
+
+def test_commands_in_turn_run_whole_in_one_shell_and_stop_at_the_first_failure(tmp_path):
+    marker = tmp_path / "it ran; really"
+    early = script('[ -n "$1" ] && exit 0; exit 3', args=("x; touch /nonexistent/y",), sudo=True)
+    touch = cmd("touch", str(marker), sudo=True)
+    both = in_turn(early, touch, description="early, then touch")
+    assert both.sudo and both.argv[:2] == ("sh", "-c") and both.description == "early, then touch"
+    assert local_sh(remote_line(both, "root")).returncode == 0 and marker.exists()   # an exit 0 ends only its own
+    marker.unlink()
+    failing = in_turn(script("exit 4", sudo=True), touch, description="fail, then touch")
+    assert local_sh(remote_line(failing, "root")).returncode == 4 and not marker.exists()
+    with pytest.raises(ValueError):
+        in_turn(touch, cmd("id", user="postgres"), description="two users")
+    with pytest.raises(ValueError):
+        in_turn(cmd("cat", sudo=True, stdin=b"secret"), touch, description="stdin")
 
 
 # -- jump specs and ssh config ------------------------------------------------
