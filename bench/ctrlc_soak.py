@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests" / "lab")]
 
 from commands import lab_arguments  # noqa: E402
-from labkit import finish_smship, interrupt, start_smship  # noqa: E402
+from labkit import finish_smship, interrupt, start_smship, wait_for_line  # noqa: E402
 
 
 def delay_range(text: str) -> tuple[float, float]:
@@ -43,23 +43,13 @@ def delay_range(text: str) -> tuple[float, float]:
     return bounds
 
 
-def read_until(proc, needle: str, timeout: float) -> bool:
-    """Read smship's progress (stderr) until a line holds ``needle``; False if it ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            return False
-        if needle in line:
-            return True
-    return False
-
-
 def one_run(env: str, inventory: Path, needle: str, delay: float, timeout: float) -> dict:
     proc = start_smship("deploy", env, "--force", inventory=inventory, new_session=True)
-    if not read_until(proc, needle, timeout):
-        run = finish_smship(proc, timeout)
-        return {"outcome": "no line", "detail": run.stderr[-2000:]}
+    try:
+        wait_for_line(proc, needle, timeout)
+    except AssertionError as never:     # it ended (or went on) without that line
+        finish_smship(proc, timeout)
+        return {"outcome": "no line", "detail": str(never)[-2000:]}
     time.sleep(delay)
     interrupt(proc)
     signalled = time.monotonic()

@@ -615,16 +615,22 @@ def _journal_has(unit, since, needle):
 ANSWER_LIMIT = 1 << 20
 
 
-def _slot_socket(path, timeout):
-    """A connection to a web slot's own socket: the new uvicorn alone answers it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connected(family, address, timeout, wrap=lambda sock: sock):
+    """A stream socket connected to ``address`` (and ``wrap``-ped), closed again if that fails. Not
+    create_connection: its getaddrinfo imports the IDNA codec, even for an address."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(path)
+        sock.connect(address)
+        return wrap(sock)
     except OSError:
         sock.close()
         raise
-    return sock
+
+
+def _slot_socket(path, timeout):
+    """A connection to a web slot's own socket: the new uvicorn alone answers it."""
+    return _connected(socket.AF_UNIX, path, timeout)
 
 
 def _nginx_socket(port, timeout):
@@ -636,15 +642,7 @@ def _nginx_socket(port, timeout):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    # Not create_connection: its getaddrinfo imports the IDNA codec, even for an address.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(("127.0.0.1", port))
-        return context.wrap_socket(sock)
-    except OSError:
-        sock.close()
-        raise
+    return _connected(socket.AF_INET, ("127.0.0.1", port), timeout, context.wrap_socket)
 
 
 def _read_until(sock, buffer, enough):
